@@ -1,0 +1,1 @@
+//! Per-chip facts (placeholder; filled in by the image work).

@@ -1,0 +1,1 @@
+//! App images (placeholder; filled in by the image work).

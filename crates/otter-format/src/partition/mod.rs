@@ -1,0 +1,1 @@
+//! Partition tables (placeholder; filled in by the partition-table work).

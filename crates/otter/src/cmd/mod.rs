@@ -1,0 +1,5 @@
+//! One module per top-level command.
+
+pub mod image;
+pub mod otadata;
+pub mod partitions;

@@ -1,0 +1,48 @@
+//! Output conventions shared by every command: exit codes and JSON printing.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde::Serialize;
+
+/// Exit code when a check ran and found a problem.
+pub const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit code when a command could not run at all.
+pub const EXIT_ERROR: u8 = 2;
+
+/// Exit code for a check: success when `ok`, else [`EXIT_CHECK_FAILED`].
+pub fn check_exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CHECK_FAILED)
+    }
+}
+
+/// Prints `value` as pretty JSON on standard output, followed by a newline.
+pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value).context("writing JSON to standard output")?;
+    writeln!(out).context("writing to standard output")?;
+    Ok(())
+}
+
+/// Formats a byte count the way ESP-IDF users talk about partitions: `1.06 MB`,
+/// `64 KB` or `512 B` (binary units, as in `idf.py size`).
+pub fn human_size(bytes: u64) -> String {
+    const K: f64 = 1024.0;
+    let b = bytes as f64;
+    if bytes >= 1024 * 1024 {
+        format!("{:.2} MB", b / (K * K))
+    } else if bytes >= 1024 {
+        format!("{:.2} KB", b / K)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// Hex string of a byte slice, lowercase.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
