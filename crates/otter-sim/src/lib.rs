@@ -1,0 +1,1 @@
+//! A NOR-flash simulator and otter's virtual ESP32 device (placeholder).
