@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# otter's whole test suite, on a fresh machine. CI runs exactly this (.ci/run).
+#
+#   1. installs the reference tools the tests compare against (esptool from
+#      PyPI, into .venv) and cargo-fuzz when missing;
+#   2. checks formatting and clippy;
+#   3. proves the device-side crates build without std and without an allocator;
+#   4. runs every fuzz target for a bounded time;
+#   5. runs every test of the workspace (unit, integration, property, oracle,
+#      end-to-end against the real binary and the shared corpus).
+#
+# Environment: OTTER_FUZZ_SECONDS (default 20 per target), OTTER_CORPUS
+# (default ../shared/corpus).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*"; }
+fail() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
+
+export OTTER_CORPUS="${OTTER_CORPUS:-$root/../shared/corpus}"
+[ -f "$OTTER_CORPUS/README.md" ] || fail "the shared corpus is missing at $OTTER_CORPUS (set OTTER_CORPUS)"
+
+step "installing test oracles (esptool) into .venv"
+bash scripts/setup-oracles.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "no_std: otter-format without std and without alloc"
+bash scripts/check-no-std.sh
+
+step "fuzzing every parser for ${OTTER_FUZZ_SECONDS:-20}s each"
+bash scripts/fuzz.sh "${OTTER_FUZZ_SECONDS:-20}"
+
+step "cargo test --workspace"
+cargo test --workspace --all-features --no-fail-fast
