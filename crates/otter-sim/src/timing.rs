@@ -75,11 +75,9 @@ impl TimingModel {
     /// whole nanoseconds per byte; 0 means free reads).
     #[must_use]
     pub fn with_read_bandwidth(mut self, bytes_per_second: u64) -> Self {
-        self.read_per_byte = if bytes_per_second == 0 {
-            Duration::ZERO
-        } else {
-            Duration::from_nanos(1_000_000_000 / bytes_per_second)
-        };
+        self.read_per_byte = 1_000_000_000u64
+            .checked_div(bytes_per_second)
+            .map_or(Duration::ZERO, Duration::from_nanos);
         self
     }
 
