@@ -27,8 +27,10 @@
 //!
 //! It does not model the SPI bus, flash encryption, the MMU cache, write
 //! protection, status registers, suspend/resume, or wear-out. Timing is a
-//! cost model, not a cycle-accurate one. The virtual device (bootloader
-//! model, firmware lifecycle) is built on top of it, not in it.
+//! cost model, not a cycle-accurate one, and the simulator never sleeps.
+//! The virtual device (bootloader model, firmware lifecycle) is a separate
+//! layer that uses a `SimFlash`; nothing here knows about partitions,
+//! otadata or images.
 //!
 //! # Power-cut enumeration
 //!
