@@ -105,6 +105,7 @@ pub struct StreamingVerifier {
     desc_len: u16,
     desc_resolved: bool,
     page_size: u32,
+    page_fixed: bool,
     checksum: u8,
     checksum_stored: u8,
     checksum_offset: u32,
@@ -134,6 +135,7 @@ impl StreamingVerifier {
             desc_len: 0,
             desc_resolved: false,
             page_size: DEFAULT_MMU_PAGE_SIZE,
+            page_fixed: false,
             checksum: CHECKSUM_SEED,
             checksum_stored: 0,
             checksum_offset: 0,
@@ -487,20 +489,41 @@ impl StreamingVerifier {
         Ok(n)
     }
 
-    fn check_mapping(&self, index: u8, data_offset: u32, load_addr: u32) -> Result<(), ImageError> {
+    /// Checks that a flash-mapped segment can be mapped. When the app
+    /// descriptor fixes the MMU page size, that size is used. Otherwise (older
+    /// images, or no descriptor) the page is the largest the chip supports for
+    /// which every flash segment so far is congruent: congruence modulo a
+    /// larger power of two implies it modulo every smaller one, so shrinking
+    /// never invalidates an earlier segment.
+    fn check_mapping(
+        &mut self,
+        index: u8,
+        data_offset: u32,
+        load_addr: u32,
+    ) -> Result<(), ImageError> {
         let Some(chip) = self.chip else { return Ok(()) };
-        if self.opts.check_integrity
-            && chip.is_flash_mapped(load_addr)
-            && !is_page_congruent(data_offset, load_addr, self.page_size)
-        {
-            return Err(ImageError::SegmentMisaligned {
-                index,
-                offset: data_offset,
-                load_addr,
-                page_size: self.page_size,
-            });
+        if !chip.is_flash_mapped(load_addr) {
+            return Ok(());
         }
-        Ok(())
+        if !self.page_fixed {
+            for &p in chip.facts().mmu_page_sizes.iter().rev() {
+                if p <= self.page_size && is_page_congruent(data_offset, load_addr, p) {
+                    self.page_size = p;
+                    return Ok(());
+                }
+            }
+        } else if is_page_congruent(data_offset, load_addr, self.page_size) {
+            return Ok(());
+        }
+        if !self.opts.check_integrity {
+            return Ok(());
+        }
+        Err(ImageError::SegmentMisaligned {
+            index,
+            offset: data_offset,
+            load_addr,
+            page_size: self.page_size,
+        })
     }
 
     fn step_seg_data(&mut self, data: &[u8], remaining: u32) -> Result<usize, ImageError> {
@@ -584,7 +607,10 @@ impl StreamingVerifier {
             let log2 = d.mmu_page_size_log2();
             if log2 != 0 {
                 match d.mmu_page_size() {
-                    Some(p) => self.page_size = p,
+                    Some(p) => {
+                        self.page_size = p;
+                        self.page_fixed = true;
+                    }
                     None if self.opts.check_integrity => {
                         return Err(ImageError::InvalidMmuPageSize { log2 })
                     }

@@ -149,7 +149,9 @@ pub struct ImageInfo {
     pub image_len: u32,
     /// Length of the whole file (image plus trailing bytes).
     pub file_len: u64,
-    /// MMU page size used for the mapping check.
+    /// MMU page size used for the mapping check: from the app descriptor when
+    /// it names one, else the largest size the chip supports that every
+    /// flash-mapped segment is congruent with.
     pub mmu_page_size: u32,
     /// The app descriptor, when segment 0 starts with one.
     pub app_desc: Option<AppDesc>,

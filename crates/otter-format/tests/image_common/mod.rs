@@ -1,0 +1,109 @@
+//! Helpers shared by the image integration tests: the corpus, the Python
+//! oracles (esptool in the project venv) and small utilities.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/otter-format sits two levels below the workspace root")
+        .to_path_buf()
+}
+
+/// The corpus folder: `$OTTER_CORPUS` or `../shared/corpus`. Panics when missing.
+pub fn corpus() -> PathBuf {
+    let dir = match std::env::var_os("OTTER_CORPUS") {
+        Some(p) => PathBuf::from(p),
+        None => workspace_root().join("../shared/corpus"),
+    };
+    assert!(
+        dir.join("README.md").is_file(),
+        "the test corpus is missing at {} (set OTTER_CORPUS to its folder)",
+        dir.display()
+    );
+    dir
+}
+
+/// Every `.bin` under `corpus/<sub>`, sorted.
+pub fn corpus_bins(sub: &str) -> Vec<PathBuf> {
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(d).expect("reading corpus dir") {
+            let p = e.expect("dir entry").path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "bin") {
+                out.push(p);
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(&corpus().join(sub), &mut v);
+    v.sort();
+    assert!(!v.is_empty(), "no .bin files under corpus/{sub}");
+    v
+}
+
+/// The project venv's Python with esptool. Panics loudly when missing.
+pub fn python() -> PathBuf {
+    let py = match std::env::var_os("OTTER_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => workspace_root().join(".venv/bin/python"),
+    };
+    assert!(
+        py.is_file(),
+        "the Python oracles are not installed at {}: run scripts/setup-oracles.sh",
+        py.display()
+    );
+    py
+}
+
+/// Path of a script in `tests/oracle/`.
+pub fn oracle_script(name: &str) -> PathBuf {
+    let p = workspace_root().join("tests/oracle").join(name);
+    assert!(p.is_file(), "oracle script missing: {}", p.display());
+    p
+}
+
+/// Runs `python args...` with `stdin`, returning stdout; panics with stderr on failure.
+pub fn run_python(args: &[&std::ffi::OsStr], stdin: &[u8]) -> Vec<u8> {
+    let mut child = Command::new(python())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning python");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("writing to python");
+    let out = child.wait_with_output().expect("waiting for python");
+    assert!(
+        out.status.success(),
+        "python {:?} failed: {}",
+        args,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// esptool's view of images, via tests/oracle/esptool_image.py.
+pub fn esptool_describe(files: &[PathBuf]) -> Vec<serde_json::Value> {
+    let script = oracle_script("esptool_image.py");
+    let mut args: Vec<&std::ffi::OsStr> = vec![script.as_os_str()];
+    args.extend(files.iter().map(|p| p.as_os_str()));
+    let out = run_python(&args, b"");
+    serde_json::from_slice(&out).expect("oracle JSON")
+}
+
+/// Lowercase hex.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
