@@ -38,6 +38,6 @@ header = struct.pack(
 shdrs = b"\x00" * 0x28
 for s, n, off in zip(secs, name_offs, data_offs):
     size = len(bytes.fromhex(s["data"]))
-    shdrs += struct.pack("<LLLLLLLLL", n, 1, 0x2, s["addr"], off, size, 0, 0, 4)
-shdrs += struct.pack("<LLLLLLLLL", name_offs[-1], 3, 0, 0, strtab_off, len(names), 0, 0, 1)
+    shdrs += struct.pack("<LLLLLLLLLL", n, 1, 0x2, s["addr"], off, size, 0, 0, 4, 0)
+shdrs += struct.pack("<LLLLLLLLLL", name_offs[-1], 3, 0, 0, strtab_off, len(names), 0, 0, 1, 0)
 open(spec["out"], "wb").write(header + body + shdrs)
