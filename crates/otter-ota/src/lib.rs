@@ -1,0 +1,99 @@
+//! otter's device-side OTA engine.
+//!
+//! This is the code that runs on an ESP32 and decides whether a device
+//! survives an update. It is `#![no_std]`, uses no heap, and is generic over
+//! [`embedded_storage::nor_flash::NorFlash`], so it runs unchanged on a real
+//! chip (esp-hal's flash driver) and on otter's NOR-flash simulator.
+//!
+//! It is byte-compatible with ESP-IDF: it reads the partition table the
+//! bootloader reads, writes otadata exactly as `esp_ota_set_boot_partition`
+//! does, and follows the rollback states of `esp_ota_ops`, so a device can mix
+//! otter and ESP-IDF code (an ESP-IDF bootloader with an otter app, or the
+//! other way round) without disagreeing about which slot boots.
+//!
+//! - [`slots`]: slot discovery from the on-flash partition table.
+//! - [`boot`]: a model of ESP-IDF's second-stage bootloader: which image it
+//!   boots for given flash contents, and the otadata writes it makes.
+//! - [`session`]: the streaming update session (begin, write, finish,
+//!   activate, abort).
+//! - [`lifecycle`]: the running image's state, confirm, roll back, and the
+//!   diagnostics snapshot.
+//!
+//! What it is not: there is no networking, no allocation and no logging
+//! framework here; transports feed bytes into an [`session::UpdateSession`].
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod boot;
+mod error;
+mod io;
+pub mod lifecycle;
+pub mod session;
+pub mod slots;
+
+pub use error::OtaError;
+pub use io::{verify_slot, SlotVerdict};
+pub use slots::{Region, SlotId, SlotMap};
+
+use otter_format::chip::Chip;
+use otter_format::otadata::SameSlotRule;
+use otter_format::partition::DEFAULT_TABLE_OFFSET;
+
+/// How the device's bootloader and `esp_ota_ops` are configured. Both sides
+/// must agree, so one value describes the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceConfig {
+    /// The chip; images for another chip are refused.
+    pub chip: Chip,
+    /// Flash offset of the partition table (`CONFIG_PARTITION_TABLE_OFFSET`).
+    pub table_offset: u32,
+    /// `CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE`: new images boot as
+    /// PENDING_VERIFY and roll back unless confirmed.
+    pub rollback: bool,
+    /// `CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK`: the eFuse secure-version counter,
+    /// or `None` when anti-rollback is off.
+    pub anti_rollback: Option<u32>,
+    /// How re-selecting the already active slot is written (ESP-IDF v6 or v5).
+    pub same_slot_rule: SameSlotRule,
+}
+
+impl DeviceConfig {
+    /// A device with ESP-IDF's defaults: table at 0x8000, no rollback, no
+    /// anti-rollback, v6 otadata rules.
+    pub const fn new(chip: Chip) -> Self {
+        Self {
+            chip,
+            table_offset: DEFAULT_TABLE_OFFSET,
+            rollback: false,
+            anti_rollback: None,
+            same_slot_rule: SameSlotRule::InPlace,
+        }
+    }
+
+    /// The same configuration with app rollback on or off.
+    pub const fn with_rollback(mut self, on: bool) -> Self {
+        self.rollback = on;
+        self
+    }
+
+    /// The same configuration with the anti-rollback eFuse counter set.
+    pub const fn with_anti_rollback(mut self, counter: Option<u32>) -> Self {
+        self.anti_rollback = counter;
+        self
+    }
+
+    /// The state `esp_ota_set_boot_partition` writes for a newly selected
+    /// image: NEW with rollback, else UNDEFINED.
+    pub const fn new_image_state(&self) -> otter_format::otadata::OtaState {
+        if self.rollback {
+            otter_format::otadata::OtaState::New
+        } else {
+            otter_format::otadata::OtaState::Undefined
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The streaming update session: begin, write, finish, activate, abort.
+//!
+//! ```text
+//! UpdateSession::begin ──write*──▶ finish ──▶ VerifiedUpdate::activate
+//!         │                          │
+//!         └──── abort / drop ◀───────┘   (boot selection untouched)
+//! ```
+//!
+//! Transitions consume the session, so a finished or failed session cannot be
+//! written to again. Until [`VerifiedUpdate::activate`], nothing outside the
+//! target slot is changed (with rollback enabled, ESP-IDF's invalidation of a
+//! stale inactive otadata entry is the one exception, made when the slot is
+//! first erased), so an aborted, failed or interrupted update leaves the
+//! running image and the boot selection as they were.
+//!
+//! # Early refusal
+//! Nothing is erased until the first 0x120 bytes (image header and app
+//! descriptor) have been checked: magic, chip, that it is an app, the
+//! `secure_version` against the anti-rollback counter, and the announced size
+//! against the slot.
+//!
+//! # Erasing
+//! The slot is erased just ahead of the write cursor: a 64 KiB block erase
+//! where the cursor is block-aligned and the whole block is needed, 4 KiB
+//! sectors elsewhere. With the size known up front, at most the image size
+//! rounded up to 4 KiB is erased; without it, at most one 64 KiB block more.
+//!
+//! # Memory
+//! The session is a fixed-size value ([`SESSION_STATE_SIZE`] bytes at most,
+//! asserted at compile time): the streaming verifier, a SHA-256 state and a
+//! 512-byte staging buffer. It never holds the image.
+
+use embedded_storage::nor_flash::NorFlash;
+use otter_format::image::{ImageInfo, StreamingVerifier, VerifyOptions};
+use otter_format::otadata::{plan_set_boot, OtaState};
+use otter_format::SECTOR_SIZE;
+use sha2::{Digest, Sha256};
+
+use crate::error::OtaError;
+use crate::io::{read_otadata, verify_slot, write_otadata_entry};
+use crate::slots::{Region, SlotId, SlotMap};
+use crate::DeviceConfig;
+
+/// Bytes held back before the first erase: header (24) + segment header (8)
+/// + app descriptor (256).
+const HEAD_LEN: usize = 0x120;
+/// Staging buffer: two 256-byte flash pages, so programs are page-aligned.
+const STAGE_LEN: usize = 512;
+/// 64 KiB block.
+const BLOCK_SIZE: u32 = 0x1_0000;
+
+/// Upper bound of `size_of::<UpdateSession>()`, checked at compile time.
+pub const SESSION_STATE_SIZE: usize = 2560;
+const _: () = assert!(core::mem::size_of::<UpdateSession>() <= SESSION_STATE_SIZE);
+
+/// What the caller knows about the update before it starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpdateRequest {
+    /// Total bytes that will be written (a Content-Length or a manifest's
+    /// size), if known. Used to refuse early and to erase no more than needed.
+    pub size: Option<u32>,
+    /// The SHA-256 the whole upload must have.
+    pub expected_sha256: Option<[u8; 32]>,
+}
+
+/// An update being streamed into the inactive slot.
+#[derive(Debug, Clone)]
+pub struct UpdateSession {
+    cfg: DeviceConfig,
+    map: SlotMap,
+    target: SlotId,
+    region: Region,
+    size: Option<u32>,
+    verifier: StreamingVerifier,
+    /// SHA-256 of the image bytes streamed so far (up to the image length).
+    image_hash: Sha256,
+    /// Bytes accepted from the caller.
+    received: u32,
+    /// Bytes programmed into the slot (always a multiple of the stage size,
+    /// except after the final flush).
+    programmed: u32,
+    /// Slot-relative end of the erased area.
+    erased_to: u32,
+    /// Image length once the verifier knows it.
+    image_len: Option<u32>,
+    stage: [u8; STAGE_LEN],
+    stage_len: usize,
+    /// Whether the head has been checked, so erasing may start.
+    head_ok: bool,
+    invalidated_stale: bool,
+}
+
+impl UpdateSession {
+    /// `esp_ota_begin`: picks the next update slot after `running` and checks
+    /// that an update may start. Writes nothing to flash.
+    pub fn begin<F: NorFlash>(
+        flash: &mut F,
+        cfg: &DeviceConfig,
+        running: SlotId,
+        req: UpdateRequest,
+    ) -> Result<Self, OtaError<F::Error>> {
+        let map = SlotMap::read(flash, cfg.table_offset)?;
+        if map.ota_count() == 0 {
+            return Err(OtaError::NoOtaSlots);
+        }
+        let Some(od) = map.otadata().copied() else {
+            return Err(OtaError::NoOtadata);
+        };
+        let target = map
+            .next_update_slot(Some(running))
+            .ok_or(OtaError::NoOtaSlots)?;
+        if target == running {
+            return Err(OtaError::RunningSlot(running));
+        }
+        let region = *map.region(target).ok_or(OtaError::NoSuchSlot(target))?;
+        if cfg.rollback {
+            let otadata = read_otadata(flash, &od)?;
+            if crate::lifecycle::state_of(&otadata, &map, running) == Some(OtaState::PendingVerify)
+            {
+                return Err(OtaError::RunningImagePending);
+            }
+        }
+        if let Some(size) = req.size {
+            if size > region.size {
+                return Err(OtaError::TooLarge {
+                    slot: target,
+                    needed: u64::from(size),
+                    capacity: region.size,
+                });
+            }
+        }
+        let mut opts = VerifyOptions::new();
+        opts.chip = Some(cfg.chip);
+        opts.slot_size = Some(region.size);
+        opts.min_secure_version = cfg.anti_rollback;
+        opts.expected_sha256 = req.expected_sha256;
+        opts.require_app = true;
+        Ok(Self {
+            cfg: *cfg,
+            map,
+            target,
+            region,
+            size: req.size,
+            verifier: StreamingVerifier::new(opts),
+            image_hash: Sha256::new(),
+            received: 0,
+            programmed: 0,
+            erased_to: 0,
+            image_len: None,
+            stage: [0xFF; STAGE_LEN],
+            stage_len: 0,
+            head_ok: false,
+            invalidated_stale: false,
+        })
+    }
+
+    /// The slot being written.
+    pub fn target(&self) -> SlotId {
+        self.target
+    }
+
+    /// The target slot's region.
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// Bytes accepted so far.
+    pub fn received(&self) -> u32 {
+        self.received
+    }
+
+    /// The image length, once the header walk has reached the last segment.
+    pub fn image_len(&self) -> Option<u32> {
+        self.image_len
+    }
+
+    /// `esp_ota_write`: accepts the next chunk, of any size. The chunk is
+    /// checked before it is written; on error the session is over (call
+    /// [`abort`](Self::abort)) and the boot selection is untouched.
+    pub fn write<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        mut data: &[u8],
+    ) -> Result<(), OtaError<F::Error>> {
+        let new_total = u64::from(self.received) + data.len() as u64;
+        if new_total > u64::from(self.region.size) {
+            return Err(OtaError::TooLarge {
+                slot: self.target,
+                needed: new_total,
+                capacity: self.region.size,
+            });
+        }
+        if let Some(size) = self.size {
+            if new_total > u64::from(size) {
+                return Err(OtaError::Misuse("more data than the announced size"));
+            }
+        }
+        let progress = self.verifier.feed(data).map_err(map_image_error)?;
+        if let Some(len) = progress.image_len {
+            self.image_len = Some(len);
+        }
+        // Hash the image bytes (not trailing bytes) for the read-back check.
+        let hash_end = self.image_len.unwrap_or(u32::MAX);
+        let hash_n = hash_end
+            .saturating_sub(self.received)
+            .min(data.len() as u32) as usize;
+        if let Some(part) = data.get(..hash_n) {
+            self.image_hash.update(part);
+        }
+        self.received = new_total as u32;
+        if !self.head_ok
+            && (progress.app_desc_resolved || u64::from(self.received) >= HEAD_LEN as u64)
+        {
+            self.head_ok = true;
+        }
+        while !data.is_empty() {
+            let room = STAGE_LEN - self.stage_len;
+            let n = room.min(data.len());
+            let (now, rest) = data.split_at(n);
+            if let Some(dst) = self.stage.get_mut(self.stage_len..self.stage_len + n) {
+                dst.copy_from_slice(now);
+            }
+            self.stage_len += n;
+            data = rest;
+            if self.stage_len == STAGE_LEN && self.head_ok {
+                self.flush(flash)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Programs the staged bytes at the cursor (padded with 0xFF to the
+    /// flash's write size), erasing ahead as needed.
+    fn flush<F: NorFlash>(&mut self, flash: &mut F) -> Result<(), OtaError<F::Error>> {
+        if self.stage_len == 0 {
+            return Ok(());
+        }
+        let write_size = F::WRITE_SIZE.max(1);
+        let len = self.stage_len.div_ceil(write_size) * write_size;
+        if len > STAGE_LEN {
+            return Err(OtaError::Misuse(
+                "flash write size larger than the staging buffer",
+            ));
+        }
+        if let Some(pad) = self.stage.get_mut(self.stage_len..len) {
+            pad.fill(0xFF);
+        }
+        let end = self.programmed + len as u32;
+        self.erase_ahead(flash, end)?;
+        let data = self.stage.get(..len).unwrap_or_default();
+        flash
+            .write(self.region.offset + self.programmed, data)
+            .map_err(OtaError::Flash)?;
+        self.programmed = end;
+        self.stage_len = 0;
+        Ok(())
+    }
+
+    /// Erases the slot up to at least `needed` (slot-relative).
+    fn erase_ahead<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        needed: u32,
+    ) -> Result<(), OtaError<F::Error>> {
+        if needed <= self.erased_to {
+            return Ok(());
+        }
+        if !self.invalidated_stale {
+            self.invalidate_stale_otadata(flash)?;
+            self.invalidated_stale = true;
+        }
+        // The most this image may need: its announced size, else its known
+        // length, else the whole slot.
+        let known = self.size.or(self.image_len);
+        let limit = known
+            .map(|n| n.div_ceil(SECTOR_SIZE) * SECTOR_SIZE)
+            .unwrap_or(self.region.size)
+            .min(self.region.size)
+            .max(needed.div_ceil(SECTOR_SIZE) * SECTOR_SIZE);
+        while self.erased_to < needed {
+            let at = self.erased_to;
+            let block_ok = at % BLOCK_SIZE == 0
+                && at + BLOCK_SIZE <= self.region.size
+                && (known.is_none() || at + BLOCK_SIZE <= limit);
+            let step = if block_ok { BLOCK_SIZE } else { SECTOR_SIZE };
+            let from = self.region.offset + at;
+            flash.erase(from, from + step).map_err(OtaError::Flash)?;
+            self.erased_to = at + step;
+        }
+        Ok(())
+    }
+
+    /// With rollback enabled, ESP-IDF's `esp_ota_begin` erases the inactive
+    /// otadata sector when it is valid and points at a slot other than the
+    /// running one (the slot being overwritten), so it can no longer be chosen
+    /// as a rollback target.
+    fn invalidate_stale_otadata<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+    ) -> Result<(), OtaError<F::Error>> {
+        if !self.cfg.rollback {
+            return Ok(());
+        }
+        let Some(od) = self.map.otadata().copied() else {
+            return Ok(());
+        };
+        let otadata = read_otadata(flash, &od)?;
+        let Some(active) = otadata.active() else {
+            return Ok(());
+        };
+        let inactive = 1 - active;
+        let e = otadata.entries[inactive];
+        if e.is_valid() && self.map.slot_for_seq(e.seq) == Some(self.target) {
+            let at = od.offset + inactive as u32 * SECTOR_SIZE;
+            flash.erase(at, at + SECTOR_SIZE).map_err(OtaError::Flash)?;
+        }
+        Ok(())
+    }
+
+    /// `esp_ota_end`: writes what is staged, then verifies what is **in
+    /// flash**: it must be a valid app for this device, byte-identical to what
+    /// was streamed, with the expected SHA-256 when one was given.
+    pub fn finish<F: NorFlash>(
+        mut self,
+        flash: &mut F,
+    ) -> Result<VerifiedUpdate, OtaError<F::Error>> {
+        if self.received == 0 {
+            return Err(OtaError::Misuse("nothing was written"));
+        }
+        self.head_ok = true;
+        self.flush(flash)?;
+        let streamed = self.verifier.finish().map_err(map_image_error)?;
+        let image_len = streamed.image_len;
+
+        let mut opts = VerifyOptions::new();
+        opts.chip = Some(self.cfg.chip);
+        opts.min_secure_version = self.cfg.anti_rollback;
+        let in_flash = verify_slot(flash, &self.region, opts)?.map_err(OtaError::Image)?;
+        if in_flash.image_len != image_len {
+            return Err(OtaError::Sha256Mismatch);
+        }
+        let mut readback = Sha256::new();
+        let mut buf = [0u8; 256];
+        let mut at = 0u32;
+        while at < image_len {
+            let n = (image_len - at).min(buf.len() as u32) as usize;
+            let chunk = buf.get_mut(..n).unwrap_or_default();
+            flash
+                .read(self.region.offset + at, chunk)
+                .map_err(OtaError::Flash)?;
+            readback.update(&*chunk);
+            at += n as u32;
+        }
+        if readback.finalize() != self.image_hash.finalize() {
+            return Err(OtaError::Sha256Mismatch);
+        }
+        Ok(VerifiedUpdate {
+            cfg: self.cfg,
+            map: self.map,
+            target: self.target,
+            image: in_flash,
+        })
+    }
+
+    /// `esp_ota_abort`: ends the session. The target slot may hold a partial
+    /// image; the boot selection is untouched.
+    pub fn abort(self) {}
+}
+
+/// Maps the verifier's verdict to the engine's error, keeping the
+/// anti-rollback case distinct.
+fn map_image_error<E>(e: otter_format::image::ImageError) -> OtaError<E> {
+    OtaError::Image(e)
+}
+
+/// An update that is fully written and verified in flash, ready to boot.
+#[derive(Debug, Clone)]
+pub struct VerifiedUpdate {
+    cfg: DeviceConfig,
+    map: SlotMap,
+    target: SlotId,
+    image: ImageInfo,
+}
+
+impl VerifiedUpdate {
+    /// The slot that holds the new image.
+    pub fn target(&self) -> SlotId {
+        self.target
+    }
+
+    /// The verified image.
+    pub fn image(&self) -> &ImageInfo {
+        &self.image
+    }
+
+    /// `esp_ota_set_boot_partition`: selects the new slot for the next boot,
+    /// exactly as ESP-IDF writes otadata (which sector, which sequence number,
+    /// NEW with rollback else UNDEFINED; one sector erase, one 32-byte program).
+    pub fn activate<F: NorFlash>(self, flash: &mut F) -> Result<SlotId, OtaError<F::Error>> {
+        set_boot_slot(flash, &self.cfg, &self.map, self.target)?;
+        Ok(self.target)
+    }
+}
+
+/// Writes otadata so that `slot` boots next (the slot's image must already be
+/// verified by the caller).
+pub(crate) fn set_boot_slot<F: NorFlash>(
+    flash: &mut F,
+    cfg: &DeviceConfig,
+    map: &SlotMap,
+    slot: SlotId,
+) -> Result<(), OtaError<F::Error>> {
+    let od = *map.otadata().ok_or(OtaError::NoOtadata)?;
+    let SlotId::Ota(index) = slot else {
+        return Err(OtaError::Misuse("only OTA slots can be activated"));
+    };
+    let otadata = read_otadata(flash, &od)?;
+    let w = plan_set_boot(
+        &otadata,
+        index,
+        map.ota_count(),
+        cfg.new_image_state(),
+        cfg.same_slot_rule,
+    )
+    .map_err(OtaError::Otadata)?;
+    write_otadata_entry(flash, &od, w.sector, &w.entry)
+}
