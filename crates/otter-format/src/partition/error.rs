@@ -435,9 +435,9 @@ pub enum ValidationError {
     /// More than one otadata (or TEE otadata) partition.
     #[error(
         "{second}: found multiple {what} partitions ({first} is one); only one partition can be \
-         defined with type \"data\"(1) and subtype \"{sub}\"; remove one",
+         defined with type \"data\"(1) and subtype {sub}; remove one",
         what = if *tee { "TEE otadata" } else { "otadata" },
-        sub = if *tee { "tee_ota\"(0x90)" } else { "ota\"(0)" }
+        sub = if *tee { "\"tee_ota\"(0x90)" } else { "\"ota\"(0)" }
     )]
     MultipleOtadata {
         /// The first one.
