@@ -173,7 +173,7 @@ fn unsigned_images_have_no_signature() {
 #[test]
 fn esp8266_image_is_refused_as_esp8266() {
     let bytes = std::fs::read(corpus().join("negative/esp8266_deepsleep.bin")).expect("read");
-    let err = inspect(&bytes).unwrap_err();
+    let err = inspect(&bytes).expect_err("ESP8266");
     assert!(
         matches!(
             err,
@@ -185,7 +185,10 @@ fn esp8266_image_is_refused_as_esp8266() {
         "{err:?}"
     );
     assert!(err.to_string().contains("ESP8266"));
-    assert_eq!(verify(&bytes, &VerifyOptions::new()).unwrap_err(), err);
+    assert_eq!(
+        verify(&bytes, &VerifyOptions::new()).expect_err("ESP8266"),
+        err
+    );
 }
 
 #[test]
@@ -196,7 +199,7 @@ fn merged_flash_image_is_named() {
     assert_eq!(info.kind, ImageKind::MergedFlash);
     assert_eq!(info.chip, Chip::Esp32c3);
     assert!(info.checksum_valid());
-    let err = verify(&bytes, &VerifyOptions::new()).unwrap_err();
+    let err = verify(&bytes, &VerifyOptions::new()).expect_err("merged");
     assert_eq!(err, ImageError::IsMergedFlash);
     let msg = err.to_string();
     assert!(

@@ -596,10 +596,10 @@ mod tests {
                 .version("2.0")
                 .secure_version(3)
                 .build()
-                .unwrap();
-            let info = verify(&img, &VerifyOptions::new().chip(chip)).unwrap();
+                .expect("build");
+            let info = verify(&img, &VerifyOptions::new().chip(chip)).expect("valid");
             assert_eq!(info.kind, ImageKind::App);
-            let d = info.app_desc.unwrap();
+            let d = info.app_desc.expect("descriptor");
             assert_eq!(d.version().as_str(), Some("2.0"));
             assert_eq!(d.secure_version(), 3);
         }
@@ -608,9 +608,12 @@ mod tests {
     #[test]
     fn builder_hits_exact_size() {
         for chip in [Chip::Esp32, Chip::Esp32c6, Chip::Esp32p4] {
-            let img = AppImageBuilder::new(chip).size(300_000).build().unwrap();
+            let img = AppImageBuilder::new(chip)
+                .size(300_000)
+                .build()
+                .expect("build");
             assert_eq!(img.len(), 300_000 / 16 * 16, "{chip}");
-            verify(&img, &VerifyOptions::new()).unwrap();
+            verify(&img, &VerifyOptions::new()).expect("valid");
         }
     }
 }
