@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
         let md5 = info.md5_row.is_some();
         if let Ok(bin) = table.to_binary(md5) {
             let again = PartitionTable::from_binary(&bin).expect("our own encoding decodes");
-            assert_eq!(again, table, "decode -> encode -> decode changed the entries");
+            assert_eq!(
+                again, table,
+                "decode -> encode -> decode changed the entries"
+            );
         }
         let owned = OwnedTable::from_table(&table);
         let _ = owned.validate(&ValidateOptions::default());

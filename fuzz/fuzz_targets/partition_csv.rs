@@ -8,22 +8,30 @@ use otter_format::partition::validate::ValidateOptions;
 use otter_format::partition::{CsvOptions, NoEnv, OwnedTable, PartitionTable};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&ctl, rest)) = data.split_first() else { return };
+    let Some((&ctl, rest)) = data.split_first() else {
+        return;
+    };
     let opts = CsvOptions {
         table_offset: if ctl & 1 == 0 { 0x8000 } else { 0 },
         primary_bootloader_offset: (ctl & 2 != 0).then_some(0x1000),
         recovery_bootloader_offset: (ctl & 4 != 0).then_some(0x20_0000),
         ..CsvOptions::default()
     };
-    let Ok(table) = OwnedTable::from_csv_bytes_with_env(rest, &opts, &NoEnv) else { return };
+    let Ok(table) = OwnedTable::from_csv_bytes_with_env(rest, &opts, &NoEnv) else {
+        return;
+    };
     let _ = table.validate(&ValidateOptions {
         table_offset: opts.table_offset,
         flash_size: Some(4 << 20),
         ..ValidateOptions::default()
     });
-    let Ok(bin) = table.to_binary(ctl & 8 == 0) else { return };
+    let Ok(bin) = table.to_binary(ctl & 8 == 0) else {
+        return;
+    };
     let decoded = PartitionTable::from_binary(&bin).expect("our own encoding decodes");
-    assert!(decoded.iter().eq(table.entries.iter().map(|e| &e.partition)));
+    assert!(decoded
+        .iter()
+        .eq(table.entries.iter().map(|e| &e.partition)));
     // to_csv -> from_csv reproduces the binary when names are their labels and
     // survive the CSV (no ',', no surrounding whitespace, no leading '#' or '$').
     let csv_safe = table.entries.iter().all(|e| {

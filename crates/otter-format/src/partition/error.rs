@@ -418,7 +418,7 @@ pub enum ValidationError {
     #[error(
         "{row}: partition at {offset:#x} overlaps {other} at {start:#x}-{last:#x}; move it to \
          {:#x} or later, or shrink {other}",
-        u64::from(*last) + 1
+        last.saturating_add(1)
     )]
     Overlap {
         /// The partition that starts inside another.
