@@ -7,7 +7,12 @@ use util::{corpus_file, run_otter, stderr, stdout};
 #[test]
 fn info_json_on_arduino_boot_app0() {
     let f = corpus_file("otadata/arduino-boot_app0.bin");
-    let out = run_otter(["otadata", "info", "--json"].map(Into::into).into_iter().chain([f.into_os_string()]));
+    let out = run_otter(
+        ["otadata", "info", "--json"]
+            .map(Into::into)
+            .into_iter()
+            .chain([f.into_os_string()]),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["active"], 0);
@@ -22,7 +27,11 @@ fn info_json_on_arduino_boot_app0() {
 #[test]
 fn info_text_on_initial_otadata() {
     let f = corpus_file("otadata/valuecam-ota_data_initial.bin");
-    let out = run_otter([std::ffi::OsString::from("otadata"), "info".into(), f.into_os_string()]);
+    let out = run_otter([
+        std::ffi::OsString::from("otadata"),
+        "info".into(),
+        f.into_os_string(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("sector 0 @ 0x0: empty"), "{text}");
@@ -33,8 +42,15 @@ fn info_text_on_initial_otadata() {
 #[test]
 fn info_rejects_mangled_otadata_with_exit_2() {
     let f = corpus_file("negative/corrupted-boot_app0-utf8-mangled.bin");
-    let out = run_otter([std::ffi::OsString::from("otadata"), "info".into(), f.into_os_string()]);
+    let out = run_otter([
+        std::ffi::OsString::from("otadata"),
+        "info".into(),
+        f.into_os_string(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("not an otadata partition") && err.contains("6145"), "{err}");
+    assert!(
+        err.contains("not an otadata partition") && err.contains("6145"),
+        "{err}"
+    );
 }
