@@ -1,5 +1,5 @@
 //! The running image's lifecycle: its state, confirm, mark invalid and roll
-//! back, and recovery of an interrupted confirm.
+//! back, and recovery of an interrupted confirm or a torn state word.
 //!
 //! # Confirm policy
 //!
@@ -169,10 +169,33 @@ pub enum Recovery {
         /// The slot now confirmed.
         slot: SlotId,
     },
+    /// The active entry (selecting `slot`) had a state word ESP-IDF never
+    /// writes, left by a torn otadata write; it was rewritten as
+    /// PENDING_VERIFY (rollback on: the image must prove itself again) or
+    /// UNDEFINED (rollback off).
+    StateRepaired {
+        /// The slot the repaired entry selects.
+        slot: SlotId,
+    },
 }
 
-/// Completes a confirm that a power cut interrupted. Call once at startup,
-/// before anything else touches otadata.
+/// Completes an otadata write that a power cut interrupted. Call once at
+/// startup, before anything else touches otadata.
+///
+/// 1. A live confirm intent is completed (see the module docs).
+/// 2. An active entry whose state word is none of ESP-IDF's values is
+///    repaired. A torn erase or program of an otadata sector can keep the
+///    sequence number and its CRC intact while garbling the state (for
+///    example NEW `00000000` half-programmed from `FFFFFFFF`). ESP-IDF's
+///    bootloader counts such an entry as valid and, since it is neither NEW
+///    nor PENDING_VERIFY, boots its image with no rollback protection, and
+///    `esp_ota_mark_app_valid_cancel_rollback` does nothing for it: an
+///    unconfirmed image would silently become permanent. The entry is
+///    rewritten in place (erase + program, as ESP-IDF writes states) as
+///    PENDING_VERIFY with rollback, so the running image must confirm itself
+///    before the next reboot or be rolled back; UNDEFINED without. A cut
+///    during the rewrite leaves either the same garbled entry (repaired at
+///    the next startup) or an erased sector (the other entry boots).
 pub fn recover<F: NorFlash>(
     flash: &mut F,
     cfg: &DeviceConfig,
@@ -181,6 +204,35 @@ pub fn recover<F: NorFlash>(
     let Some(od) = map.otadata().copied() else {
         return Ok(Recovery::Clean);
     };
+    if let Some(done) = complete_confirm(flash, cfg, &map, &od)? {
+        return Ok(done);
+    }
+    let otadata = read_otadata(flash, &od)?;
+    let Some(active) = otadata.active() else {
+        return Ok(Recovery::Clean);
+    };
+    let mut entry = otadata.entries[active];
+    let (OtaState::Unknown(_), Some(slot)) = (entry.ota_state(), map.slot_for_seq(entry.seq))
+    else {
+        return Ok(Recovery::Clean);
+    };
+    entry.state = if cfg.rollback {
+        OtaState::PendingVerify
+    } else {
+        OtaState::Undefined
+    }
+    .raw();
+    write_otadata_entry(flash, &od, active, &entry)?;
+    Ok(Recovery::StateRepaired { slot })
+}
+
+/// Step 1 of [`recover`]: completes a live confirm intent, if any.
+fn complete_confirm<F: NorFlash>(
+    flash: &mut F,
+    cfg: &DeviceConfig,
+    map: &SlotMap,
+    od: &Region,
+) -> Result<Option<Recovery>, OtaError<F::Error>> {
     for sector in 0..2usize {
         let base = od.offset + sector as u32 * SECTOR_SIZE;
         let mut raw = [0u8; 16];
@@ -197,7 +249,7 @@ pub fn recover<F: NorFlash>(
         if done != [0xFF; 4] {
             continue;
         }
-        let otadata = read_otadata(flash, &od)?;
+        let otadata = read_otadata(flash, od)?;
         let other = 1 - sector;
         let e = otadata.entries[other];
         if e.crc_ok() && e.seq == intent.seq && e.ota_state() == OtaState::Valid {
@@ -205,7 +257,7 @@ pub fn recover<F: NorFlash>(
             flash
                 .write(base + INTENT_DONE_OFFSET, &[0u8; 4])
                 .map_err(OtaError::Flash)?;
-            return Ok(Recovery::Clean);
+            return Ok(Some(Recovery::Clean));
         }
         if e.crc_ok() && e.seq != intent.seq && e.seq != otter_format::otadata::SEQ_EMPTY {
             // Superseded by a later selection.
@@ -219,13 +271,13 @@ pub fn recover<F: NorFlash>(
             continue;
         }
         let entry = SelectEntry::new(intent.seq, OtaState::Valid);
-        write_otadata_entry(flash, &od, other, &entry)?;
+        write_otadata_entry(flash, od, other, &entry)?;
         flash
             .write(base + INTENT_DONE_OFFSET, &[0u8; 4])
             .map_err(OtaError::Flash)?;
-        return Ok(Recovery::ConfirmCompleted { slot });
+        return Ok(Some(Recovery::ConfirmCompleted { slot }));
     }
-    Ok(Recovery::Clean)
+    Ok(None)
 }
 
 /// `esp_ota_check_rollback_is_possible`: whether another image would boot if
