@@ -1,0 +1,609 @@
+//! The virtual device a scenario runs on: preparing its flash, the scenario's
+//! steps, "firmware startup" after a power cut, the invariants checked at
+//! every startup, and the retry loop that drives the device to the
+//! scenario's goal.
+//!
+//! # What is checked at every startup (after a cut and after every retry step)
+//!
+//! | invariant | what must hold |
+//! |---|---|
+//! | `boots` | the bootloader model starts (the table reads) and boots an image |
+//! | `known-image` | the booted slot holds, byte for byte, the OLD or the NEW image (so it verifies), and the app descriptor's version is that image's |
+//! | `selection` | the bootloader did not have to skip an existing slot: the slot otadata selects is the one that booted (invariant 1: the boot selection only ever points at a verified image) |
+//! | `app-agrees` | `esp_ota_get_boot_partition`, computed the app's way (contiguous OTA count, default factory/ota_0) from the otadata the bootloader left, names the booted slot |
+//! | `rollback-state` | OLD runs: its `running_state` is what it was before the scenario. NEW runs with rollback: PENDING_VERIFY, or VALID only once a confirm was requested (never NEW, never an undefined value, never VALID by accident). NEW runs without rollback: UNDEFINED, as `esp_ota_set_boot_partition` wrote it |
+//!
+//! After the cut the device is driven to the scenario's goal by retrying the
+//! interrupted step ([`drive_to_goal`]): the update when OLD runs and the
+//! goal is NEW, the confirm when NEW runs pending, the rollback when NEW runs
+//! and the goal is OLD. `retry` fails if a retried step errors or the loop
+//! does not settle; `goal` checks the settled state (NEW confirmed, or OLD
+//! with the NEW entry no longer selectable) and that one more power-on
+//! changes nothing (no bootloader write, no recovery, same slot).
+
+use otter_format::chip::Chip;
+use otter_format::otadata::{OtaState, Otadata, SelectEntry, ENTRY_SIZE, SECTOR1_OFFSET};
+use otter_ota::boot::{boot, BootOutcome};
+use otter_ota::lifecycle::{confirm, mark_invalid_and_rollback, recover, running_state, Recovery};
+use otter_ota::session::{UpdateRequest, UpdateSession};
+use otter_ota::{DeviceConfig, OtaError, Region, SlotId, SlotMap};
+use otter_sim::{LogPolicy, SimFlash, SimFlashError};
+
+use super::layouts::{built, Image, Layout, SMALL, TABLE_OFFSET};
+use super::{Invariant, Scenario, Violation};
+
+/// An update procedure: streams `image` into the next slot after `running`
+/// and selects it for the next boot. [`otter_update`] is the real one; tests
+/// plug in broken ones to prove the harness catches them.
+pub type UpdateFn =
+    fn(&mut SimFlash, &DeviceConfig, SlotId, &[u8]) -> Result<SlotId, OtaError<SimFlashError>>;
+
+/// Upload chunk size: one TCP segment's payload, deliberately not a multiple
+/// of the flash page or the session's staging buffer.
+pub const CHUNK: usize = 1460;
+
+/// otter's update: `UpdateSession` begin / write* / finish / activate.
+pub fn otter_update(
+    flash: &mut SimFlash,
+    cfg: &DeviceConfig,
+    running: SlotId,
+    image: &[u8],
+) -> Result<SlotId, OtaError<SimFlashError>> {
+    let req = UpdateRequest {
+        size: Some(image.len() as u32),
+        expected_sha256: None,
+    };
+    let mut s = UpdateSession::begin(flash, cfg, running, req)?;
+    for c in image.chunks(CHUNK) {
+        s.write(flash, c)?;
+    }
+    s.finish(flash)?.activate(flash)
+}
+
+/// Which of the two images runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The image that ran before the scenario.
+    Old,
+    /// The image the scenario installs.
+    New,
+}
+
+/// Where a scenario must end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    /// NEW runs, confirmed (VALID with rollback, UNDEFINED without).
+    NewConfirmed,
+    /// OLD runs again; NEW's entry can no longer be selected.
+    OldRolledBack,
+}
+
+/// Everything a replay needs: the device, its images, and the scenario.
+#[derive(Clone)]
+pub struct Ctx {
+    pub scenario: Scenario,
+    pub cfg: DeviceConfig,
+    pub map: SlotMap,
+    pub old: Image,
+    pub new: Image,
+    pub old_slot: SlotId,
+    pub old_state: Option<OtaState>,
+    pub update: UpdateFn,
+    pub goal: Goal,
+}
+
+/// A device ready for a scenario: the flash just before its first step.
+pub struct Prepared {
+    pub ctx: Ctx,
+    pub flash: SimFlash,
+}
+
+fn flash_err(what: &str) -> impl Fn(OtaError<SimFlashError>) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// Builds the device: the table, a first image in factory (or ota_0), the
+/// first power-on, `history` earlier updates (each booted and confirmed), the
+/// last of which is `old`, then whatever the scenario starts from.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    scenario: Scenario,
+    layout: &Layout,
+    chip: Chip,
+    rollback: bool,
+    history: u8,
+    old: &Image,
+    new: &Image,
+    update: UpdateFn,
+) -> Result<Prepared, String> {
+    let cfg = DeviceConfig::new(chip).with_rollback(rollback);
+    let mut flash = SimFlash::new(layout.flash_size)
+        .map_err(|e| format!("flash: {e}"))?
+        .with_log_policy(LogPolicy::Off);
+    flash
+        .load(TABLE_OFFSET, &layout.table_bin()?)
+        .map_err(|e| format!("table: {e}"))?;
+    let map = SlotMap::read(&mut flash, TABLE_OFFSET).map_err(flash_err("slot map"))?;
+    let first = map
+        .factory()
+        .or_else(|| map.ota(0))
+        .copied()
+        .ok_or("the layout has neither factory nor ota_0")?;
+    let base = if history == 0 {
+        old.clone()
+    } else {
+        built(chip, "0.9.0", SMALL)
+    };
+    flash
+        .load(first.offset, &base.bytes)
+        .map_err(|e| format!("first image: {e}"))?;
+    let mut running = booted_slot(&mut flash, &cfg)?;
+    for h in 1..=history {
+        let img = if h == history {
+            old.clone()
+        } else {
+            built(chip, &format!("0.9.{h}"), SMALL)
+        };
+        // The history always uses the real procedure: only the scenario's
+        // own update is under test.
+        otter_update(&mut flash, &cfg, running, &img.bytes).map_err(flash_err("history"))?;
+        running = booted_slot(&mut flash, &cfg)?;
+        if rollback {
+            confirm(&mut flash, &cfg, running).map_err(flash_err("history confirm"))?;
+        }
+    }
+    let old_slot = running;
+    let old_state = running_state(&mut flash, &cfg, old_slot).map_err(flash_err("state"))?;
+    match scenario {
+        Scenario::Update => {}
+        Scenario::FirstBoot => {
+            update(&mut flash, &cfg, old_slot, &new.bytes).map_err(flash_err("update"))?;
+        }
+        Scenario::Confirm | Scenario::SelfTestFail | Scenario::RebootPending => {
+            let slot =
+                update(&mut flash, &cfg, old_slot, &new.bytes).map_err(flash_err("update"))?;
+            let now = booted_slot(&mut flash, &cfg)?;
+            if now != slot {
+                return Err(format!(
+                    "setup: the new image in {slot} did not boot ({now} did)"
+                ));
+            }
+        }
+    }
+    let goal = match scenario {
+        Scenario::Update | Scenario::FirstBoot | Scenario::Confirm => Goal::NewConfirmed,
+        Scenario::SelfTestFail | Scenario::RebootPending => Goal::OldRolledBack,
+    };
+    Ok(Prepared {
+        ctx: Ctx {
+            scenario,
+            cfg,
+            map,
+            old: old.clone(),
+            new: new.clone(),
+            old_slot,
+            old_state,
+            update,
+            goal,
+        },
+        flash,
+    })
+}
+
+fn booted_slot(flash: &mut SimFlash, cfg: &DeviceConfig) -> Result<SlotId, String> {
+    let out = boot(flash, cfg).map_err(flash_err("setup boot"))?;
+    recover(flash, cfg).map_err(flash_err("setup recover"))?;
+    out.booted
+        .map(|b| b.slot)
+        .ok_or_else(|| "setup: nothing boots".to_string())
+}
+
+impl Ctx {
+    /// The scenario's steps: what is recorded and then cut.
+    pub fn steps(&self, flash: &mut SimFlash) -> Result<(), String> {
+        let cfg = &self.cfg;
+        match self.scenario {
+            Scenario::Update => (self.update)(flash, cfg, self.old_slot, &self.new.bytes)
+                .map(drop)
+                .map_err(flash_err("update")),
+            // Power-on: the bootloader's own otadata write (NEW → PENDING_VERIFY
+            // on first boot, PENDING_VERIFY → ABORTED on the reboot after),
+            // then the app's startup recovery.
+            Scenario::FirstBoot | Scenario::RebootPending => {
+                boot(flash, cfg).map_err(flash_err("boot"))?;
+                recover(flash, cfg).map(drop).map_err(flash_err("recover"))
+            }
+            Scenario::Confirm => {
+                let slot = self.new_slot()?;
+                match confirm(flash, cfg, slot) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err("confirm found nothing to confirm".into()),
+                    Err(e) => Err(format!("confirm: {e}")),
+                }
+            }
+            Scenario::SelfTestFail => {
+                mark_invalid_and_rollback(flash, cfg).map_err(flash_err("mark invalid"))
+            }
+        }
+    }
+
+    /// The slot the new image goes to.
+    pub fn new_slot(&self) -> Result<SlotId, String> {
+        self.map
+            .next_update_slot(Some(self.old_slot))
+            .ok_or_else(|| "no update slot".to_string())
+    }
+
+    fn otadata_region(&self) -> Option<Region> {
+        self.map.otadata().copied()
+    }
+
+    /// Whether `offset` is inside otadata.
+    pub fn in_otadata(&self, offset: u32) -> bool {
+        self.otadata_region()
+            .is_some_and(|r| (r.offset..r.end()).contains(&offset))
+    }
+}
+
+/// One power-on as the firmware sees it.
+#[derive(Debug, Clone)]
+pub struct Startup {
+    pub slot: SlotId,
+    pub which: Which,
+    pub state: Option<OtaState>,
+    pub recovery: Recovery,
+    pub bootloader_writes: usize,
+    /// Mutating flash operations the startup made (bootloader and recovery).
+    pub flash_ops: u64,
+}
+
+/// The checks' view of what may be true at this startup.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Allow {
+    /// A confirm of NEW has been requested, so NEW may be VALID.
+    pub confirm_requested: bool,
+}
+
+/// "Firmware startup": the bootloader model, then `lifecycle::recover`; if
+/// recovery completed a confirm of another slot, reboot into it. Every boot
+/// is checked.
+pub fn startup(ctx: &Ctx, flash: &mut SimFlash, allow: Allow) -> Result<Startup, Violation> {
+    let ops_before = flash.mutating_ops();
+    let out = boot(flash, &ctx.cfg).map_err(|e| v(Invariant::Boots, format!("{e}")))?;
+    let (mut slot, mut which) = check_boot(ctx, flash, &out)?;
+    let mut writes = out.writes.iter().count();
+    let recovery = recover(flash, &ctx.cfg)
+        .map_err(|e| v(Invariant::Retry, format!("lifecycle::recover failed: {e}")))?;
+    if let Recovery::ConfirmCompleted { slot: done } = recovery {
+        if done != slot {
+            let out = boot(flash, &ctx.cfg).map_err(|e| v(Invariant::Boots, format!("{e}")))?;
+            (slot, which) = check_boot(ctx, flash, &out)?;
+            writes += out.writes.iter().count();
+            if slot != done {
+                return Err(v(
+                    Invariant::Selection,
+                    format!("recovery confirmed {done} but the reboot ran {slot}"),
+                ));
+            }
+        }
+    }
+    let state = running_state(flash, &ctx.cfg, slot)
+        .map_err(|e| v(Invariant::RollbackState, format!("running_state: {e}")))?;
+    let s = Startup {
+        slot,
+        which,
+        state,
+        recovery,
+        bootloader_writes: writes,
+        flash_ops: flash.mutating_ops() - ops_before,
+    };
+    check_state(ctx, &s, allow)?;
+    Ok(s)
+}
+
+fn v(invariant: Invariant, detail: String) -> Violation {
+    Violation { invariant, detail }
+}
+
+/// `boots`, `known-image`, `selection`, `app-agrees` for one bootloader run.
+fn check_boot(
+    ctx: &Ctx,
+    flash: &SimFlash,
+    out: &BootOutcome,
+) -> Result<(SlotId, Which), Violation> {
+    let Some(b) = out.booted.as_ref() else {
+        return Err(v(
+            Invariant::Boots,
+            format!(
+                "nothing bootable (otadata selected {:?}): the device is bricked",
+                out.selected
+            ),
+        ));
+    };
+    let start = b.region.offset as usize;
+    let len = b.image.image_len as usize;
+    let stored = flash.contents().get(start..start + len).unwrap_or_default();
+    let matches = |img: &Image| img.bytes.get(..len) == Some(stored);
+    let which = if matches(&ctx.old) {
+        Which::Old
+    } else if matches(&ctx.new) {
+        Which::New
+    } else {
+        return Err(v(
+            Invariant::KnownImage,
+            format!(
+                "{} booted an image ({len} B, version {:?}) that is neither OLD {} nor NEW {}",
+                b.slot,
+                b.image
+                    .app_desc
+                    .as_ref()
+                    .and_then(|d| d.version().as_str().map(str::to_owned)),
+                ctx.old.version,
+                ctx.new.version
+            ),
+        ));
+    };
+    let expect = match which {
+        Which::Old => &ctx.old.version,
+        Which::New => &ctx.new.version,
+    };
+    let version = b
+        .image
+        .app_desc
+        .as_ref()
+        .and_then(|d| d.version().as_str().map(str::to_owned));
+    if version.as_deref() != Some(expect.as_str()) {
+        return Err(v(
+            Invariant::KnownImage,
+            format!("{} runs app version {version:?}, expected {expect}", b.slot),
+        ));
+    }
+    if let Some(sel) = out.selected {
+        if sel != b.slot && ctx.map.region(sel).is_some() {
+            return Err(v(
+                Invariant::Selection,
+                format!(
+                    "otadata selects {sel}, whose image does not verify; the bootloader fell back to {} ({which:?})",
+                    b.slot
+                ),
+            ));
+        }
+    }
+    let app_view = app_boot_partition(ctx, flash);
+    if app_view != Some(b.slot) {
+        return Err(v(
+            Invariant::AppAgrees,
+            format!(
+                "{} booted, but esp_ota_get_boot_partition reads {app_view:?} from otadata {}",
+                b.slot,
+                otadata_summary(ctx, flash)
+            ),
+        ));
+    }
+    Ok((b.slot, which))
+}
+
+/// The two otadata entries as the flash holds them.
+pub fn read_otadata(ctx: &Ctx, flash: &SimFlash) -> Option<Otadata> {
+    let od = ctx.otadata_region()?;
+    let c = flash.contents();
+    let at = od.offset as usize;
+    let e0: &[u8; ENTRY_SIZE] = c.get(at..at + ENTRY_SIZE)?.try_into().ok()?;
+    let s1 = at + SECTOR1_OFFSET;
+    let e1: &[u8; ENTRY_SIZE] = c.get(s1..s1 + ENTRY_SIZE)?.try_into().ok()?;
+    Some(Otadata::from_entries(e0, e1))
+}
+
+fn describe_entry(e: &SelectEntry) -> String {
+    if e.is_erased() {
+        "empty".into()
+    } else {
+        format!(
+            "seq {:#x} {:?} crc {}",
+            e.seq,
+            e.ota_state(),
+            if e.crc_ok() { "ok" } else { "bad" }
+        )
+    }
+}
+
+/// "[sector 0: …, sector 1: …]" for messages.
+pub fn otadata_summary(ctx: &Ctx, flash: &SimFlash) -> String {
+    match read_otadata(ctx, flash) {
+        Some(o) => format!(
+            "[sector 0: {}; sector 1: {}]",
+            describe_entry(&o.entries[0]),
+            describe_entry(&o.entries[1])
+        ),
+        None => "[no otadata]".into(),
+    }
+}
+
+/// `esp_ota_get_boot_partition` (esp-idf-formats.md §6): both entries
+/// invalid or no OTA slot → factory, else the lowest OTA slot; otherwise
+/// the active entry's slot counted the app's way; no active entry → the
+/// same default.
+fn app_boot_partition(ctx: &Ctx, flash: &SimFlash) -> Option<SlotId> {
+    let default = ctx
+        .map
+        .factory()
+        .map(|_| SlotId::Factory)
+        .or_else(|| ctx.map.next_update_slot(None));
+    let Some(o) = read_otadata(ctx, flash) else {
+        return default;
+    };
+    if ctx.map.ota_count() == 0 || (o.entries[0].is_invalid() && o.entries[1].is_invalid()) {
+        return default;
+    }
+    match o.active() {
+        Some(a) => ctx.map.slot_for_seq(o.entries[a].seq),
+        None => default,
+    }
+}
+
+/// `rollback-state`.
+fn check_state(ctx: &Ctx, s: &Startup, allow: Allow) -> Result<(), Violation> {
+    let bad = |what: String| Err(v(Invariant::RollbackState, what));
+    match s.which {
+        Which::Old => {
+            if s.state != ctx.old_state {
+                return bad(format!(
+                    "OLD runs in {} with state {:?}, but it was {:?} before the scenario",
+                    s.slot, s.state, ctx.old_state
+                ));
+            }
+        }
+        Which::New if ctx.cfg.rollback => match s.state {
+            Some(OtaState::PendingVerify) => {}
+            Some(OtaState::Valid) if allow.confirm_requested => {}
+            Some(OtaState::Valid) => {
+                return bad(format!(
+                    "NEW runs in {} already VALID, but no confirm was requested",
+                    s.slot
+                ))
+            }
+            other => {
+                return bad(format!(
+                    "NEW runs in {} with rollback on in state {other:?} \
+                     (must be PENDING_VERIFY, or VALID after a confirm)",
+                    s.slot
+                ))
+            }
+        },
+        Which::New => {
+            if s.state != Some(OtaState::Undefined) {
+                return bad(format!(
+                    "NEW runs in {} without rollback in state {:?} (activate writes UNDEFINED)",
+                    s.slot, s.state
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the retry loop did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Drive {
+    /// The flash's mutating-op count when the loop first called `confirm`.
+    pub confirm_at: Option<u64>,
+    /// Startups it took.
+    pub startups: u8,
+}
+
+/// Most startups the retry loop may take: cut → retry update → boot →
+/// confirm → boot → the stability boot, plus a recovery reboot.
+const MAX_STARTUPS: u8 = 8;
+
+/// After a power cut (power already restored): start the firmware, check,
+/// and retry the interrupted step until the scenario's goal holds; then
+/// check the goal and that one more power-on changes nothing.
+///
+/// `allow` says what the steps before the cut already requested.
+pub fn drive_to_goal(
+    ctx: &Ctx,
+    flash: &mut SimFlash,
+    mut allow: Allow,
+) -> Result<Drive, Violation> {
+    let mut drive = Drive::default();
+    let retry = |what: &str, e: OtaError<SimFlashError>| {
+        v(Invariant::Retry, format!("retrying {what} failed: {e}"))
+    };
+    loop {
+        if drive.startups >= MAX_STARTUPS {
+            return Err(v(
+                Invariant::Retry,
+                format!(
+                    "no stable state after {MAX_STARTUPS} startups; otadata {}",
+                    otadata_summary(ctx, flash)
+                ),
+            ));
+        }
+        drive.startups += 1;
+        let s = startup(ctx, flash, allow)?;
+        match (ctx.goal, s.which) {
+            (Goal::NewConfirmed, Which::Old) => {
+                (ctx.update)(flash, &ctx.cfg, s.slot, &ctx.new.bytes)
+                    .map_err(|e| retry("the update", e))?;
+            }
+            (Goal::NewConfirmed, Which::New)
+                if ctx.cfg.rollback && s.state == Some(OtaState::PendingVerify) =>
+            {
+                drive.confirm_at.get_or_insert(flash.mutating_ops());
+                allow.confirm_requested = true;
+                match confirm(flash, &ctx.cfg, s.slot) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Err(v(
+                            Invariant::Retry,
+                            format!("confirm of pending {} did nothing", s.slot),
+                        ))
+                    }
+                    Err(e) => return Err(retry("the confirm", e)),
+                }
+            }
+            (Goal::OldRolledBack, Which::New) => {
+                mark_invalid_and_rollback(flash, &ctx.cfg).map_err(|e| retry("the rollback", e))?;
+            }
+            (Goal::NewConfirmed, Which::New) | (Goal::OldRolledBack, Which::Old) => {
+                check_goal(ctx, flash, &s, allow)?;
+                return Ok(drive);
+            }
+        }
+    }
+}
+
+/// `goal`: the settled state is the expected one and stable.
+fn check_goal(ctx: &Ctx, flash: &mut SimFlash, s: &Startup, allow: Allow) -> Result<(), Violation> {
+    let bad = |what: String| Err(v(Invariant::Goal, what));
+    match ctx.goal {
+        Goal::NewConfirmed => {
+            let want = if ctx.cfg.rollback {
+                OtaState::Valid
+            } else {
+                OtaState::Undefined
+            };
+            if s.state != Some(want) {
+                return bad(format!(
+                    "NEW settled in state {:?}, expected {want:?}",
+                    s.state
+                ));
+            }
+        }
+        Goal::OldRolledBack => {
+            let new_slot = ctx.new_slot().map_err(|e| v(Invariant::Goal, e))?;
+            if let Some(o) = read_otadata(ctx, flash) {
+                if o.entries
+                    .iter()
+                    .any(|e| e.is_valid() && ctx.map.slot_for_seq(e.seq) == Some(new_slot))
+                {
+                    return bad(format!(
+                        "rolled back, but otadata still selects NEW's slot {new_slot}: {}",
+                        otadata_summary(ctx, flash)
+                    ));
+                }
+            }
+        }
+    }
+    // A power-on that wrote nothing left the flash as it found it, and the
+    // bootloader model and recovery are functions of the flash: the next
+    // power-on would be identical. Otherwise, power on once more.
+    if s.flash_ops == 0 {
+        return Ok(());
+    }
+    let again = startup(ctx, flash, allow)?;
+    if again.slot != s.slot || again.flash_ops != 0 || again.state != s.state {
+        return bad(format!(
+            "not stable: settled on {} {:?}, the next power-on gave {} {:?} \
+             ({} flash writes: {} by the bootloader, recovery {:?})",
+            s.slot,
+            s.state,
+            again.slot,
+            again.state,
+            again.flash_ops,
+            again.bootloader_writes,
+            again.recovery
+        ));
+    }
+    Ok(())
+}

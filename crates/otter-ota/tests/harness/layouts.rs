@@ -1,0 +1,235 @@
+//! The device layouts every scenario runs on, and the images it updates
+//! between.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use otter_format::chip::Chip;
+use otter_format::image::{AppImageBuilder, StreamingVerifier, VerifyOptions};
+use otter_format::partition::{CsvOptions, OwnedTable};
+
+/// Flash offset of the partition table (ESP-IDF's default).
+pub const TABLE_OFFSET: u32 = 0x8000;
+
+/// A partition table on a flash chip of a given size.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Short name used in reports.
+    pub name: &'static str,
+    /// Flash size in bytes.
+    pub flash_size: usize,
+    /// The table, in ESP-IDF's CSV grammar.
+    pub csv: &'static str,
+}
+
+impl Layout {
+    /// The table's binary form (with the MD5 row), as `idf.py` flashes it.
+    pub fn table_bin(&self) -> Result<Vec<u8>, String> {
+        let table = OwnedTable::from_csv(self.csv, &CsvOptions::default())
+            .map_err(|e| format!("layout {}: {e}", self.name))?;
+        table
+            .to_binary(true)
+            .map(|bin| bin.to_vec())
+            .map_err(|e| format!("layout {}: {e}", self.name))
+    }
+}
+
+/// Factory + 2 OTA slots of 1 MiB on a 4 MiB flash (the lifecycle tests' table).
+pub const FACTORY_2OTA_4MB: Layout = Layout {
+    name: "factory+2ota/4MB",
+    flash_size: 4 << 20,
+    csv: "\
+nvs,      data, nvs,     0x9000,  0x4000,
+otadata,  data, ota,     0xd000,  0x2000,
+phy_init, data, phy,     0xf000,  0x1000,
+factory,  app,  factory, 0x10000, 1M,
+ota_0,    app,  ota_0,   ,        1M,
+ota_1,    app,  ota_1,   ,        1M,
+",
+};
+
+/// 2 OTA slots, no factory, 4 MiB (seeds/003, "Minimal 2-OTA Layout").
+pub const SEED003_2OTA_4MB: Layout = Layout {
+    name: "seed003-2ota/4MB",
+    flash_size: 4 << 20,
+    csv: "\
+nvs,      data, nvs,     0x9000,   0x6000,
+otadata,  data, ota,     0xf000,   0x2000,
+phy_init, data, phy,     0x11000,  0x1000,
+ota_0,    app,  ota_0,   0x20000,  0x180000,
+ota_1,    app,  ota_1,   0x1a0000, 0x180000,
+",
+};
+
+/// Factory + 2 OTA slots (seeds/003, "Factory + 2-OTA"). The seed's table
+/// ends at 0x420000, so it needs an 8 MiB flash, not the 4 MiB of the
+/// minimal layout above it.
+pub const SEED003_FACTORY_2OTA_8MB: Layout = Layout {
+    name: "seed003-factory+2ota/8MB",
+    flash_size: 8 << 20,
+    csv: "\
+nvs,      data, nvs,     0x9000,   0x6000,
+otadata,  data, ota,     0xf000,   0x2000,
+phy_init, data, phy,     0x11000,  0x1000,
+factory,  app,  factory, 0x20000,  0x100000,
+ota_0,    app,  ota_0,   0x120000, 0x180000,
+ota_1,    app,  ota_1,   0x2a0000, 0x180000,
+",
+};
+
+/// seeds/000 `partitions_ota_safe.csv` as written, on the 16 MiB flash it
+/// fills (spiffs runs to the end).
+pub const SEED000_OTA_SAFE_16MB: Layout = Layout {
+    name: "seed000-ota_safe/16MB",
+    flash_size: 16 << 20,
+    csv: "\
+nvs,      data, nvs,      0x9000,   0x5000,
+otadata,  data, ota,      0xe000,   0x2000,
+app0,     app,  ota_0,    0x10000,  0x180000,
+app1,     app,  ota_1,    0x190000, 0x180000,
+spiffs,   data, spiffs,   0x310000, 0xCF0000,
+",
+};
+
+/// seeds/000 `partitions_ota_safe.csv` on a 4 MiB flash: spiffs shrunk to fit.
+pub const SEED000_OTA_SAFE_4MB: Layout = Layout {
+    name: "seed000-ota_safe/4MB",
+    flash_size: 4 << 20,
+    csv: "\
+nvs,      data, nvs,      0x9000,   0x5000,
+otadata,  data, ota,      0xe000,   0x2000,
+app0,     app,  ota_0,    0x10000,  0x180000,
+app1,     app,  ota_1,    0x190000, 0x180000,
+spiffs,   data, spiffs,   0x310000, 0xF0000,
+",
+};
+
+/// seeds/001 `partitions.csv`: factory + 2 OTA slots of 2 MiB (needs 8 MiB).
+pub const SEED001_FACTORY_2OTA_8MB: Layout = Layout {
+    name: "seed001-factory+2ota/8MB",
+    flash_size: 8 << 20,
+    csv: "\
+nvs,      data, nvs,      0x9000,  0x5000,
+otadata,  data, ota,      0xe000,  0x2000,
+phy_init, data, phy,      0x10000, 0x1000,
+factory,  app,  factory,  0x20000, 0x200000,
+ota_0,    app,  ota_0,    0x220000,0x200000,
+ota_1,    app,  ota_1,    0x420000,0x200000,
+",
+};
+
+/// 4 OTA slots of 960 KiB, no factory, 4 MiB.
+pub const FOUR_OTA_4MB: Layout = Layout {
+    name: "4ota/4MB",
+    flash_size: 4 << 20,
+    csv: "\
+nvs,      data, nvs,     0x9000,  0x4000,
+otadata,  data, ota,     0xd000,  0x2000,
+phy_init, data, phy,     0xf000,  0x1000,
+ota_0,    app,  ota_0,   0x10000, 0xF0000,
+ota_1,    app,  ota_1,   ,        0xF0000,
+ota_2,    app,  ota_2,   ,        0xF0000,
+ota_3,    app,  ota_3,   ,        0xF0000,
+",
+};
+
+/// Factory + 4 OTA slots of 1.5 MiB on a 16 MiB flash.
+pub const FACTORY_4OTA_16MB: Layout = Layout {
+    name: "factory+4ota/16MB",
+    flash_size: 16 << 20,
+    csv: "\
+nvs,      data, nvs,     0x9000,  0x4000,
+otadata,  data, ota,     0xd000,  0x2000,
+phy_init, data, phy,     0xf000,  0x1000,
+factory,  app,  factory, 0x10000, 0x180000,
+ota_0,    app,  ota_0,   ,        0x180000,
+ota_1,    app,  ota_1,   ,        0x180000,
+ota_2,    app,  ota_2,   ,        0x180000,
+ota_3,    app,  ota_3,   ,        0x180000,
+",
+};
+
+/// An app image the scenarios flash or stream.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// Where it came from ("built" or a corpus path).
+    pub origin: String,
+    /// Its app descriptor's version.
+    pub version: String,
+    /// The file.
+    pub bytes: Arc<Vec<u8>>,
+}
+
+impl Image {
+    /// "v (N B, origin)" for reports.
+    pub fn describe(&self) -> String {
+        format!("{} ({} B, {})", self.version, self.bytes.len(), self.origin)
+    }
+}
+
+/// The smallest image [`AppImageBuilder`] makes (~68 KiB).
+pub const SMALL: u32 = 0;
+/// A big image: ~1.45 MB, about what fits a 1.5 MiB slot with margin.
+pub const BIG: u32 = 1_450_000;
+
+/// A builder image for `chip` with `version`; `size` 0 means the builder's
+/// minimum.
+pub fn built(chip: Chip, version: &str, size: u32) -> Image {
+    let mut b = AppImageBuilder::new(chip)
+        .version(version)
+        .project_name("otter-powercut");
+    if size > 0 {
+        b = b.size(size);
+    }
+    let bytes = b
+        .build()
+        .unwrap_or_else(|e| panic!("the image builder refused {version}/{size}: {e}"));
+    Image {
+        origin: "built".into(),
+        version: version.into(),
+        bytes: Arc::new(bytes),
+    }
+}
+
+/// The shared corpus: `$OTTER_CORPUS`, else `../shared/corpus` from the
+/// workspace root. Panics loudly when it is missing: a power-cut run that
+/// silently skipped the real image would claim more than it proved.
+pub fn corpus_dir() -> PathBuf {
+    let dir = match std::env::var_os("OTTER_CORPUS") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"),
+    };
+    assert!(
+        dir.is_dir(),
+        "the test corpus is missing: looked for {} (set OTTER_CORPUS to the corpus folder); \
+         the power-cut harness updates to a real ESP-IDF image from it and will not pass without it",
+        dir.display()
+    );
+    dir
+}
+
+/// A real image from the corpus, with its version read from its app
+/// descriptor after a full verify for `chip`.
+pub fn corpus_image(rel: &str, chip: Chip) -> Image {
+    let path = corpus_dir().join(rel);
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("cannot read corpus image {}: {e}", path.display()));
+    let mut opts = VerifyOptions::new();
+    opts.chip = Some(chip);
+    let mut v = StreamingVerifier::new(opts);
+    let info = v
+        .feed(&bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|_| v.finish().map_err(|e| e.to_string()))
+        .unwrap_or_else(|e| panic!("corpus image {} does not verify: {e}", path.display()));
+    let version = info
+        .app_desc
+        .as_ref()
+        .and_then(|d| d.version().as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("corpus image {} has no app descriptor", path.display()));
+    Image {
+        origin: rel.into(),
+        version,
+        bytes: Arc::new(bytes),
+    }
+}
