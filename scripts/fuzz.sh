@@ -16,8 +16,9 @@ cd "$root/fuzz"
 targets=$(cargo +nightly fuzz list)
 for t in $targets; do
     echo "fuzzing $t for ${secs}s"
-    mkdir -p "corpus/$t"
-    cargo +nightly fuzz run --release "$t" "corpus/$t" -- \
+    mkdir -p "corpus/$t" "regressions/$t"
+    # regressions/ holds inputs that once crashed a target; they run first.
+    cargo +nightly fuzz run --release "$t" "corpus/$t" "regressions/$t" -- \
         -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=0 2>&1 | tail -n 3
     # cargo fuzz exits non-zero on a crash; pipefail makes that fail this script.
 done

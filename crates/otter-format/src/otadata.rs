@@ -360,7 +360,7 @@ impl OtadataWrite {
 /// - No active entry: sector 0, `seq = slot + 1`.
 /// - The active entry already selects `slot`: see [`SameSlotRule`].
 /// - Otherwise the other sector, with the smallest `seq >= active seq` that
-///   maps to `slot`.
+///   maps to `slot` (never 0: see the note on seq 0 in the code).
 ///
 /// The label bytes of the target sector are preserved, as ESP-IDF does.
 pub fn plan_set_boot(
@@ -388,11 +388,17 @@ pub fn plan_set_boot(
                 }
             } else {
                 // Smallest m >= active_seq with m ≡ slot + 1 (mod n).
+                // ESP-IDF can compute m = 0 here when the active entry has
+                // seq 0 (valid: its CRC is 0xFFFFFFFF, as in Arduino's
+                // boot_app0.bin) and the target is ota_{n-1}; seq 0 would then
+                // tie with the active entry and lose, so the switch would not
+                // happen. otter takes the next number of the same class, n.
                 let base = (u32::from(slot) + 1) % n;
                 let steps = active_seq.saturating_sub(base).div_ceil(n);
                 let m = steps
                     .checked_mul(n)
                     .and_then(|k| k.checked_add(base))
+                    .map(|m| if m == 0 { n } else { m })
                     .filter(|&m| m != SEQ_EMPTY)
                     .ok_or(OtadataError::SequenceExhausted)?;
                 (1 - a, m)

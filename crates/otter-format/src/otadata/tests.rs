@@ -239,3 +239,22 @@ fn partition_round_trip() {
         Err(OtadataError::WrongSize { len: 6145 })
     );
 }
+
+/// Found by the otadata fuzz target: with a valid seq-0 entry active (as
+/// Arduino's boot_app0.bin has in sector 1), ESP-IDF's formula picks seq 0 for
+/// ota_{n-1}, which ties with the active entry and does not switch.
+#[test]
+fn switching_away_from_a_seq_zero_entry_selects_the_slot() {
+    let cur = Otadata {
+        entries: [
+            SelectEntry::new(0, OtaState::Undefined),
+            SelectEntry::ERASED,
+        ],
+    };
+    for n in 1..=16u8 {
+        for slot in 0..n {
+            let w = plan_set_boot(&cur, slot, n, OtaState::New, SameSlotRule::OtherSector).unwrap();
+            assert_eq!(w.apply(&cur).active_slot(n), Some(slot), "{slot} of {n}");
+        }
+    }
+}
