@@ -80,6 +80,18 @@ impl FaultKind {
         Self::TornErase { scramble: true },
     ];
 
+    /// A short stable name for reports: `cut-before`, `cut-after`,
+    /// `torn-program`, `torn-erase`, `torn-erase-scramble`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CutBefore => "cut-before",
+            Self::CutAfter => "cut-after",
+            Self::TornProgram => "torn-program",
+            Self::TornErase { scramble: false } => "torn-erase",
+            Self::TornErase { scramble: true } => "torn-erase-scramble",
+        }
+    }
+
     /// Whether this kind can hit an operation of `op` kind.
     pub fn applies_to(self, op: OpKind) -> bool {
         match self {

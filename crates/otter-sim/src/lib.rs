@@ -21,16 +21,19 @@
 //!   k-th mutating operation, torn program, torn erase, and transient write
 //!   errors — see [`faults`];
 //! * **scenario recording** for exhaustive power-cut enumeration — see
-//!   [`record`].
+//!   [`record`];
+//! * the **power-cut harness** that proves otter-ota's invariants over every
+//!   cut of every scenario on many layouts — see [`powercut`] (what
+//!   `otter sim powercut` runs).
 //!
 //! # What it is not
 //!
 //! It does not model the SPI bus, flash encryption, the MMU cache, write
 //! protection, status registers, suspend/resume, or wear-out. Timing is a
 //! cost model, not a cycle-accurate one, and the simulator never sleeps.
-//! The virtual device (bootloader model, firmware lifecycle) is a separate
-//! layer that uses a `SimFlash`; nothing here knows about partitions,
-//! otadata or images.
+//! The flash itself ([`SimFlash`] and its modules) knows nothing about
+//! partitions, otadata or images; only [`powercut`] uses otter-ota on top
+//! of it.
 //!
 //! # Power-cut enumeration
 //!
@@ -79,6 +82,7 @@ mod error;
 pub mod faults;
 pub mod flash;
 pub mod log;
+pub mod powercut;
 pub mod record;
 mod storage;
 pub mod timing;

@@ -1,7 +1,7 @@
 //! The device layouts every scenario runs on, and the images it updates
 //! between.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use otter_format::chip::Chip;
@@ -174,7 +174,7 @@ pub const BIG: u32 = 1_450_000;
 
 /// A builder image for `chip` with `version`; `size` 0 means the builder's
 /// minimum.
-pub fn built(chip: Chip, version: &str, size: u32) -> Image {
+pub fn built(chip: Chip, version: &str, size: u32) -> Result<Image, String> {
     let mut b = AppImageBuilder::new(chip)
         .version(version)
         .project_name("otter-powercut");
@@ -183,37 +183,22 @@ pub fn built(chip: Chip, version: &str, size: u32) -> Image {
     }
     let bytes = b
         .build()
-        .unwrap_or_else(|e| panic!("the image builder refused {version}/{size}: {e}"));
-    Image {
+        .map_err(|e| format!("the image builder refused {version}/{size}: {e}"))?;
+    Ok(Image {
         origin: "built".into(),
         version: version.into(),
         bytes: Arc::new(bytes),
-    }
+    })
 }
 
-/// The shared corpus: `$OTTER_CORPUS`, else `../shared/corpus` from the
-/// workspace root. Panics loudly when it is missing: a power-cut run that
-/// silently skipped the real image would claim more than it proved.
-pub fn corpus_dir() -> PathBuf {
-    let dir = match std::env::var_os("OTTER_CORPUS") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"),
-    };
-    assert!(
-        dir.is_dir(),
-        "the test corpus is missing: looked for {} (set OTTER_CORPUS to the corpus folder); \
-         the power-cut harness updates to a real ESP-IDF image from it and will not pass without it",
-        dir.display()
-    );
-    dir
-}
-
-/// A real image from the corpus, with its version read from its app
-/// descriptor after a full verify for `chip`.
-pub fn corpus_image(rel: &str, chip: Chip) -> Image {
-    let path = corpus_dir().join(rel);
+/// A real image from the corpus folder `corpus` (`rel` inside it), with its
+/// version read from its app descriptor after a full verify for `chip`. A
+/// missing or bad file is an error, never a skip: a run that silently left
+/// out the real image would claim more than it proved.
+pub fn corpus_image(corpus: &Path, rel: &str, chip: Chip) -> Result<Image, String> {
+    let path = corpus.join(rel);
     let bytes = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("cannot read corpus image {}: {e}", path.display()));
+        .map_err(|e| format!("cannot read corpus image {}: {e}", path.display()))?;
     let mut opts = VerifyOptions::new();
     opts.chip = Some(chip);
     let mut v = StreamingVerifier::new(opts);
@@ -221,15 +206,15 @@ pub fn corpus_image(rel: &str, chip: Chip) -> Image {
         .feed(&bytes)
         .map_err(|e| e.to_string())
         .and_then(|_| v.finish().map_err(|e| e.to_string()))
-        .unwrap_or_else(|e| panic!("corpus image {} does not verify: {e}", path.display()));
+        .map_err(|e| format!("corpus image {} does not verify: {e}", path.display()))?;
     let version = info
         .app_desc
         .as_ref()
         .and_then(|d| d.version().as_str().map(str::to_owned))
-        .unwrap_or_else(|| panic!("corpus image {} has no app descriptor", path.display()));
-    Image {
+        .ok_or_else(|| format!("corpus image {} has no app descriptor", path.display()))?;
+    Ok(Image {
         origin: rel.into(),
         version,
         bytes: Arc::new(bytes),
-    }
+    })
 }

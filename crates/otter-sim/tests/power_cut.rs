@@ -3,39 +3,19 @@
 //! the cut the device boots the old or the new image, its otadata reads the
 //! way ESP-IDF reads it, and retrying the interrupted step completes.
 //!
-//! The harness is in `harness/` (module docs there: what is enumerated, the
-//! invariants, how to reuse it). What runs here:
-//!
-//! * every scenario (update; first boot of a NEW image; confirm; failed
-//!   self-test → `mark_invalid_and_rollback`; reboot while PENDING_VERIFY)
-//!   on eight layouts (factory + 2 OTA, 2 OTA without factory, 4 OTA with
-//!   and without factory, the seeds' tables; 4, 8 and 16 MiB flash), with
-//!   rollback on and off where the scenario exists without rollback;
-//! * small (~68 KiB, the builder's minimum) images exhaustively: every
-//!   operation, every fault kind, otadata tears with several seeds. The
-//!   update of one rollback setting per layout (four layouts) is
-//!   exhaustive; the other update cases replay every 16th image operation
-//!   plus every otadata operation, to keep the run under a minute in debug;
-//! * a real ESP-IDF image (esp-serial-flasher's hello_world for esp32s3,
-//!   from the shared corpus) as NEW: update with every 8th image operation
-//!   (and all of otadata), confirm exhaustively;
-//! * a ~1.45 MB image: update with every 700th image operation (plus the
-//!   first and last block erase, sector erase and program, and all of
-//!   otadata), confirm exhaustively. A retried 1.45 MB update costs about
-//!   0.3 s in a debug build (SHA-256 dominates), so these are sampled;
-//! * a second cut during recovery: after every first cut of first-boot and
-//!   of confirm, the recovery (a confirm, or a whole update when the old
-//!   image came back) is recorded and cut again at every otadata operation
-//!   and every 4th (first-boot) or 32nd (confirm) image operation.
+//! The harness is `otter_sim::powercut` (module docs there: what is
+//! enumerated, the invariants, the standard matrix). This test runs the
+//! standard matrix, including the real ESP-IDF image from the shared corpus
+//! (`$OTTER_CORPUS`, else `../shared/corpus`; the test fails loudly without
+//! it), shows that a deliberately broken update is caught, and keeps the
+//! regression test for the torn state word the harness found.
 //!
 //! `OTTER_POWERCUT_SEED` (decimal or 0x-hex) changes the seed of the torn
 //! faults; `OTTER_POWERCUT_FILTER` runs only the cases whose name contains
 //! it (for replaying a failure).
 
-mod harness;
+use std::path::PathBuf;
 
-use harness::layouts::{built, FACTORY_2OTA_4MB, SEED003_2OTA_4MB, SMALL};
-use harness::{Case, Invariant, Sampling, Scenario};
 use otter_format::chip::Chip;
 use otter_format::otadata::{plan_set_boot, OtaState, Otadata, ENTRY_SIZE, SECTOR1_OFFSET};
 use otter_format::SECTOR_SIZE;
@@ -44,9 +24,11 @@ use otter_ota::lifecycle::{recover, running_state, Recovery};
 use otter_ota::session::{UpdateRequest, UpdateSession};
 use otter_ota::{DeviceConfig, OtaError, SlotId, SlotMap};
 use otter_sim::embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+use otter_sim::powercut::layouts::{built, FACTORY_2OTA_4MB, SEED003_2OTA_4MB, SMALL};
+use otter_sim::powercut::{
+    self, Case, Invariant, Matrix, PowerCutOptions, Report, Sampling, Scenario, DEFAULT_SEED,
+};
 use otter_sim::{SimFlash, SimFlashError};
-
-const DEFAULT_SEED: u64 = 0x0770_7ea5;
 
 fn seed() -> u64 {
     match std::env::var("OTTER_POWERCUT_SEED") {
@@ -61,18 +43,23 @@ fn seed() -> u64 {
     }
 }
 
-fn filtered(cases: Vec<Case>) -> (Vec<Case>, bool) {
-    let filter = std::env::var("OTTER_POWERCUT_FILTER").unwrap_or_default();
-    let all = cases.len();
-    let kept: Vec<_> = cases
-        .into_iter()
-        .filter(|c| c.name().contains(&filter))
-        .collect();
-    let whole = kept.len() == all;
-    (kept, whole)
+/// The shared corpus. Panics loudly when it is missing: a power-cut run that
+/// silently skipped the real image would claim more than it proved.
+fn corpus_dir() -> PathBuf {
+    let dir = match std::env::var_os("OTTER_CORPUS") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"),
+    };
+    assert!(
+        dir.is_dir(),
+        "the test corpus is missing: looked for {} (set OTTER_CORPUS to the corpus folder); \
+         the power-cut harness updates to a real ESP-IDF image from it and will not pass without it",
+        dir.display()
+    );
+    dir
 }
 
-fn first_failures(report: &harness::Report, n: usize) -> String {
+fn first_failures(report: &Report, n: usize) -> String {
     report
         .failures
         .iter()
@@ -85,18 +72,21 @@ fn first_failures(report: &harness::Report, n: usize) -> String {
 fn every_power_cut_boots_old_or_new_and_a_retry_completes() {
     let seed = seed();
     println!("power-cut seed: {seed:#x} (OTTER_POWERCUT_SEED to change)");
-    let (cases, whole) = filtered(harness::standard_cases());
-    let report = if whole {
-        harness::run_all(seed)
-    } else {
-        harness::run_cases(cases, seed, harness::default_workers())
+    let filter = std::env::var("OTTER_POWERCUT_FILTER").ok();
+    let whole = filter.is_none();
+    let opts = PowerCutOptions {
+        seed,
+        matrix: Matrix::Standard,
+        corpus: Some(corpus_dir()),
+        workers: 0,
+        filter,
     };
+    let report = powercut::run_all(&opts);
     println!("{report}");
-    let json = report.to_json();
-    assert!(
-        json.starts_with(&format!("{{\"seed\":{seed},")) && json.ends_with("]}"),
-        "{json}"
-    );
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON report");
+    assert_eq!(json["seed"], seed);
+    assert_eq!(json["cut_points"], report.cut_points);
+    assert_eq!(json["real_image"], powercut::REAL_IMAGE);
     assert!(
         report.failures.is_empty(),
         "{} of {} cut points broke an invariant (seed {seed:#x}); the first ones:\n{}",
@@ -109,6 +99,13 @@ fn every_power_cut_boots_old_or_new_and_a_retry_completes() {
             report.cut_points >= 3000,
             "only {} cut points: the enumeration lost cases",
             report.cut_points
+        );
+        assert!(
+            report
+                .cases
+                .iter()
+                .any(|c| c.name.contains(powercut::REAL_IMAGE)),
+            "the real image was not used"
         );
     }
 }
@@ -151,7 +148,7 @@ fn switch_then_write(
         expected_sha256: None,
     };
     let mut s = UpdateSession::begin(flash, cfg, running, req)?;
-    for c in image.chunks(harness::device::CHUNK) {
+    for c in image.chunks(powercut::device::CHUNK) {
         s.write(flash, c)?;
     }
     Ok(s.finish(flash)?.target())
@@ -162,8 +159,8 @@ fn the_harness_catches_an_update_that_switches_slots_before_writing() {
     let seed = seed();
     println!("power-cut seed: {seed:#x}");
     let chip = Chip::Esp32s3;
-    let old = built(chip, "1.0.0", SMALL);
-    let new = built(chip, "2.0.0", SMALL);
+    let old = built(chip, "1.0.0", SMALL).expect("builder image");
+    let new = built(chip, "2.0.0", SMALL).expect("builder image");
     let cases: Vec<Case> = [(FACTORY_2OTA_4MB, true), (SEED003_2OTA_4MB, false)]
         .into_iter()
         .map(|(layout, rollback)| {
@@ -174,7 +171,7 @@ fn the_harness_catches_an_update_that_switches_slots_before_writing() {
             c
         })
         .collect();
-    let report = harness::run_cases(cases, seed, harness::default_workers());
+    let report = powercut::run_cases(cases, seed, powercut::default_workers());
     println!("{report}");
     // The clean run works: the broken procedure is only caught by cuts.
     assert!(
@@ -185,6 +182,14 @@ fn the_harness_catches_an_update_that_switches_slots_before_writing() {
         "{}",
         first_failures(&report, 5)
     );
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON report");
+    let first = &json["failures"][0];
+    for key in ["scenario", "layout", "case", "invariant", "message"] {
+        assert!(first[key].is_string(), "{key} missing from {first}");
+    }
+    assert_eq!(first["scenario"], "update");
+    assert!(first["fault"]["op_index"].is_u64(), "{first}");
+    assert!(first["fault"]["kind"].is_string(), "{first}");
     for case in &report.cases {
         let caught: Vec<_> = case
             .failures

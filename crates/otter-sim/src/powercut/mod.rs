@@ -4,6 +4,12 @@
 //! bootable, verified image. After the cut the device boots either the old or
 //! the new image, and a retried update completes."
 //!
+//! [`run_all`] runs the standard matrix and returns a [`Report`] (a table via
+//! [`Display`](std::fmt::Display), JSON via serde or [`Report::to_json`]);
+//! `otter sim powercut` and otter-sim's `tests/power_cut.rs` call it.
+//! [`run_cases`] runs any list of [`Case`]s, for example with a deliberately
+//! broken update procedure plugged into [`Case::update`].
+//!
 //! # How
 //!
 //! For every [`Case`] (a [`Scenario`] on a [`Layout`], rollback on or off,
@@ -11,9 +17,9 @@
 //!
 //! 1. [`device::prepare`] builds the device's flash just before the
 //!    scenario's first step, using otter-ota itself.
-//! 2. `SimFlash::record` runs the steps once, clean, logging every mutating
+//! 2. [`SimFlash::record`] runs the steps once, clean, logging every mutating
 //!    flash operation (each program call, each 4 KiB / 64 KiB erase command).
-//! 3. `Recording::faults(seed)` lists, for every operation k, every fault
+//! 3. [`Recording::faults`] lists, for every operation k, every fault
 //!    kind that applies: cut before, cut after, torn program, torn erase
 //!    (with and without scramble). For each one the steps are replayed on a
 //!    fork of the initial flash with that fault armed; power is restored; the
@@ -38,40 +44,44 @@
 //!   to the same depth). Operations on otadata are torn with
 //!   [`Sampling::otadata_tears`] different seeds each: they are few, and the
 //!   bytes of a torn otadata entry are what decides which image boots.
-//! * [`Sampling::program_stride`] > 1 (big images only) replays every erase,
+//! * [`Sampling::image_stride`] > 1 (big images only) replays every erase,
 //!   every otadata operation and every `stride`-th image program (plus the
 //!   first and last); small images use stride 1: fully exhaustive.
 //!
 //! Every [`Failure`] names the case (scenario, layout, rollback, images), the
-//! `Fault` (operation index, kind, seed; and the second fault for a cut
+//! [`Fault`] (operation index, kind, seed; and the second fault for a cut
 //! during recovery), the invariant that broke and what was seen, so it can
-//! be replayed exactly.
+//! be replayed exactly ([`PowerCutOptions::seed`] and
+//! [`PowerCutOptions::filter`]).
 //!
-//! # Reuse
+//! # The matrices
 //!
-//! [`run_all`] is what a `otter sim powercut [--json]` command would call;
-//! [`Report`] prints as a table ([`std::fmt::Display`]) or as JSON
-//! ([`Report::to_json`]). The module depends only on otter-ota, otter-format
-//! and otter-sim, so it can move into otter-sim (as `otter_sim::powercut`)
-//! unchanged apart from its paths once otter-sim depends on otter-ota.
-
-#![allow(dead_code)]
+//! [`Matrix::Standard`] (see [`standard_cases`]): every scenario on eight
+//! layouts, rollback on and off, small images exhaustively, a ~1.45 MB image
+//! and a real ESP-IDF image sampled, and second cuts during recovery; about
+//! 3,800 cut points, a minute of CPU in a debug build.
+//! [`Matrix::Quick`] (see [`quick_cases`]): every scenario on two layouts,
+//! about 300 cut points in a few seconds.
 
 pub mod device;
 pub mod layouts;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use otter_format::chip::Chip;
-use otter_sim::{Fault, FaultKind, LogPolicy, Recording, SimFlash};
+use serde::{Serialize, Serializer};
+
+use crate::{Fault, FaultKind, LogPolicy, Recording, SimFlash};
 
 use device::{drive_to_goal, otter_update, prepare, Allow, Ctx, UpdateFn};
 use layouts::{Image, Layout};
 
 /// What a scenario does to the device (its steps are what gets cut).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Scenario {
     /// A full update: begin, write (1460-byte chunks), finish, activate.
     Update,
@@ -101,7 +111,8 @@ impl Scenario {
 }
 
 /// The invariant a failure broke (see [`device`]'s docs for each).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Invariant {
     /// The case could not be set up, or its clean run failed.
     Setup,
@@ -143,23 +154,53 @@ impl Invariant {
 /// An invariant that did not hold, and what was seen.
 #[derive(Debug, Clone)]
 pub struct Violation {
+    /// The invariant.
     pub invariant: Invariant,
+    /// What was seen.
     pub detail: String,
 }
 
-/// One failing cut.
-#[derive(Debug, Clone)]
+/// One failing cut. Serialized as `{scenario, layout, case, fault, second,
+/// invariant, message}`, with each fault as `{op_index, kind, seed}`.
+#[derive(Debug, Clone, Serialize)]
 pub struct Failure {
-    /// The case: scenario, layout, rollback, images.
+    /// The scenario that was cut.
+    pub scenario: Scenario,
+    /// The layout's name.
+    pub layout: &'static str,
+    /// The whole case: scenario, layout, rollback, history, images.
     pub case: String,
     /// The fault in the scenario's steps (`None` for setup failures).
+    #[serde(serialize_with = "ser_fault")]
     pub fault: Option<Fault>,
     /// The second fault, in the recovery after `fault`.
+    #[serde(serialize_with = "ser_fault")]
     pub second: Option<Fault>,
     /// What broke.
     pub invariant: Invariant,
     /// What was seen.
+    #[serde(rename = "message")]
     pub detail: String,
+}
+
+#[derive(Serialize)]
+struct FaultJson {
+    op_index: u64,
+    kind: &'static str,
+    seed: u64,
+}
+
+fn ser_fault<S: Serializer>(f: &Option<Fault>, s: S) -> Result<S::Ok, S::Error> {
+    f.map(|f| FaultJson {
+        op_index: f.op_index,
+        kind: f.kind.name(),
+        seed: f.seed,
+    })
+    .serialize(s)
+}
+
+fn ser_millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl fmt::Display for Failure {
@@ -220,17 +261,25 @@ pub struct SecondCut {
 /// One scenario on one device.
 #[derive(Clone)]
 pub struct Case {
+    /// What is cut.
     pub scenario: Scenario,
+    /// The partition table and flash size.
     pub layout: Layout,
+    /// The device's chip (the images are built for it).
     pub chip: Chip,
+    /// `CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE`.
     pub rollback: bool,
     /// Updates (booted and confirmed) before the OLD image was installed:
     /// varies the otadata sequence numbers and stale entries the scenario
     /// starts from.
     pub history: u8,
+    /// The image that runs before the scenario.
     pub old: Image,
+    /// The image the scenario installs.
     pub new: Image,
+    /// Which faults are replayed.
     pub sampling: Sampling,
+    /// A second cut during each recovery, if any.
     pub second_cut: Option<SecondCut>,
     /// The update procedure under test.
     pub update: UpdateFn,
@@ -288,8 +337,10 @@ impl Case {
 }
 
 /// What one case did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CaseReport {
+    /// The case's name ([`Case::name`]).
+    #[serde(rename = "case")]
     pub name: String,
     /// Mutating operations in the clean run of the steps.
     pub ops: u64,
@@ -300,21 +351,36 @@ pub struct CaseReport {
     /// `CutBefore(k)` faults not replayed because `CutAfter(k-1)` leaves the
     /// same flash.
     pub equivalent: u64,
+    /// The cuts that broke an invariant.
+    #[serde(skip)]
     pub failures: Vec<Failure>,
+    /// Wall-clock time of the case.
+    #[serde(rename = "elapsed_ms", serialize_with = "ser_millis")]
     pub elapsed: Duration,
 }
 
-/// The result of a run.
-#[derive(Debug, Clone)]
+/// The result of a run. Serialized (for `--json`) as `{seed, matrix,
+/// real_image, scenarios, cut_points, elapsed_ms, cases, failures}`.
+#[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The seed of the torn faults.
     pub seed: u64,
+    /// The matrix that ran (`None` for a custom list of cases).
+    pub matrix: Option<Matrix>,
+    /// The real (third-party) image used as NEW in some cases, as a path
+    /// relative to the corpus, or `None` when no corpus was given.
+    pub real_image: Option<String>,
     /// Cases run (scenario × layout × configuration).
     pub scenarios: usize,
     /// Faults replayed and checked, over all cases.
     pub cut_points: u64,
-    pub failures: Vec<Failure>,
-    pub cases: Vec<CaseReport>,
+    /// Wall-clock time of the run.
+    #[serde(rename = "elapsed_ms", serialize_with = "ser_millis")]
     pub elapsed: Duration,
+    /// Per-case figures.
+    pub cases: Vec<CaseReport>,
+    /// Every cut that broke an invariant, over all cases.
+    pub failures: Vec<Failure>,
 }
 
 impl fmt::Display for Report {
@@ -328,6 +394,11 @@ impl fmt::Display for Report {
             self.failures.len(),
             self.elapsed
         )?;
+        match (&self.real_image, self.matrix) {
+            (Some(img), _) => writeln!(f, "  real image: {img}")?,
+            (None, Some(_)) => writeln!(f, "  real image: none (no corpus given)")?,
+            (None, None) => {}
+        }
         for c in &self.cases {
             writeln!(
                 f,
@@ -347,75 +418,16 @@ impl fmt::Display for Report {
     }
 }
 
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn json_fault(f: Option<Fault>) -> String {
-    match f {
-        None => "null".into(),
-        Some(f) => format!(
-            "{{\"op_index\":{},\"kind\":{},\"seed\":{}}}",
-            f.op_index,
-            json_str(&format!("{:?}", f.kind)),
-            f.seed
-        ),
-    }
-}
-
 impl Report {
-    /// The report as one JSON object (for `--json`).
+    /// The report as one JSON object (what `--json` prints, compact).
     pub fn to_json(&self) -> String {
-        let cases: Vec<String> = self
-            .cases
-            .iter()
-            .map(|c| {
-                format!(
-                    "{{\"case\":{},\"ops\":{},\"cut_points\":{},\"second_cuts\":{},\"equivalent\":{},\"failures\":{},\"elapsed_ms\":{}}}",
-                    json_str(&c.name),
-                    c.ops,
-                    c.cut_points,
-                    c.second_cuts,
-                    c.equivalent,
-                    c.failures.len(),
-                    c.elapsed.as_millis()
-                )
-            })
-            .collect();
-        let failures: Vec<String> = self
-            .failures
-            .iter()
-            .map(|f| {
-                format!(
-                    "{{\"case\":{},\"fault\":{},\"second\":{},\"invariant\":{},\"detail\":{}}}",
-                    json_str(&f.case),
-                    json_fault(f.fault),
-                    json_fault(f.second),
-                    json_str(f.invariant.name()),
-                    json_str(&f.detail)
-                )
-            })
-            .collect();
-        format!(
-            "{{\"seed\":{},\"scenarios\":{},\"cut_points\":{},\"elapsed_ms\":{},\"cases\":[{}],\"failures\":[{}]}}",
-            self.seed,
-            self.scenarios,
-            self.cut_points,
-            self.elapsed.as_millis(),
-            cases.join(","),
-            failures.join(",")
-        )
+        // Serializing plain data to a string cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Whether no cut broke an invariant.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
     }
 }
 
@@ -512,6 +524,8 @@ pub fn run_case(case: &Case, seed: u64) -> CaseReport {
         elapsed: Duration::ZERO,
     };
     let fail = |fault, second, v: Violation| Failure {
+        scenario: case.scenario,
+        layout: case.layout.name,
         case: name.clone(),
         fault,
         second,
@@ -556,7 +570,10 @@ pub fn run_case(case: &Case, seed: u64) -> CaseReport {
     });
     let clean = clean.and_then(|()| {
         let mut end = SimFlash::from_bytes(rec.image.clone())
-            .expect("a recording's image is a valid flash image")
+            .map_err(|e| Violation {
+                invariant: Invariant::Setup,
+                detail: format!("the recording's image: {e}"),
+            })?
             .with_log_policy(LogPolicy::Off);
         drive_to_goal(ctx, &mut end, allow)
     });
@@ -664,21 +681,28 @@ pub fn run_cases(cases: Vec<Case>, seed: u64, workers: usize) -> Report {
     });
     let queue = Mutex::new(queue);
     let results = Mutex::new(Vec::with_capacity(n));
+    // A worker that panicked poisons nothing we cannot read: the queue and
+    // the results are plain vectors, and the scope re-raises the panic.
     std::thread::scope(|s| {
         for _ in 0..workers.max(1) {
             s.spawn(|| loop {
-                let next = queue.lock().expect("queue lock").pop();
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let Some((i, case)) = next else { break };
                 let r = run_case(&case, seed);
-                results.lock().expect("results lock").push((i, r));
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((i, r));
             });
         }
     });
-    let mut results = results.into_inner().expect("results lock");
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results.sort_by_key(|(i, _)| *i);
     let cases: Vec<CaseReport> = results.into_iter().map(|(_, r)| r).collect();
     Report {
         seed,
+        matrix: None,
+        real_image: None,
         scenarios: cases.len(),
         cut_points: cases.iter().map(|c| c.cut_points).sum(),
         failures: cases.iter().flat_map(|c| c.failures.clone()).collect(),
@@ -695,24 +719,184 @@ pub fn default_workers() -> usize {
         .min(4)
 }
 
-/// Every scenario × layout × configuration this harness knows; see
-/// [`standard_cases`].
-pub fn run_all(seed: u64) -> Report {
-    run_cases(standard_cases(), seed, default_workers())
+/// The seed the test suite and `otter sim powercut` use unless told otherwise.
+pub const DEFAULT_SEED: u64 = 0x0770_7ea5;
+
+/// The real ESP-IDF image the matrices update to, relative to the corpus
+/// (esp-serial-flasher's hello_world for esp32s3, 135 KB).
+pub const REAL_IMAGE: &str = "app-images/esp-serial-flasher/hello_world-esp32s3.bin";
+
+/// Which set of cases [`run_all`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Matrix {
+    /// Everything: [`standard_cases`].
+    Standard,
+    /// A fast subset for a quick check: [`quick_cases`].
+    Quick,
 }
 
-/// The standard matrix (see the test's docs for what is exhaustive).
-pub fn standard_cases() -> Vec<Case> {
+/// What [`run_all`] runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PowerCutOptions {
+    /// Seed of the torn faults (a failure names it, so it can be replayed).
+    pub seed: u64,
+    /// Which matrix.
+    pub matrix: Matrix,
+    /// The shared corpus folder; when given, cases that update to the real
+    /// image [`REAL_IMAGE`] from it are added (and its absence there is a
+    /// setup failure, not a silent skip).
+    pub corpus: Option<PathBuf>,
+    /// Worker threads; 0 means [`default_workers`].
+    pub workers: usize,
+    /// Only run the cases whose name contains this (to replay a failure).
+    pub filter: Option<String>,
+}
+
+impl PowerCutOptions {
+    /// The standard matrix with [`DEFAULT_SEED`], no corpus, default workers.
+    pub fn new() -> Self {
+        Self {
+            seed: DEFAULT_SEED,
+            matrix: Matrix::Standard,
+            corpus: None,
+            workers: 0,
+            filter: None,
+        }
+    }
+}
+
+impl Default for PowerCutOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs the matrix `opts` selects and reports every cut that broke an
+/// invariant. A matrix that cannot be built (for example a corpus without
+/// [`REAL_IMAGE`]) is reported as one `setup` failure.
+pub fn run_all(opts: &PowerCutOptions) -> Report {
+    let start = Instant::now();
+    let workers = match opts.workers {
+        0 => default_workers(),
+        n => n,
+    };
+    let built = matrix_cases(opts.matrix, opts.corpus.as_deref());
+    let mut report = match built {
+        Ok(cases) => {
+            let filter = opts.filter.as_deref().unwrap_or("");
+            let cases = cases
+                .into_iter()
+                .filter(|c| c.name().contains(filter))
+                .collect();
+            run_cases(cases, opts.seed, workers)
+        }
+        Err(detail) => Report {
+            seed: opts.seed,
+            matrix: None,
+            real_image: None,
+            scenarios: 0,
+            cut_points: 0,
+            failures: vec![Failure {
+                scenario: Scenario::Update,
+                layout: "-",
+                case: "building the matrix".into(),
+                fault: None,
+                second: None,
+                invariant: Invariant::Setup,
+                detail,
+            }],
+            cases: Vec::new(),
+            elapsed: start.elapsed(),
+        },
+    };
+    report.matrix = Some(opts.matrix);
+    report.real_image = opts.corpus.as_ref().map(|_| REAL_IMAGE.to_string());
+    report
+}
+
+fn matrix_cases(matrix: Matrix, corpus: Option<&std::path::Path>) -> Result<Vec<Case>, String> {
+    let real = match corpus {
+        Some(dir) => Some(layouts::corpus_image(dir, REAL_IMAGE, Chip::Esp32s3)?),
+        None => None,
+    };
+    match matrix {
+        Matrix::Standard => standard_cases(real.as_ref()),
+        Matrix::Quick => quick_cases(real.as_ref()),
+    }
+}
+
+/// The quick matrix, for a check in seconds even in a debug build: every
+/// scenario on two layouts (factory + 2 OTA with rollback, the seeds' 2 OTA
+/// without factory without rollback where the scenario exists without it),
+/// small images; update replays every otadata operation and every 16th image
+/// operation, the other scenarios are exhaustive; with `real`, a confirm of
+/// it. About 300 cut points (the standard matrix has thousands).
+pub fn quick_cases(real: Option<&Image>) -> Result<Vec<Case>, String> {
     use layouts::*;
     use Scenario::*;
     let chip = Chip::Esp32s3;
-    let old = built(chip, "1.0.0", SMALL);
-    let new = built(chip, "2.0.0", SMALL);
-    let big_new = built(chip, "2.1.0-big", BIG);
-    let real_new = corpus_image(
-        "app-images/esp-serial-flasher/hello_world-esp32s3.bin",
-        chip,
-    );
+    let old = built(chip, "1.0.0", SMALL)?;
+    let new = built(chip, "2.0.0", SMALL)?;
+    let mut cases = Vec::new();
+    for (layout, history, rollback) in [(FACTORY_2OTA_4MB, 0, true), (SEED003_2OTA_4MB, 1, false)] {
+        let mut c = Case::new(Update, layout.clone(), rollback, history, &old, &new);
+        c.sampling = Sampling::strided(16);
+        cases.push(c);
+        cases.push(Case::new(
+            SelfTestFail,
+            layout.clone(),
+            rollback,
+            history,
+            &old,
+            &new,
+        ));
+        for scenario in [FirstBoot, Confirm, RebootPending] {
+            cases.push(Case::new(
+                scenario,
+                layout.clone(),
+                true,
+                history,
+                &old,
+                &new,
+            ));
+        }
+    }
+    if let Some(real) = real {
+        cases.push(Case::new(Confirm, SEED003_2OTA_4MB, true, 0, &old, real));
+    }
+    Ok(cases)
+}
+
+/// The standard matrix:
+///
+/// * every scenario (update; first boot of a NEW image; confirm; failed
+///   self-test → `mark_invalid_and_rollback`; reboot while PENDING_VERIFY)
+///   on eight layouts (factory + 2 OTA, 2 OTA without factory, 4 OTA with
+///   and without factory, the seeds' tables; 4, 8 and 16 MiB flash), with
+///   rollback on and off where the scenario exists without rollback;
+/// * small (~68 KiB, the builder's minimum) images exhaustively: every
+///   operation, every fault kind, otadata tears with several seeds. The
+///   update of one rollback setting per layout (four layouts) is
+///   exhaustive; the other update cases replay every 16th image operation
+///   plus every otadata operation, to keep the run under a minute in debug;
+/// * with `real` (a real ESP-IDF image) as NEW: update with every 8th image
+///   operation (and all of otadata), confirm exhaustively;
+/// * a ~1.45 MB image: update with every 700th image operation (plus the
+///   first and last block erase, sector erase and program, and all of
+///   otadata), confirm exhaustively. A retried 1.45 MB update costs about
+///   0.3 s in a debug build (SHA-256 dominates), so these are sampled;
+/// * a second cut during recovery: after every first cut of first-boot and
+///   of confirm, the recovery (a confirm, or a whole update when the old
+///   image came back) is recorded and cut again at every otadata operation
+///   and every 4th (first-boot) or 32nd (confirm) image operation.
+pub fn standard_cases(real: Option<&Image>) -> Result<Vec<Case>, String> {
+    use layouts::*;
+    use Scenario::*;
+    let chip = Chip::Esp32s3;
+    let old = built(chip, "1.0.0", SMALL)?;
+    let new = built(chip, "2.0.0", SMALL)?;
+    let big_new = built(chip, "2.1.0-big", BIG)?;
 
     // (layout, history, rollback setting whose update is fully exhaustive):
     // a different starting otadata on each layout.
@@ -757,17 +941,19 @@ pub fn standard_cases() -> Vec<Case> {
         }
     }
     // A real ESP-IDF image (esp-serial-flasher's hello_world, 135 KB) as NEW.
-    let mut c = Case::new(Update, SEED000_OTA_SAFE_16MB, true, 0, &old, &real_new);
-    c.sampling = Sampling::strided(8);
-    cases.push(c);
-    cases.push(Case::new(
-        Confirm,
-        SEED003_2OTA_4MB,
-        true,
-        0,
-        &old,
-        &real_new,
-    ));
+    if let Some(real_new) = real {
+        let mut c = Case::new(Update, SEED000_OTA_SAFE_16MB, true, 0, &old, real_new);
+        c.sampling = Sampling::strided(8);
+        cases.push(c);
+        cases.push(Case::new(
+            Confirm,
+            SEED003_2OTA_4MB,
+            true,
+            0,
+            &old,
+            real_new,
+        ));
+    }
     // A ~1.45 MB NEW image in 1.5 MiB slots.
     let mut c = Case::new(Update, SEED000_OTA_SAFE_16MB, true, 1, &old, &big_new);
     c.sampling = Sampling {
@@ -802,5 +988,5 @@ pub fn standard_cases() -> Vec<Case> {
         },
     });
     cases.push(c);
-    cases
+    Ok(cases)
 }

@@ -21,13 +21,13 @@
 //! with the NEW entry no longer selectable) and that one more power-on
 //! changes nothing (no bootloader write, no recovery, same slot).
 
+use crate::{LogPolicy, SimFlash, SimFlashError};
 use otter_format::chip::Chip;
 use otter_format::otadata::{OtaState, Otadata, SelectEntry, ENTRY_SIZE, SECTOR1_OFFSET};
 use otter_ota::boot::{boot, BootOutcome};
 use otter_ota::lifecycle::{confirm, mark_invalid_and_rollback, recover, running_state, Recovery};
 use otter_ota::session::{UpdateRequest, UpdateSession};
 use otter_ota::{DeviceConfig, OtaError, Region, SlotId, SlotMap};
-use otter_sim::{LogPolicy, SimFlash, SimFlashError};
 
 use super::layouts::{built, Image, Layout, SMALL, TABLE_OFFSET};
 use super::{Invariant, Scenario, Violation};
@@ -81,20 +81,31 @@ pub enum Goal {
 /// Everything a replay needs: the device, its images, and the scenario.
 #[derive(Clone)]
 pub struct Ctx {
+    /// The scenario whose steps are cut.
     pub scenario: Scenario,
+    /// The device's bootloader and `esp_ota_ops` configuration.
     pub cfg: DeviceConfig,
+    /// The device's slots.
     pub map: SlotMap,
+    /// The image that runs before the scenario.
     pub old: Image,
+    /// The image the scenario installs.
     pub new: Image,
+    /// Where OLD runs.
     pub old_slot: SlotId,
+    /// OLD's rollback state before the scenario.
     pub old_state: Option<OtaState>,
+    /// The update procedure under test.
     pub update: UpdateFn,
+    /// Where the scenario must end.
     pub goal: Goal,
 }
 
 /// A device ready for a scenario: the flash just before its first step.
 pub struct Prepared {
+    /// The scenario and its device.
     pub ctx: Ctx,
+    /// The flash just before the first step.
     pub flash: SimFlash,
 }
 
@@ -132,7 +143,7 @@ pub fn prepare(
     let base = if history == 0 {
         old.clone()
     } else {
-        built(chip, "0.9.0", SMALL)
+        built(chip, "0.9.0", SMALL)?
     };
     flash
         .load(first.offset, &base.bytes)
@@ -142,7 +153,7 @@ pub fn prepare(
         let img = if h == history {
             old.clone()
         } else {
-            built(chip, &format!("0.9.{h}"), SMALL)
+            built(chip, &format!("0.9.{h}"), SMALL)?
         };
         // The history always uses the real procedure: only the scenario's
         // own update is under test.
@@ -248,10 +259,15 @@ impl Ctx {
 /// One power-on as the firmware sees it.
 #[derive(Debug, Clone)]
 pub struct Startup {
+    /// The slot that runs.
     pub slot: SlotId,
+    /// Which image it holds.
     pub which: Which,
+    /// Its rollback state.
     pub state: Option<OtaState>,
+    /// What startup recovery did.
     pub recovery: Recovery,
+    /// otadata writes the bootloader made.
     pub bootloader_writes: usize,
     /// Mutating flash operations the startup made (bootloader and recovery).
     pub flash_ops: u64,
