@@ -25,6 +25,9 @@ enum Command {
     /// Read otadata (the boot-slot selection).
     #[command(subcommand)]
     Otadata(cmd::otadata::Command),
+    /// Run the simulator: the exhaustive power-cut proof.
+    #[command(subcommand)]
+    Sim(cmd::sim::Command),
 }
 
 /// Runs the selected command and returns its exit code.
@@ -33,5 +36,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Partitions(c) => cmd::partitions::run(c),
         Command::Image(c) => cmd::image::run(c),
         Command::Otadata(c) => cmd::otadata::run(c),
+        Command::Sim(c) => cmd::sim::run(c),
     }
 }
