@@ -17,7 +17,7 @@
 //! - [`session`]: the streaming update session (begin, write, finish,
 //!   activate, abort).
 //! - [`lifecycle`]: the running image's state, confirm, roll back, and the
-//!   diagnostics snapshot.
+//!   diagnostics snapshot ([`diagnostics`], re-exported there).
 //!
 //! What it is not: there is no networking, no allocation and no logging
 //! framework here; transports feed bytes into an [`session::UpdateSession`].
@@ -33,6 +33,7 @@
 extern crate std;
 
 pub mod boot;
+pub mod diagnostics;
 mod error;
 mod io;
 pub mod lifecycle;

@@ -38,6 +38,8 @@ use crate::io::{read_otadata, verify_slot, write_otadata_entry};
 use crate::slots::{Region, SlotId, SlotMap};
 use crate::DeviceConfig;
 
+pub use crate::diagnostics::{boot_slot, diagnostics, Diagnostics};
+
 /// Offset of the confirm intent inside an otadata sector (ESP-IDF reads only
 /// bytes 0..32).
 pub const INTENT_OFFSET: u32 = 0x20;
