@@ -2,9 +2,9 @@
 //! the same segments; images from `AppImageBuilder` must pass esptool's
 //! parser; images from `esptool elf2image` must pass otter's verifier.
 
-mod image_common;
+mod common;
 
-use image_common::*;
+use common::*;
 use otter_format::chip::Chip;
 use otter_format::image::{
     build_image, verify, AppImageBuilder, FlashMode, ImageKind, ImageParams, VerifyOptions,

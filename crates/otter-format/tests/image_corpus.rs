@@ -1,9 +1,9 @@
 //! Every real image in the corpus, parsed by otter and by esptool: the fields
 //! must agree. Negative files must be refused for what they are.
 
-mod image_common;
+mod common;
 
-use image_common::*;
+use common::*;
 use otter_format::chip::Chip;
 use otter_format::image::{
     inspect, verify, ImageError, ImageKind, SegmentKind, SignatureScheme, StreamingVerifier,

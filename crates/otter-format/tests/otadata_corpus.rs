@@ -1,27 +1,15 @@
 //! otadata files from the corpus: what ESP-IDF, Arduino and web flashers ship.
 
-use std::path::PathBuf;
+mod common;
+
+use common::corpus_bytes;
 
 use otter_format::otadata::{OtaState, Otadata, OtadataError, SEQ_EMPTY};
 
-fn corpus(rel: &str) -> Vec<u8> {
-    let root = std::env::var_os("OTTER_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
-        });
-    let path = root.join(rel);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "corpus file {} is missing ({e}); set OTTER_CORPUS",
-            path.display()
-        )
-    })
-}
-
 #[test]
 fn esp_idf_initial_otadata_selects_nothing() {
-    let o = Otadata::from_partition(&corpus("otadata/valuecam-ota_data_initial.bin")).unwrap();
+    let o =
+        Otadata::from_partition(&corpus_bytes("otadata/valuecam-ota_data_initial.bin")).unwrap();
     assert_eq!(o, Otadata::ERASED);
     assert!(o.is_initial());
     assert_eq!(o.active(), None);
@@ -29,7 +17,7 @@ fn esp_idf_initial_otadata_selects_nothing() {
 
 #[test]
 fn arduino_boot_app0_selects_ota_0() {
-    let o = Otadata::from_partition(&corpus("otadata/arduino-boot_app0.bin")).unwrap();
+    let o = Otadata::from_partition(&corpus_bytes("otadata/arduino-boot_app0.bin")).unwrap();
     assert_eq!(o.entries[0].seq, 1);
     assert!(o.entries[0].crc_ok());
     assert_eq!(o.entries[0].ota_state(), OtaState::Undefined);
@@ -46,8 +34,10 @@ fn arduino_boot_app0_selects_ota_0() {
 
 #[test]
 fn text_mangled_boot_app0_is_rejected_with_a_reason() {
-    let err = Otadata::from_partition(&corpus("negative/corrupted-boot_app0-utf8-mangled.bin"))
-        .unwrap_err();
+    let err = Otadata::from_partition(&corpus_bytes(
+        "negative/corrupted-boot_app0-utf8-mangled.bin",
+    ))
+    .unwrap_err();
     assert_eq!(err, OtadataError::WrongSize { len: 6145 });
     let msg = err.to_string();
     assert!(

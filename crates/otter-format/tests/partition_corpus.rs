@@ -3,36 +3,16 @@
 //! round-trips, every bin-only table parses, every negative CSV fails with a
 //! message that names the problem and the line.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::{corpus, corpus_files};
 
 use otter_format::partition::validate::ValidateOptions;
 use otter_format::partition::{
     CsvOptions, DecodeOptions, OwnedTable, PartitionTable, SubType, TableEnd,
 };
-
-fn corpus() -> PathBuf {
-    let dir = match std::env::var_os("OTTER_CORPUS") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"),
-    };
-    assert!(
-        dir.join("README.md").is_file(),
-        "the test corpus is missing at {} (set OTTER_CORPUS to its folder)",
-        dir.display()
-    );
-    dir
-}
-
-fn files(sub: &str, suffix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus().join(sub))
-        .expect("corpus dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.to_string_lossy().ends_with(suffix))
-        .collect();
-    v.sort();
-    assert!(!v.is_empty(), "no {suffix} files in {sub}");
-    v
-}
 
 fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -53,11 +33,11 @@ fn csv_to_bin(csv: &Path) -> Vec<u8> {
 /// (csv, reference bin) pairs; the references were produced by gen_esp32part.py.
 fn pairs() -> Vec<(PathBuf, PathBuf)> {
     let mut out = Vec::new();
-    for csv in files("partition-tables/csv-with-reference-bin", ".csv") {
+    for csv in corpus_files("partition-tables/csv-with-reference-bin", ".csv") {
         let bin = csv.with_extension("ref.bin");
         out.push((csv, bin));
     }
-    for csv in files("partition-tables/pairs", ".csv") {
+    for csv in corpus_files("partition-tables/pairs", ".csv") {
         let name = csv.file_name().unwrap().to_string_lossy().into_owned();
         let bin = if name.starts_with("idf-test-partitions-utf8") {
             csv.with_file_name("idf-test-partitions-utf8.bin")
@@ -90,8 +70,8 @@ fn every_csv_converts_to_its_reference_binary() {
 }
 
 fn reference_bins() -> Vec<PathBuf> {
-    let mut v = files("partition-tables/csv-with-reference-bin", ".ref.bin");
-    v.extend(files("partition-tables/pairs", ".bin"));
+    let mut v = corpus_files("partition-tables/csv-with-reference-bin", ".ref.bin");
+    v.extend(corpus_files("partition-tables/pairs", ".bin"));
     v
 }
 
@@ -197,7 +177,7 @@ const NEGATIVE: &[(&str, &[&str], usize)] = &[
 #[test]
 fn negative_csvs_fail_naming_problem_and_line() {
     let dir = corpus().join("negative/partition-csv-errors");
-    let found = files("negative/partition-csv-errors", ".csv");
+    let found = corpus_files("negative/partition-csv-errors", ".csv");
     assert_eq!(
         found.len(),
         NEGATIVE.len(),

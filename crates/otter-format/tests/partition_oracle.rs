@@ -3,34 +3,13 @@
 //! compatibility, produce the same bytes. Where it disagrees with ESP-IDF, the
 //! test asserts ESP-IDF's behaviour and says why.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::corpus_files;
 
 use esp_idf_part as oracle;
 use otter_format::partition::validate::ValidateOptions;
 use otter_format::partition::{CsvOptions, OwnedTable, Partition, PartitionTable};
-
-fn corpus() -> PathBuf {
-    let dir = match std::env::var_os("OTTER_CORPUS") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"),
-    };
-    assert!(
-        dir.join("README.md").is_file(),
-        "corpus missing at {}",
-        dir.display()
-    );
-    dir
-}
-
-fn list(sub: &str, ext: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus().join(sub))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(ext))
-        .collect();
-    v.sort();
-    v
-}
 
 /// (name, type, subtype, offset, size, flags) from the oracle.
 fn oracle_rows(t: &oracle::PartitionTable) -> Vec<(String, u8, u8, u32, u32, u32)> {
@@ -68,8 +47,8 @@ fn our_rows(t: &OwnedTable) -> Vec<(String, u8, u8, u32, u32, u32)> {
 
 #[test]
 fn csvs_agree_with_esp_idf_part() {
-    let mut csvs = list("partition-tables/csv-with-reference-bin", ".csv");
-    csvs.extend(list("partition-tables/pairs", ".csv"));
+    let mut csvs = corpus_files("partition-tables/csv-with-reference-bin", ".csv");
+    csvs.extend(corpus_files("partition-tables/pairs", ".csv"));
     let mut compared = 0;
     for csv in csvs {
         let bytes = std::fs::read(&csv).unwrap();
@@ -106,9 +85,9 @@ fn csvs_agree_with_esp_idf_part() {
 
 #[test]
 fn binaries_agree_with_esp_idf_part() {
-    let mut bins = list("partition-tables/csv-with-reference-bin", ".ref.bin");
-    bins.extend(list("partition-tables/pairs", ".bin"));
-    bins.extend(list("partition-tables/bin-only", ".bin"));
+    let mut bins = corpus_files("partition-tables/csv-with-reference-bin", ".ref.bin");
+    bins.extend(corpus_files("partition-tables/pairs", ".bin"));
+    bins.extend(corpus_files("partition-tables/bin-only", ".bin"));
     let mut compared = 0;
     for bin in bins {
         let bytes = std::fs::read(&bin).unwrap();

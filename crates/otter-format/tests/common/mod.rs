@@ -1,4 +1,4 @@
-//! Helpers shared by the image integration tests: the corpus, the Python
+//! Helpers shared by otter-format's integration tests: the corpus, the Python
 //! oracles (esptool in the project venv) and small utilities.
 #![allow(dead_code)]
 
@@ -27,6 +27,26 @@ pub fn corpus() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// The files directly in `corpus/<sub>` whose names end with `suffix`,
+/// sorted. Panics when there are none.
+pub fn corpus_files(sub: &str, suffix: &str) -> Vec<PathBuf> {
+    let dir = corpus().join(sub);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    v.sort();
+    assert!(!v.is_empty(), "no {suffix} files in {}", dir.display());
+    v
+}
+
+/// A corpus file's bytes, by path relative to the corpus root.
+pub fn corpus_bytes(rel: &str) -> Vec<u8> {
+    let p = corpus().join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("corpus file {}: {e}", p.display()))
 }
 
 /// Every `.bin` under `corpus/<sub>`, sorted.
