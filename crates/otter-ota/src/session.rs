@@ -72,8 +72,15 @@ pub struct UpdateSession {
     region: Region,
     size: Option<u32>,
     verifier: StreamingVerifier,
-    /// SHA-256 of the image bytes streamed so far (up to the image length).
-    image_hash: Sha256,
+    /// SHA-256 of the image bytes streamed so far (up to the image length),
+    /// kept only for an image without an appended SHA-256: `finish` then
+    /// reads the slot back and compares. With one, the digest both verifiers
+    /// compute already proves the flash holds the streamed bytes, and this
+    /// second hash of every byte is skipped. `None` also until the header
+    /// says which.
+    image_hash: Option<Sha256>,
+    /// Whether the header has been seen and `image_hash` decided.
+    hash_decided: bool,
     /// Bytes accepted from the caller.
     received: u32,
     /// Bytes programmed into the slot (always a multiple of the stage size,
@@ -142,7 +149,8 @@ impl UpdateSession {
             region,
             size: req.size,
             verifier: StreamingVerifier::new(opts),
-            image_hash: Sha256::new(),
+            image_hash: None,
+            hash_decided: false,
             received: 0,
             programmed: 0,
             erased_to: 0,
@@ -199,13 +207,28 @@ impl UpdateSession {
         if let Some(len) = progress.image_len {
             self.image_len = Some(len);
         }
+        if !self.hash_decided {
+            if let Some(header) = progress.header {
+                self.hash_decided = true;
+                if !header.has_hash() {
+                    // Nothing has been flushed before the header is known
+                    // (flushing waits for the app descriptor, after it), so
+                    // every byte received so far is still staged.
+                    let mut h = Sha256::new();
+                    h.update(self.stage.get(..self.stage_len).unwrap_or_default());
+                    self.image_hash = Some(h);
+                }
+            }
+        }
         // Hash the image bytes (not trailing bytes) for the read-back check.
-        let hash_end = self.image_len.unwrap_or(u32::MAX);
-        let hash_n = hash_end
-            .saturating_sub(self.received)
-            .min(data.len() as u32) as usize;
-        if let Some(part) = data.get(..hash_n) {
-            self.image_hash.update(part);
+        if let Some(h) = self.image_hash.as_mut() {
+            let hash_end = self.image_len.unwrap_or(u32::MAX);
+            let hash_n = hash_end
+                .saturating_sub(self.received)
+                .min(data.len() as u32) as usize;
+            if let Some(part) = data.get(..hash_n) {
+                h.update(part);
+            }
         }
         self.received = new_total as u32;
         if !self.head_ok
@@ -339,20 +362,34 @@ impl UpdateSession {
         if in_flash.image_len != image_len {
             return Err(OtaError::Sha256Mismatch);
         }
-        let mut readback = Sha256::new();
-        let mut buf = [0u8; 256];
-        let mut at = 0u32;
-        while at < image_len {
-            let n = (image_len - at).min(buf.len() as u32) as usize;
-            let chunk = buf.get_mut(..n).unwrap_or_default();
-            flash
-                .read(self.region.offset + at, chunk)
-                .map_err(OtaError::Flash)?;
-            readback.update(&*chunk);
-            at += n as u32;
-        }
-        if readback.finalize() != self.image_hash.finalize() {
-            return Err(OtaError::Sha256Mismatch);
+        // Byte-identical to the stream: with an appended SHA-256, both
+        // verifiers hashed [0, digest) (one the stream, one the flash) and
+        // both checked the stored digest, so equal digests prove it without
+        // a third pass; without one, read the slot back.
+        match (&streamed.sha256, &in_flash.sha256, self.image_hash.take()) {
+            (Some(s), Some(f), _) => {
+                if s.offset != f.offset || s.computed != f.computed || s.stored != f.stored {
+                    return Err(OtaError::Sha256Mismatch);
+                }
+            }
+            (None, None, Some(streamed_hash)) => {
+                let mut readback = Sha256::new();
+                let mut buf = [0u8; 256];
+                let mut at = 0u32;
+                while at < image_len {
+                    let n = (image_len - at).min(buf.len() as u32) as usize;
+                    let chunk = buf.get_mut(..n).unwrap_or_default();
+                    flash
+                        .read(self.region.offset + at, chunk)
+                        .map_err(OtaError::Flash)?;
+                    readback.update(&*chunk);
+                    at += n as u32;
+                }
+                if readback.finalize() != streamed_hash.finalize() {
+                    return Err(OtaError::Sha256Mismatch);
+                }
+            }
+            _ => return Err(OtaError::Sha256Mismatch),
         }
         Ok(VerifiedUpdate {
             cfg: self.cfg,

@@ -1,0 +1,101 @@
+//! `finish` proves the slot holds exactly the streamed bytes: by comparing
+//! the two verifiers' SHA-256 digests when the image has one appended, by
+//! reading the slot back when it has not (checksum only).
+
+use otter_format::chip::Chip;
+use otter_format::image::{build_image, AppImageBuilder, ImageParams};
+use otter_format::partition::{CsvOptions, OwnedTable};
+use otter_ota::session::{UpdateRequest, UpdateSession};
+use otter_ota::{DeviceConfig, OtaError, SlotId};
+use otter_sim::SimFlash;
+
+const TABLE: &str = "\
+nvs,      data, nvs,     0x9000,  0x4000,
+otadata,  data, ota,     0xd000,  0x2000,
+phy_init, data, phy,     0xf000,  0x1000,
+factory,  app,  factory, 0x10000, 1M,
+ota_0,    app,  ota_0,   ,        1M,
+ota_1,    app,  ota_1,   ,        1M,
+";
+const OTA0: u32 = 0x110000;
+
+fn device() -> SimFlash {
+    let bin = OwnedTable::from_csv(TABLE, &CsvOptions::default())
+        .unwrap()
+        .to_binary(true)
+        .unwrap();
+    let mut flash = SimFlash::new(4 << 20).unwrap();
+    flash.load(0x8000, &bin).unwrap();
+    flash
+        .load(
+            0x10000,
+            &AppImageBuilder::new(Chip::Esp32s3).build().unwrap(),
+        )
+        .unwrap();
+    flash
+}
+
+/// An app image with no appended SHA-256: only the XOR checksum guards it.
+fn image_without_digest() -> Vec<u8> {
+    let desc = AppImageBuilder::new(Chip::Esp32s3)
+        .version("3.0.0")
+        .app_desc()
+        .unwrap();
+    let mut seg = desc.to_vec();
+    seg.extend((0..20_000u32).map(|i| (i * 7 % 251) as u8));
+    let mut params = ImageParams::new(Chip::Esp32s3);
+    params.append_digest = false;
+    params.app_desc_segment = Some(0);
+    build_image(&params, &[(0x3C00_0020, &seg)]).unwrap()
+}
+
+/// Streams `img` into ota_0, lets `tamper` change the flash before
+/// `finish`, and returns what `finish` said.
+fn update_with(
+    img: &[u8],
+    tamper: impl FnOnce(&mut SimFlash),
+) -> Result<SlotId, OtaError<otter_sim::SimFlashError>> {
+    let cfg = DeviceConfig::new(Chip::Esp32s3);
+    let mut flash = device();
+    let req = UpdateRequest {
+        size: Some(img.len() as u32),
+        expected_sha256: None,
+    };
+    let mut s = UpdateSession::begin(&mut flash, &cfg, SlotId::Factory, req)?;
+    for c in img.chunks(1000) {
+        s.write(&mut flash, c)?;
+    }
+    tamper(&mut flash);
+    Ok(s.finish(&mut flash)?.target())
+}
+
+/// Flips the same bits in two bytes of the programmed image: the XOR
+/// checksum cannot see it.
+fn flip_pair(flash: &mut SimFlash, a: u32, b: u32) {
+    for at in [a, b] {
+        let old = flash.contents()[(OTA0 + at) as usize];
+        flash.load(OTA0 + at, &[old ^ 0x10]).unwrap();
+    }
+}
+
+#[test]
+fn an_image_without_digest_is_read_back() {
+    let img = image_without_digest();
+    assert_eq!(img[23], 0, "no hash_appended");
+    assert_eq!(update_with(&img, |_| {}).unwrap(), SlotId::Ota(0));
+    let err = update_with(&img, |f| flip_pair(f, 0x400, 0x404)).unwrap_err();
+    assert!(matches!(err, OtaError::Sha256Mismatch), "{err:?}");
+}
+
+#[test]
+fn an_image_with_digest_is_checked_by_its_digest() {
+    let img = AppImageBuilder::new(Chip::Esp32s3)
+        .version("2.0.0")
+        .size(100_000)
+        .build()
+        .unwrap();
+    assert_eq!(img[23], 1, "hash_appended");
+    assert_eq!(update_with(&img, |_| {}).unwrap(), SlotId::Ota(0));
+    let err = update_with(&img, |f| flip_pair(f, 0x400, 0x404)).unwrap_err();
+    assert!(matches!(err, OtaError::Image(_)), "{err:?}");
+}
