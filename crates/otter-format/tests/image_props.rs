@@ -40,15 +40,17 @@ fn options() -> impl Strategy<Value = VerifyOptions> {
         proptest::option::of(0u32..2),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(chip, slot, min_sv, require_app, integrity)| VerifyOptions {
+            |(chip, slot, min_sv, require_app, integrity, hash_image)| VerifyOptions {
                 chip,
                 slot_size: slot,
                 min_secure_version: min_sv,
                 expected_sha256: None,
                 require_app,
                 check_integrity: integrity,
+                hash_image,
             },
         )
 }

@@ -360,7 +360,7 @@ impl StreamingVerifier {
         if let Some(dst) = self.hdr.get_mut(start..start + n) {
             dst.copy_from_slice(src);
         }
-        self.hasher.update(src);
+        self.hash(src);
         self.advance(n);
         if start + n == HEADER_LEN {
             self.parse_header()?;
@@ -424,7 +424,7 @@ impl StreamingVerifier {
         if let Some(dst) = buf.get_mut(start..start + n) {
             dst.copy_from_slice(src);
         }
-        self.hasher.update(src);
+        self.hash(src);
         self.advance(n);
         if start + n < SEGMENT_HEADER_LEN {
             self.phase = Phase::SegHeader {
@@ -532,7 +532,7 @@ impl StreamingVerifier {
             .min(data.len());
         let src = data.get(..n).unwrap_or_default();
         self.checksum = checksum_update(self.checksum, src);
-        self.hasher.update(src);
+        self.hash(src);
         if self.seg_seen == 1 && !self.desc_resolved {
             let have = usize::from(self.desc_len);
             let take = (APP_DESC_LEN - have.min(APP_DESC_LEN)).min(n);
@@ -642,7 +642,7 @@ impl StreamingVerifier {
         if pad > 0 {
             let n = usize::try_from(pad).unwrap_or(usize::MAX).min(data.len());
             let src = data.get(..n).unwrap_or_default();
-            self.hasher.update(src);
+            self.hash(src);
             self.advance(n);
             self.phase = Phase::Checksum {
                 pad: pad.saturating_sub(n as u32),
@@ -652,7 +652,7 @@ impl StreamingVerifier {
         let Some(&stored) = data.first() else {
             return Ok(0);
         };
-        self.hasher.update([stored]);
+        self.hash(&[stored]);
         self.checksum_offset = self.off();
         self.checksum_stored = stored;
         self.advance(1);
@@ -664,7 +664,9 @@ impl StreamingVerifier {
             });
         }
         if self.header.is_some_and(|h| h.has_hash()) {
-            self.sha_computed = digest(self.hasher.clone());
+            if self.opts.hash_image {
+                self.sha_computed = digest(self.hasher.clone());
+            }
             self.phase = Phase::Sha { have: 0 };
         } else {
             self.phase = Phase::Trailer;
@@ -686,7 +688,8 @@ impl StreamingVerifier {
             return Ok(n);
         }
         self.phase = Phase::Trailer;
-        if self.opts.check_integrity && self.sha_stored != self.sha_computed {
+        if self.opts.check_integrity && self.opts.hash_image && self.sha_stored != self.sha_computed
+        {
             return Err(ImageError::ShaMismatch {
                 offset: self.checksum_offset.saturating_add(1),
                 stored: self.sha_stored,
@@ -694,6 +697,15 @@ impl StreamingVerifier {
             });
         }
         Ok(n)
+    }
+}
+
+impl StreamingVerifier {
+    /// Feeds image bytes to the SHA-256, unless hashing is off.
+    fn hash(&mut self, data: &[u8]) {
+        if self.opts.hash_image {
+            self.hasher.update(data);
+        }
     }
 }
 

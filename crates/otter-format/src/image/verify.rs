@@ -49,6 +49,12 @@ pub struct VerifyOptions {
     pub require_app: bool,
     /// Check lengths, alignment, checksum and SHA-256 (off for [`inspect`]).
     pub check_integrity: bool,
+    /// Compute the image's SHA-256 and check it against the appended digest.
+    /// Off, the digest is read but not checked and [`ShaCheck::computed`] is
+    /// all zeros: for callers that verify the stored copy of the image
+    /// afterwards, so the bytes are hashed once (the OTA session verifies what
+    /// is in flash).
+    pub hash_image: bool,
 }
 
 impl Default for VerifyOptions {
@@ -67,6 +73,7 @@ impl VerifyOptions {
             expected_sha256: None,
             require_app: true,
             check_integrity: true,
+            hash_image: true,
         }
     }
 
