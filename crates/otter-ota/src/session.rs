@@ -142,6 +142,10 @@ impl UpdateSession {
         opts.min_secure_version = cfg.anti_rollback;
         opts.expected_sha256 = req.expected_sha256;
         opts.require_app = true;
+        // The stream is checked for structure, chip, size and secure_version as
+        // it arrives; its SHA-256 is computed once, over what is in flash, in
+        // `finish`.
+        opts.hash_image = false;
         Ok(Self {
             cfg: *cfg,
             map,
@@ -362,13 +366,14 @@ impl UpdateSession {
         if in_flash.image_len != image_len {
             return Err(OtaError::Sha256Mismatch);
         }
-        // Byte-identical to the stream: with an appended SHA-256, both
-        // verifiers hashed [0, digest) (one the stream, one the flash) and
-        // both checked the stored digest, so equal digests prove it without
-        // a third pass; without one, read the slot back.
+        // What is in flash is what was streamed: with an appended SHA-256, the
+        // flash verification proved that the slot's bytes hash to the digest
+        // stored there, and that digest must be the one the upload carried
+        // (the stream is not hashed, so the bytes are hashed once); without
+        // one, read the slot back and compare with the stream's own hash.
         match (&streamed.sha256, &in_flash.sha256, self.image_hash.take()) {
             (Some(s), Some(f), _) => {
-                if s.offset != f.offset || s.computed != f.computed || s.stored != f.stored {
+                if s.offset != f.offset || s.stored != f.stored {
                     return Err(OtaError::Sha256Mismatch);
                 }
             }
