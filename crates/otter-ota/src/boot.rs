@@ -126,9 +126,20 @@ pub fn boot<F: NorFlash>(
     let mut writes = BootWrites::default();
     let mut counter = cfg.anti_rollback;
 
+    // With anti-rollback, booting an entry that is already VALID raises the
+    // eFuse counter to the image's secure_version (ESP-IDF's
+    // `update_anti_rollback`).
+    let mut raise_if_selected_boots = false;
     let (start, initial) = match map.otadata().copied() {
         None => (FACTORY_INDEX, false),
-        Some(od) => select_start(flash, cfg, &map, &od, &mut writes, &mut counter)?,
+        Some(od) => select_start(
+            flash,
+            cfg,
+            &map,
+            &od,
+            &mut writes,
+            &mut raise_if_selected_boots,
+        )?,
     };
     let selected = index_slot(start);
 
@@ -147,6 +158,9 @@ pub fn boot<F: NorFlash>(
                     });
                     raise_counter(&mut counter, &image);
                 }
+            }
+            if raise_if_selected_boots && Some(slot) == selected {
+                raise_counter(&mut counter, &image);
             }
             Some(Booted {
                 slot,
@@ -171,7 +185,7 @@ fn select_start<F: NorFlash>(
     map: &SlotMap,
     od: &Region,
     writes: &mut BootWrites,
-    counter: &mut Option<u32>,
+    raise_if_selected_boots: &mut bool,
 ) -> Result<(i32, bool), OtaError<F::Error>> {
     let mut otadata = read_otadata(flash, od)?;
     if cfg.rollback {
@@ -189,7 +203,7 @@ fn select_start<F: NorFlash>(
     }
     let app_count = u32::from(map.boot_app_count());
 
-    if let Some(efuse) = *counter {
+    if let Some(efuse) = cfg.anti_rollback {
         if otadata.is_initial() {
             return Ok((FACTORY_INDEX, true));
         }
@@ -206,6 +220,7 @@ fn select_start<F: NorFlash>(
         return match select(ok, &otadata.entries, true) {
             Some(a) => {
                 let index = otadata.entries[a].seq.wrapping_sub(1) % app_count;
+                *raise_if_selected_boots = otadata.entries[a].ota_state() == OtaState::Valid;
                 first_boot_transition(flash, cfg, od, &mut otadata, a, writes)?;
                 Ok((index as i32, false))
             }

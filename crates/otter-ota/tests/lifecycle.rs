@@ -273,3 +273,76 @@ fn erase_is_just_enough_with_block_erases() {
     assert_eq!(c.bytes_erased, rounded + 4096, "{c:?}");
     assert_eq!(c.block_erases, img.len() as u64 / 65536);
 }
+
+const TWO_OTA: &str = "\
+nvs,      data, nvs,     0x9000,  0x4000,
+otadata,  data, ota,     0xd000,  0x2000,
+phy_init, data, phy,     0xf000,  0x1000,
+ota_0,    app,  ota_0,   0x10000, 1M,
+ota_1,    app,  ota_1,   ,        1M,
+";
+
+fn secure_image(version: &str, secure_version: u32) -> Vec<u8> {
+    AppImageBuilder::new(Chip::Esp32s3)
+        .version(version)
+        .secure_version(secure_version)
+        .size(80_000)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn anti_rollback_refuses_early_and_the_bootloader_raises_the_counter() {
+    // A device whose eFuse counter is 2 (anti-rollback needs no factory).
+    let mut flash = device(TWO_OTA, &secure_image("1.0.0", 2));
+    let mut cfg = DeviceConfig::new(Chip::Esp32s3)
+        .with_rollback(true)
+        .with_anti_rollback(Some(2));
+    let out = boot(&mut flash, &cfg).unwrap();
+    assert_eq!(out.booted.as_ref().unwrap().slot, SlotId::Ota(0));
+    // Initial otadata: the bootloader records the booted slot as VALID.
+    assert_eq!(otadata(&flash).entries[0].ota_state(), OtaState::Valid);
+    assert_eq!(out.anti_rollback, Some(2));
+
+    // secure_version 1 < 2: refused from the first bytes, nothing erased.
+    flash.reset_counters();
+    let err = update(
+        &mut flash,
+        &cfg,
+        SlotId::Ota(0),
+        &secure_image("0.9.0", 1),
+        64,
+    )
+    .unwrap_err();
+    assert!(err.is_bad_image(), "{err:?}");
+    assert_eq!(flash.counters().erase_ops(), 0);
+
+    // secure_version 3: accepted, boots pending, confirmed; the next boot of
+    // the VALID entry raises the counter to 3.
+    update(
+        &mut flash,
+        &cfg,
+        SlotId::Ota(0),
+        &secure_image("2.0.0", 3),
+        4096,
+    )
+    .unwrap();
+    let out = boot(&mut flash, &cfg).unwrap();
+    assert_eq!(out.booted.unwrap().slot, SlotId::Ota(1));
+    assert_eq!(out.anti_rollback, Some(2), "not raised while pending");
+    assert!(confirm(&mut flash, &cfg, SlotId::Ota(1)).unwrap());
+    let out = boot(&mut flash, &cfg).unwrap();
+    assert_eq!(out.anti_rollback, Some(3));
+    cfg = cfg.with_anti_rollback(out.anti_rollback);
+
+    // The old image (secure_version 2) can no longer boot, even if selected.
+    let mut od = otadata(&flash);
+    od.entries[1] = otter_format::otadata::SelectEntry::ERASED;
+    flash.load(OTADATA, &od.to_partition()).unwrap_or(());
+    let out = boot(&mut flash, &cfg).unwrap();
+    assert_ne!(
+        out.booted.as_ref().map(|b| b.slot),
+        Some(SlotId::Ota(0)),
+        "an image below the counter must not boot"
+    );
+}
