@@ -420,15 +420,11 @@ fn restore_and_load_write_through() {
     ));
 }
 
-/// Not a test on its own: the child process of `kill_9_is_a_power_cut`,
-/// which runs it with `--ignored`.
-#[test]
-#[ignore = "child process of kill_9_is_a_power_cut"]
-fn kill_9_child_helper() {
-    let Ok(path) = std::env::var("OTTER_SIM_KILL_CHILD") else {
-        return;
-    };
-    let mut f = SimFlash::open_file(&path).expect("child opens the image");
+/// The child half of `kill_9_is_a_power_cut`: the same test binary, started
+/// again with `OTTER_SIM_KILL_CHILD` set, programs the flash file one word at a
+/// time and says so after each program until it is killed.
+fn kill_9_child(path: &str) {
+    let mut f = SimFlash::open_file(path).expect("child opens the image");
     for i in 0..(MIB as u32 / 4) {
         f.write(i * 4, &(i + 1).to_le_bytes()).expect("child write");
         println!("op {i}");
@@ -441,14 +437,18 @@ fn kill_9_is_a_power_cut() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
+    if let Ok(path) = std::env::var("OTTER_SIM_KILL_CHILD") {
+        kill_9_child(&path);
+        return;
+    }
+
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("flash.bin");
     drop(SimFlash::create_file(&path, MIB).expect("create"));
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
-            "kill_9_child_helper",
-            "--ignored",
+            "kill_9_is_a_power_cut",
             "--nocapture",
             "--test-threads=1",
         ])
