@@ -6,7 +6,6 @@
 use otter_format::chip::Chip;
 use otter_format::image::{AppImageBuilder, ImageError};
 use otter_format::otadata::{seq_crc, OtaState};
-use otter_format::partition::{CsvOptions, OwnedTable};
 use otter_ota::boot::boot;
 use otter_ota::diagnostics::{SlotVerdictKind, MAX_APP_SLOTS};
 use otter_ota::lifecycle::{confirm, diagnostics};
@@ -14,14 +13,9 @@ use otter_ota::session::{UpdateRequest, UpdateSession};
 use otter_ota::{DeviceConfig, OtaError, SlotId};
 use otter_sim::SimFlash;
 
-const FACTORY_TWO_OTA: &str = "\
-nvs,      data, nvs,     0x9000,  0x4000,
-otadata,  data, ota,     0xd000,  0x2000,
-phy_init, data, phy,     0xf000,  0x1000,
-factory,  app,  factory, 0x10000, 1M,
-ota_0,    app,  ota_0,   ,        1M,
-ota_1,    app,  ota_1,   ,        1M,
-";
+mod common;
+
+use common::{device, FACTORY_TWO_OTA};
 
 const TWO_OTA: &str = "\
 nvs,      data, nvs,     0x9000,   0x6000,
@@ -38,15 +32,6 @@ fn image(chip: Chip, version: &str, secure_version: u32) -> Vec<u8> {
         .secure_version(secure_version)
         .build()
         .expect("builder makes a valid image")
-}
-
-fn device(csv: &str, first_at: u32, first: &[u8]) -> SimFlash {
-    let table = OwnedTable::from_csv(csv, &CsvOptions::default()).unwrap();
-    let bin = table.to_table().unwrap().to_binary(true).unwrap();
-    let mut flash = SimFlash::new(4 << 20).unwrap();
-    flash.load(0x8000, &bin).unwrap();
-    flash.load(first_at, first).unwrap();
-    flash
 }
 
 fn update(flash: &mut SimFlash, cfg: &DeviceConfig, running: SlotId, img: &[u8]) -> SlotId {

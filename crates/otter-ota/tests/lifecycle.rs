@@ -5,21 +5,15 @@
 use otter_format::chip::Chip;
 use otter_format::image::AppImageBuilder;
 use otter_format::otadata::{seq_crc, OtaState, Otadata};
-use otter_format::partition::{CsvOptions, OwnedTable};
 use otter_ota::boot::{boot, BootWriteReason};
 use otter_ota::lifecycle::{confirm, mark_invalid_and_rollback, recover, running_state, Recovery};
 use otter_ota::session::{UpdateRequest, UpdateSession};
 use otter_ota::{DeviceConfig, OtaError, SlotId};
 use otter_sim::SimFlash;
 
-const FACTORY_TWO_OTA: &str = "\
-nvs,      data, nvs,     0x9000,  0x4000,
-otadata,  data, ota,     0xd000,  0x2000,
-phy_init, data, phy,     0xf000,  0x1000,
-factory,  app,  factory, 0x10000, 1M,
-ota_0,    app,  ota_0,   ,        1M,
-ota_1,    app,  ota_1,   ,        1M,
-";
+mod common;
+
+use common::{device, FACTORY_TWO_OTA};
 
 const OTADATA: u32 = 0xd000;
 
@@ -30,15 +24,6 @@ fn image(version: &str, size: u32) -> Vec<u8> {
         .size(size)
         .build()
         .expect("builder makes a valid image")
-}
-
-fn device(csv: &str, factory_image: &[u8]) -> SimFlash {
-    let table = OwnedTable::from_csv(csv, &CsvOptions::default()).unwrap();
-    let bin = table.to_table().unwrap().to_binary(true).unwrap();
-    let mut flash = SimFlash::new(4 * 1024 * 1024).unwrap();
-    flash.load(0x8000, &bin).unwrap();
-    flash.load(0x10000, factory_image).unwrap();
-    flash
 }
 
 fn otadata(flash: &SimFlash) -> Otadata {
@@ -82,7 +67,7 @@ fn version_of(flash: &mut SimFlash, cfg: &DeviceConfig) -> (SlotId, String) {
 #[test]
 fn factory_boots_then_updates_alternate_slots_with_esp_idf_sequence_numbers() {
     let cfg = DeviceConfig::new(Chip::Esp32s3);
-    let mut flash = device(FACTORY_TWO_OTA, &image("1.0.0", 200_000));
+    let mut flash = device(FACTORY_TWO_OTA, 0x10000, &image("1.0.0", 200_000));
     assert_eq!(
         version_of(&mut flash, &cfg),
         (SlotId::Factory, "1.0.0".into())
@@ -120,7 +105,7 @@ fn factory_boots_then_updates_alternate_slots_with_esp_idf_sequence_numbers() {
 #[test]
 fn rollback_lifecycle_new_pending_valid_and_abort() {
     let cfg = DeviceConfig::new(Chip::Esp32s3).with_rollback(true);
-    let mut flash = device(FACTORY_TWO_OTA, &image("1.0.0", 100_000));
+    let mut flash = device(FACTORY_TWO_OTA, 0x10000, &image("1.0.0", 100_000));
     update(
         &mut flash,
         &cfg,
@@ -209,7 +194,7 @@ fn rollback_lifecycle_new_pending_valid_and_abort() {
 #[test]
 fn bad_images_are_refused_and_change_nothing() {
     let cfg = DeviceConfig::new(Chip::Esp32s3);
-    let mut flash = device(FACTORY_TWO_OTA, &image("1.0.0", 100_000));
+    let mut flash = device(FACTORY_TWO_OTA, 0x10000, &image("1.0.0", 100_000));
     let before = flash.snapshot();
 
     // Wrong chip: refused from the first bytes, before any erase.
@@ -263,7 +248,7 @@ fn bad_images_are_refused_and_change_nothing() {
 #[test]
 fn erase_is_just_enough_with_block_erases() {
     let cfg = DeviceConfig::new(Chip::Esp32s3);
-    let mut flash = device(FACTORY_TWO_OTA, &image("1.0.0", 100_000));
+    let mut flash = device(FACTORY_TWO_OTA, 0x10000, &image("1.0.0", 100_000));
     let img = image("2.0.0", 700_000);
     flash.reset_counters();
     update(&mut flash, &cfg, SlotId::Factory, &img, 1460).unwrap();
@@ -294,7 +279,7 @@ fn secure_image(version: &str, secure_version: u32) -> Vec<u8> {
 #[test]
 fn anti_rollback_refuses_early_and_the_bootloader_raises_the_counter() {
     // A device whose eFuse counter is 2 (anti-rollback needs no factory).
-    let mut flash = device(TWO_OTA, &secure_image("1.0.0", 2));
+    let mut flash = device(TWO_OTA, 0x10000, &secure_image("1.0.0", 2));
     let mut cfg = DeviceConfig::new(Chip::Esp32s3)
         .with_rollback(true)
         .with_anti_rollback(Some(2));

@@ -4,36 +4,23 @@
 
 use otter_format::chip::Chip;
 use otter_format::image::{build_image, AppImageBuilder, ImageParams};
-use otter_format::partition::{CsvOptions, OwnedTable};
 use otter_ota::session::{UpdateRequest, UpdateSession};
 use otter_ota::{DeviceConfig, OtaError, SlotId};
 use otter_sim::SimFlash;
 
-const TABLE: &str = "\
-nvs,      data, nvs,     0x9000,  0x4000,
-otadata,  data, ota,     0xd000,  0x2000,
-phy_init, data, phy,     0xf000,  0x1000,
-factory,  app,  factory, 0x10000, 1M,
-ota_0,    app,  ota_0,   ,        1M,
-ota_1,    app,  ota_1,   ,        1M,
-";
-const OTA0: u32 = 0x110000;
+mod common;
+
+use common::FACTORY_TWO_OTA;
 
 fn device() -> SimFlash {
-    let bin = OwnedTable::from_csv(TABLE, &CsvOptions::default())
-        .unwrap()
-        .to_binary(true)
-        .unwrap();
-    let mut flash = SimFlash::new(4 << 20).unwrap();
-    flash.load(0x8000, &bin).unwrap();
-    flash
-        .load(
-            0x10000,
-            &AppImageBuilder::new(Chip::Esp32s3).build().unwrap(),
-        )
-        .unwrap();
-    flash
+    common::device(
+        FACTORY_TWO_OTA,
+        0x10000,
+        &AppImageBuilder::new(Chip::Esp32s3).build().unwrap(),
+    )
 }
+
+const OTA0: u32 = 0x110000;
 
 /// An app image with no appended SHA-256: only the XOR checksum guards it.
 fn image_without_digest() -> Vec<u8> {
