@@ -460,25 +460,7 @@ impl StreamingVerifier {
         }
         let last = self.header.map_or(0, |h| h.segment_count);
         if self.seg_seen == last {
-            let end = data_offset.saturating_add(sh.data_len);
-            let hash_len = if self.header.is_some_and(|h| h.has_hash()) {
-                32
-            } else {
-                0
-            };
-            let image_len = end
-                .saturating_add(checksum_padding(end))
-                .saturating_add(1)
-                .saturating_add(hash_len);
-            self.image_len = Some(image_len);
-            if let Some(slot_size) = self.opts.slot_size {
-                if image_len > slot_size {
-                    return Err(ImageError::ImageTooLarge {
-                        image_len,
-                        slot_size,
-                    });
-                }
-            }
+            self.set_image_len(data_offset.saturating_add(sh.data_len))?;
         }
         self.phase = Phase::SegData {
             remaining: sh.data_len,
@@ -570,29 +552,35 @@ impl StreamingVerifier {
         }
     }
 
+    /// Records the image length for segment data ending at `end`: padding,
+    /// checksum byte and, when appended, the SHA-256; refuses an image that
+    /// cannot fit the slot.
+    fn set_image_len(&mut self, end: u32) -> Result<(), ImageError> {
+        let hash_len = if self.header.is_some_and(|h| h.has_hash()) {
+            32
+        } else {
+            0
+        };
+        let image_len = end
+            .saturating_add(checksum_padding(end))
+            .saturating_add(1)
+            .saturating_add(hash_len);
+        self.image_len = Some(image_len);
+        match self.opts.slot_size {
+            Some(slot_size) if image_len > slot_size => Err(ImageError::ImageTooLarge {
+                image_len,
+                slot_size,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn end_of_segments(&mut self) -> Result<(), ImageError> {
         let end = self.off();
         let pad = checksum_padding(end);
         if self.image_len.is_none() {
             // No segments: the image is header + checksum block (+ SHA).
-            let hash_len = if self.header.is_some_and(|h| h.has_hash()) {
-                32
-            } else {
-                0
-            };
-            let image_len = end
-                .saturating_add(pad)
-                .saturating_add(1)
-                .saturating_add(hash_len);
-            self.image_len = Some(image_len);
-            if let Some(slot_size) = self.opts.slot_size {
-                if image_len > slot_size {
-                    return Err(ImageError::ImageTooLarge {
-                        image_len,
-                        slot_size,
-                    });
-                }
-            }
+            self.set_image_len(end)?;
         }
         self.phase = Phase::Checksum { pad };
         Ok(())
