@@ -15,15 +15,7 @@ use otter_sim::SimFlash;
 
 mod common;
 
-use common::{device, FACTORY_TWO_OTA};
-
-const TWO_OTA: &str = "\
-nvs,      data, nvs,     0x9000,   0x6000,
-otadata,  data, ota,     0xf000,   0x2000,
-phy_init, data, phy,     0x11000,  0x1000,
-ota_0,    app,  ota_0,   0x20000,  0x180000,
-ota_1,    app,  ota_1,   0x1a0000, 0x180000,
-";
+use common::{device, FACTORY_TWO_OTA, TWO_OTA};
 
 fn image(chip: Chip, version: &str, secure_version: u32) -> Vec<u8> {
     AppImageBuilder::new(chip)

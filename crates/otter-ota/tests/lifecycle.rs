@@ -259,7 +259,7 @@ fn erase_is_just_enough_with_block_erases() {
     assert_eq!(c.block_erases, img.len() as u64 / 65536);
 }
 
-const TWO_OTA: &str = "\
+const TWO_OTA_1M: &str = "\
 nvs,      data, nvs,     0x9000,  0x4000,
 otadata,  data, ota,     0xd000,  0x2000,
 phy_init, data, phy,     0xf000,  0x1000,
@@ -279,7 +279,7 @@ fn secure_image(version: &str, secure_version: u32) -> Vec<u8> {
 #[test]
 fn anti_rollback_refuses_early_and_the_bootloader_raises_the_counter() {
     // A device whose eFuse counter is 2 (anti-rollback needs no factory).
-    let mut flash = device(TWO_OTA, 0x10000, &secure_image("1.0.0", 2));
+    let mut flash = device(TWO_OTA_1M, 0x10000, &secure_image("1.0.0", 2));
     let mut cfg = DeviceConfig::new(Chip::Esp32s3)
         .with_rollback(true)
         .with_anti_rollback(Some(2));

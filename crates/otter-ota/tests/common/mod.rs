@@ -2,17 +2,14 @@
 #![allow(dead_code)]
 
 use otter_format::partition::{CsvOptions, OwnedTable};
+use otter_sim::powercut::layouts;
 use otter_sim::SimFlash;
 
-/// The seeds' layout: factory + ota_0 + ota_1, 1 MiB each, otadata at 0xd000.
-pub const FACTORY_TWO_OTA: &str = "\
-nvs,      data, nvs,     0x9000,  0x4000,
-otadata,  data, ota,     0xd000,  0x2000,
-phy_init, data, phy,     0xf000,  0x1000,
-factory,  app,  factory, 0x10000, 1M,
-ota_0,    app,  ota_0,   ,        1M,
-ota_1,    app,  ota_1,   ,        1M,
-";
+/// Factory + ota_0 + ota_1, 1 MiB each, otadata at 0xd000: the power-cut
+/// harness's `factory+2ota/4MB` layout.
+pub const FACTORY_TWO_OTA: &str = layouts::FACTORY_2OTA_4MB.csv;
+/// ota_0 + ota_1 of 1.5 MiB, no factory, otadata at 0xf000 (seeds/003).
+pub const TWO_OTA: &str = layouts::SEED003_2OTA_4MB.csv;
 
 /// A 4 MiB flash with `csv`'s table at 0x8000 and `image` at `image_at`, as
 /// a factory programmer leaves it (otadata erased).

@@ -23,14 +23,7 @@ pub const IMAGE_SIZE: u32 = 1_500_000;
 /// Upload chunk size.
 pub const CHUNK: usize = 4096;
 /// ota_0 and ota_1 of 2 MiB (seeds/001's table) on an 8 MiB flash.
-const TABLE: &str = "\
-nvs,      data, nvs,      0x9000,  0x5000,
-otadata,  data, ota,      0xe000,  0x2000,
-phy_init, data, phy,      0x10000, 0x1000,
-factory,  app,  factory,  0x20000, 0x200000,
-ota_0,    app,  ota_0,    0x220000,0x200000,
-ota_1,    app,  ota_1,    0x420000,0x200000,
-";
+const TABLE: &str = otter_sim::powercut::layouts::SEED001_FACTORY_2OTA_8MB.csv;
 /// Where ota_0 starts.
 pub const OTA0: u32 = 0x220000;
 
