@@ -826,6 +826,43 @@ fn matrix_cases(matrix: Matrix, corpus: Option<&std::path::Path>) -> Result<Vec<
     }
 }
 
+/// Every scenario on one layout with the small images: update and failed
+/// self-test for each rollback setting in `rollbacks` (the update replays
+/// every operation for the setting `exhaustive_update` names, every 16th
+/// image operation otherwise), then first boot, confirm and reboot while
+/// PENDING_VERIFY with rollback on (without rollback the bootloader writes
+/// nothing at first boot or on a reboot, and nothing is pending to confirm).
+fn layout_cases(
+    layout: &Layout,
+    history: u8,
+    rollbacks: &[bool],
+    exhaustive_update: Option<bool>,
+    old: &Image,
+    new: &Image,
+) -> Vec<Case> {
+    use Scenario::*;
+    let mut cases = Vec::new();
+    for &rollback in rollbacks {
+        let mut update = Case::new(Update, layout.clone(), rollback, history, old, new);
+        if exhaustive_update != Some(rollback) {
+            update.sampling = Sampling::strided(16);
+        }
+        cases.push(update);
+        cases.push(Case::new(
+            SelfTestFail,
+            layout.clone(),
+            rollback,
+            history,
+            old,
+            new,
+        ));
+    }
+    for scenario in [FirstBoot, Confirm, RebootPending] {
+        cases.push(Case::new(scenario, layout.clone(), true, history, old, new));
+    }
+    cases
+}
+
 /// The quick matrix, for a check in seconds even in a debug build: every
 /// scenario on two layouts (factory + 2 OTA with rollback, the seeds' 2 OTA
 /// without factory without rollback where the scenario exists without it),
@@ -840,27 +877,14 @@ pub fn quick_cases(real: Option<&Image>) -> Result<Vec<Case>, String> {
     let new = built(chip, "2.0.0", SMALL)?;
     let mut cases = Vec::new();
     for (layout, history, rollback) in [(FACTORY_2OTA_4MB, 0, true), (SEED003_2OTA_4MB, 1, false)] {
-        let mut c = Case::new(Update, layout.clone(), rollback, history, &old, &new);
-        c.sampling = Sampling::strided(16);
-        cases.push(c);
-        cases.push(Case::new(
-            SelfTestFail,
-            layout.clone(),
-            rollback,
+        cases.extend(layout_cases(
+            &layout,
             history,
+            &[rollback],
+            None,
             &old,
             &new,
         ));
-        for scenario in [FirstBoot, Confirm, RebootPending] {
-            cases.push(Case::new(
-                scenario,
-                layout.clone(),
-                true,
-                history,
-                &old,
-                &new,
-            ));
-        }
     }
     if let Some(real) = real {
         cases.push(Case::new(Confirm, SEED003_2OTA_4MB, true, 0, &old, real));
@@ -912,33 +936,14 @@ pub fn standard_cases(real: Option<&Image>) -> Result<Vec<Case>, String> {
     ];
     let mut cases = Vec::new();
     for (layout, history, exhaustive) in &layouts {
-        for rollback in [true, false] {
-            let mut c = Case::new(Update, layout.clone(), rollback, *history, &old, &new);
-            if *exhaustive != Some(rollback) {
-                c.sampling = Sampling::strided(16);
-            }
-            cases.push(c);
-            cases.push(Case::new(
-                SelfTestFail,
-                layout.clone(),
-                rollback,
-                *history,
-                &old,
-                &new,
-            ));
-        }
-        // Without rollback the bootloader writes nothing at first boot or
-        // on a reboot, and nothing is pending to confirm.
-        for scenario in [FirstBoot, Confirm, RebootPending] {
-            cases.push(Case::new(
-                scenario,
-                layout.clone(),
-                true,
-                *history,
-                &old,
-                &new,
-            ));
-        }
+        cases.extend(layout_cases(
+            layout,
+            *history,
+            &[true, false],
+            *exhaustive,
+            &old,
+            &new,
+        ));
     }
     // A real ESP-IDF image (esp-serial-flasher's hello_world, 135 KB) as NEW.
     if let Some(real_new) = real {
