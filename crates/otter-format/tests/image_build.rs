@@ -52,16 +52,23 @@ fn esptool_save(case: &Case) -> Vec<u8> {
         .collect()
 }
 
+/// Where a test puts its DROM segment: just past the 0x20 bytes of image
+/// header in the DROM window, or one 64 KiB page into the shared window on
+/// chips whose IROM and DROM share one address range.
+fn drom_load_addr(chip: Chip) -> u32 {
+    let f = chip.facts();
+    if f.irom.contains(f.drom.start) {
+        f.irom.start + 0x10020
+    } else {
+        f.drom.start + 0x20
+    }
+}
+
 fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     for (k, chip) in Chip::all().enumerate() {
         let f = chip.facts();
-        let shared = f.irom.contains(f.drom.start);
-        let drom = if shared {
-            f.irom.start + 0x10020
-        } else {
-            f.drom.start + 0x20
-        };
+        let drom = drom_load_addr(chip);
         let irom = f.irom.start + 0x20;
         let seed = k as u32 * 10;
         let mut params = ImageParams::new(chip);
@@ -179,12 +186,7 @@ fn elf2image_output_verifies() {
         Chip::Esp32p4,
     ] {
         let f = chip.facts();
-        let shared = f.irom.contains(f.drom.start);
-        let drom = if shared {
-            f.irom.start + 0x10020
-        } else {
-            f.drom.start + 0x20
-        };
+        let drom = drom_load_addr(chip);
         // A descriptor with magic, secure_version 5, a version string, and a
         // zeroed app_elf_sha256 slot for --elf-sha256-offset 0xb0.
         let mut desc = vec![0u8; 256];
