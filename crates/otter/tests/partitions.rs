@@ -3,9 +3,10 @@
 mod util;
 
 use std::ffi::OsStr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
-use util::{corpus, corpus_file, run_otter, stderr, stdout};
+use util::{corpus, corpus_file, stderr, stdout};
 
 const APP_1_2MB: &str = "app-images/tasmota-sml/tasmota32_ottelo_tas-15.5.0.bin";
 
@@ -50,17 +51,23 @@ fn reference_pairs() -> Vec<(PathBuf, PathBuf)> {
     v
 }
 
+/// Runs `otter partitions convert [flags] IN OUT`.
+fn convert(flags: &[&str], input: &Path, output: impl AsRef<OsStr>) -> Output {
+    util::otter()
+        .args(["partitions", "convert"])
+        .args(flags)
+        .arg(input)
+        .arg(output)
+        .output()
+        .expect("spawning otter")
+}
+
 #[test]
 fn convert_csv_matches_reference_binaries() {
     let dir = tmp();
     for (csv, bin) in reference_pairs() {
         let out = dir.path().join("out.bin");
-        let o = run_otter([
-            OsStr::new("partitions"),
-            OsStr::new("convert"),
-            csv.as_os_str(),
-            out.as_os_str(),
-        ]);
+        let o = convert(&[], &csv, &out);
         assert!(o.status.success(), "{}: {}", csv.display(), stderr(&o));
         assert_eq!(
             std::fs::read(&out).unwrap(),
@@ -77,21 +84,11 @@ fn convert_binary_to_csv_and_back_is_identical() {
     for (_, bin) in reference_pairs() {
         let csv = dir.path().join("t.csv");
         let back = dir.path().join("t.bin");
-        let o = util::otter()
-            .args(["partitions", "convert"])
-            .arg(&bin)
-            .arg(&csv)
-            .output()
-            .unwrap();
+        let o = convert(&[], &bin, &csv);
         assert!(o.status.success(), "{}", stderr(&o));
         let text = std::fs::read_to_string(&csv).unwrap();
         assert!(text.starts_with("# ESP-IDF Partition Table\n"));
-        let o = util::otter()
-            .args(["partitions", "convert"])
-            .arg(&csv)
-            .arg(&back)
-            .output()
-            .unwrap();
+        let o = convert(&[], &csv, &back);
         assert!(o.status.success(), "{}", stderr(&o));
         assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&bin).unwrap());
     }
@@ -100,12 +97,7 @@ fn convert_binary_to_csv_and_back_is_identical() {
 #[test]
 fn convert_to_stdout_and_legacy_table() {
     let legacy = corpus_file("partition-tables/bin-only/esptool-partitions_singleapp-legacy.bin");
-    let o = util::otter()
-        .args(["partitions", "convert"])
-        .arg(&legacy)
-        .arg("-")
-        .output()
-        .unwrap();
+    let o = convert(&[], &legacy, "-");
     assert!(o.status.success(), "{}", stderr(&o));
     // Labels from the corpus README.
     let out = stdout(&o);
@@ -119,12 +111,7 @@ fn convert_json_summary() {
     let dir = tmp();
     let csv = corpus_file("partition-tables/csv-with-reference-bin/idf-partitions_two_ota.csv");
     let out = dir.path().join("o.bin");
-    let o = util::otter()
-        .args(["partitions", "convert", "--json"])
-        .arg(&csv)
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = convert(&["--json"], &csv, &out);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
     assert_eq!(v["input_format"], "csv");
@@ -145,12 +132,7 @@ fn malformed_input_exits_2_with_the_line() {
     ] {
         let p = corpus_file(&format!("negative/partition-csv-errors/{f}"));
         let dir = tmp();
-        let o = util::otter()
-            .args(["partitions", "convert"])
-            .arg(&p)
-            .arg(dir.path().join("o.bin"))
-            .output()
-            .unwrap();
+        let o = convert(&[], &p, dir.path().join("o.bin"));
         assert_eq!(o.status.code(), Some(2), "{f}");
         let err = stderr(&o);
         assert!(err.contains("line "), "{f}: {err}");
@@ -270,12 +252,7 @@ fn suggest_output_passes_check() {
             .unwrap();
         assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
         // and it converts
-        let o = util::otter()
-            .args(["partitions", "convert"])
-            .arg(&csv)
-            .arg(dir.path().join("s.bin"))
-            .output()
-            .unwrap();
+        let o = convert(&[], &csv, dir.path().join("s.bin"));
         assert!(o.status.success(), "{}", stderr(&o));
     }
 }
