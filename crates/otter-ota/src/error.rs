@@ -50,7 +50,9 @@ pub enum OtaError<E> {
     /// otadata cannot be planned (slot out of range, sequence exhausted).
     #[error("otadata: {0}")]
     Otadata(OtadataError),
-    /// The update image is not acceptable. Bad input: nothing was switched.
+    /// The update image is not acceptable (not an app, wrong chip, bad
+    /// checksum or SHA-256, secure_version below the anti-rollback counter,
+    /// ...). Bad input: nothing was switched.
     #[error("update image rejected: {0}")]
     Image(ImageError),
     /// The image is larger than the target slot. Bad input.
@@ -75,17 +77,6 @@ pub enum OtaError<E> {
     /// (`ESP_ERR_OTA_ROLLBACK_INVALID_STATE`): confirm or roll it back first.
     #[error("the running image has not been confirmed yet: confirm it (or roll it back) before starting another update")]
     RunningImagePending,
-    /// The image's secure_version is below the anti-rollback counter
-    /// (`ESP_ERR_OTA_SMALL_SEC_VER`). Bad input.
-    #[error(
-        "the image's secure_version {image} is below the device's anti-rollback counter {counter}"
-    )]
-    SecureVersionTooLow {
-        /// The image's secure_version.
-        image: u32,
-        /// The eFuse counter.
-        counter: u32,
-    },
     /// More data was written than the session announced, or the session was used
     /// in the wrong order. Caller misuse.
     #[error("update session misuse: {0}")]
@@ -104,10 +95,7 @@ impl<E> OtaError<E> {
     pub fn is_bad_image(&self) -> bool {
         matches!(
             self,
-            Self::Image(_)
-                | Self::TooLarge { .. }
-                | Self::Sha256Mismatch
-                | Self::SecureVersionTooLow { .. }
+            Self::Image(_) | Self::TooLarge { .. } | Self::Sha256Mismatch
         )
     }
 }

@@ -207,7 +207,7 @@ impl UpdateSession {
                 return Err(OtaError::Misuse("more data than the announced size"));
             }
         }
-        let progress = self.verifier.feed(data).map_err(map_image_error)?;
+        let progress = self.verifier.feed(data).map_err(OtaError::Image)?;
         if let Some(len) = progress.image_len {
             self.image_len = Some(len);
         }
@@ -356,7 +356,7 @@ impl UpdateSession {
         }
         self.head_ok = true;
         self.flush(flash)?;
-        let streamed = self.verifier.finish().map_err(map_image_error)?;
+        let streamed = self.verifier.finish().map_err(OtaError::Image)?;
         let image_len = streamed.image_len;
 
         let mut opts = VerifyOptions::new();
@@ -407,12 +407,6 @@ impl UpdateSession {
     /// `esp_ota_abort`: ends the session. The target slot may hold a partial
     /// image; the boot selection is untouched.
     pub fn abort(self) {}
-}
-
-/// Maps the verifier's verdict to the engine's error, keeping the
-/// anti-rollback case distinct.
-fn map_image_error<E>(e: otter_format::image::ImageError) -> OtaError<E> {
-    OtaError::Image(e)
 }
 
 /// An update that is fully written and verified in flash, ready to boot.

@@ -3,7 +3,7 @@
 //! documented sequence.
 
 use otter_format::chip::Chip;
-use otter_format::image::AppImageBuilder;
+use otter_format::image::{AppImageBuilder, ImageError};
 use otter_format::otadata::{seq_crc, OtaState, Otadata};
 use otter_ota::boot::{boot, BootWriteReason};
 use otter_ota::lifecycle::{confirm, mark_invalid_and_rollback, recover, running_state, Recovery};
@@ -299,7 +299,14 @@ fn anti_rollback_refuses_early_and_the_bootloader_raises_the_counter() {
         64,
     )
     .unwrap_err();
-    assert!(err.is_bad_image(), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            OtaError::Image(ImageError::SecureVersionTooLow { got: 1, min: 2 })
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_bad_image());
     assert_eq!(flash.counters().erase_ops(), 0);
 
     // secure_version 3: accepted, boots pending, confirmed; the next boot of
