@@ -293,26 +293,34 @@ pub fn rollback_possible<F: NorFlash>(
         return Ok(false);
     };
     let otadata = read_otadata(flash, &od)?;
+    Ok(rollback_target(flash, cfg, &map, &otadata)?.is_some())
+}
+
+/// The active sector, when another image would boot if its entry were
+/// marked invalid: the other entry's slot if that entry is valid, else
+/// factory (not with anti-rollback); the target must verify.
+fn rollback_target<F: NorFlash>(
+    flash: &mut F,
+    cfg: &DeviceConfig,
+    map: &SlotMap,
+    otadata: &Otadata,
+) -> Result<Option<usize>, OtaError<F::Error>> {
     let Some(active) = otadata.active() else {
-        return Ok(false);
+        return Ok(None);
     };
     let other = otadata.entries[1 - active];
-    if !other.is_valid() {
-        if cfg.anti_rollback.is_some() {
-            return Ok(false);
-        }
-        return match map.factory().copied() {
-            Some(f) => slot_verifies(flash, cfg, &f),
-            None => Ok(false),
-        };
-    }
-    match map
-        .slot_for_seq(other.seq)
-        .and_then(|s| map.region(s).copied())
-    {
-        Some(r) => slot_verifies(flash, cfg, &r),
-        None => Ok(false),
-    }
+    let target = if other.is_valid() {
+        map.slot_for_seq(other.seq)
+            .and_then(|s| map.region(s).copied())
+    } else if cfg.anti_rollback.is_some() {
+        None
+    } else {
+        map.factory().copied()
+    };
+    Ok(match target {
+        Some(r) if slot_verifies(flash, cfg, &r)? => Some(active),
+        _ => None,
+    })
 }
 
 /// `esp_ota_mark_app_invalid_rollback`: marks the active entry INVALID so the
@@ -322,13 +330,11 @@ pub fn mark_invalid_and_rollback<F: NorFlash>(
     flash: &mut F,
     cfg: &DeviceConfig,
 ) -> Result<(), OtaError<F::Error>> {
-    if !rollback_possible(flash, cfg)? {
-        return Err(OtaError::RollbackImpossible);
-    }
     let map = SlotMap::read(flash, cfg.table_offset)?;
     let od = *map.otadata().ok_or(OtaError::NoOtadata)?;
     let otadata = read_otadata(flash, &od)?;
-    let active = otadata.active().ok_or(OtaError::RollbackImpossible)?;
+    let active =
+        rollback_target(flash, cfg, &map, &otadata)?.ok_or(OtaError::RollbackImpossible)?;
     // Cancel a live confirm intent for this entry, so recovery cannot undo
     // the rollback.
     let intent_done = od.offset + (1 - active) as u32 * SECTOR_SIZE + INTENT_DONE_OFFSET;
