@@ -28,6 +28,21 @@ enum Command {
     /// Run the simulator: the exhaustive power-cut proof.
     #[command(subcommand)]
     Sim(cmd::sim::Command),
+    /// Check every image against the table and print the factory flash write list.
+    FlashPlan(cmd::flash_plan::Args),
+    /// Merge bootloader, table, otadata and images into one full-flash image.
+    Merge(cmd::merge::Args),
+    /// Size gate: does the app fit its slot, with margin?
+    Size(cmd::size::Args),
+    /// Create, run and inspect virtual devices.
+    #[command(subcommand)]
+    Device(cmd::device::Command),
+    /// Push a firmware update to a device over HTTP and watch it boot.
+    Push(cmd::push::Args),
+    /// Show the whole update flow on a virtual device, with an automatic rollback.
+    Demo(cmd::demo::Args),
+    /// List otter devices on the local network (mDNS).
+    Discover(cmd::discover::Args),
 }
 
 /// Runs the selected command and returns its exit code.
@@ -37,5 +52,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Image(c) => cmd::image::run(c),
         Command::Otadata(c) => cmd::otadata::run(c),
         Command::Sim(c) => cmd::sim::run(c),
+        Command::FlashPlan(a) => cmd::flash_plan::run(a),
+        Command::Merge(a) => cmd::merge::run(a),
+        Command::Size(a) => cmd::size::run(a),
+        Command::Device(c) => cmd::device::run(c),
+        Command::Push(a) => cmd::push::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
+        Command::Discover(a) => cmd::discover::run(a),
     }
 }

@@ -1,6 +1,13 @@
 //! One module per top-level command.
 
+pub mod demo;
+pub mod device;
+pub mod discover;
+pub mod flash_plan;
 pub mod image;
+pub mod merge;
 pub mod otadata;
 pub mod partitions;
+pub mod push;
 pub mod sim;
+pub mod size;
