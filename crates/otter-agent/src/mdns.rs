@@ -1,0 +1,1 @@
+//! mDNS: advertise a device as `_otter._tcp`, and discover devices.
