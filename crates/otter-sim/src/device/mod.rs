@@ -1,0 +1,655 @@
+//! The virtual device: a flash file, a small config, and the bootloader model.
+//!
+//! A virtual device lives in a directory:
+//!
+//! | file | what |
+//! |---|---|
+//! | `flash.bin` | a raw image of the whole flash (byte `n` is flash address `n`), so esptool and otter read it at the usual offsets |
+//! | `device.json` | chip, flash size, table offset, bootloader options (rollback, anti-rollback), the eFuse secure-version counter, the API token |
+//!
+//! The flash file is the device's state. Every flash operation is written
+//! through to it before it returns, so killing the process at any moment is a
+//! power cut, and the next [`VirtualDevice::power_on`] continues from what is
+//! in flash. The eFuse counter is the one piece of state outside flash (it
+//! lives in eFuses on a real chip); it only ever goes up and is stored in
+//! `device.json` by an atomic rename.
+//!
+//! [`create`] lays the flash out as a factory flash would: the bootloader at
+//! the chip's offset, the partition table at its offset, otadata all 0xFF,
+//! the firmware in the first app slot (factory if there is one, else ota_0),
+//! everything else erased. [`VirtualDevice::power_on`] runs the bootloader
+//! model ([`otter_ota::boot`]) and then the start-up step every otter
+//! firmware runs first ([`otter_ota::lifecycle::recover`]).
+
+mod status;
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use otter_format::chip::Chip;
+use otter_format::image::{
+    build_image, inspect, verify, AppImageBuilder, ImageInfo, ImageKind, ImageParams,
+    VerifyOptions,
+};
+use otter_format::otadata::{OtaState, SameSlotRule};
+use otter_format::partition::validate::ValidateOptions;
+use otter_format::partition::{
+    CsvOptions, DecodeOptions, OwnedTable, PartitionTable, PartitionType, DEFAULT_TABLE_OFFSET,
+};
+use otter_ota::boot::{boot, BootOutcome};
+use otter_ota::lifecycle::{recover, running_state, Recovery};
+use otter_ota::{DeviceConfig, OtaError, SlotId, SlotMap};
+use serde::{Deserialize, Serialize};
+
+use crate::{SimFlash, SimFlashError};
+
+pub use status::{
+    LastRollback, OtadataEntryStatus, OtadataStatus, RunningStatus, SlotLabel, SlotStatus,
+    Status,
+};
+
+/// The flash file's name inside a device directory.
+pub const FLASH_FILE: &str = "flash.bin";
+/// The config file's name inside a device directory.
+pub const CONFIG_FILE: &str = "device.json";
+/// Version of the `device.json` format.
+pub const CONFIG_FORMAT: u32 = 1;
+
+/// The default partition table: the seeds' factory + ota_0 + ota_1 layout
+/// (seed 001: NVS, otadata, phy_init, a 2 MB factory app and two 2 MB OTA
+/// slots), plus two 1 MB LittleFS slots for the web UI.
+pub const DEFAULT_PARTITIONS_CSV: &str = "\
+# Name,   Type, SubType,  Offset,   Size,     Flags
+nvs,      data, nvs,      0x9000,   0x5000,
+otadata,  data, ota,      0xe000,   0x2000,
+phy_init, data, phy,      0x10000,  0x1000,
+factory,  app,  factory,  0x20000,  0x200000,
+ota_0,    app,  ota_0,    0x220000, 0x200000,
+ota_1,    app,  ota_1,    0x420000, 0x200000,
+www_0,    data, littlefs, 0x620000, 0x100000,
+www_1,    data, littlefs, 0x720000, 0x100000,
+";
+
+/// The default chip of a new device.
+pub const DEFAULT_CHIP: Chip = Chip::Esp32s3;
+/// The default flash size of a new device: 16 MB.
+pub const DEFAULT_FLASH_SIZE: u32 = 16 << 20;
+/// Version of the firmware a device gets when none is given.
+pub const DEFAULT_FIRMWARE_VERSION: &str = "1.0.0";
+/// Project name of the firmware a device gets when none is given.
+pub const DEFAULT_PROJECT: &str = "otter-virtual";
+
+/// Everything that can go wrong creating, opening or running a device.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// A file of the device could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The directory is not a virtual device, or its config is damaged.
+    #[error("{path}: {message}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// `create` would overwrite an existing device.
+    #[error("{0} already holds a virtual device (flash.bin exists); pass --force to replace it, or choose another directory")]
+    Exists(PathBuf),
+    /// An input of `create` is unusable (table, firmware, bootloader, size).
+    #[error("{0}")]
+    Input(String),
+    /// The flash simulator failed.
+    #[error("flash: {0}")]
+    Flash(#[from] SimFlashError),
+    /// The OTA engine or the bootloader model failed.
+    #[error("{0}")]
+    Ota(#[from] OtaError<SimFlashError>),
+}
+
+/// The device's `device.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceConfigFile {
+    /// [`CONFIG_FORMAT`].
+    pub format: u32,
+    /// Chip name as esptool spells it (`esp32s3`).
+    pub chip: String,
+    /// Flash size in bytes; the flash file has exactly this length.
+    pub flash_size: u32,
+    /// Flash offset of the partition table.
+    pub table_offset: u32,
+    /// `CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE`.
+    pub rollback: bool,
+    /// `CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK`: the eFuse secure-version
+    /// counter, `null` when anti-rollback is off.
+    pub anti_rollback: Option<u32>,
+    /// The HTTP API's bearer token, `null` for none.
+    pub token: Option<String>,
+    /// How re-selecting the running slot is written: `v6` (in place) or `v5`.
+    #[serde(default = "default_rule")]
+    pub otadata_rule: String,
+}
+
+fn default_rule() -> String {
+    "v6".into()
+}
+
+impl DeviceConfigFile {
+    /// The engine's view of this config.
+    pub fn device_config(&self) -> Result<DeviceConfig, String> {
+        let chip = Chip::from_name(&self.chip).ok_or_else(|| {
+            format!(
+                "unknown chip {:?} (expected one of {})",
+                self.chip,
+                chip_names()
+            )
+        })?;
+        let rule = match self.otadata_rule.as_str() {
+            "v6" => SameSlotRule::InPlace,
+            "v5" => SameSlotRule::OtherSector,
+            other => return Err(format!("otadata_rule {other:?} is neither \"v6\" nor \"v5\"")),
+        };
+        let mut cfg = DeviceConfig::new(chip)
+            .with_rollback(self.rollback)
+            .with_anti_rollback(self.anti_rollback);
+        cfg.table_offset = self.table_offset;
+        cfg.same_slot_rule = rule;
+        Ok(cfg)
+    }
+}
+
+/// The chips a device can be, comma separated.
+pub fn chip_names() -> String {
+    Chip::all().map(Chip::name).collect::<Vec<_>>().join(", ")
+}
+
+/// What [`create`] builds.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// The chip.
+    pub chip: Chip,
+    /// Flash size in bytes (1–16 MiB).
+    pub flash_size: u32,
+    /// Partition table, CSV text or binary; `None` for
+    /// [`DEFAULT_PARTITIONS_CSV`].
+    pub partitions: Option<Vec<u8>>,
+    /// Flash offset of the partition table.
+    pub table_offset: u32,
+    /// The firmware for the first app slot; `None` builds a test image
+    /// ([`DEFAULT_PROJECT`] [`DEFAULT_FIRMWARE_VERSION`]).
+    pub firmware: Option<Vec<u8>>,
+    /// A second-stage bootloader for the bootloader region; `None` writes a
+    /// small placeholder bootloader image (the boot logic is otter's model).
+    pub bootloader: Option<Vec<u8>>,
+    /// App rollback.
+    pub rollback: bool,
+    /// Anti-rollback with this initial eFuse counter.
+    pub anti_rollback: Option<u32>,
+    /// Bearer token for the HTTP API.
+    pub token: Option<String>,
+    /// Replace an existing device in the directory.
+    pub force: bool,
+}
+
+impl CreateOptions {
+    /// The defaults: esp32s3, 16 MB, the default table, a built firmware,
+    /// no rollback, no anti-rollback, no token.
+    pub fn new() -> Self {
+        Self {
+            chip: DEFAULT_CHIP,
+            flash_size: DEFAULT_FLASH_SIZE,
+            partitions: None,
+            table_offset: DEFAULT_TABLE_OFFSET,
+            firmware: None,
+            bootloader: None,
+            rollback: false,
+            anti_rollback: None,
+            token: None,
+            force: false,
+        }
+    }
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What [`create`] wrote, for the caller's report.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The device directory.
+    pub dir: PathBuf,
+    /// Each region written, in flash order: (offset, length, what).
+    pub regions: Vec<(u32, u32, String)>,
+    /// The firmware's slot.
+    pub app_slot: SlotId,
+    /// The firmware.
+    pub firmware: ImageInfo,
+}
+
+/// Builds a test firmware image for `chip`: a real ESP-IDF app image
+/// (header, segments, checksum, SHA-256, app descriptor) whose code is never
+/// run. What it does after boot is the virtual device's behaviour profile.
+pub fn build_firmware(chip: Chip, project: &str, version: &str, secure_version: u32) -> Result<Vec<u8>, DeviceError> {
+    AppImageBuilder::new(chip)
+        .project_name(project)
+        .version(version)
+        .secure_version(secure_version)
+        .build()
+        .map_err(|e| DeviceError::Input(format!("building the test firmware {version}: {e}")))
+}
+
+/// A placeholder second-stage bootloader for `chip`: a valid bootloader image
+/// (RAM segment only, `esp_bootloader_desc_t` at 0x20) so the region looks
+/// and verifies like a real one. The virtual device never runs it; its boot
+/// logic is [`otter_ota::boot`].
+pub fn placeholder_bootloader(chip: Chip) -> Result<Vec<u8>, DeviceError> {
+    let mut desc = [0u8; 80];
+    desc[0] = 0x50; // esp_bootloader_desc_t.magic_byte
+    desc[4..8].copy_from_slice(&1u32.to_le_bytes());
+    let idf = b"otter-virtual-bootloader";
+    desc[8..8 + idf.len()].copy_from_slice(idf);
+    let mut payload = desc.to_vec();
+    payload.extend_from_slice(
+        b"otter virtual device: placeholder bootloader; boot logic is modelled by otter_ota::boot\0",
+    );
+    while payload.len() % 4 != 0 {
+        payload.push(0);
+    }
+    let mut params = ImageParams::new(chip);
+    let iram = chip.facts().iram_load_addr;
+    params.entry = iram;
+    build_image(&params, &[(iram, &payload)])
+        .map_err(|e| DeviceError::Input(format!("building the placeholder bootloader: {e}")))
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DeviceError + '_ {
+    move |source| DeviceError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads a partition table given as CSV text or binary.
+pub fn parse_table(bytes: &[u8]) -> Result<OwnedTable, String> {
+    if bytes.starts_with(&[0xAA, 0x50]) {
+        let (t, _) = PartitionTable::decode(bytes, &DecodeOptions { verify_md5: true })
+            .map_err(|e| format!("not a valid binary partition table: {e}"))?;
+        Ok(OwnedTable::from_table(&t))
+    } else {
+        OwnedTable::from_csv_bytes(bytes, &CsvOptions::default())
+            .map_err(|e| format!("invalid partition CSV: {e}"))
+    }
+}
+
+/// Creates a virtual device in `dir` (see the module docs for the layout).
+pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> {
+    let flash_path = dir.join(FLASH_FILE);
+    if flash_path.exists() && !opts.force {
+        return Err(DeviceError::Exists(dir.to_path_buf()));
+    }
+    let size = opts.flash_size as usize;
+    crate::flash::validate_capacity(size).map_err(|_| {
+        DeviceError::Input(format!(
+            "flash size {size:#x} is not supported: a virtual device has 1, 2, 4, 8 or 16 MB of flash"
+        ))
+    })?;
+
+    // The table: parsed, validated for this flash size, encoded as idf.py does.
+    let csv = opts
+        .partitions
+        .clone()
+        .unwrap_or_else(|| DEFAULT_PARTITIONS_CSV.as_bytes().to_vec());
+    let table = parse_table(&csv).map_err(|e| DeviceError::Input(format!("partition table: {e}")))?;
+    table
+        .validate(&ValidateOptions {
+            table_offset: opts.table_offset,
+            flash_size: Some(u64::from(opts.flash_size)),
+            ..ValidateOptions::default()
+        })
+        .map_err(|e| DeviceError::Input(format!("partition table: {e}")))?;
+    let table_bin = table
+        .to_binary(true)
+        .map_err(|e| DeviceError::Input(format!("partition table: {e}")))?;
+
+    // The first app slot, as idf.py flashes it: factory, else ota_0, else test.
+    let apps: Vec<_> = table
+        .entries
+        .iter()
+        .map(|e| e.partition)
+        .filter(|p| p.ty == PartitionType::APP)
+        .collect();
+    let pick = |sub: u8| apps.iter().find(|p| p.subtype.0 == sub).copied();
+    let (app_slot, app) = if let Some(p) = pick(0x00) {
+        (SlotId::Factory, p)
+    } else if let Some(p) = pick(0x10) {
+        (SlotId::Ota(0), p)
+    } else if let Some(p) = pick(0x20) {
+        (SlotId::Test, p)
+    } else {
+        return Err(DeviceError::Input(
+            "partition table: no app partition (factory, ota_0 or test) to put the firmware in"
+                .into(),
+        ));
+    };
+
+    let firmware = match &opts.firmware {
+        Some(f) => f.clone(),
+        None => build_firmware(opts.chip, DEFAULT_PROJECT, DEFAULT_FIRMWARE_VERSION, 0)?,
+    };
+    let mut vopts = VerifyOptions::new();
+    vopts.chip = Some(opts.chip);
+    vopts.slot_size = Some(app.size);
+    vopts.require_app = true;
+    vopts.min_secure_version = opts.anti_rollback;
+    let info = verify(&firmware, &vopts).map_err(|e| {
+        DeviceError::Input(format!(
+            "firmware: {e} (the first app slot is {app_slot} at {:#x}, {} bytes)",
+            app.offset, app.size
+        ))
+    })?;
+
+    let bootloader = match &opts.bootloader {
+        Some(b) => {
+            let bi = inspect(b).map_err(|e| DeviceError::Input(format!("bootloader: {e}")))?;
+            if bi.kind != ImageKind::Bootloader {
+                return Err(DeviceError::Input(format!(
+                    "bootloader: the file is {} image, not a bootloader",
+                    bi.kind.name()
+                )));
+            }
+            if bi.chip != opts.chip {
+                return Err(DeviceError::Input(format!(
+                    "bootloader: it is for {}, the device is {}",
+                    bi.chip, opts.chip
+                )));
+            }
+            b.clone()
+        }
+        None => placeholder_bootloader(opts.chip)?,
+    };
+    let boot_off = opts.chip.bootloader_offset();
+    if u64::from(boot_off) + bootloader.len() as u64 > u64::from(opts.table_offset) {
+        return Err(DeviceError::Input(format!(
+            "bootloader: {} bytes at {boot_off:#x} run into the partition table at {:#x}",
+            bootloader.len(),
+            opts.table_offset
+        )));
+    }
+
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let mut flash = SimFlash::create_file(&flash_path, size)?;
+    flash.load(boot_off, &bootloader)?;
+    flash.load(opts.table_offset, &table_bin)?;
+    flash.load(app.offset, &firmware)?;
+    flash.sync()?;
+
+    let config = DeviceConfigFile {
+        format: CONFIG_FORMAT,
+        chip: opts.chip.name().into(),
+        flash_size: opts.flash_size,
+        table_offset: opts.table_offset,
+        rollback: opts.rollback,
+        anti_rollback: opts.anti_rollback,
+        token: opts.token.clone(),
+        otadata_rule: default_rule(),
+    };
+    write_config(dir, &config)?;
+
+    let mut regions = vec![
+        (boot_off, bootloader.len() as u32, "bootloader".to_string()),
+        (opts.table_offset, table_bin.len() as u32, "partition table".to_string()),
+    ];
+    if let Some(od) = table
+        .entries
+        .iter()
+        .map(|e| e.partition)
+        .find(|p| p.ty == PartitionType::DATA && p.subtype.0 == 0x00)
+    {
+        regions.push((od.offset, od.size, "otadata (erased: no OTA yet)".to_string()));
+    }
+    regions.push((
+        app.offset,
+        firmware.len() as u32,
+        format!("firmware in {app_slot}"),
+    ));
+    Ok(Created {
+        dir: dir.to_path_buf(),
+        regions,
+        app_slot,
+        firmware: info,
+    })
+}
+
+/// Writes `device.json` atomically (temporary file + rename), private to the
+/// owner since it holds the token.
+pub fn write_config(dir: &Path, config: &DeviceConfigFile) -> Result<(), DeviceError> {
+    let path = dir.join(CONFIG_FILE);
+    let tmp = dir.join(format!("{CONFIG_FILE}.tmp"));
+    let text = serde_json::to_string_pretty(config).map_err(|e| DeviceError::Config {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    {
+        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(fs::Permissions::from_mode(0o600))
+                .map_err(io(&tmp))?;
+        }
+        f.write_all(text.as_bytes()).map_err(io(&tmp))?;
+        f.write_all(b"\n").map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    fs::rename(&tmp, &path).map_err(io(&path))
+}
+
+/// Reads and checks `device.json`.
+pub fn read_config(dir: &Path) -> Result<DeviceConfigFile, DeviceError> {
+    let path = dir.join(CONFIG_FILE);
+    let text = fs::read_to_string(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            DeviceError::Config {
+                path: path.clone(),
+                message: "not a virtual device (no device.json); create one with `otter device create DIR`".into(),
+            }
+        } else {
+            DeviceError::Io {
+                path: path.clone(),
+                source: e,
+            }
+        }
+    })?;
+    let cfg: DeviceConfigFile = serde_json::from_str(&text).map_err(|e| DeviceError::Config {
+        path: path.clone(),
+        message: format!("damaged device config: {e}"),
+    })?;
+    if cfg.format != CONFIG_FORMAT {
+        return Err(DeviceError::Config {
+            path,
+            message: format!(
+                "device config format {} is not supported (this otter reads format {CONFIG_FORMAT})",
+                cfg.format
+            ),
+        });
+    }
+    cfg.device_config()
+        .map_err(|message| DeviceError::Config { path, message })?;
+    Ok(cfg)
+}
+
+/// What happened at a power-on.
+#[derive(Debug, Clone)]
+pub struct PowerOn {
+    /// The bootloader model's outcome (of the last boot, when start-up
+    /// recovery needed a second one).
+    pub boot: BootOutcome,
+    /// The slot that runs, `None` when nothing bootable was found.
+    pub running: Option<SlotId>,
+    /// The running image, when one boots.
+    pub image: Option<ImageInfo>,
+    /// The running image's rollback state after start-up.
+    pub state: Option<OtaState>,
+    /// What the firmware's start-up recovery did.
+    pub recovery: Recovery,
+    /// `(before, after)` when this boot raised the eFuse counter.
+    pub efuse_raised: Option<(u32, u32)>,
+    /// Flash erases and programs this power-on made (bootloader + recovery).
+    pub flash_writes: u64,
+}
+
+/// An opened virtual device: its flash and config.
+pub struct VirtualDevice {
+    dir: PathBuf,
+    config: DeviceConfigFile,
+    cfg: DeviceConfig,
+    flash: SimFlash,
+}
+
+impl std::fmt::Debug for VirtualDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtualDevice")
+            .field("dir", &self.dir)
+            .field("chip", &self.cfg.chip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VirtualDevice {
+    /// Opens the device in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, DeviceError> {
+        let config = read_config(dir)?;
+        let cfg = config
+            .device_config()
+            .map_err(|message| DeviceError::Config {
+                path: dir.join(CONFIG_FILE),
+                message,
+            })?;
+        let path = dir.join(FLASH_FILE);
+        if !path.is_file() {
+            return Err(DeviceError::Config {
+                path,
+                message: "the device's flash image is missing".into(),
+            });
+        }
+        let flash = SimFlash::open_file(&path)?;
+        if flash.capacity() != config.flash_size as usize {
+            return Err(DeviceError::Config {
+                path,
+                message: format!(
+                    "the flash image is {} bytes but device.json says {}",
+                    flash.capacity(),
+                    config.flash_size
+                ),
+            });
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            cfg,
+            flash,
+        })
+    }
+
+    /// The device directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The engine configuration (with the current eFuse counter).
+    pub fn config(&self) -> &DeviceConfig {
+        &self.cfg
+    }
+
+    /// The stored config.
+    pub fn config_file(&self) -> &DeviceConfigFile {
+        &self.config
+    }
+
+    /// The flash.
+    pub fn flash(&mut self) -> &mut SimFlash {
+        &mut self.flash
+    }
+
+    /// The flash and the engine configuration together, for engine calls.
+    pub fn parts(&mut self) -> (&mut SimFlash, &DeviceConfig) {
+        (&mut self.flash, &self.cfg)
+    }
+
+    /// The slots, read from the on-flash partition table.
+    pub fn slot_map(&mut self) -> Result<SlotMap, DeviceError> {
+        Ok(SlotMap::read(&mut self.flash, self.cfg.table_offset)?)
+    }
+
+    /// Powers the device on: the bootloader model picks, verifies and boots
+    /// an image (writing otadata as ESP-IDF's bootloader does), then the
+    /// firmware's start-up recovery completes any otadata write a power cut
+    /// interrupted (rebooting once if that changes which slot runs).
+    pub fn power_on(&mut self) -> Result<PowerOn, DeviceError> {
+        let before = self.flash.mutating_ops();
+        let counter_before = self.cfg.anti_rollback;
+        let mut out = boot(&mut self.flash, &self.cfg)?;
+        self.note_efuse(out.anti_rollback)?;
+        let mut recovery = Recovery::Clean;
+        if out.booted.is_some() {
+            recovery = recover(&mut self.flash, &self.cfg)?;
+            if let Recovery::ConfirmCompleted { slot } = recovery {
+                if out.booted.as_ref().map(|b| b.slot) != Some(slot) {
+                    out = boot(&mut self.flash, &self.cfg)?;
+                    self.note_efuse(out.anti_rollback)?;
+                }
+            }
+        }
+        let running = out.booted.as_ref().map(|b| b.slot);
+        let state = match running {
+            Some(slot) => running_state(&mut self.flash, &self.cfg, slot)?,
+            None => None,
+        };
+        let efuse_raised = match (counter_before, self.cfg.anti_rollback) {
+            (Some(a), Some(b)) if b > a => Some((a, b)),
+            _ => None,
+        };
+        Ok(PowerOn {
+            image: out.booted.as_ref().map(|b| b.image.clone()),
+            boot: out,
+            running,
+            state,
+            recovery,
+            efuse_raised,
+            flash_writes: self.flash.mutating_ops() - before,
+        })
+    }
+
+    fn note_efuse(&mut self, counter: Option<u32>) -> Result<(), DeviceError> {
+        if counter != self.cfg.anti_rollback {
+            self.cfg.anti_rollback = counter;
+            self.config.anti_rollback = counter;
+            write_config(&self.dir.clone(), &self.config)?;
+        }
+        Ok(())
+    }
+
+    /// The slot that would run if the device were powered on now, computed
+    /// on a copy of the flash (nothing is written).
+    pub fn predict_boot(&self) -> Result<Option<SlotId>, DeviceError> {
+        let mut copy = self.flash.fork();
+        let out = boot(&mut copy, &self.cfg)?;
+        Ok(out.booted.map(|b| b.slot))
+    }
+
+    /// The diagnostics snapshot for a device running from `running`
+    /// (`None`: not running; the slot the next power-on would boot is shown).
+    pub fn status(&mut self, running: Option<SlotId>) -> Result<Status, DeviceError> {
+        status::status(self, running)
+    }
+}
