@@ -28,6 +28,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod chip;
+#[cfg(feature = "alloc")]
+pub mod flashplan;
 pub mod image;
 pub mod otadata;
 pub mod partition;
