@@ -1,0 +1,240 @@
+//! mDNS over real multicast, kept off the host's network.
+//!
+//! Each test re-runs itself inside a fresh network namespace (`unshare
+//! --net`) where the only interface is `lo`, brought up with multicast on, so
+//! the packets are real but never leave the namespace and the host's network
+//! configuration is not touched. That needs `unshare` (util-linux), `ip`
+//! (iproute2) and the right to create a network namespace (root, or
+//! CAP_SYS_ADMIN); without them the tests fail and say so.
+
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use otter_agent::mdns::{self, Advertiser, DeviceAdvert, FoundDevice, MdnsOptions};
+
+/// Set in the child that runs inside the namespace.
+const IN_NETNS: &str = "OTTER_TEST_IN_NETNS";
+/// Brings `lo` up with multicast on, then runs the test binary.
+const SETUP_LO: &str = r#"ip link set lo up && ip link set lo multicast on && exec "$0" "$@""#;
+/// The longest a test may run inside its namespace.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long each browse listens.
+const BROWSE: Duration = Duration::from_secs(3);
+
+/// Runs the test `name` of this binary inside a fresh network namespace set
+/// up by `setup` (a `sh -c` script that ends with `exec "$0" "$@"`).
+/// Returns `true` in the child, where the test body runs; in the parent it
+/// waits for the child, fails the test if the child failed, and returns
+/// `false`.
+fn in_netns(name: &str, setup: &str) -> bool {
+    if std::env::var_os(IN_NETNS).is_some() {
+        assert_only_loopback();
+        return true;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let spawned = Command::new("unshare")
+        .args(["--net", "--", "sh", "-c", setup])
+        .arg(&exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(IN_NETNS, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(err) => panic!(
+            "this test runs in its own network namespace and needs `unshare` (util-linux): \
+             spawning it failed: {err}"
+        ),
+    };
+    let started = Instant::now();
+    while child.try_wait().expect("waiting for the child").is_none() {
+        if started.elapsed() > CHILD_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name} did not finish within {CHILD_TIMEOUT:?} in its network namespace");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("the child's output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("--- {name} in its network namespace: stdout\n{stdout}\n--- stderr\n{stderr}");
+    if !out.status.success() && !stdout.contains("running 1 test") {
+        panic!(
+            "could not run {name} in a fresh network namespace ({}). It needs `unshare --net` \
+             (util-linux; root or CAP_SYS_ADMIN) and `ip` (iproute2):\n{stderr}",
+            out.status
+        );
+    }
+    assert!(
+        out.status.success(),
+        "{name} failed in its network namespace"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "{name} did not run in its network namespace (is the name right?)"
+    );
+    false
+}
+
+/// Guards the child: it must sit in a namespace whose only interface is `lo`.
+/// (`/proc/self/net` follows the network namespace; `/sys/class/net` follows
+/// the mount namespace, so it would still show the host's.)
+fn assert_only_loopback() {
+    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("reading /proc/self/net/dev");
+    let names: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|line| line.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        names,
+        ["lo"],
+        "{IN_NETNS} is set, but this is not a private network namespace with only lo"
+    );
+}
+
+fn advert(instance: &str, port: u16) -> DeviceAdvert {
+    DeviceAdvert {
+        instance: instance.to_owned(),
+        hostname: format!("{instance}.local."),
+        addrs: vec![IpAddr::from([127, 0, 0, 1])],
+        port,
+        chip: "esp32s3".to_owned(),
+        version: "1.0.0".to_owned(),
+        project: "otter-test".to_owned(),
+        api_path: "/api/ota/status".to_owned(),
+        update_path: "/update".to_owned(),
+        auth: true,
+    }
+}
+
+fn find<'a>(found: &'a [FoundDevice], instance: &str) -> Option<&'a FoundDevice> {
+    found.iter().find(|d| d.instance == instance)
+}
+
+fn browse() -> Vec<FoundDevice> {
+    let started = Instant::now();
+    let found = mdns::browse(BROWSE, &MdnsOptions::loopback()).expect("browsing");
+    assert!(
+        started.elapsed() < BROWSE + Duration::from_secs(3),
+        "browse overran its timeout: {:?}",
+        started.elapsed()
+    );
+    found
+}
+
+#[test]
+fn advertised_devices_are_found_updated_and_withdrawn() {
+    if !in_netns(
+        "advertised_devices_are_found_updated_and_withdrawn",
+        SETUP_LO,
+    ) {
+        return;
+    }
+    let opts = MdnsOptions::loopback();
+    let mut a = Advertiser::start(&advert("otter-aaaa", 8081), &opts).expect("advertising a");
+    // b publishes no address of its own: mdns-sd fills in loopback's.
+    let b_advert = DeviceAdvert {
+        addrs: vec![],
+        auth: false,
+        version: "0.9.0".to_owned(),
+        ..advert("otter-bbbb", 8082)
+    };
+    let b = Advertiser::start(&b_advert, &opts).expect("advertising b");
+
+    // Both are found, once each, with their TXT records and ports.
+    let found = browse();
+    assert_eq!(found.len(), 2, "{found:#?}");
+    let fa = find(&found, "otter-aaaa").expect("a is found");
+    assert_eq!(fa.hostname, "otter-aaaa.local.");
+    assert_eq!(fa.port, 8081);
+    assert_eq!(fa.addresses, [IpAddr::from([127, 0, 0, 1])]);
+    assert_eq!(fa.url, "http://127.0.0.1:8081");
+    assert_eq!(fa.chip.as_deref(), Some("esp32s3"));
+    assert_eq!(fa.version.as_deref(), Some("1.0.0"));
+    assert_eq!(fa.project.as_deref(), Some("otter-test"));
+    assert_eq!(fa.api.as_deref(), Some("/api/ota/status"));
+    assert_eq!(fa.update.as_deref(), Some("/update"));
+    assert_eq!(fa.auth.as_deref(), Some("token"));
+    assert_eq!(fa.protocol.as_deref(), Some("1"));
+    let fb = find(&found, "otter-bbbb").expect("b is found");
+    assert_eq!(fb.url, "http://127.0.0.1:8082");
+    assert_eq!(fb.version.as_deref(), Some("0.9.0"));
+    assert_eq!(fb.auth.as_deref(), Some("none"));
+
+    // The device rebooted into a new version: a new browse sees it.
+    a.update(&DeviceAdvert {
+        version: "2.0.0".to_owned(),
+        ..advert("otter-aaaa", 8081)
+    })
+    .expect("updating a");
+    let found = browse();
+    let fa = find(&found, "otter-aaaa").expect("a is still found");
+    assert_eq!(fa.version.as_deref(), Some("2.0.0"), "{found:#?}");
+    assert_eq!(fa.port, 8081);
+
+    // A browse that resolved a sees its goodbye when it is dropped, and drops
+    // it from the list (without the goodbye it would stay cached for minutes).
+    let listener = std::thread::spawn(|| {
+        mdns::browse(Duration::from_secs(5), &MdnsOptions::loopback()).expect("browsing")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let dropping = Instant::now();
+    drop(a);
+    assert!(
+        dropping.elapsed() < Duration::from_secs(2),
+        "withdrawing took {:?}",
+        dropping.elapsed()
+    );
+    let found = listener.join().expect("the browsing thread");
+    assert!(find(&found, "otter-bbbb").is_some(), "{found:#?}");
+    assert!(find(&found, "otter-aaaa").is_none(), "{found:#?}");
+
+    // And a fresh browse finds b alone.
+    let found = browse();
+    assert_eq!(
+        found
+            .iter()
+            .map(|d| d.instance.as_str())
+            .collect::<Vec<_>>(),
+        ["otter-bbbb"]
+    );
+    b.shutdown().expect("shutting b down");
+    assert!(browse().is_empty());
+}
+
+#[test]
+fn renaming_a_device_withdraws_the_old_name() {
+    if !in_netns("renaming_a_device_withdraws_the_old_name", SETUP_LO) {
+        return;
+    }
+    let opts = MdnsOptions::loopback();
+    let mut a = Advertiser::start(&advert("otter-old", 9000), &opts).expect("advertising");
+    assert!(find(&browse(), "otter-old").is_some());
+    a.update(&advert("otter-new", 9001)).expect("renaming");
+    let found = browse();
+    assert_eq!(
+        found
+            .iter()
+            .map(|d| (d.instance.as_str(), d.port))
+            .collect::<Vec<_>>(),
+        [("otter-new", 9001)]
+    );
+    a.shutdown().expect("shutting down");
+}
+
+#[test]
+fn nothing_found_is_an_empty_list() {
+    if !in_netns("nothing_found_is_an_empty_list", SETUP_LO) {
+        return;
+    }
+    let started = Instant::now();
+    let found = mdns::browse(Duration::from_secs(1), &MdnsOptions::loopback()).expect("browsing");
+    assert!(found.is_empty(), "{found:#?}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
