@@ -1,12 +1,378 @@
 //! `otter device`: create, run and inspect virtual devices.
 
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use otter_agent::runner::AGENT_FILE;
+use otter_agent::{Profile, RunEnd, RunOptions};
+use otter_format::chip::Chip;
+use otter_sim::device::{self, chip_names, CreateOptions, Status, VirtualDevice};
+use serde_json::{json, Value};
+
+use crate::cmd::partitions::{parse_size, parse_u32};
+use crate::output::{self, human_size};
 
 /// `otter device` subcommands.
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Create a virtual device: DIR/flash.bin laid out as a factory flash, and DIR/device.json.
+    Create(CreateArgs),
+    /// Power a virtual device on and serve its OTA API until Ctrl-C.
+    Run(RunArgs),
+    /// Read a virtual device's flash offline: running/boot/next slot, states, versions.
+    Status(StatusArgs),
+}
+
+/// Arguments of `otter device create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The device directory (created if missing).
+    dir: PathBuf,
+    /// Chip (esp32, esp32s2, esp32s3, esp32c2, esp32c3, esp32c5, esp32c6, esp32h2, esp32p4).
+    #[arg(long, default_value = "esp32s3")]
+    chip: String,
+    /// Flash size (1MB .. 16MB).
+    #[arg(long, default_value = "16MB", value_parser = parse_size)]
+    flash_size: u64,
+    /// Partition table, CSV or binary (default: factory, ota_0, ota_1 of 2 MB, www_0/www_1).
+    #[arg(long)]
+    partitions: Option<PathBuf>,
+    /// Flash offset of the partition table.
+    #[arg(long, default_value = "0x8000", value_parser = parse_u32)]
+    table_offset: u32,
+    /// Firmware for the first app slot (default: a built test image, otter-virtual 1.0.0).
+    #[arg(long)]
+    firmware: Option<PathBuf>,
+    /// A real second-stage bootloader for the bootloader region (default: a placeholder).
+    #[arg(long)]
+    bootloader: Option<PathBuf>,
+    /// Enable app rollback (CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE): new images must confirm themselves.
+    #[arg(long)]
+    rollback: bool,
+    /// Enable anti-rollback with this eFuse secure-version counter.
+    #[arg(long, value_name = "N")]
+    anti_rollback: Option<u32>,
+    /// Require this bearer token on the device's API.
+    #[arg(long)]
+    token: Option<String>,
+    /// Replace a device already in DIR.
+    #[arg(long)]
+    force: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `otter device run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The device directory.
+    dir: PathBuf,
+    /// Address the API listens on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:3232")]
+    http: SocketAddr,
+    /// What firmware VERSION does after boot: healthy, crash-on-boot, fail-selftest or hang (repeatable).
+    #[arg(long = "behavior", value_name = "VERSION=BEHAVIOR")]
+    behaviors: Vec<String>,
+    /// Seconds a newly booted image runs its self-test before confirming or rolling back.
+    #[arg(long, default_value_t = 3.0)]
+    selftest_window: f64,
+    /// Seconds before the watchdog resets a hanging firmware.
+    #[arg(long, default_value_t = 3.0)]
+    watchdog: f64,
+    /// Seconds a simulated reboot takes.
+    #[arg(long, default_value_t = 0.3)]
+    reboot_time: f64,
+    /// Require this bearer token (overrides the device's own).
+    #[arg(long)]
+    token: Option<String>,
+}
+
+/// Arguments of `otter device status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The device directory.
+    dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
 
 /// Runs an `otter device` subcommand.
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        Command::Create(a) => create(&a),
+        Command::Run(a) => run_device(a),
+        Command::Status(a) => status(&a),
+    }
+}
+
+/// Parses a chip name, with the list of valid ones in the error.
+pub fn parse_chip(name: &str) -> anyhow::Result<Chip> {
+    Chip::from_name(name)
+        .with_context(|| format!("unknown chip '{name}': use one of {}", chip_names()))
+}
+
+fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
+}
+
+fn create(a: &CreateArgs) -> anyhow::Result<ExitCode> {
+    let mut opts = CreateOptions::new();
+    opts.chip = parse_chip(&a.chip)?;
+    opts.flash_size = u32::try_from(a.flash_size)
+        .ok()
+        .context("the flash size must be at most 16MB")?;
+    opts.table_offset = a.table_offset;
+    opts.partitions = a
+        .partitions
+        .as_deref()
+        .map(|p| read(p, "partition table"))
+        .transpose()?;
+    opts.firmware = a
+        .firmware
+        .as_deref()
+        .map(|p| read(p, "firmware"))
+        .transpose()?;
+    opts.bootloader = a
+        .bootloader
+        .as_deref()
+        .map(|p| read(p, "bootloader"))
+        .transpose()?;
+    opts.rollback = a.rollback;
+    opts.anti_rollback = a.anti_rollback;
+    opts.token = a.token.clone();
+    opts.force = a.force;
+    let created = device::create(&a.dir, &opts)
+        .with_context(|| format!("creating a virtual device in {}", a.dir.display()))?;
+    let version = created
+        .firmware
+        .app_desc
+        .as_ref()
+        .map(|d| String::from_utf8_lossy(d.version().bytes()).into_owned())
+        .unwrap_or_default();
+    if a.json {
+        output::print_json(&json!({
+            "dir": a.dir.display().to_string(),
+            "flash": a.dir.join(device::FLASH_FILE).display().to_string(),
+            "chip": opts.chip.name(),
+            "flash_size": opts.flash_size,
+            "app_slot": created.app_slot.to_string(),
+            "version": version,
+            "rollback": opts.rollback,
+            "anti_rollback": opts.anti_rollback,
+            "token": opts.token.is_some(),
+            "regions": created.regions.iter().map(|(o, l, w)| json!({"offset": o, "len": l, "what": w})).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        println!(
+            "created a virtual {} with {} of flash in {}",
+            opts.chip.display_name(),
+            human_size(u64::from(opts.flash_size)),
+            a.dir.display()
+        );
+        for (off, len, what) in &created.regions {
+            println!("  {off:#08x}  {:>10}  {what}", human_size(u64::from(*len)));
+        }
+        println!(
+            "  firmware {version} in {}; rollback {}; anti-rollback {}; API token {}",
+            created.app_slot,
+            if opts.rollback { "on" } else { "off" },
+            opts.anti_rollback
+                .map_or_else(|| "off".to_string(), |n| format!("on (eFuse counter {n})")),
+            if opts.token.is_some() { "set" } else { "none" },
+        );
+        println!("run it with: otter device run {}", a.dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Installs the log subscriber (stderr; `RUST_LOG` overrides the level).
+pub fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(v).with_context(|| format!("--{name} must be a number of seconds ≥ 0"))
+}
+
+fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut opts = RunOptions::new(&a.dir, a.http);
+    let mut profile = Profile::new();
+    for b in &a.behaviors {
+        profile.add_spec(b).map_err(anyhow::Error::msg)?;
+    }
+    opts.profile = profile;
+    opts.selftest_window = secs("selftest-window", a.selftest_window)?;
+    opts.watchdog = secs("watchdog", a.watchdog)?;
+    opts.reboot_time = secs("reboot-time", a.reboot_time)?;
+    opts.token = a.token.clone();
+    init_logging();
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let end = rt.block_on(async move {
+        let mut running = otter_agent::start(opts)
+            .await
+            .with_context(|| format!("starting the virtual device in {}", a.dir.display()))?;
+        println!("otter device: serving {} (device {})", running.url(), a.dir.display());
+        let _ = std::io::stdout().flush();
+        let mut wait = tokio::spawn(async move {
+            let _ = shutdown_signal().await;
+        });
+        tokio::select! {
+            _ = &mut wait => {
+                running.stop();
+                running.wait().await
+            }
+            end = running.finished() => end,
+        }
+        .map_err(anyhow::Error::from)
+    })?;
+    match end {
+        RunEnd::Stopped => Ok(ExitCode::SUCCESS),
+        RunEnd::Bricked(m) | RunEnd::BootLoop(m) => {
+            eprintln!("error: the device stopped: {m}");
+            Ok(ExitCode::from(output::EXIT_CHECK_FAILED))
+        }
+    }
+}
+
+async fn shutdown_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
+
+/// The running agent recorded in DIR/agent.json, if its process is alive.
+pub fn live_agent(dir: &Path) -> Option<Value> {
+    let text = std::fs::read_to_string(dir.join(AGENT_FILE)).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    let pid = v.get("pid")?.as_u64()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(v)
+}
+
+fn status(a: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let mut dev = VirtualDevice::open(&a.dir)
+        .with_context(|| format!("opening the virtual device in {}", a.dir.display()))?;
+    let agent = live_agent(&a.dir);
+    let running = agent
+        .as_ref()
+        .and_then(|v| v.get("running")?.as_str().map(str::to_string))
+        .and_then(|label| {
+            let map = dev.slot_map().ok()?;
+            let found = map.slots().map(|(s, _)| s).find(|s| s.to_string() == label);
+            found
+        });
+    let st = dev
+        .status(running)
+        .with_context(|| format!("reading the flash of {}", a.dir.display()))?;
+    if a.json {
+        let mut v = serde_json::to_value(&st)?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("agent".into(), agent.clone().unwrap_or(Value::Null));
+        }
+        output::print_json(&v)?;
+    } else {
+        print_status(&a.dir, &st, agent.as_ref());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a status the way the seeds' `ota_print_info` does, and more.
+pub fn print_status(dir: &Path, st: &Status, agent: Option<&Value>) {
+    let onoff = |b: bool| if b { "on" } else { "off" };
+    println!(
+        "device {}: {}, {} flash, rollback {}, anti-rollback {}",
+        dir.display(),
+        st.chip,
+        human_size(u64::from(st.flash_size)),
+        onoff(st.rollback),
+        st.anti_rollback
+            .map_or_else(|| "off".into(), |n| format!("on (eFuse counter {n})"))
+    );
+    match agent {
+        Some(a) => println!(
+            "agent:   running (pid {}, {})",
+            a.get("pid").and_then(Value::as_u64).unwrap_or(0),
+            a.get("url").and_then(Value::as_str).unwrap_or("?")
+        ),
+        None => println!("agent:   not running"),
+    }
+    match &st.running {
+        Some(r) => println!(
+            "{} {} @ {:#x}: {} {} (state {}, secure_version {})",
+            if st.predicted { "next power-on boots:" } else { "running:" },
+            r.slot.label,
+            r.slot.offset,
+            r.project_name,
+            r.version,
+            r.state.as_deref().unwrap_or("none"),
+            r.secure_version
+        ),
+        None => println!("running: NOTHING BOOTS: no valid app in any slot"),
+    }
+    let lbl = |l: &Option<device::SlotLabel>| {
+        l.as_ref()
+            .map_or_else(|| "-".to_string(), |l| format!("{} @ {:#x}", l.label, l.offset))
+    };
+    println!("boot:    {}", lbl(&st.boot));
+    println!("next:    {}", lbl(&st.next));
+    println!("slots:");
+    for s in &st.slots {
+        println!(
+            "  {:<8} {:#08x} {:>8}  {:<7} {:<12} {:<10} {}",
+            s.slot.label,
+            s.slot.offset,
+            human_size(u64::from(s.slot.size)),
+            s.verdict,
+            s.version.as_deref().unwrap_or("-"),
+            s.state.as_deref().unwrap_or("-"),
+            s.error.as_deref().unwrap_or("")
+        );
+    }
+    if let Some(o) = &st.otadata {
+        println!("otadata @ {:#x}: active entry {}", o.offset, o.active.map_or("none".into(), |a| a.to_string()));
+        for e in &o.entries {
+            if e.empty {
+                println!("  sector {}: empty", e.sector);
+            } else {
+                println!(
+                    "  sector {}: seq {} state {} crc {} -> {}",
+                    e.sector,
+                    e.seq,
+                    e.state,
+                    if e.crc_ok { "ok" } else { "BAD" },
+                    e.slot.as_deref().unwrap_or("-")
+                );
+            }
+        }
+    }
+    if let Some(r) = &st.last_rollback {
+        println!(
+            "last rollback: from {} ({}): {}",
+            r.from,
+            r.version.as_deref().unwrap_or("?"),
+            r.reason
+        );
+    }
 }

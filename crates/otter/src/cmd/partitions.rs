@@ -157,7 +157,7 @@ fn parse_u64(s: &str) -> Result<u64, std::num::ParseIntError> {
     }
 }
 
-fn parse_u32(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_u32(s: &str) -> Result<u32, String> {
     let v = parse_size(s)?;
     u32::try_from(v).map_err(|_| format!("'{s}' does not fit in 32 bits"))
 }

@@ -1,0 +1,819 @@
+//! The device's HTTP API (see DESIGN.md, "Device API"):
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | POST | `/update` | firmware upload: raw body (`curl --data-binary`) or a multipart form's first file field |
+//! | GET | `/api/ota/status` | diagnostics: running, boot, next, slots, otadata, last update, last rollback |
+//! | POST | `/api/ota/confirm` | `esp_ota_mark_app_valid_cancel_rollback` |
+//! | POST | `/api/ota/rollback` | `esp_ota_mark_app_invalid_rollback_and_reboot` |
+//! | POST | `/api/ota/reboot` | `esp_restart` |
+//!
+//! Errors are `{ "error": CODE, "message": TEXT }` with 400 (malformed
+//! request), 401/403 (token missing/wrong), 409 (an update is running, the
+//! running image is still pending, no rollback target), 413 (does not fit
+//! the slot), 422 (not a valid app for this device: magic, chip, checksum,
+//! SHA-256, secure_version), 503 (no OTA slot), 500 (flash failure).
+//!
+//! An upload is decided as early as possible: the Content-Length against the
+//! slot before a byte is read, the header, chip and app descriptor from the
+//! first bytes, before the slot is erased. A refused request's body is still
+//! read to its end (and discarded, within bounds) so the client receives the
+//! answer instead of a connection reset; a client that sent
+//! `Expect: 100-continue` is answered without sending its body at all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use otter_format::image::{ImageError, ImageInfo};
+use otter_ota::lifecycle::{confirm, mark_invalid_and_rollback, running_state};
+use otter_ota::session::{UpdateRequest, UpdateSession};
+use otter_ota::{OtaError, SlotId};
+use otter_sim::device::{LastRollback, Status};
+use otter_sim::SimFlashError;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::state::{
+    now_secs, ErrorBody, Event, LastUpdate, Reboot, RollbackRecord, SelfTest, Shared,
+};
+
+/// Path of the firmware upload.
+pub const UPDATE_PATH: &str = "/update";
+/// Path of the status document.
+pub const STATUS_PATH: &str = "/api/ota/status";
+/// Header carrying the expected SHA-256 of an upload (64 hex digits).
+pub const SHA256_HEADER: &str = "x-otter-sha256";
+/// The most a refused request's body is read (and discarded) before the
+/// connection is dropped.
+pub const DRAIN_LIMIT: u64 = 64 << 20;
+/// How long a refused request's body is read at most.
+pub const DRAIN_TIME: Duration = Duration::from_secs(30);
+/// Largest request body accepted (multipart included).
+pub const BODY_LIMIT: usize = 64 << 20;
+
+/// An API error: a status code and a JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The JSON body.
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    /// An error with `status`, `code` and `message`.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: ErrorBody {
+                error: code,
+                message: message.into(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(self.body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+/// Maps an engine error to the API's status and code.
+pub fn ota_error(e: &OtaError<SimFlashError>) -> ApiError {
+    use StatusCode as S;
+    let m = e.to_string();
+    match e {
+        OtaError::NoOtaSlots | OtaError::NoOtadata => ApiError::new(
+            S::SERVICE_UNAVAILABLE,
+            "no_ota_slot",
+            format!("this device cannot be updated over the air: {m}"),
+        ),
+        OtaError::TooLarge { .. } => ApiError::new(S::PAYLOAD_TOO_LARGE, "too_large", m),
+        OtaError::Sha256Mismatch => ApiError::new(
+            S::UNPROCESSABLE_ENTITY,
+            "sha256_mismatch",
+            "the image's SHA-256 does not match the X-Otter-Sha256 header: this is not the file you meant to send, or it was damaged on the way; nothing was switched",
+        ),
+        OtaError::RunningImagePending => ApiError::new(S::CONFLICT, "pending_verify", m),
+        OtaError::RollbackImpossible => ApiError::new(S::CONFLICT, "rollback_impossible", m),
+        OtaError::Misuse(_) => ApiError::new(S::BAD_REQUEST, "bad_request", m),
+        OtaError::Image(ie) => image_error(ie),
+        _ => ApiError::new(S::INTERNAL_SERVER_ERROR, "flash_error", m),
+    }
+}
+
+fn image_error(e: &ImageError) -> ApiError {
+    use StatusCode as S;
+    let m = format!("update image rejected: {e}");
+    let code = match e {
+        ImageError::WrongChip { .. } | ImageError::UnknownChip { .. } => "wrong_chip",
+        ImageError::SecureVersionTooLow { .. } => "secure_version_too_low",
+        ImageError::ImageTooLarge { .. } | ImageError::FileTooLarge { .. } => {
+            return ApiError::new(S::PAYLOAD_TOO_LARGE, "too_large", m)
+        }
+        ImageError::ChecksumMismatch { .. }
+        | ImageError::ShaMismatch { .. }
+        | ImageError::FileShaMismatch { .. } => "integrity",
+        ImageError::Truncated { .. } => "truncated",
+        ImageError::BadMagic { .. }
+        | ImageError::Esp8266 { .. }
+        | ImageError::IsBootloader
+        | ImageError::IsMergedFlash
+        | ImageError::IsRamOnly
+        | ImageError::MissingAppDesc => "not_an_app",
+        _ => "bad_image",
+    };
+    ApiError::new(S::UNPROCESSABLE_ENTITY, code, m)
+}
+
+/// The API's routes over `shared`.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(UPDATE_PATH, post(update))
+        .route(STATUS_PATH, get(status))
+        .route("/api/ota/confirm", post(confirm_handler))
+        .route("/api/ota/rollback", post(rollback_handler))
+        .route("/api/ota/reboot", post(reboot_handler))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(shared)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; the API is POST /update, GET /api/ota/status, POST /api/ota/confirm, POST /api/ota/rollback, POST /api/ota/reboot",
+    )
+}
+
+/// Checks the bearer token: 401 when missing, 403 when wrong.
+pub fn check_auth(s: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
+    if !s.auth_required() {
+        return Ok(());
+    }
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this device requires a token: send `Authorization: Bearer TOKEN` (otter push --token TOKEN)",
+        ));
+    };
+    let presented = v
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    match presented {
+        Some(t) if s.token_ok(t) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the token is wrong",
+        )),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the Authorization header is not `Bearer TOKEN`",
+        )),
+    }
+}
+
+/// The status document: the device's diagnostics plus what the agent knows.
+#[derive(Debug, Serialize)]
+pub struct StatusDoc {
+    /// Diagnostics read from flash.
+    #[serde(flatten)]
+    pub device: Status,
+    /// Boot number since the agent started.
+    pub boot_count: u64,
+    /// Milliseconds since this boot.
+    pub uptime_ms: u64,
+    /// The running firmware's behaviour profile.
+    pub behavior: String,
+    /// Whether the API requires a token.
+    pub auth_required: bool,
+    /// Whether an upload is in progress.
+    pub update_in_progress: bool,
+    /// The last update attempt.
+    pub last_update: Option<LastUpdate>,
+    /// The self-test of a newly booted image.
+    pub selftest: SelfTest,
+    /// Recent events, oldest first.
+    pub events: Vec<Event>,
+    /// The API's paths.
+    pub api: serde_json::Value,
+}
+
+/// Builds the status document.
+pub fn status_doc(s: &Shared) -> Result<StatusDoc, ApiError> {
+    let boot = s.boot();
+    let mut device = s
+        .device()
+        .status(boot.running)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "flash_error", e.to_string()))?;
+    device.predicted = false;
+    // The agent's record says why (which behaviour, which request); flash
+    // says that it happened and survives power cuts.
+    if let Some(RollbackRecord {
+        from,
+        version,
+        reason,
+        ..
+    }) = s.last_rollback()
+    {
+        match device.last_rollback.as_mut() {
+            Some(lr) if lr.from == from => lr.reason = reason,
+            Some(_) => {}
+            None => {
+                device.last_rollback = Some(LastRollback {
+                    from,
+                    version,
+                    state: "invalid".into(),
+                    reason,
+                })
+            }
+        }
+    }
+    Ok(StatusDoc {
+        device,
+        boot_count: boot.count,
+        uptime_ms: s.uptime_ms(),
+        behavior: boot.behavior.to_string(),
+        auth_required: s.auth_required(),
+        update_in_progress: s.update_lock.try_lock().is_err(),
+        last_update: s.last_update(),
+        selftest: s.selftest(),
+        events: s.events(),
+        api: json!({
+            "update": UPDATE_PATH,
+            "status": STATUS_PATH,
+            "confirm": "/api/ota/confirm",
+            "rollback": "/api/ota/rollback",
+            "reboot": "/api/ota/reboot",
+            "sha256_header": SHA256_HEADER,
+        }),
+    })
+}
+
+async fn status(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(e) = check_auth(&s, &headers) {
+        return e.into_response();
+    }
+    match status_doc(&s) {
+        Ok(doc) => Json(doc).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn confirm_handler(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(e) = check_auth(&s, &headers) {
+        return e.into_response();
+    }
+    let Some(running) = s.boot().running else {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_running", "no image runs").into_response();
+    };
+    let result = {
+        let mut dev = s.device();
+        let (flash, cfg) = dev.parts();
+        confirm(flash, cfg, running).and_then(|done| Ok((done, running_state(flash, cfg, running)?)))
+    };
+    match result {
+        Ok((done, state)) => {
+            let state = state.map(|s| s.name());
+            if done {
+                s.event(format!("{running} confirmed by API request"));
+                s.set_selftest(SelfTest {
+                    state: "passed",
+                    detail: Some("confirmed by API request".into()),
+                    ..s.selftest()
+                });
+            }
+            Json(json!({
+                "confirmed": done,
+                "slot": running.to_string(),
+                "state": state,
+                "message": if done { "the running image is now confirmed (VALID); it will not be rolled back" } else { "nothing to confirm: the running image is not pending verification" },
+            }))
+            .into_response()
+        }
+        Err(e) => ota_error(&e).into_response(),
+    }
+}
+
+async fn rollback_handler(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(e) = check_auth(&s, &headers) {
+        return e.into_response();
+    }
+    let Ok(_guard) = s.update_lock.try_lock() else {
+        return busy().into_response();
+    };
+    let boot = s.boot();
+    let result = {
+        let mut dev = s.device();
+        let (flash, cfg) = dev.parts();
+        mark_invalid_and_rollback(flash, cfg)
+    };
+    match result {
+        Ok(()) => {
+            let from = boot.running.map(|r| r.to_string()).unwrap_or_default();
+            s.set_last_rollback(RollbackRecord {
+                boot: boot.count,
+                from: from.clone(),
+                version: Some(boot.version.clone()),
+                reason: format!(
+                    "a rollback was requested over the API while {} ran from {from}; it was marked INVALID",
+                    boot.version
+                ),
+            });
+            s.event(format!("rollback requested: {from} marked invalid, rebooting"));
+            s.request_reboot(Reboot::Rollback);
+            Json(json!({
+                "result": "rolling_back",
+                "from": from,
+                "message": "the running image was marked invalid; the device reboots into the previous image",
+            }))
+            .into_response()
+        }
+        Err(e) => ota_error(&e).into_response(),
+    }
+}
+
+async fn reboot_handler(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(e) = check_auth(&s, &headers) {
+        return e.into_response();
+    }
+    if s.update_lock.try_lock().is_err() {
+        return busy().into_response();
+    }
+    s.event("reboot requested over the API");
+    s.request_reboot(Reboot::Requested);
+    Json(json!({ "result": "rebooting" })).into_response()
+}
+
+fn busy() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "busy",
+        "an update is already in progress; wait for it to finish (GET /api/ota/status shows it) and try again",
+    )
+}
+
+/// The update being written: the engine's session plus progress reporting.
+struct Writer {
+    shared: Arc<Shared>,
+    session: UpdateSession,
+    slot: SlotId,
+    received: u64,
+    total: Option<u64>,
+    next_log: u64,
+}
+
+impl Writer {
+    fn begin(
+        shared: &Arc<Shared>,
+        size: Option<u64>,
+        expected_sha256: Option<[u8; 32]>,
+    ) -> Result<Self, ApiError> {
+        let Some(running) = shared.boot().running else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_running",
+                "no image runs",
+            ));
+        };
+        let size32 = match size {
+            Some(n) => Some(u32::try_from(n).map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("{n} bytes cannot fit any slot"),
+                )
+            })?),
+            None => None,
+        };
+        let session = {
+            let mut dev = shared.device();
+            let (flash, cfg) = dev.parts();
+            UpdateSession::begin(
+                flash,
+                cfg,
+                running,
+                UpdateRequest {
+                    size: size32,
+                    expected_sha256,
+                },
+            )
+            .map_err(|e| ota_error(&e))?
+        };
+        let slot = session.target();
+        shared.event(format!(
+            "update started: writing {} to {slot} ({:#x}, {} bytes)",
+            size.map_or_else(|| "an image of unknown size".into(), |n| format!("{n} bytes")),
+            session.region().offset,
+            session.region().size
+        ));
+        Ok(Self {
+            shared: shared.clone(),
+            session,
+            slot,
+            received: 0,
+            total: size,
+            next_log: 5,
+        })
+    }
+
+    fn feed(&mut self, mut data: &[u8]) -> Result<(), ApiError> {
+        // Written in pieces that end on each 5% mark, so progress is logged
+        // at every 5% whatever the chunk sizes.
+        while !data.is_empty() {
+            let total = self
+                .total
+                .or_else(|| self.session.image_len().map(u64::from))
+                .filter(|&t| t > 0);
+            let take = match total {
+                Some(t) => {
+                    let mark = (t * self.next_log).div_ceil(100);
+                    usize::try_from(mark.saturating_sub(self.received))
+                        .unwrap_or(usize::MAX)
+                        .clamp(1, data.len())
+                }
+                None => data.len(),
+            };
+            let (piece, rest) = data.split_at(take);
+            {
+                let mut dev = self.shared.device();
+                let (flash, _) = dev.parts();
+                self.session
+                    .write(flash, piece)
+                    .map_err(|e| ota_error(&e))?;
+            }
+            self.received += piece.len() as u64;
+            data = rest;
+            if let Some(t) = total {
+                while self.next_log <= 100 && self.received * 100 >= t * self.next_log {
+                    tracing::info!(
+                        "update progress: {}% ({} of {t} bytes)",
+                        self.next_log,
+                        self.received
+                    );
+                    self.next_log += 5;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(SlotId, ImageInfo), ApiError> {
+        let mut dev = self.shared.device();
+        let (flash, _) = dev.parts();
+        let verified = self.session.finish(flash).map_err(|e| ota_error(&e))?;
+        let info = verified.image().clone();
+        let slot = verified.activate(flash).map_err(|e| ota_error(&e))?;
+        Ok((slot, info))
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn parse_sha256(headers: &HeaderMap) -> Result<Option<[u8; 32]>, ApiError> {
+    let Some(v) = headers.get(SHA256_HEADER) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("the {SHA256_HEADER} header must be 64 hex digits (the SHA-256 of the file)"),
+        )
+    };
+    let s = v.to_str().map_err(|_| bad())?.trim();
+    if s.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = s
+            .get(i * 2..i * 2 + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .ok_or_else(bad)?;
+    }
+    Ok(Some(out))
+}
+
+/// Reads what is left of a refused request's body and throws it away, so
+/// the client gets the answer rather than a reset; bounded in bytes and time.
+async fn drain(body: Body) {
+    drain_stream(body.into_data_stream()).await;
+}
+
+async fn drain_stream<S, B, E>(mut stream: S)
+where
+    S: futures_util::Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    let mut n = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            n += chunk.as_ref().len() as u64;
+            if n > DRAIN_LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+fn wants_continue(headers: &HeaderMap) -> bool {
+    header_str(headers, header::EXPECT.as_str())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+}
+
+/// Refuses a request whose body has not been read yet.
+async fn refuse(e: ApiError, headers: &HeaderMap, body: Body) -> Response {
+    if !wants_continue(headers) {
+        drain(body).await;
+    }
+    e.into_response()
+}
+
+fn record(
+    s: &Shared,
+    result: &'static str,
+    error: Option<&ApiError>,
+    slot: Option<SlotId>,
+    version: Option<String>,
+    received: u64,
+    total: Option<u64>,
+) {
+    s.set_last_update(LastUpdate {
+        result,
+        error: error.map(|e| e.body.clone()),
+        kind: "firmware",
+        slot: slot.map(|s| s.to_string()),
+        version,
+        received,
+        total,
+        boot: s.boot().count,
+        at: now_secs(),
+    });
+}
+
+fn fail(s: &Shared, w: Option<&Writer>, e: &ApiError, result: &'static str) {
+    let (slot, received, total) = w.map_or((None, 0, None), |w| (Some(w.slot), w.received, w.total));
+    record(s, result, Some(e), slot, None, received, total);
+    s.event(format!(
+        "update {result}: {} ({} {}); the running image and the boot selection are unchanged",
+        e.body.message, e.status.as_u16(), e.body.error
+    ));
+}
+
+async fn update(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    if let Err(e) = check_auth(&s, &parts.headers) {
+        return refuse(e, &parts.headers, body).await;
+    }
+    let Ok(_guard) = s.update_lock.try_lock() else {
+        return refuse(busy(), &parts.headers, body).await;
+    };
+    let expected = match parse_sha256(&parts.headers) {
+        Ok(x) => x,
+        Err(e) => return refuse(e, &parts.headers, body).await,
+    };
+    let multipart = header_str(&parts.headers, header::CONTENT_TYPE.as_str())
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let content_length = header_str(&parts.headers, header::CONTENT_LENGTH.as_str())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+
+    let outcome = if multipart {
+        let req = Request::from_parts(parts, body);
+        match Multipart::from_request(req, &()).await {
+            Ok(mp) => upload_multipart(&s, mp, expected).await,
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("malformed multipart upload: {e}"),
+            )),
+        }
+    } else {
+        if content_length == Some(0) {
+            return refuse(
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "empty",
+                    "the request has no body: send the firmware image (curl --data-binary @firmware.bin)",
+                ),
+                &parts.headers,
+                body,
+            )
+            .await;
+        }
+        let w = match Writer::begin(&s, content_length, expected) {
+            Ok(w) => w,
+            Err(e) => {
+                fail(&s, None, &e, "rejected");
+                return refuse(e, &parts.headers, body).await;
+            }
+        };
+        upload_raw(&s, w, body).await
+    };
+    match outcome {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn upload_raw(s: &Arc<Shared>, mut w: Writer, body: Body) -> Result<Response, ApiError> {
+    record(s, "in_progress", None, Some(w.slot), None, 0, w.total);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(data) => {
+                if let Err(e) = w.feed(&data) {
+                    fail(s, Some(&w), &e, "rejected");
+                    // The session is dropped: nothing switched. Read the
+                    // rest so the client sees the answer.
+                    drain_stream(stream).await;
+                    return Err(e);
+                }
+            }
+            Err(err) => {
+                let e = ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "aborted",
+                    format!(
+                        "the upload was cut off after {} bytes ({err}); the update was abandoned",
+                        w.received
+                    ),
+                );
+                fail(s, Some(&w), &e, "aborted");
+                return Err(e);
+            }
+        }
+    }
+    complete(s, w)
+}
+
+async fn upload_multipart(
+    s: &Arc<Shared>,
+    mut mp: Multipart,
+    expected: Option<[u8; 32]>,
+) -> Result<Response, ApiError> {
+    let malformed = |e: axum::extract::multipart::MultipartError| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "aborted",
+            format!("the multipart upload broke off: {e}"),
+        )
+    };
+    // The first field that carries a file (or is named like one).
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "empty",
+                    "the form has no file field: send the firmware as a file (e.g. curl -F file=@firmware.bin)",
+                ))
+            }
+            Err(e) => return Err(malformed(e)),
+        };
+        let is_file = field.file_name().is_some()
+            || matches!(field.name(), Some("file" | "firmware" | "update" | "image"));
+        if !is_file {
+            continue;
+        }
+        let mut w = match Writer::begin(s, None, expected) {
+            Ok(w) => w,
+            Err(e) => {
+                fail(s, None, &e, "rejected");
+                let mut field = field;
+                drain_field(&mut field).await;
+                drop(field);
+                drain_multipart_rest(&mut mp).await;
+                return Err(e);
+            }
+        };
+        record(s, "in_progress", None, Some(w.slot), None, 0, None);
+        let mut field = field;
+        loop {
+            match field.chunk().await {
+                Ok(Some(data)) => {
+                    if let Err(e) = w.feed(&data) {
+                        fail(s, Some(&w), &e, "rejected");
+                        drain_field(&mut field).await;
+                        drop(field);
+                        drain_multipart_rest(&mut mp).await;
+                        return Err(e);
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    let e = malformed(err);
+                    fail(s, Some(&w), &e, "aborted");
+                    return Err(e);
+                }
+            }
+        }
+        if w.received == 0 {
+            let e = ApiError::new(StatusCode::BAD_REQUEST, "empty", "the uploaded file is empty");
+            fail(s, Some(&w), &e, "rejected");
+            return Err(e);
+        }
+        // Whatever follows the file is not needed.
+        drop(field);
+        drain_multipart_rest(&mut mp).await;
+        return complete(s, w);
+    }
+}
+
+async fn drain_field(field: &mut axum::extract::multipart::Field<'_>) {
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Ok(Some(_)) = field.chunk().await {}
+    })
+    .await;
+}
+
+async fn drain_multipart_rest(mp: &mut Multipart) {
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Ok(Some(mut f)) = mp.next_field().await {
+            while let Ok(Some(_)) = f.chunk().await {}
+        }
+    })
+    .await;
+}
+
+fn complete(s: &Arc<Shared>, w: Writer) -> Result<Response, ApiError> {
+    let (slot, received, total) = (w.slot, w.received, w.total);
+    if let Some(t) = total {
+        if received < t {
+            let e = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "aborted",
+                format!("the upload ended after {received} of {t} bytes"),
+            );
+            fail(s, Some(&w), &e, "aborted");
+            return Err(e);
+        }
+    }
+    match w.finish() {
+        Ok((slot, info)) => {
+            let desc = info.app_desc.as_ref();
+            let text = |f: otter_format::image::FixedStr<'_>| String::from_utf8_lossy(f.bytes()).into_owned();
+            let version = desc.map(|d| text(d.version()));
+            let project = desc.map(|d| text(d.project_name()));
+            record(s, "ok", None, Some(slot), version.clone(), received, total);
+            s.event(format!(
+                "update written to {slot} and verified ({received} bytes, version {}); boot slot switched, rebooting",
+                version.as_deref().unwrap_or("?")
+            ));
+            s.request_reboot(Reboot::Update);
+            Ok(Json(json!({
+                "result": "ok",
+                "slot": slot.to_string(),
+                "version": version,
+                "project_name": project,
+                "bytes": received,
+                "rebooting": true,
+                "message": format!("update written to {slot} and verified; rebooting into it"),
+            }))
+            .into_response())
+        }
+        Err(e) => {
+            let (status, body) = (e.status, e.body.clone());
+            s.set_last_update(LastUpdate {
+                result: "rejected",
+                error: Some(body),
+                kind: "firmware",
+                slot: Some(slot.to_string()),
+                version: None,
+                received,
+                total,
+                boot: s.boot().count,
+                at: now_secs(),
+            });
+            s.event(format!(
+                "update rejected after {received} bytes: {} ({}); the running image and the boot selection are unchanged",
+                e.body.message,
+                status.as_u16()
+            ));
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! The virtual device's life: power on through the bootloader model, run
+//! "as" the booted firmware (its behaviour profile), serve the API, run the
+//! self-test of a newly booted image, reboot when asked, and again.
+//!
+//! Each boot binds the HTTP listener anew and each reboot drops it, so a
+//! client sees what it would see with a real device: connection refused
+//! while the device reboots, crashes or hangs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use otter_format::otadata::OtaState;
+use otter_ota::lifecycle::{confirm, mark_invalid_and_rollback};
+use otter_ota::SlotId;
+use otter_sim::device::{DeviceError, VirtualDevice};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::api::router;
+use crate::behavior::{Behavior, Profile};
+use crate::state::{BootInfo, Reboot, RollbackRecord, SelfTest, Shared};
+
+/// The file a running agent writes into the device directory: its pid, URL
+/// and what runs (removed on a clean stop; a stale one is ignored when its
+/// pid is gone).
+pub const AGENT_FILE: &str = "agent.json";
+
+/// How a device runs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The device directory.
+    pub dir: PathBuf,
+    /// Where the API listens (port 0: any free port, kept across reboots).
+    pub listen: SocketAddr,
+    /// Behaviours by firmware version.
+    pub profile: Profile,
+    /// How long a newly booted (PENDING_VERIFY) image runs its self-test
+    /// before it confirms itself or rolls back.
+    pub selftest_window: Duration,
+    /// How long a hanging firmware runs before the watchdog resets it.
+    pub watchdog: Duration,
+    /// How long a crashing firmware runs before it crashes.
+    pub crash_after: Duration,
+    /// How long a reboot takes (the API is down meanwhile).
+    pub reboot_time: Duration,
+    /// Consecutive crashes or hangs of the same slot after which the run
+    /// stops as a boot loop.
+    pub boot_loop_limit: u32,
+    /// The API token; `None` uses the device's own (from `device create
+    /// --token`).
+    pub token: Option<String>,
+}
+
+impl RunOptions {
+    /// Defaults for `dir` on `listen`: a 3 s self-test, a 3 s watchdog,
+    /// crashes 0.2 s after boot, 0.3 s reboots, a boot loop after 5.
+    pub fn new(dir: &Path, listen: SocketAddr) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            listen,
+            profile: Profile::new(),
+            selftest_window: Duration::from_secs(3),
+            watchdog: Duration::from_secs(3),
+            crash_after: Duration::from_millis(200),
+            reboot_time: Duration::from_millis(300),
+            boot_loop_limit: 5,
+            token: None,
+        }
+    }
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Stopped on request (Ctrl-C, [`Running::stop`]).
+    Stopped,
+    /// Nothing bootable: the real device would reset forever.
+    Bricked(String),
+    /// The same firmware crashed or hung on every boot, with nothing to roll
+    /// back to.
+    BootLoop(String),
+}
+
+/// Everything that stops the agent from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The device could not be opened or its flash failed.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A started agent.
+pub struct Running {
+    /// Where the API listens.
+    pub addr: SocketAddr,
+    /// The shared state (status, device).
+    pub shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<RunEnd, AgentError>>,
+}
+
+impl Running {
+    /// The API's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Asks the device to stop (a clean power-off between operations).
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits for the run to end (call once).
+    pub async fn wait(mut self) -> Result<RunEnd, AgentError> {
+        self.finished().await
+    }
+
+    /// Waits for the run to end, keeping the handle (so [`Self::stop`] can
+    /// still be called from a `select!`). Call at most once to completion.
+    pub async fn finished(&mut self) -> Result<RunEnd, AgentError> {
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Ok(RunEnd::Bricked(format!("the agent task failed: {e}"))),
+        }
+    }
+}
+
+/// Opens the device, binds the listener and starts the boot loop.
+pub async fn start(opts: RunOptions) -> Result<Running, AgentError> {
+    let device = VirtualDevice::open(&opts.dir)?;
+    let token = opts
+        .token
+        .clone()
+        .or_else(|| device.config_file().token.clone());
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| AgentError::Listen {
+            addr: opts.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| AgentError::Listen {
+        addr: opts.listen,
+        source,
+    })?;
+    let shared = Arc::new(Shared::new(device, token.as_deref()));
+    if token.is_none() {
+        tracing::warn!(
+            "WARNING: no API token is set: anyone who can reach http://{addr} can flash this device. \
+             Create it with `otter device create --token TOKEN` or run it with --token TOKEN."
+        );
+    }
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(boot_loop(shared.clone(), opts, addr, Some(listener), stop_rx));
+    Ok(Running {
+        addr,
+        shared,
+        stop: Some(stop_tx),
+        task,
+    })
+}
+
+/// How the previous boot ended.
+#[derive(Debug, Clone)]
+struct Previous {
+    slot: SlotId,
+    version: String,
+    pending: bool,
+    end: End,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum End {
+    Crashed,
+    Hung,
+    Reboot(Reboot),
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, AgentError> {
+    let mut last = None;
+    for _ in 0..50 {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    Err(AgentError::Listen {
+        addr,
+        source: last.unwrap_or_else(|| std::io::Error::other("bind failed")),
+    })
+}
+
+/// Sleeps for `d`, or returns `true` early when a stop is requested.
+async fn sleep_or_stop(d: Duration, stop: &mut oneshot::Receiver<()>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = stop => true,
+    }
+}
+
+fn write_agent_file(dir: &Path, addr: SocketAddr, boot: &BootInfo) {
+    let doc = json!({
+        "pid": std::process::id(),
+        "url": format!("http://{addr}"),
+        "boot_count": boot.count,
+        "running": boot.running.map(|s| s.to_string()),
+        "version": boot.version,
+    });
+    let tmp = dir.join(format!("{AGENT_FILE}.tmp"));
+    let ok = std::fs::write(&tmp, doc.to_string()).is_ok()
+        && std::fs::rename(&tmp, dir.join(AGENT_FILE)).is_ok();
+    if !ok {
+        tracing::warn!("could not write {}", dir.join(AGENT_FILE).display());
+    }
+}
+
+async fn boot_loop(
+    shared: Arc<Shared>,
+    opts: RunOptions,
+    addr: SocketAddr,
+    mut first_listener: Option<TcpListener>,
+    mut stop: oneshot::Receiver<()>,
+) -> Result<RunEnd, AgentError> {
+    let mut count = 0u64;
+    let mut previous: Option<Previous> = None;
+    let mut streak: (Option<SlotId>, u32) = (None, 0);
+    let end = loop {
+        count += 1;
+        let power = shared.device().power_on()?;
+        let Some(slot) = power.running else {
+            let msg = "no bootable image: the bootloader found no valid app in any slot; the device resets forever (reflash it over serial)".to_string();
+            shared.event(msg.clone());
+            break RunEnd::Bricked(msg);
+        };
+        let version = power
+            .image
+            .as_ref()
+            .and_then(|i| i.app_desc.as_ref())
+            .map(|d| String::from_utf8_lossy(d.version().bytes()).into_owned())
+            .unwrap_or_default();
+        let behavior = opts.profile.of(&version);
+        let boot = BootInfo {
+            count,
+            at: Instant::now(),
+            running: Some(slot),
+            behavior,
+            version: version.clone(),
+        };
+        shared.set_boot(boot.clone());
+        write_agent_file(&opts.dir, addr, &boot);
+
+        if let Some(p) = previous.take() {
+            if p.pending && p.slot != slot {
+                let why = match p.end {
+                    End::Crashed => format!(
+                        "{} crashed on boot (behaviour crash-on-boot) before confirming itself",
+                        p.version
+                    ),
+                    End::Hung => format!(
+                        "{} hung (behaviour hang) and the watchdog reset it after {:.1} s, before it confirmed itself",
+                        p.version,
+                        opts.watchdog.as_secs_f64()
+                    ),
+                    End::Reboot(Reboot::SelftestFailed) => format!(
+                        "{} failed its self-test (behaviour fail-selftest) and marked itself invalid",
+                        p.version
+                    ),
+                    End::Reboot(Reboot::Rollback) => format!(
+                        "a rollback of {} was requested over the API",
+                        p.version
+                    ),
+                    End::Reboot(_) => format!("{} rebooted before confirming itself", p.version),
+                };
+                let reason = format!("{why}; the bootloader booted {slot} ({version}) instead");
+                shared.set_last_rollback(RollbackRecord {
+                    boot: count,
+                    from: p.slot.to_string(),
+                    version: Some(p.version.clone()),
+                    reason: reason.clone(),
+                });
+                shared.event(format!("rolled back from {} to {slot}: {reason}", p.slot));
+            }
+        }
+        let state_name = power.state.map_or("none", |s| s.name());
+        let writes: Vec<_> = power.boot.writes.iter().map(|w| format!("{:?}", w.reason)).collect();
+        shared.event(format!(
+            "boot {count}: {slot} runs {version} (state {state_name}, behaviour {behavior}){}{}",
+            if power.boot.booted.as_ref().is_some_and(|b| b.fell_back) {
+                ", after the bootloader fell back from the selected slot"
+            } else {
+                ""
+            },
+            if writes.is_empty() {
+                String::new()
+            } else {
+                format!("; bootloader otadata writes: {}", writes.join(", "))
+            }
+        ));
+        if let Some((a, b)) = power.efuse_raised {
+            shared.event(format!("anti-rollback eFuse counter raised from {a} to {b}"));
+        }
+        let pending = power.state == Some(OtaState::PendingVerify);
+
+        match behavior {
+            Behavior::CrashOnBoot | Behavior::Hang => {
+                let (wait, end) = if behavior == Behavior::CrashOnBoot {
+                    (opts.crash_after, End::Crashed)
+                } else {
+                    (opts.watchdog, End::Hung)
+                };
+                shared.set_selftest(SelfTest {
+                    state: if pending { "running" } else { "not_needed" },
+                    window_ms: opts.selftest_window.as_millis() as u64,
+                    detail: None,
+                });
+                drop(first_listener.take());
+                if sleep_or_stop(wait, &mut stop).await {
+                    break RunEnd::Stopped;
+                }
+                shared.event(if end == End::Crashed {
+                    format!("{version} crashed {:.1} s after boot; rebooting", wait.as_secs_f64())
+                } else {
+                    format!("{version} hung; the watchdog reset the device after {:.1} s", wait.as_secs_f64())
+                });
+                streak = if streak.0 == Some(slot) {
+                    (Some(slot), streak.1 + 1)
+                } else {
+                    (Some(slot), 1)
+                };
+                if streak.1 >= opts.boot_loop_limit {
+                    let msg = format!(
+                        "boot loop: {slot} ({version}) crashed or hung on {} boots in a row and nothing rolls it back{}",
+                        streak.1,
+                        if shared.device().config().rollback { "" } else { " (rollback is off: create the device with --rollback)" }
+                    );
+                    shared.event(msg.clone());
+                    break RunEnd::BootLoop(msg);
+                }
+                previous = Some(Previous {
+                    slot,
+                    version,
+                    pending,
+                    end,
+                });
+            }
+            Behavior::Healthy | Behavior::FailSelftest => {
+                streak = (None, 0);
+                let listener = match first_listener.take() {
+                    Some(l) => l,
+                    None => bind(addr).await?,
+                };
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                shared.set_reboot_channel(Some(tx.clone()));
+                let (sd_tx, sd_rx) = oneshot::channel::<()>();
+                let app = router(shared.clone());
+                let server = tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = sd_rx.await;
+                        })
+                        .await
+                });
+                let selftest = if pending {
+                    Some(tokio::spawn(self_test(
+                        shared.clone(),
+                        slot,
+                        version.clone(),
+                        behavior,
+                        opts.selftest_window,
+                        tx,
+                    )))
+                } else {
+                    shared.set_selftest(SelfTest {
+                        state: "not_needed",
+                        window_ms: opts.selftest_window.as_millis() as u64,
+                        detail: None,
+                    });
+                    None
+                };
+                let why = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = &mut stop => None,
+                };
+                if let Some(t) = selftest {
+                    t.abort();
+                }
+                shared.set_reboot_channel(None);
+                let _ = sd_tx.send(());
+                let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+                let Some(why) = why else {
+                    break RunEnd::Stopped;
+                };
+                // Still pending after this boot? (A confirm clears it.)
+                let still_pending = {
+                    let mut dev = shared.device();
+                    let (flash, cfg) = dev.parts();
+                    otter_ota::lifecycle::running_state(flash, cfg, slot)
+                        .ok()
+                        .flatten()
+                        == Some(OtaState::PendingVerify)
+                };
+                previous = Some(Previous {
+                    slot,
+                    version,
+                    pending: still_pending || why == Reboot::SelftestFailed || why == Reboot::Rollback,
+                    end: End::Reboot(why),
+                });
+            }
+        }
+        if sleep_or_stop(opts.reboot_time, &mut stop).await {
+            break RunEnd::Stopped;
+        }
+    };
+    let _ = std::fs::remove_file(opts.dir.join(AGENT_FILE));
+    Ok(end)
+}
+
+/// The self-test of a PENDING_VERIFY image: the seeds' "wait for the system
+/// to stabilise, then confirm or roll back".
+async fn self_test(
+    shared: Arc<Shared>,
+    slot: SlotId,
+    version: String,
+    behavior: Behavior,
+    window: Duration,
+    reboot: mpsc::UnboundedSender<Reboot>,
+) {
+    let window_ms = window.as_millis() as u64;
+    shared.set_selftest(SelfTest {
+        state: "running",
+        window_ms,
+        detail: None,
+    });
+    shared.event(format!(
+        "{version} is pending verification: self-test runs for {:.1} s",
+        window.as_secs_f64()
+    ));
+    tokio::time::sleep(window).await;
+    let _guard = shared.update_lock.lock().await;
+    if behavior == Behavior::FailSelftest {
+        let r = {
+            let mut dev = shared.device();
+            let (flash, cfg) = dev.parts();
+            mark_invalid_and_rollback(flash, cfg)
+        };
+        match r {
+            Ok(()) => {
+                shared.set_selftest(SelfTest {
+                    state: "failed",
+                    window_ms,
+                    detail: Some(format!("{version}'s self-test failed; {slot} marked invalid")),
+                });
+                shared.event(format!(
+                    "self-test of {version} FAILED: {slot} marked invalid, rebooting into the previous image"
+                ));
+                let _ = reboot.send(Reboot::SelftestFailed);
+            }
+            Err(e) => {
+                shared.set_selftest(SelfTest {
+                    state: "failed",
+                    window_ms,
+                    detail: Some(format!("self-test failed but rollback is impossible: {e}")),
+                });
+                shared.event(format!(
+                    "self-test of {version} FAILED, but it cannot roll back ({e}); it keeps running unconfirmed"
+                ));
+            }
+        }
+    } else {
+        let r = {
+            let mut dev = shared.device();
+            let (flash, cfg) = dev.parts();
+            confirm(flash, cfg, slot)
+        };
+        match r {
+            Ok(_) => {
+                shared.set_selftest(SelfTest {
+                    state: "passed",
+                    window_ms,
+                    detail: Some(format!("{version} passed its self-test and is confirmed")),
+                });
+                shared.event(format!("self-test of {version} passed: {slot} confirmed (VALID)"));
+            }
+            Err(e) => {
+                shared.set_selftest(SelfTest {
+                    state: "failed",
+                    window_ms,
+                    detail: Some(format!("confirm failed: {e}")),
+                });
+                shared.event(format!("confirming {slot} failed: {e}"));
+            }
+        }
+    }
+}

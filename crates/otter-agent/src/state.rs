@@ -1,0 +1,274 @@
+//! What the running agent shares between its HTTP handlers and its boot
+//! loop. The flash is the device's state; what is kept here is what a real
+//! firmware keeps in RAM (and RTC memory, which survives a soft reboot but
+//! not a power cut): the running slot, the last update's outcome, events.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use otter_ota::SlotId;
+use otter_sim::device::VirtualDevice;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::mpsc;
+
+use crate::behavior::Behavior;
+
+/// How many events status keeps.
+pub const EVENT_LOG_LEN: usize = 32;
+
+/// Why the device reboots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reboot {
+    /// A new image was activated.
+    Update,
+    /// The API asked for a rollback.
+    Rollback,
+    /// The API asked for a reboot.
+    Requested,
+    /// The self-test failed and the image was marked invalid.
+    SelftestFailed,
+}
+
+/// The outcome of the last update attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastUpdate {
+    /// `ok`, `rejected` (refused before or while writing, nothing switched),
+    /// `aborted` (the client went away), `failed` (flash error), or
+    /// `in_progress`.
+    pub result: &'static str,
+    /// The error, when it did not succeed.
+    pub error: Option<ErrorBody>,
+    /// What was uploaded: `firmware`.
+    pub kind: &'static str,
+    /// The slot written.
+    pub slot: Option<String>,
+    /// The new image's version, once its descriptor was read.
+    pub version: Option<String>,
+    /// Bytes received.
+    pub received: u64,
+    /// Bytes announced (Content-Length), when known.
+    pub total: Option<u64>,
+    /// Boot number during which it happened.
+    pub boot: u64,
+    /// Seconds since the Unix epoch when it ended (or started, in progress).
+    pub at: u64,
+}
+
+/// A JSON error body: `{ "error": CODE, "message": TEXT }`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// Machine-readable code.
+    pub error: &'static str,
+    /// What happened and what to do, for people.
+    pub message: String,
+}
+
+/// One thing that happened, for status and logs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Boot number.
+    pub boot: u64,
+    /// Milliseconds since that boot.
+    pub uptime_ms: u64,
+    /// What happened.
+    pub message: String,
+}
+
+/// The current boot.
+#[derive(Debug, Clone)]
+pub struct BootInfo {
+    /// Boot number since the agent started (1 = first power-on).
+    pub count: u64,
+    /// When it booted.
+    pub at: Instant,
+    /// The running slot.
+    pub running: Option<SlotId>,
+    /// The running firmware's behaviour.
+    pub behavior: Behavior,
+    /// The running firmware's version.
+    pub version: String,
+}
+
+/// The self-test of a PENDING_VERIFY image.
+#[derive(Debug, Clone, Serialize)]
+pub struct SelfTest {
+    /// `not_needed` (the image is not pending), `running`, `passed`, `failed`.
+    pub state: &'static str,
+    /// The window, in milliseconds.
+    pub window_ms: u64,
+    /// What the self-test concluded.
+    pub detail: Option<String>,
+}
+
+/// A rollback the agent saw happen, with what it knows of why.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackRecord {
+    /// Boot number at which it was detected.
+    pub boot: u64,
+    /// The slot rolled back from.
+    pub from: String,
+    /// The version rolled back from.
+    pub version: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// State shared by the handlers and the boot loop.
+pub struct Shared {
+    device: Mutex<VirtualDevice>,
+    token_hash: Option<[u8; 32]>,
+    /// Held for the whole of an upload: one update at a time.
+    pub update_lock: tokio::sync::Mutex<()>,
+    boot: Mutex<BootInfo>,
+    last_update: Mutex<Option<LastUpdate>>,
+    selftest: Mutex<SelfTest>,
+    last_rollback: Mutex<Option<RollbackRecord>>,
+    events: Mutex<VecDeque<Event>>,
+    reboot_tx: Mutex<Option<mpsc::UnboundedSender<Reboot>>>,
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (a
+/// handler panic must not take the device down with it).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Shared {
+    /// State for `device`, with an optional API token.
+    pub fn new(device: VirtualDevice, token: Option<&str>) -> Self {
+        Self {
+            device: Mutex::new(device),
+            token_hash: token.map(|t| Sha256::digest(t.as_bytes()).into()),
+            update_lock: tokio::sync::Mutex::new(()),
+            boot: Mutex::new(BootInfo {
+                count: 0,
+                at: Instant::now(),
+                running: None,
+                behavior: Behavior::Healthy,
+                version: String::new(),
+            }),
+            last_update: Mutex::new(None),
+            selftest: Mutex::new(SelfTest {
+                state: "not_needed",
+                window_ms: 0,
+                detail: None,
+            }),
+            last_rollback: Mutex::new(None),
+            events: Mutex::new(VecDeque::new()),
+            reboot_tx: Mutex::new(None),
+        }
+    }
+
+    /// The device (flash + config), locked. Never hold it across an await.
+    pub fn device(&self) -> MutexGuard<'_, VirtualDevice> {
+        lock(&self.device)
+    }
+
+    /// Whether a token is configured.
+    pub fn auth_required(&self) -> bool {
+        self.token_hash.is_some()
+    }
+
+    /// Checks a presented token in constant time (both sides are hashed
+    /// first, so neither the content nor the length leaks through timing).
+    pub fn token_ok(&self, presented: &str) -> bool {
+        match &self.token_hash {
+            None => true,
+            Some(want) => {
+                let got: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+                bool::from(got.ct_eq(want))
+            }
+        }
+    }
+
+    /// The current boot.
+    pub fn boot(&self) -> BootInfo {
+        lock(&self.boot).clone()
+    }
+
+    /// Records a new boot.
+    pub fn set_boot(&self, info: BootInfo) {
+        *lock(&self.boot) = info;
+    }
+
+    /// Milliseconds since the current boot.
+    pub fn uptime_ms(&self) -> u64 {
+        lock(&self.boot).at.elapsed().as_millis() as u64
+    }
+
+    /// The last update's outcome.
+    pub fn last_update(&self) -> Option<LastUpdate> {
+        lock(&self.last_update).clone()
+    }
+
+    /// Records the last update's outcome.
+    pub fn set_last_update(&self, u: LastUpdate) {
+        *lock(&self.last_update) = Some(u);
+    }
+
+    /// The self-test.
+    pub fn selftest(&self) -> SelfTest {
+        lock(&self.selftest).clone()
+    }
+
+    /// Updates the self-test.
+    pub fn set_selftest(&self, s: SelfTest) {
+        *lock(&self.selftest) = s;
+    }
+
+    /// The last rollback the agent saw.
+    pub fn last_rollback(&self) -> Option<RollbackRecord> {
+        lock(&self.last_rollback).clone()
+    }
+
+    /// Records a rollback.
+    pub fn set_last_rollback(&self, r: RollbackRecord) {
+        *lock(&self.last_rollback) = Some(r);
+    }
+
+    /// Logs an event (and keeps the last [`EVENT_LOG_LEN`]).
+    pub fn event(&self, message: impl Into<String>) {
+        let message = message.into();
+        tracing::info!("{message}");
+        let (boot, uptime_ms) = {
+            let b = lock(&self.boot);
+            (b.count, b.at.elapsed().as_millis() as u64)
+        };
+        let mut ev = lock(&self.events);
+        if ev.len() == EVENT_LOG_LEN {
+            ev.pop_front();
+        }
+        ev.push_back(Event {
+            boot,
+            uptime_ms,
+            message,
+        });
+    }
+
+    /// The recent events, oldest first.
+    pub fn events(&self) -> Vec<Event> {
+        lock(&self.events).iter().cloned().collect()
+    }
+
+    /// Installs the channel the current boot listens on for reboots.
+    pub fn set_reboot_channel(&self, tx: Option<mpsc::UnboundedSender<Reboot>>) {
+        *lock(&self.reboot_tx) = tx;
+    }
+
+    /// Asks the device to reboot (after the current responses are sent).
+    pub fn request_reboot(&self, why: Reboot) {
+        if let Some(tx) = lock(&self.reboot_tx).as_ref() {
+            let _ = tx.send(why);
+        }
+    }
+}
