@@ -1,0 +1,219 @@
+//! `otter discover` end to end, over real multicast kept off the host's network.
+//!
+//! Each test re-runs itself inside a fresh network namespace (`unshare
+//! --net`) where the only interface is `lo`, brought up with multicast on;
+//! there the test process advertises a device with otter-agent's
+//! `Advertiser` and runs the real `otter discover`. That needs `unshare`
+//! (util-linux), `ip` (iproute2) and the right to create a network namespace
+//! (root, or CAP_SYS_ADMIN); without them the tests fail and say so.
+
+mod util;
+
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use otter_agent::mdns::{Advertiser, DeviceAdvert, MdnsOptions};
+use util::{run_otter, stderr, stdout};
+
+/// Set in the child that runs inside the namespace.
+const IN_NETNS: &str = "OTTER_TEST_IN_NETNS";
+/// Brings `lo` up with multicast on, then runs the test binary.
+const SETUP_LO: &str = r#"ip link set lo up && ip link set lo multicast on && exec "$0" "$@""#;
+/// The longest a test may run inside its namespace.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs the test `name` of this binary inside a fresh network namespace
+/// whose only interface is `lo`, up, with multicast on. Returns `true` in the
+/// child, where the test body runs; in the parent it waits for the child,
+/// fails the test if the child failed, and returns `false`.
+fn in_netns(name: &str) -> bool {
+    if std::env::var_os(IN_NETNS).is_some() {
+        assert_only_loopback();
+        return true;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let spawned = Command::new("unshare")
+        .args(["--net", "--", "sh", "-c", SETUP_LO])
+        .arg(&exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(IN_NETNS, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(err) => panic!(
+            "this test runs in its own network namespace and needs `unshare` (util-linux): \
+             spawning it failed: {err}"
+        ),
+    };
+    let started = Instant::now();
+    while child.try_wait().expect("waiting for the child").is_none() {
+        if started.elapsed() > CHILD_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name} did not finish within {CHILD_TIMEOUT:?} in its network namespace");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("the child's output");
+    let out_text = String::from_utf8_lossy(&out.stdout);
+    let err_text = String::from_utf8_lossy(&out.stderr);
+    println!("--- {name} in its network namespace: stdout\n{out_text}\n--- stderr\n{err_text}");
+    if !out.status.success() && !out_text.contains("running 1 test") {
+        panic!(
+            "could not run {name} in a fresh network namespace ({}). It needs `unshare --net` \
+             (util-linux; root or CAP_SYS_ADMIN) and `ip` (iproute2):\n{err_text}",
+            out.status
+        );
+    }
+    assert!(
+        out.status.success(),
+        "{name} failed in its network namespace"
+    );
+    assert!(
+        out_text.contains("1 passed"),
+        "{name} did not run in its network namespace (is the name right?)"
+    );
+    false
+}
+
+/// Guards the child: it must sit in a namespace whose only interface is `lo`.
+/// (`/proc/self/net` follows the network namespace; `/sys/class/net` follows
+/// the mount namespace, so it would still show the host's.)
+fn assert_only_loopback() {
+    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("reading /proc/self/net/dev");
+    let names: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|line| line.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        names,
+        ["lo"],
+        "{IN_NETNS} is set, but this is not a private network namespace with only lo"
+    );
+}
+
+fn advertise(instance: &str, port: u16, version: &str) -> Advertiser {
+    let advert = DeviceAdvert {
+        instance: instance.to_owned(),
+        hostname: format!("{instance}.local."),
+        addrs: vec![IpAddr::from([127, 0, 0, 1])],
+        port,
+        chip: "esp32s3".to_owned(),
+        version: version.to_owned(),
+        project: "otter-test".to_owned(),
+        api_path: "/api/ota/status".to_owned(),
+        update_path: "/update".to_owned(),
+        auth: false,
+    };
+    Advertiser::start(&advert, &MdnsOptions::loopback()).expect("advertising")
+}
+
+#[test]
+fn discover_json_loopback_lists_the_device() {
+    if !in_netns("discover_json_loopback_lists_the_device") {
+        return;
+    }
+    let device = advertise("otter-cli1", 18080, "1.4.2");
+    let out = run_otter(["discover", "--json", "--loopback", "--timeout", "2"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}\n{text}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON on stdout");
+    let list = v.as_array().expect("a JSON array");
+    assert_eq!(list.len(), 1, "{text}");
+    let d = &list[0];
+    assert_eq!(d["instance"], "otter-cli1");
+    assert_eq!(d["hostname"], "otter-cli1.local.");
+    assert_eq!(d["addresses"], serde_json::json!(["127.0.0.1"]));
+    assert_eq!(d["port"], 18080);
+    assert_eq!(d["url"], "http://127.0.0.1:18080");
+    assert_eq!(d["chip"], "esp32s3");
+    assert_eq!(d["version"], "1.4.2");
+    assert_eq!(d["project"], "otter-test");
+    assert_eq!(d["api"], "/api/ota/status");
+    assert_eq!(d["update"], "/update");
+    assert_eq!(d["auth"], "none");
+    assert_eq!(d["protocol"], "1");
+    device.shutdown().expect("withdrawing");
+}
+
+#[test]
+fn discover_table_on_all_interfaces_lists_every_device() {
+    if !in_netns("discover_table_on_all_interfaces_lists_every_device") {
+        return;
+    }
+    let a = advertise("otter-cli-a", 18081, "2.0.0");
+    let b = advertise("otter-cli-b", 18082, "2.1.0-rc1");
+    // No --loopback: the default, every interface, includes loopback.
+    let out = run_otter(["discover", "--timeout", "2"]);
+    let text = stdout(&out);
+    println!("{text}");
+    assert!(out.status.success(), "{}\n{text}", stderr(&out));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["INSTANCE", "URL", "CHIP", "VERSION", "PROJECT", "AUTH"]
+    );
+    let row_a: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        row_a,
+        [
+            "otter-cli-a",
+            "http://127.0.0.1:18081",
+            "esp32s3",
+            "2.0.0",
+            "otter-test",
+            "none"
+        ]
+    );
+    let row_b: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(row_b[0], "otter-cli-b");
+    assert_eq!(row_b[3], "2.1.0-rc1");
+    // Columns line up: every URL starts at the same place.
+    let url_at = |line: &str| line.find("http://").or_else(|| line.find("URL"));
+    assert_eq!(url_at(lines[0]), url_at(lines[1]), "{text}");
+    assert_eq!(url_at(lines[1]), url_at(lines[2]), "{text}");
+    drop(a);
+    drop(b);
+}
+
+#[test]
+fn discover_finding_nothing_exits_zero_and_says_so() {
+    if !in_netns("discover_finding_nothing_exits_zero_and_says_so") {
+        return;
+    }
+    let out = run_otter(["discover", "--loopback", "--timeout", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out).contains("no otter devices found in 1s"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run_otter(["discover", "--json", "--loopback", "--timeout", "0.5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON on stdout");
+    assert_eq!(v, serde_json::json!([]));
+}
+
+#[test]
+fn discover_refuses_a_bad_timeout() {
+    for bad in ["0", "-2", "soon"] {
+        let out = run_otter(["discover", "--timeout", bad]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "--timeout {bad}: {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("--timeout"), "{}", stderr(&out));
+    }
+}
