@@ -89,7 +89,7 @@ pub struct OtadataEntryStatus {
     pub crc_ok: bool,
     /// ESP-IDF's validity predicate.
     pub valid: bool,
-    /// The slot a valid entry selects.
+    /// The slot the entry's sequence number names (when its CRC is good).
     pub slot: Option<String>,
 }
 
@@ -253,7 +253,13 @@ pub(super) fn status(dev: &mut VirtualDevice, running: Option<SlotId>) -> Result
                 empty: e.empty,
                 crc_ok: e.crc_ok,
                 valid: e.valid,
-                slot: e.slot.map(|s| s.to_string()),
+                // The slot its sequence number names, valid or not (an
+                // ABORTED entry still says which slot was rolled back).
+                slot: if e.crc_ok && !e.empty {
+                    map.slot_for_seq(e.entry.seq).map(|s| s.to_string())
+                } else {
+                    None
+                },
             })
             .collect(),
     });
