@@ -124,9 +124,8 @@ fn image_error(e: &ImageError) -> ApiError {
         ImageError::ImageTooLarge { .. } | ImageError::FileTooLarge { .. } => {
             return ApiError::new(S::PAYLOAD_TOO_LARGE, "too_large", m)
         }
-        ImageError::ChecksumMismatch { .. }
-        | ImageError::ShaMismatch { .. }
-        | ImageError::FileShaMismatch { .. } => "integrity",
+        ImageError::ChecksumMismatch { .. } | ImageError::ShaMismatch { .. } => "integrity",
+        ImageError::FileShaMismatch { .. } => "sha256_mismatch",
         ImageError::Truncated { .. } => "truncated",
         ImageError::BadMagic { .. }
         | ImageError::Esp8266 { .. }
@@ -463,6 +462,7 @@ impl Writer {
             }
             self.received += piece.len() as u64;
             data = rest;
+            self.shared.note_progress(self.received);
             if let Some(t) = total {
                 while self.next_log <= 100 && self.received * 100 >= t * self.next_log {
                     tracing::info!(

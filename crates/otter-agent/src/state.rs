@@ -216,6 +216,15 @@ impl Shared {
         *lock(&self.last_update) = Some(u);
     }
 
+    /// Updates the bytes received of an update in progress.
+    pub fn note_progress(&self, received: u64) {
+        if let Some(u) = lock(&self.last_update).as_mut() {
+            if u.result == "in_progress" {
+                u.received = received;
+            }
+        }
+    }
+
     /// The self-test.
     pub fn selftest(&self) -> SelfTest {
         lock(&self.selftest).clone()

@@ -620,10 +620,22 @@ impl StreamingVerifier {
                     })
                 }
                 Some(_) => {}
+                None if self.looks_like_bootloader() => return Err(ImageError::IsBootloader),
                 None => return Err(ImageError::MissingAppDesc),
             }
         }
         Ok(())
+    }
+
+    /// No app descriptor, but the bootloader descriptor's magic where the app
+    /// descriptor would be, in a RAM-loaded first segment: a bootloader was
+    /// sent where an app belongs. Saying so beats "no app descriptor".
+    fn looks_like_bootloader(&self) -> bool {
+        let ram_first = match (self.chip, self.segs.first()) {
+            (Some(chip), Some(s0)) => !chip.is_flash_mapped(s0.load_addr),
+            _ => false,
+        };
+        ram_first && self.desc_len > 0 && self.desc.first() == Some(&super::desc::BOOTLOADER_DESC_MAGIC)
     }
 
     fn step_checksum(&mut self, data: &[u8], pad: u32) -> Result<usize, ImageError> {

@@ -344,7 +344,13 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
 
     let firmware = match &opts.firmware {
         Some(f) => f.clone(),
-        None => build_firmware(opts.chip, DEFAULT_PROJECT, DEFAULT_FIRMWARE_VERSION, 0)?,
+        // At the device's anti-rollback counter, so it boots.
+        None => build_firmware(
+            opts.chip,
+            DEFAULT_PROJECT,
+            DEFAULT_FIRMWARE_VERSION,
+            opts.anti_rollback.unwrap_or(0),
+        )?,
     };
     let mut vopts = VerifyOptions::new();
     vopts.chip = Some(opts.chip);

@@ -140,18 +140,6 @@ impl Client {
         Self::answer(resp)
     }
 
-    /// `POST path` with no body (confirm, rollback, reboot).
-    pub fn post(&self, path: &str) -> anyhow::Result<Answer> {
-        let mut req = self.agent.post(self.url(path));
-        if let Some(t) = &self.token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        let resp = req
-            .send_empty()
-            .with_context(|| format!("cannot reach the device at {}", self.base))?;
-        Self::answer(resp)
-    }
-
     /// The device's status; a 401/403 is an error that says what to do.
     pub fn status(&self) -> anyhow::Result<Value> {
         let a = self.get("/api/ota/status")?;
@@ -276,8 +264,10 @@ fn desc_str(info: &ImageInfo, f: fn(&otter_format::image::AppDesc) -> otter_form
 pub fn precheck(info: &ImageInfo, len: u64, status: &Value) -> Result<(), String> {
     let chip = status.get("chip").and_then(Value::as_str).unwrap_or("");
     if info.chip.name() != chip {
+        let device = otter_format::chip::Chip::from_name(chip)
+            .map_or_else(|| chip.to_string(), |c| c.to_string());
         return Err(format!(
-            "the image is built for {}, but the device is {chip}; build the firmware for {chip}",
+            "the image is built for {}, but the device is {device}; build the firmware for {device}",
             info.chip
         ));
     }
