@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::router;
 use crate::behavior::{Behavior, Profile};
+use crate::mdns::{Advertiser, DeviceAdvert, MdnsOptions};
 use crate::state::{BootInfo, Reboot, RollbackRecord, SelfTest, Shared};
 
 /// The file a running agent writes into the device directory: its pid, URL
@@ -53,6 +54,9 @@ pub struct RunOptions {
     /// The API token; `None` uses the device's own (from `device create
     /// --token`).
     pub token: Option<String>,
+    /// Advertise the device over mDNS while its firmware serves the API
+    /// (`None`: do not).
+    pub mdns: Option<MdnsOptions>,
 }
 
 impl RunOptions {
@@ -69,6 +73,7 @@ impl RunOptions {
             reboot_time: Duration::from_millis(300),
             boot_loop_limit: 5,
             token: None,
+            mdns: None,
         }
     }
 }
@@ -240,6 +245,7 @@ async fn boot_loop(
     let mut count = 0u64;
     let mut previous: Option<Previous> = None;
     let mut streak: (Option<SlotId>, u32) = (None, 0);
+    let mut advertiser: Option<Advertiser> = None;
     let end = loop {
         count += 1;
         let power = shared.device().power_on()?;
@@ -330,6 +336,7 @@ async fn boot_loop(
                     detail: None,
                 });
                 drop(first_listener.take());
+                withdraw(&mut advertiser).await;
                 if sleep_or_stop(wait, &mut stop).await {
                     break RunEnd::Stopped;
                 }
@@ -376,6 +383,9 @@ async fn boot_loop(
                         })
                         .await
                 });
+                if let Some(opts) = &opts.mdns {
+                    advertise(&mut advertiser, opts, &advert(&shared, &opts_dir(&shared), addr, &version)).await;
+                }
                 let selftest = if pending {
                     Some(tokio::spawn(self_test(
                         shared.clone(),
@@ -403,6 +413,7 @@ async fn boot_loop(
                 shared.set_reboot_channel(None);
                 let _ = sd_tx.send(());
                 let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+                withdraw(&mut advertiser).await;
                 let Some(why) = why else {
                     break RunEnd::Stopped;
                 };
@@ -427,8 +438,69 @@ async fn boot_loop(
             break RunEnd::Stopped;
         }
     };
+    withdraw(&mut advertiser).await;
     let _ = std::fs::remove_file(opts.dir.join(AGENT_FILE));
     Ok(end)
+}
+
+fn opts_dir(shared: &Shared) -> PathBuf {
+    shared.device().dir().to_path_buf()
+}
+
+/// The device's mDNS record: an instance name derived from its directory
+/// (stable across runs), its address, and the running firmware.
+fn advert(shared: &Shared, dir: &Path, addr: SocketAddr, version: &str) -> DeviceAdvert {
+    use sha2::{Digest, Sha256};
+    let canon = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let h = Sha256::digest(canon.to_string_lossy().as_bytes());
+    let name = format!("otter-{:02x}{:02x}{:02x}", h[0], h[1], h[2]);
+    let (chip, project) = {
+        let mut dev = shared.device();
+        let chip = dev.config().chip.name().to_string();
+        let project = dev
+            .status(shared.boot().running)
+            .ok()
+            .and_then(|s| s.running.map(|r| r.project_name))
+            .unwrap_or_default();
+        (chip, project)
+    };
+    DeviceAdvert {
+        instance: name.clone(),
+        hostname: format!("{name}.local."),
+        addrs: if addr.ip().is_unspecified() { Vec::new() } else { vec![addr.ip()] },
+        port: addr.port(),
+        chip,
+        version: version.to_string(),
+        project,
+        api_path: crate::api::STATUS_PATH.into(),
+        update_path: crate::api::UPDATE_PATH.into(),
+        auth: shared.auth_required(),
+    }
+}
+
+/// Starts advertising, or updates the record after a reboot. Failures are
+/// logged, not fatal: the API works without mDNS.
+async fn advertise(slot: &mut Option<Advertiser>, opts: &MdnsOptions, advert: &DeviceAdvert) {
+    let current = slot.take();
+    let opts = opts.clone();
+    let advert = advert.clone();
+    let result = tokio::task::spawn_blocking(move || match current {
+        Some(mut a) => a.update(&advert).map(|()| a),
+        None => Advertiser::start(&advert, &opts),
+    })
+    .await;
+    match result {
+        Ok(Ok(a)) => *slot = Some(a),
+        Ok(Err(e)) => tracing::warn!("mDNS: cannot advertise the device: {e}"),
+        Err(e) => tracing::warn!("mDNS: {e}"),
+    }
+}
+
+/// Withdraws the mDNS record (the device is down: rebooting, crashed, hung).
+async fn withdraw(slot: &mut Option<Advertiser>) {
+    if let Some(a) = slot.take() {
+        let _ = tokio::task::spawn_blocking(move || a.shutdown()).await;
+    }
 }
 
 /// The self-test of a PENDING_VERIFY image: the seeds' "wait for the system

@@ -121,7 +121,7 @@ fn seed_python_requests_script_and_multipart_forms_upload() {
     };
     // Start on the seed's port.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_otter"));
-    cmd.args(["device", "run"]).arg(dev.path()).args(["--http", "127.0.0.1:3232", "--reboot-time", "0.1"]);
+    cmd.args(["device", "run"]).arg(dev.path()).args(["--http", "127.0.0.1:3232", "--reboot-time", "0.1", "--mdns", "off"]);
     cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     let child = cmd.spawn().expect("spawn");
     dev.child = Some(child);

@@ -7,6 +7,7 @@
 //! (util-linux), `ip` (iproute2) and the right to create a network namespace
 //! (root, or CAP_SYS_ADMIN); without them the tests fail and say so.
 
+mod devproc;
 mod util;
 
 use std::net::IpAddr;
@@ -216,4 +217,41 @@ fn discover_refuses_a_bad_timeout() {
         );
         assert!(stderr(&out).contains("--timeout"), "{}", stderr(&out));
     }
+}
+
+#[test]
+fn a_running_virtual_device_advertises_itself_and_its_new_version() {
+    if !in_netns("a_running_virtual_device_advertises_itself_and_its_new_version") {
+        return;
+    }
+    // `otter device run` on 127.0.0.1 advertises on loopback by default.
+    let dev = devproc::Device::create(&["--token", "t0k"]).run(&["--mdns", "auto"]);
+    let port: u16 = dev.url.rsplit(':').next().unwrap().parse().unwrap();
+    let find = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = run_otter(["discover", "--json", "--loopback", "--timeout", "1.5"]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+            if let Some(d) = v.as_array().and_then(|l| l.iter().find(|d| d["version"] == want)) {
+                return d.clone();
+            }
+            assert!(Instant::now() < deadline, "no device with version {want} in {v:#}");
+        }
+    };
+    let d = find("1.0.0");
+    assert_eq!(d["port"], port);
+    assert_eq!(d["url"], dev.url.as_str());
+    assert_eq!(d["chip"], "esp32s3");
+    assert_eq!(d["project"], "otter-virtual");
+    assert_eq!(d["auth"], "token");
+    assert_eq!(d["api"], "/api/ota/status");
+    assert!(d["instance"].as_str().unwrap().starts_with("otter-"), "{d}");
+
+    // After an update the device reboots and advertises the new version.
+    let img = devproc::image(dev.path(), "esp32s3", "2.0.0", &[]);
+    let out = run_otter(["push", img.to_str().unwrap(), "--to", &dev.url, "--token", "t0k"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let d2 = find("2.0.0");
+    assert_eq!(d2["instance"], d["instance"], "the same device, renamed: {d2}");
 }

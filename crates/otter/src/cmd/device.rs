@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use otter_agent::mdns::MdnsOptions;
 use otter_agent::runner::AGENT_FILE;
 use otter_agent::{Profile, RunEnd, RunOptions};
 use otter_format::chip::Chip;
@@ -90,6 +91,10 @@ pub struct RunArgs {
     /// Require this bearer token (overrides the device's own).
     #[arg(long)]
     token: Option<String>,
+    /// Advertise over mDNS (_otter._tcp): auto (loopback only when --http is a
+    /// loopback address, else all interfaces), all, loopback, or off.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "all", "loopback", "off"])]
+    mdns: String,
 }
 
 /// Arguments of `otter device status`.
@@ -219,6 +224,13 @@ fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
     opts.watchdog = secs("watchdog", a.watchdog)?;
     opts.reboot_time = secs("reboot-time", a.reboot_time)?;
     opts.token = a.token.clone();
+    opts.mdns = match a.mdns.as_str() {
+        "off" => None,
+        "all" => Some(MdnsOptions::all()),
+        "loopback" => Some(MdnsOptions::loopback()),
+        _ if a.http.ip().is_loopback() => Some(MdnsOptions::loopback()),
+        _ => Some(MdnsOptions::all()),
+    };
     init_logging();
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let end = rt.block_on(async move {

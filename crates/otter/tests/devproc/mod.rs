@@ -73,6 +73,11 @@ impl Device {
             .arg(self.dir.path())
             .args(["--http", "127.0.0.1:0", "--reboot-time", "0.1"])
             .args(&self.run_args)
+            .args(if self.run_args.iter().any(|a| a == "--mdns") {
+                &[][..]
+            } else {
+                &["--mdns", "off"][..]
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawning otter device run");
