@@ -517,8 +517,9 @@ pub fn plan<'a>(inputs: &PlanInputs<'a>) -> Result<FlashPlan<'a>, PlanError> {
     })
 }
 
-/// Parses the table: binary when it starts with the entry magic, else CSV.
-fn read_table(bytes: &[u8], table_offset: u32) -> Result<(OwnedTable, TableFormat), PlanError> {
+/// Parses a partition table: binary when it starts with the entry magic
+/// (`AA 50`), else `gen_esp32part.py` CSV placed at `table_offset`.
+pub fn read_table(bytes: &[u8], table_offset: u32) -> Result<(OwnedTable, TableFormat), PlanError> {
     if bytes.starts_with(&ENTRY_MAGIC.to_le_bytes()) {
         let (t, _) = PartitionTable::decode(bytes, &DecodeOptions { verify_md5: true })
             .map_err(PlanError::TableBinary)?;
