@@ -174,7 +174,10 @@ pub fn check_auth(s: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = v
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     match presented {
         Some(t) if s.token_ok(t) => Ok(()),
@@ -220,10 +223,13 @@ pub struct StatusDoc {
 /// Builds the status document.
 pub fn status_doc(s: &Shared) -> Result<StatusDoc, ApiError> {
     let boot = s.boot();
-    let mut device = s
-        .device()
-        .status(boot.running)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "flash_error", e.to_string()))?;
+    let mut device = s.device().status(boot.running).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "flash_error",
+            e.to_string(),
+        )
+    })?;
     device.predicted = false;
     // The agent's record says why (which behaviour, which request); flash
     // says that it happened and survives power cuts.
@@ -283,12 +289,18 @@ async fn confirm_handler(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Re
         return e.into_response();
     }
     let Some(running) = s.boot().running else {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_running", "no image runs").into_response();
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_running",
+            "no image runs",
+        )
+        .into_response();
     };
     let result = {
         let mut dev = s.device();
         let (flash, cfg) = dev.parts();
-        confirm(flash, cfg, running).and_then(|done| Ok((done, running_state(flash, cfg, running)?)))
+        confirm(flash, cfg, running)
+            .and_then(|done| Ok((done, running_state(flash, cfg, running)?)))
     };
     match result {
         Ok((done, state)) => {
@@ -338,7 +350,9 @@ async fn rollback_handler(State(s): State<Arc<Shared>>, headers: HeaderMap) -> R
                     boot.version
                 ),
             });
-            s.event(format!("rollback requested: {from} marked invalid, rebooting"));
+            s.event(format!(
+                "rollback requested: {from} marked invalid, rebooting"
+            ));
             s.request_reboot(Reboot::Rollback);
             Json(json!({
                 "result": "rolling_back",
@@ -421,7 +435,10 @@ impl Writer {
         let slot = session.target();
         shared.event(format!(
             "update started: writing {} to {slot} ({:#x}, {} bytes)",
-            size.map_or_else(|| "an image of unknown size".into(), |n| format!("{n} bytes")),
+            size.map_or_else(
+                || "an image of unknown size".into(),
+                |n| format!("{n} bytes")
+            ),
             session.region().offset,
             session.region().size
         ));
@@ -575,11 +592,14 @@ fn record(
 }
 
 fn fail(s: &Shared, w: Option<&Writer>, e: &ApiError, result: &'static str) {
-    let (slot, received, total) = w.map_or((None, 0, None), |w| (Some(w.slot), w.received, w.total));
+    let (slot, received, total) =
+        w.map_or((None, 0, None), |w| (Some(w.slot), w.received, w.total));
     record(s, result, Some(e), slot, None, received, total);
     s.event(format!(
         "update {result}: {} ({} {}); the running image and the boot selection are unchanged",
-        e.body.message, e.status.as_u16(), e.body.error
+        e.body.message,
+        e.status.as_u16(),
+        e.body.error
     ));
 }
 
@@ -732,7 +752,11 @@ async fn upload_multipart(
             }
         }
         if w.received == 0 {
-            let e = ApiError::new(StatusCode::BAD_REQUEST, "empty", "the uploaded file is empty");
+            let e = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "empty",
+                "the uploaded file is empty",
+            );
             fail(s, Some(&w), &e, "rejected");
             return Err(e);
         }
@@ -775,7 +799,9 @@ fn complete(s: &Arc<Shared>, w: Writer) -> Result<Response, ApiError> {
     match w.finish() {
         Ok((slot, info)) => {
             let desc = info.app_desc.as_ref();
-            let text = |f: otter_format::image::FixedStr<'_>| String::from_utf8_lossy(f.bytes()).into_owned();
+            let text = |f: otter_format::image::FixedStr<'_>| {
+                String::from_utf8_lossy(f.bytes()).into_owned()
+            };
             let version = desc.map(|d| text(d.version()));
             let project = desc.map(|d| text(d.project_name()));
             record(s, "ok", None, Some(slot), version.clone(), received, total);

@@ -116,8 +116,14 @@ mod tests {
         assert_eq!(p.of("3.0.0"), Behavior::CrashOnBoot);
         assert_eq!(p.of("v=4"), Behavior::Hang);
         assert_eq!(p.of("2.0.0"), Behavior::Healthy);
-        assert!(p.add_spec("3.0.0").unwrap_err().contains("VERSION=BEHAVIOUR"));
+        assert!(p
+            .add_spec("3.0.0")
+            .unwrap_err()
+            .contains("VERSION=BEHAVIOUR"));
         assert!(p.add_spec("=hang").unwrap_err().contains("no version"));
-        assert!(p.add_spec("1=explode").unwrap_err().contains("fail-selftest"));
+        assert!(p
+            .add_spec("1=explode")
+            .unwrap_err()
+            .contains("fail-selftest"));
     }
 }

@@ -169,7 +169,13 @@ pub async fn start(opts: RunOptions) -> Result<Running, AgentError> {
         );
     }
     let (stop_tx, stop_rx) = oneshot::channel();
-    let task = tokio::spawn(boot_loop(shared.clone(), opts, addr, Some(listener), stop_rx));
+    let task = tokio::spawn(boot_loop(
+        shared.clone(),
+        opts,
+        addr,
+        Some(listener),
+        stop_rx,
+    ));
     Ok(Running {
         addr,
         shared,
@@ -304,7 +310,12 @@ async fn boot_loop(
             }
         }
         let state_name = power.state.map_or("none", |s| s.name());
-        let writes: Vec<_> = power.boot.writes.iter().map(|w| format!("{:?}", w.reason)).collect();
+        let writes: Vec<_> = power
+            .boot
+            .writes
+            .iter()
+            .map(|w| format!("{:?}", w.reason))
+            .collect();
         shared.event(format!(
             "boot {count}: {slot} runs {version} (state {state_name}, behaviour {behavior}){}{}",
             if power.boot.booted.as_ref().is_some_and(|b| b.fell_back) {
@@ -319,7 +330,9 @@ async fn boot_loop(
             }
         ));
         if let Some((a, b)) = power.efuse_raised {
-            shared.event(format!("anti-rollback eFuse counter raised from {a} to {b}"));
+            shared.event(format!(
+                "anti-rollback eFuse counter raised from {a} to {b}"
+            ));
         }
         let pending = power.state == Some(OtaState::PendingVerify);
 
@@ -341,9 +354,15 @@ async fn boot_loop(
                     break RunEnd::Stopped;
                 }
                 shared.event(if end == End::Crashed {
-                    format!("{version} crashed {:.1} s after boot; rebooting", wait.as_secs_f64())
+                    format!(
+                        "{version} crashed {:.1} s after boot; rebooting",
+                        wait.as_secs_f64()
+                    )
                 } else {
-                    format!("{version} hung; the watchdog reset the device after {:.1} s", wait.as_secs_f64())
+                    format!(
+                        "{version} hung; the watchdog reset the device after {:.1} s",
+                        wait.as_secs_f64()
+                    )
                 });
                 streak = if streak.0 == Some(slot) {
                     (Some(slot), streak.1 + 1)
@@ -384,7 +403,12 @@ async fn boot_loop(
                         .await
                 });
                 if let Some(opts) = &opts.mdns {
-                    advertise(&mut advertiser, opts, &advert(&shared, &opts_dir(&shared), addr, &version)).await;
+                    advertise(
+                        &mut advertiser,
+                        opts,
+                        &advert(&shared, &opts_dir(&shared), addr, &version),
+                    )
+                    .await;
                 }
                 let selftest = if pending {
                     Some(tokio::spawn(self_test(
@@ -429,7 +453,9 @@ async fn boot_loop(
                 previous = Some(Previous {
                     slot,
                     version,
-                    pending: still_pending || why == Reboot::SelftestFailed || why == Reboot::Rollback,
+                    pending: still_pending
+                        || why == Reboot::SelftestFailed
+                        || why == Reboot::Rollback,
                     end: End::Reboot(why),
                 });
             }
@@ -467,7 +493,11 @@ fn advert(shared: &Shared, dir: &Path, addr: SocketAddr, version: &str) -> Devic
     DeviceAdvert {
         instance: name.clone(),
         hostname: format!("{name}.local."),
-        addrs: if addr.ip().is_unspecified() { Vec::new() } else { vec![addr.ip()] },
+        addrs: if addr.ip().is_unspecified() {
+            Vec::new()
+        } else {
+            vec![addr.ip()]
+        },
         port: addr.port(),
         chip,
         version: version.to_string(),
@@ -536,7 +566,9 @@ async fn self_test(
                 shared.set_selftest(SelfTest {
                     state: "failed",
                     window_ms,
-                    detail: Some(format!("{version}'s self-test failed; {slot} marked invalid")),
+                    detail: Some(format!(
+                        "{version}'s self-test failed; {slot} marked invalid"
+                    )),
                 });
                 shared.event(format!(
                     "self-test of {version} FAILED: {slot} marked invalid, rebooting into the previous image"
@@ -567,7 +599,9 @@ async fn self_test(
                     window_ms,
                     detail: Some(format!("{version} passed its self-test and is confirmed")),
                 });
-                shared.event(format!("self-test of {version} passed: {slot} confirmed (VALID)"));
+                shared.event(format!(
+                    "self-test of {version} passed: {slot} confirmed (VALID)"
+                ));
             }
             Err(e) => {
                 shared.set_selftest(SelfTest {

@@ -53,7 +53,10 @@ fn refused(dev: &Device, args: &[&str], code: u16, error: &str) -> Value {
     assert!(msg.len() > 20, "the message must say what is wrong: {body}");
     // Refusals never reboot the device: the same boot serves the next call.
     let after = unchanged(dev);
-    assert_eq!(before, after, "{args:?} changed the running image or the boot selection");
+    assert_eq!(
+        before, after,
+        "{args:?} changed the running image or the boot selection"
+    );
     body
 }
 
@@ -67,7 +70,10 @@ fn curl_raw_upload_installs_and_the_new_image_confirms_itself() {
     assert_eq!(st["next"]["label"], "ota_0");
     assert!(st["last_update"].is_null());
 
-    let (code, body) = dev.curl("/update", &["-X", "POST", "--data-binary", &data_binary(&img)]);
+    let (code, body) = dev.curl(
+        "/update",
+        &["-X", "POST", "--data-binary", &data_binary(&img)],
+    );
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["result"], "ok");
     assert_eq!(body["slot"], "ota_0");
@@ -94,7 +100,12 @@ fn curl_raw_upload_installs_and_the_new_image_confirms_itself() {
         .unwrap()
         .iter()
         .filter(|e| e["valid"] == true)
-        .map(|e| (e["seq"].as_u64().unwrap(), e["state"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["seq"].as_u64().unwrap(),
+                e["state"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert_eq!(seqs, vec![(1, "valid".to_string())]);
 
@@ -121,8 +132,16 @@ fn seed_python_requests_script_and_multipart_forms_upload() {
     };
     // Start on the seed's port.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_otter"));
-    cmd.args(["device", "run"]).arg(dev.path()).args(["--http", "127.0.0.1:3232", "--reboot-time", "0.1", "--mdns", "off"]);
-    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd.args(["device", "run"]).arg(dev.path()).args([
+        "--http",
+        "127.0.0.1:3232",
+        "--reboot-time",
+        "0.1",
+        "--mdns",
+        "off",
+    ]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     let child = cmd.spawn().expect("spawn");
     dev.child = Some(child);
     dev.url = "http://127.0.0.1:3232".into();
@@ -136,7 +155,11 @@ fn seed_python_requests_script_and_multipart_forms_upload() {
         .output()
         .expect("running the seed's upload script");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("Upload successful!"), "{text}");
     let st = dev.wait_until(|st| st["running"]["version"] == "2.0.0", "2.0.0 running");
     assert_eq!(st["running"]["label"], "ota_0");
@@ -146,14 +169,16 @@ fn seed_python_requests_script_and_multipart_forms_upload() {
 
     // Python requests, multipart form (files=): 3.0.0 into ota_1.
     let img3 = image(dev.path(), "esp32s3", "3.0.0", &[]);
-    let code = format!(
-        "import requests,sys\nr=requests.post(sys.argv[1], files={{'firmware': open(sys.argv[2],'rb')}})\nprint(r.status_code)\nprint(r.text)\nsys.exit(0 if r.status_code==200 else 1)"
-    );
+    let code = "import requests,sys\nr=requests.post(sys.argv[1], files={'firmware': open(sys.argv[2],'rb')})\nprint(r.status_code)\nprint(r.text)\nsys.exit(0 if r.status_code==200 else 1)";
     let out = Command::new(python())
-        .args(["-c", &code, "http://127.0.0.1:3232/update", &s(&img3)])
+        .args(["-c", code, "http://127.0.0.1:3232/update", &s(&img3)])
         .output()
         .expect("python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let st = dev.wait_until(|st| st["running"]["version"] == "3.0.0", "3.0.0 running");
     assert_eq!(st["running"]["label"], "ota_1");
 
@@ -166,7 +191,11 @@ fn seed_python_requests_script_and_multipart_forms_upload() {
         .args(["-c", code, "http://127.0.0.1:3232/update", &s(&c3)])
         .output()
         .expect("python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], 422, "{v}");
     assert_eq!(v["body"]["error"], "wrong_chip", "{v}");
@@ -185,34 +214,86 @@ fn bad_uploads_are_refused_with_json_and_change_nothing() {
     let dev = Device::create(&["--anti-rollback", "2"]).run(&[]);
     let d = dev.path().to_path_buf();
     // A good image for the device, to derive bad ones from.
-    let good = image(&d, "esp32s3", "2.0.0", &["--secure-version", "2", "--size", "300000"]);
+    let good = image(
+        &d,
+        "esp32s3",
+        "2.0.0",
+        &["--secure-version", "2", "--size", "300000"],
+    );
     let good_bytes = std::fs::read(&good).unwrap();
 
     let c3 = image(&d, "esp32c3", "2.0.0", &["--secure-version", "2"]);
-    refused(&dev, &["--data-binary", &data_binary(&c3)], 422, "wrong_chip");
+    refused(
+        &dev,
+        &["--data-binary", &data_binary(&c3)],
+        422,
+        "wrong_chip",
+    );
 
     let low = image(&d, "esp32s3", "1.9.0", &["--secure-version", "1"]);
-    let body = refused(&dev, &["--data-binary", &data_binary(&low)], 422, "secure_version_too_low");
-    assert!(body["message"].as_str().unwrap().contains("secure_version 1"), "{body}");
+    let body = refused(
+        &dev,
+        &["--data-binary", &data_binary(&low)],
+        422,
+        "secure_version_too_low",
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("secure_version 1"),
+        "{body}"
+    );
 
     let text = d.join("notes.txt");
     std::fs::write(&text, "this is not firmware\n".repeat(100)).unwrap();
-    refused(&dev, &["--data-binary", &data_binary(&text)], 422, "not_an_app");
+    refused(
+        &dev,
+        &["--data-binary", &data_binary(&text)],
+        422,
+        "not_an_app",
+    );
 
     // The device's own bootloader region: a bootloader, not an app.
     let boot = d.join("bootloader.bin");
     let flash = dev.flash();
     std::fs::write(&boot, &flash[0..240]).unwrap();
-    let body = refused(&dev, &["--data-binary", &data_binary(&boot)], 422, "not_an_app");
-    assert!(body["message"].as_str().unwrap().contains("bootloader"), "{body}");
+    let body = refused(
+        &dev,
+        &["--data-binary", &data_binary(&boot)],
+        422,
+        "not_an_app",
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("bootloader"),
+        "{body}"
+    );
 
     // Larger than the 2 MB slot: refused from Content-Length, before any
     // byte is written (curl sends Expect: 100-continue and never the body).
-    let big = image(&d, "esp32s3", "9.0.0", &["--secure-version", "2", "--size", "2500000"]);
-    let body = refused(&dev, &["--data-binary", &data_binary(&big)], 413, "too_large");
-    assert!(body["message"].as_str().unwrap().contains("2097152"), "{body}");
+    let big = image(
+        &d,
+        "esp32s3",
+        "9.0.0",
+        &["--secure-version", "2", "--size", "2500000"],
+    );
+    let body = refused(
+        &dev,
+        &["--data-binary", &data_binary(&big)],
+        413,
+        "too_large",
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("2097152"),
+        "{body}"
+    );
     // ... and when streamed as a form, without a usable size up front.
-    refused(&dev, &["-F", &format!("file=@{}", s(&big))], 413, "too_large");
+    refused(
+        &dev,
+        &["-F", &format!("file=@{}", s(&big))],
+        413,
+        "too_large",
+    );
 
     // A flipped bit in the middle: the checksum / SHA-256 fail at the end,
     // after the whole image was written to ota_0; nothing switches.
@@ -220,20 +301,50 @@ fn bad_uploads_are_refused_with_json_and_change_nothing() {
     let mut bad = good_bytes.clone();
     bad[150_000] ^= 0x01;
     std::fs::write(&corrupt, &bad).unwrap();
-    refused(&dev, &["--data-binary", &data_binary(&corrupt)], 422, "integrity");
+    refused(
+        &dev,
+        &["--data-binary", &data_binary(&corrupt)],
+        422,
+        "integrity",
+    );
 
     // The expected SHA-256 header does not match the file.
     let wrong_sha = format!("X-Otter-Sha256: {}", "00".repeat(32));
-    refused(&dev, &["-H", &wrong_sha, "--data-binary", &data_binary(&good)], 422, "sha256_mismatch");
-    refused(&dev, &["-H", "X-Otter-Sha256: xyz", "--data-binary", &data_binary(&good)], 400, "bad_request");
+    refused(
+        &dev,
+        &["-H", &wrong_sha, "--data-binary", &data_binary(&good)],
+        422,
+        "sha256_mismatch",
+    );
+    refused(
+        &dev,
+        &[
+            "-H",
+            "X-Otter-Sha256: xyz",
+            "--data-binary",
+            &data_binary(&good),
+        ],
+        400,
+        "bad_request",
+    );
 
     // Half an image, honestly announced: truncated.
     let half = d.join("half.bin");
     std::fs::write(&half, &good_bytes[..good_bytes.len() / 2]).unwrap();
-    refused(&dev, &["--data-binary", &data_binary(&half)], 422, "truncated");
+    refused(
+        &dev,
+        &["--data-binary", &data_binary(&half)],
+        422,
+        "truncated",
+    );
 
     // No body at all.
-    refused(&dev, &["-X", "POST", "-H", "Content-Length: 0"], 400, "empty");
+    refused(
+        &dev,
+        &["-X", "POST", "-H", "Content-Length: 0"],
+        400,
+        "empty",
+    );
 
     let st = dev.status();
     assert_eq!(st["last_update"]["result"], "rejected");
@@ -241,7 +352,10 @@ fn bad_uploads_are_refused_with_json_and_change_nothing() {
 
     // After all that, the right image with the right SHA-256 installs.
     let sha = format!("X-Otter-Sha256: {}", sha256_hex(&good_bytes));
-    let (code, body) = dev.curl("/update", &["-H", &sha, "--data-binary", &data_binary(&good)]);
+    let (code, body) = dev.curl(
+        "/update",
+        &["-H", &sha, "--data-binary", &data_binary(&good)],
+    );
     assert_eq!(code, 200, "{body}");
     let st = dev.wait_until(|st| st["running"]["version"] == "2.0.0", "2.0.0 running");
     assert_eq!(st["running"]["label"], "ota_0");
@@ -253,11 +367,31 @@ fn token_auth_401_403_and_unauthenticated_reads_are_refused() {
     let img = image(dev.path(), "esp32s3", "2.0.0", &[]);
     let before = unchanged(&dev);
     let no_auth: Vec<String> = vec![];
-    let (code, body) = devproc::curl(&dev.url, "/update", &no_auth, &["--data-binary", &data_binary(&img)]).unwrap();
-    assert_eq!((code, body["error"].as_str()), (401, Some("unauthorized")), "{body}");
+    let (code, body) = devproc::curl(
+        &dev.url,
+        "/update",
+        &no_auth,
+        &["--data-binary", &data_binary(&img)],
+    )
+    .unwrap();
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
     let wrong = vec!["-H".to_string(), "Authorization: Bearer wrong".to_string()];
-    let (code, body) = devproc::curl(&dev.url, "/update", &wrong, &["--data-binary", &data_binary(&img)]).unwrap();
-    assert_eq!((code, body["error"].as_str()), (403, Some("forbidden")), "{body}");
+    let (code, body) = devproc::curl(
+        &dev.url,
+        "/update",
+        &wrong,
+        &["--data-binary", &data_binary(&img)],
+    )
+    .unwrap();
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
     let (code, _) = devproc::curl(&dev.url, "/api/ota/status", &no_auth, &[]).unwrap();
     assert_eq!(code, 401);
     let (code, _) = devproc::curl(&dev.url, "/api/ota/reboot", &wrong, &["-X", "POST"]).unwrap();
@@ -271,7 +405,11 @@ fn token_auth_401_403_and_unauthenticated_reads_are_refused() {
     assert!(stderr(&out).contains("--token"), "{}", stderr(&out));
     let out = run_otter(["push", &s(&img), "--to", &dev.url, "--token", "s3cret"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("2.0.0 runs from ota_0"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("2.0.0 runs from ota_0"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -283,15 +421,27 @@ fn one_update_at_a_time_and_a_dropped_client_aborts_cleanly() {
 
     // A first client sends half its image and keeps the connection open.
     let first = raw_upload_start(&dev.url, bytes.len(), &bytes[..bytes.len() / 2]);
-    dev.wait_until(|st| st["update_in_progress"] == true, "the first upload to start");
+    dev.wait_until(
+        |st| st["update_in_progress"] == true,
+        "the first upload to start",
+    );
     let body = refused(&dev, &["--data-binary", &data_binary(&img)], 409, "busy");
     assert!(body["message"].as_str().unwrap().contains("in progress"));
 
     // It goes away mid-upload: the session is aborted, nothing switched.
     drop(first);
-    let st = dev.wait_until(|st| st["last_update"]["result"] == "aborted", "the abort to be noticed");
+    let st = dev.wait_until(
+        |st| st["last_update"]["result"] == "aborted",
+        "the abort to be noticed",
+    );
     assert_eq!(st["update_in_progress"], false);
-    assert!(st["last_update"]["error"]["message"].as_str().unwrap().contains("cut off"), "{st}");
+    assert!(
+        st["last_update"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cut off"),
+        "{st}"
+    );
     assert_eq!(unchanged(&dev), before);
 
     // The next upload works.
@@ -315,7 +465,10 @@ fn a_table_without_ota_slots_answers_503() {
     let (code, body) = dev.curl("/update", &["--data-binary", &data_binary(&img)]);
     assert_eq!(code, 503, "{body}");
     assert_eq!(body["error"], "no_ota_slot");
-    assert!(body["message"].as_str().unwrap().contains("ota_0"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("ota_0"),
+        "{body}"
+    );
     assert_eq!(dev.flash(), flash_before, "a 503 must not touch the flash");
     assert!(dev.status()["next"].is_null());
     let out = run_otter(["push", &s(&img), "--to", &dev.url]);
@@ -344,17 +497,40 @@ fn push_reports_each_kind_of_rollback() {
                     &format!("2.0.0={behavior}"),
                 ]);
                 let img = image(dev.path(), "esp32s3", "2.0.0", &[]);
-                let out = run_otter(["push", &s(&img), "--to", &dev.url, "--json", "--timeout", "30"]);
-                assert_eq!(out.status.code(), Some(1), "{behavior}: {}{}", stdout(&out), stderr(&out));
+                let out = run_otter([
+                    "push",
+                    &s(&img),
+                    "--to",
+                    &dev.url,
+                    "--json",
+                    "--timeout",
+                    "30",
+                ]);
+                assert_eq!(
+                    out.status.code(),
+                    Some(1),
+                    "{behavior}: {}{}",
+                    stdout(&out),
+                    stderr(&out)
+                );
                 let rep: Value = serde_json::from_slice(&out.stdout).unwrap();
                 assert_eq!(rep["result"], "rolled_back", "{behavior}: {rep:#}");
-                assert!(rep["message"].as_str().unwrap().contains(why), "{behavior}: {rep:#}");
+                assert!(
+                    rep["message"].as_str().unwrap().contains(why),
+                    "{behavior}: {rep:#}"
+                );
                 let st = dev.status();
                 assert_eq!(st["running"]["label"], "factory", "{behavior}");
                 assert_eq!(st["running"]["version"], "1.0.0");
                 assert_eq!(st["last_rollback"]["from"], "ota_0", "{behavior}");
                 assert_eq!(st["last_rollback"]["state"], state, "{behavior}: {st:#}");
-                assert!(st["last_rollback"]["reason"].as_str().unwrap().contains(why), "{behavior}");
+                assert!(
+                    st["last_rollback"]["reason"]
+                        .as_str()
+                        .unwrap()
+                        .contains(why),
+                    "{behavior}"
+                );
                 // The slot's entry is no longer selectable; offline status
                 // (flash only) reports the same rollback.
                 let out = run_otter(["device", "status", &s(dev.path()), "--json"]);
@@ -378,7 +554,11 @@ fn pending_image_blocks_updates_until_confirmed_and_rollback_endpoint_works() {
 
     // Nothing to roll back to yet: factory runs with empty otadata.
     let (code, body) = dev.curl("/api/ota/rollback", &["-X", "POST"]);
-    assert_eq!((code, body["error"].as_str()), (409, Some("rollback_impossible")), "{body}");
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (409, Some("rollback_impossible")),
+        "{body}"
+    );
 
     let out = run_otter(["push", &s(&v2), "--to", &dev.url, "--no-wait"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -387,18 +567,33 @@ fn pending_image_blocks_updates_until_confirmed_and_rollback_endpoint_works() {
     assert_eq!(st["selftest"]["state"], "running");
 
     // A pending image must prove itself before the next update.
-    let body = refused(&dev, &["--data-binary", &data_binary(&v3)], 409, "pending_verify");
-    assert!(body["message"].as_str().unwrap().contains("confirm"), "{body}");
+    let body = refused(
+        &dev,
+        &["--data-binary", &data_binary(&v3)],
+        409,
+        "pending_verify",
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("confirm"),
+        "{body}"
+    );
     let out = run_otter(["push", &s(&v3), "--to", &dev.url]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("pending verification"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pending verification"),
+        "{}",
+        stderr(&out)
+    );
 
     let (code, body) = dev.curl("/api/ota/confirm", &["-X", "POST"]);
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["confirmed"], true);
     assert_eq!(body["state"], "valid");
     let (_, body) = dev.curl("/api/ota/confirm", &["-X", "POST"]);
-    assert_eq!(body["confirmed"], false, "a second confirm is a no-op: {body}");
+    assert_eq!(
+        body["confirmed"], false,
+        "a second confirm is a no-op: {body}"
+    );
 
     // Roll back on request: 2.0.0 is marked invalid and factory runs.
     let boots = dev.status()["boot_count"].as_u64().unwrap();
@@ -410,13 +605,22 @@ fn pending_image_blocks_updates_until_confirmed_and_rollback_endpoint_works() {
     );
     assert_eq!(st["running"]["label"], "factory");
     assert_eq!(st["last_rollback"]["from"], "ota_0");
-    assert!(st["last_rollback"]["reason"].as_str().unwrap().contains("requested"), "{st:#}");
+    assert!(
+        st["last_rollback"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("requested"),
+        "{st:#}"
+    );
 
     // Reboot on request.
     let boots = st["boot_count"].as_u64().unwrap();
     let (code, _) = dev.curl("/api/ota/reboot", &["-X", "POST"]);
     assert_eq!(code, 200);
-    let st = dev.wait_until(|st| st["boot_count"].as_u64() == Some(boots + 1), "a reboot");
+    let st = dev.wait_until(
+        |st| st["boot_count"].as_u64() == Some(boots + 1),
+        "a reboot",
+    );
     assert_eq!(st["running"]["label"], "factory");
 }
 
@@ -427,14 +631,20 @@ fn kill_9_during_an_upload_is_a_power_cut_the_device_survives() {
     let bytes = std::fs::read(&img).unwrap();
     let before = unchanged(&dev);
     let mut sock = raw_upload_start(&dev.url, bytes.len(), &bytes[..800_000]);
-    dev.wait_until(|st| st["last_update"]["received"].as_u64() >= Some(700_000), "most of the upload");
+    dev.wait_until(
+        |st| st["last_update"]["received"].as_u64() >= Some(700_000),
+        "most of the upload",
+    );
     // Power cut mid-write.
     dev.kill();
     let _ = sock.write_all(b"x");
     drop(sock);
     dev.start();
     let after = unchanged(&dev);
-    assert_eq!(after, before, "after the power cut the old image runs, selection untouched");
+    assert_eq!(
+        after, before,
+        "after the power cut the old image runs, selection untouched"
+    );
     // And the retried update completes.
     let out = run_otter(["push", &s(&img), "--to", &dev.url]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
@@ -457,18 +667,33 @@ fn push_refuses_locally_before_sending() {
     let c3 = image(&d, "esp32c3", "2.0.0", &["--secure-version", "3"]);
     check(&["push", &s(&c3), "--to", &dev.url], "ESP32-C3");
     let low = image(&d, "esp32s3", "2.0.0", &["--secure-version", "2"]);
-    check(&["push", &s(&low), "--to", &dev.url], "anti-rollback counter is 3");
-    let big = image(&d, "esp32s3", "2.0.0", &["--secure-version", "3", "--size", "2200000"]);
+    check(
+        &["push", &s(&low), "--to", &dev.url],
+        "anti-rollback counter is 3",
+    );
+    let big = image(
+        &d,
+        "esp32s3",
+        "2.0.0",
+        &["--secure-version", "3", "--size", "2200000"],
+    );
     check(&["push", &s(&big), "--to", &dev.url], "holds 2.00 MB");
     // Not an image at all: refused before contacting the device (exit 2).
     let junk = d.join("junk.bin");
     std::fs::write(&junk, b"\xe9junk").unwrap();
     let out = run_otter(["push", &s(&junk), "--to", &dev.url]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("not a valid app image"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a valid app image"),
+        "{}",
+        stderr(&out)
+    );
     let st = dev.status();
     assert_eq!(st["boot_count"], boot_before);
-    assert!(st["last_update"].is_null(), "nothing reached the device: {st:#}");
+    assert!(
+        st["last_update"].is_null(),
+        "nothing reached the device: {st:#}"
+    );
 }
 
 #[test]
@@ -487,12 +712,22 @@ fn demo_shows_the_update_and_the_rollback_in_under_a_minute() {
 
 #[test]
 fn created_flash_is_read_by_esptool_at_the_usual_offsets() {
-    let dev = Device::create(&["--chip", "esp32c3", "--flash-size", "4MB", "--partitions", &s(&write_csv())]);
+    let dev = Device::create(&[
+        "--chip",
+        "esp32c3",
+        "--flash-size",
+        "4MB",
+        "--partitions",
+        &s(&write_csv()),
+    ]);
     let flash = dev.flash();
     assert_eq!(flash.len(), 4 << 20);
     let d = dev.path();
     // Bootloader at 0x0 for the C3, the app at factory (0x10000).
-    for (name, off, len) in [("bootloader", 0usize, 0x8000usize), ("app", 0x10000, 0x100000)] {
+    for (name, off, len) in [
+        ("bootloader", 0usize, 0x8000usize),
+        ("app", 0x10000, 0x100000),
+    ] {
         let p = d.join(format!("{name}.bin"));
         std::fs::write(&p, &flash[off..off + len]).unwrap();
         let out = Command::new(python())
@@ -500,11 +735,23 @@ fn created_flash_is_read_by_esptool_at_the_usual_offsets() {
             .output()
             .expect("esptool");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{name}: {text}{}", String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains("Checksum") && text.contains("valid"), "{name}: {text}");
+        assert!(
+            out.status.success(),
+            "{name}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("Checksum") && text.contains("valid"),
+            "{name}: {text}"
+        );
     }
     // The table at 0x8000 is the CSV's binary, and otadata is erased.
-    let out = run_otter(["partitions", "convert", &s(&write_csv()), &s(&d.join("t.bin"))]);
+    let out = run_otter([
+        "partitions",
+        "convert",
+        &s(&write_csv()),
+        &s(&d.join("t.bin")),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let table = std::fs::read(d.join("t.bin")).unwrap();
     assert_eq!(&flash[0x8000..0x8000 + table.len()], &table[..]);
@@ -548,19 +795,30 @@ fn create_refuses_bad_inputs_with_clear_messages() {
         let out = run_otter(&all);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
-        assert!(!target.join("flash.bin").exists() || args[0] == "--flash-size", "{args:?}");
+        assert!(
+            !target.join("flash.bin").exists() || args[0] == "--flash-size",
+            "{args:?}"
+        );
     }
     // An existing device is not overwritten without --force.
     let target = d.join("dev2");
-    assert!(run_otter(["device", "create", &s(&target)]).status.success());
+    assert!(run_otter(["device", "create", &s(&target)])
+        .status
+        .success());
     let out = run_otter(["device", "create", &s(&target)]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
-    assert!(run_otter(["device", "create", &s(&target), "--force"]).status.success());
+    assert!(run_otter(["device", "create", &s(&target), "--force"])
+        .status
+        .success());
     // Not a device.
     let out = run_otter(["device", "status", &s(d)]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("otter device create"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("otter device create"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 fn sha256_hex(b: &[u8]) -> String {

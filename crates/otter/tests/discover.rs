@@ -233,10 +233,16 @@ fn a_running_virtual_device_advertises_itself_and_its_new_version() {
             let out = run_otter(["discover", "--json", "--loopback", "--timeout", "1.5"]);
             assert!(out.status.success(), "{}", stderr(&out));
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-            if let Some(d) = v.as_array().and_then(|l| l.iter().find(|d| d["version"] == want)) {
+            if let Some(d) = v
+                .as_array()
+                .and_then(|l| l.iter().find(|d| d["version"] == want))
+            {
                 return d.clone();
             }
-            assert!(Instant::now() < deadline, "no device with version {want} in {v:#}");
+            assert!(
+                Instant::now() < deadline,
+                "no device with version {want} in {v:#}"
+            );
         }
     };
     let d = find("1.0.0");
@@ -250,8 +256,18 @@ fn a_running_virtual_device_advertises_itself_and_its_new_version() {
 
     // After an update the device reboots and advertises the new version.
     let img = devproc::image(dev.path(), "esp32s3", "2.0.0", &[]);
-    let out = run_otter(["push", img.to_str().unwrap(), "--to", &dev.url, "--token", "t0k"]);
+    let out = run_otter([
+        "push",
+        img.to_str().unwrap(),
+        "--to",
+        &dev.url,
+        "--token",
+        "t0k",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let d2 = find("2.0.0");
-    assert_eq!(d2["instance"], d["instance"], "the same device, renamed: {d2}");
+    assert_eq!(
+        d2["instance"], d["instance"],
+        "the same device, renamed: {d2}"
+    );
 }

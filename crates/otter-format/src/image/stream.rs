@@ -635,7 +635,9 @@ impl StreamingVerifier {
             (Some(chip), Some(s0)) => !chip.is_flash_mapped(s0.load_addr),
             _ => false,
         };
-        ram_first && self.desc_len > 0 && self.desc.first() == Some(&super::desc::BOOTLOADER_DESC_MAGIC)
+        ram_first
+            && self.desc_len > 0
+            && self.desc.first() == Some(&super::desc::BOOTLOADER_DESC_MAGIC)
     }
 
     fn step_checksum(&mut self, data: &[u8], pad: u32) -> Result<usize, ImageError> {

@@ -29,8 +29,7 @@ use std::path::{Path, PathBuf};
 
 use otter_format::chip::Chip;
 use otter_format::image::{
-    build_image, inspect, verify, AppImageBuilder, ImageInfo, ImageKind, ImageParams,
-    VerifyOptions,
+    build_image, inspect, verify, AppImageBuilder, ImageInfo, ImageKind, ImageParams, VerifyOptions,
 };
 use otter_format::otadata::{OtaState, SameSlotRule};
 use otter_format::partition::validate::ValidateOptions;
@@ -45,8 +44,7 @@ use serde::{Deserialize, Serialize};
 use crate::{SimFlash, SimFlashError};
 
 pub use status::{
-    LastRollback, OtadataEntryStatus, OtadataStatus, RunningStatus, SlotLabel, SlotStatus,
-    Status,
+    LastRollback, OtadataEntryStatus, OtadataStatus, RunningStatus, SlotLabel, SlotStatus, Status,
 };
 
 /// The flash file's name inside a device directory.
@@ -154,7 +152,11 @@ impl DeviceConfigFile {
         let rule = match self.otadata_rule.as_str() {
             "v6" => SameSlotRule::InPlace,
             "v5" => SameSlotRule::OtherSector,
-            other => return Err(format!("otadata_rule {other:?} is neither \"v6\" nor \"v5\"")),
+            other => {
+                return Err(format!(
+                    "otadata_rule {other:?} is neither \"v6\" nor \"v5\""
+                ))
+            }
         };
         let mut cfg = DeviceConfig::new(chip)
             .with_rollback(self.rollback)
@@ -239,7 +241,12 @@ pub struct Created {
 /// Builds a test firmware image for `chip`: a real ESP-IDF app image
 /// (header, segments, checksum, SHA-256, app descriptor) whose code is never
 /// run. What it does after boot is the virtual device's behaviour profile.
-pub fn build_firmware(chip: Chip, project: &str, version: &str, secure_version: u32) -> Result<Vec<u8>, DeviceError> {
+pub fn build_firmware(
+    chip: Chip,
+    project: &str,
+    version: &str,
+    secure_version: u32,
+) -> Result<Vec<u8>, DeviceError> {
     AppImageBuilder::new(chip)
         .project_name(project)
         .version(version)
@@ -309,7 +316,8 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
         .partitions
         .clone()
         .unwrap_or_else(|| DEFAULT_PARTITIONS_CSV.as_bytes().to_vec());
-    let table = parse_table(&csv).map_err(|e| DeviceError::Input(format!("partition table: {e}")))?;
+    let table =
+        parse_table(&csv).map_err(|e| DeviceError::Input(format!("partition table: {e}")))?;
     table
         .validate(&ValidateOptions {
             table_offset: opts.table_offset,
@@ -413,7 +421,11 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
 
     let mut regions = vec![
         (boot_off, bootloader.len() as u32, "bootloader".to_string()),
-        (opts.table_offset, table_bin.len() as u32, "partition table".to_string()),
+        (
+            opts.table_offset,
+            table_bin.len() as u32,
+            "partition table".to_string(),
+        ),
     ];
     if let Some(od) = table
         .entries
@@ -421,7 +433,11 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
         .map(|e| e.partition)
         .find(|p| p.ty == PartitionType::DATA && p.subtype.0 == 0x00)
     {
-        regions.push((od.offset, od.size, "otadata (erased: no OTA yet)".to_string()));
+        regions.push((
+            od.offset,
+            od.size,
+            "otadata (erased: no OTA yet)".to_string(),
+        ));
     }
     regions.push((
         app.offset,

@@ -169,7 +169,10 @@ fn label_of(map: &SlotMap, slot: SlotId) -> Option<SlotLabel> {
     })
 }
 
-pub(super) fn status(dev: &mut VirtualDevice, running: Option<SlotId>) -> Result<Status, DeviceError> {
+pub(super) fn status(
+    dev: &mut VirtualDevice,
+    running: Option<SlotId>,
+) -> Result<Status, DeviceError> {
     let predicted = running.is_none();
     let shown = match running {
         Some(s) => Some(s),
@@ -186,7 +189,16 @@ pub(super) fn status(dev: &mut VirtualDevice, running: Option<SlotId>) -> Result
         ));
     };
     let d = diagnostics(flash, cfg, anchor)?;
-    let summary = |app: &Option<AppSummary>| app.as_ref().map(|a| (text(a.version()), text(a.project_name()), text(a.idf_ver()), a.secure_version));
+    let summary = |app: &Option<AppSummary>| {
+        app.as_ref().map(|a| {
+            (
+                text(a.version()),
+                text(a.project_name()),
+                text(a.idf_ver()),
+                a.secure_version,
+            )
+        })
+    };
 
     let running_status = match shown {
         Some(slot) => {
@@ -312,8 +324,10 @@ pub(super) fn status(dev: &mut VirtualDevice, running: Option<SlotId>) -> Result
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

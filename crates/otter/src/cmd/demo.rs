@@ -91,7 +91,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     opts.rollback = true;
     opts.token = Some(TOKEN.into());
     opts.force = args.dir.is_some();
-    device::create(&dir, &opts).with_context(|| format!("creating the demo device in {}", dir.display()))?;
+    device::create(&dir, &opts)
+        .with_context(|| format!("creating the demo device in {}", dir.display()))?;
     say(json, format!(
         "1. created a virtual {} in {}: default partition table (factory + ota_0 + ota_1), firmware 1.0.0 in factory, rollback on, API token set",
         chip_name(chip),
@@ -102,11 +103,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Sized like a small real application, so the upload has something to show.
     let v2 = sized_firmware(chip, "2.0.0", 1_100_000)?;
     let v3 = sized_firmware(chip, "3.0.0", 1_150_000)?;
-    say(json, format!(
-        "2. built firmware 2.0.0 ({}) and 3.0.0 ({}); 3.0.0 is broken: it crashes on boot",
-        human_size(v2.len() as u64),
-        human_size(v3.len() as u64)
-    ));
+    say(
+        json,
+        format!(
+            "2. built firmware 2.0.0 ({}) and 3.0.0 ({}); 3.0.0 is broken: it crashes on boot",
+            human_size(v2.len() as u64),
+            human_size(v3.len() as u64)
+        ),
+    );
 
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let mut run = RunOptions::new(&dir, "127.0.0.1:0".parse()?);
@@ -120,9 +124,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let client = Client::new(&url, Some(TOKEN.into()));
     let mut seen = 0;
     let first = wait_status(&client)?;
-    say(json, format!("   powered on: the bootloader booted {} {} ; the API is at {url}",
-        first.pointer("/running/label").and_then(Value::as_str).unwrap_or("?"),
-        first.pointer("/running/version").and_then(Value::as_str).unwrap_or("?")));
+    say(
+        json,
+        format!(
+            "   powered on: the bootloader booted {} {} ; the API is at {url}",
+            first
+                .pointer("/running/label")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+            first
+                .pointer("/running/version")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+        ),
+    );
     for e in events_since(&first, &mut seen) {
         say(json, format!("     | {e}"));
     }
@@ -142,9 +157,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for e in events_since(&st, &mut seen) {
         say(json, format!("     | {e}"));
     }
-    say(json, format!("   => {}", r2.message.clone().unwrap_or_default()));
+    say(
+        json,
+        format!("   => {}", r2.message.clone().unwrap_or_default()),
+    );
     if r2.result != "running" {
-        bail!("the demo expected 2.0.0 to run and confirm, but: {}", r2.message.unwrap_or_default());
+        bail!(
+            "the demo expected 2.0.0 to run and confirm, but: {}",
+            r2.message.unwrap_or_default()
+        );
     }
 
     // 4. Push the broken 3.0.0.
@@ -154,8 +175,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for e in events_since(&st, &mut seen) {
         say(json, format!("     | {e}"));
     }
-    say(json, format!("   => {}", r3.message.clone().unwrap_or_default()));
-    let running_version = st.pointer("/running/version").and_then(Value::as_str).unwrap_or("");
+    say(
+        json,
+        format!("   => {}", r3.message.clone().unwrap_or_default()),
+    );
+    let running_version = st
+        .pointer("/running/version")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if r3.result != "rolled_back" || running_version != "2.0.0" {
         bail!(
             "the demo expected an automatic rollback to 2.0.0, but the push ended {} and {running_version} runs",
@@ -232,10 +259,11 @@ fn wait_status(client: &Client) -> anyhow::Result<Value> {
     loop {
         match client.status() {
             Ok(v) if v.get("running").is_some_and(|r| !r.is_null()) => return Ok(v),
-            Ok(_) | Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Ok(_) | Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
             Ok(_) => bail!("the demo device did not boot"),
             Err(e) => return Err(e),
         }
     }
 }
-

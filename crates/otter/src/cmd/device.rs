@@ -210,7 +210,8 @@ pub fn init_logging() {
 }
 
 fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(v).with_context(|| format!("--{name} must be a number of seconds ≥ 0"))
+    Duration::try_from_secs_f64(v)
+        .with_context(|| format!("--{name} must be a number of seconds ≥ 0"))
 }
 
 fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
@@ -237,7 +238,11 @@ fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
         let mut running = otter_agent::start(opts)
             .await
             .with_context(|| format!("starting the virtual device in {}", a.dir.display()))?;
-        println!("otter device: serving {} (device {})", running.url(), a.dir.display());
+        println!(
+            "otter device: serving {} (device {})",
+            running.url(),
+            a.dir.display()
+        );
         let _ = std::io::stdout().flush();
         let mut wait = tokio::spawn(async move {
             let _ = shutdown_signal().await;
@@ -333,7 +338,11 @@ pub fn print_status(dir: &Path, st: &Status, agent: Option<&Value>) {
     match &st.running {
         Some(r) => println!(
             "{} {} @ {:#x}: {} {} (state {}, secure_version {})",
-            if st.predicted { "next power-on boots:" } else { "running:" },
+            if st.predicted {
+                "next power-on boots:"
+            } else {
+                "running:"
+            },
             r.slot.label,
             r.slot.offset,
             r.project_name,
@@ -344,8 +353,10 @@ pub fn print_status(dir: &Path, st: &Status, agent: Option<&Value>) {
         None => println!("running: NOTHING BOOTS: no valid app in any slot"),
     }
     let lbl = |l: &Option<device::SlotLabel>| {
-        l.as_ref()
-            .map_or_else(|| "-".to_string(), |l| format!("{} @ {:#x}", l.label, l.offset))
+        l.as_ref().map_or_else(
+            || "-".to_string(),
+            |l| format!("{} @ {:#x}", l.label, l.offset),
+        )
     };
     println!("boot:    {}", lbl(&st.boot));
     println!("next:    {}", lbl(&st.next));
@@ -363,7 +374,11 @@ pub fn print_status(dir: &Path, st: &Status, agent: Option<&Value>) {
         );
     }
     if let Some(o) = &st.otadata {
-        println!("otadata @ {:#x}: active entry {}", o.offset, o.active.map_or("none".into(), |a| a.to_string()));
+        println!(
+            "otadata @ {:#x}: active entry {}",
+            o.offset,
+            o.active.map_or("none".into(), |a| a.to_string())
+        );
         for e in &o.entries {
             if e.empty {
                 println!("  sector {}: empty", e.sector);

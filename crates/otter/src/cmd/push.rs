@@ -152,7 +152,12 @@ impl Client {
     }
 
     /// `POST /update` with `image` as the raw body, reporting progress.
-    pub fn upload(&self, image: &[u8], sha256: &[u8; 32], progress: &Progress) -> anyhow::Result<Answer> {
+    pub fn upload(
+        &self,
+        image: &[u8],
+        sha256: &[u8; 32],
+        progress: &Progress,
+    ) -> anyhow::Result<Answer> {
         let mut reader = ProgressReader {
             data: image,
             pos: 0,
@@ -252,7 +257,10 @@ impl Read for ProgressReader<'_> {
     }
 }
 
-fn desc_str(info: &ImageInfo, f: fn(&otter_format::image::AppDesc) -> otter_format::image::FixedStr<'_>) -> String {
+fn desc_str(
+    info: &ImageInfo,
+    f: fn(&otter_format::image::AppDesc) -> otter_format::image::FixedStr<'_>,
+) -> String {
     info.app_desc
         .as_ref()
         .map(|d| String::from_utf8_lossy(f(d).bytes()).into_owned())
@@ -294,11 +302,7 @@ pub fn precheck(info: &ImageInfo, len: u64, status: &Value) -> Result<(), String
             ));
         }
     }
-    if status
-        .pointer("/running/state")
-        .and_then(Value::as_str)
-        == Some("pending_verify")
-    {
+    if status.pointer("/running/state").and_then(Value::as_str) == Some("pending_verify") {
         return Err("the device's running image is still pending verification (its self-test has not finished); wait for it to confirm or roll back, then push again".into());
     }
     if status.get("update_in_progress").and_then(Value::as_bool) == Some(true) {
@@ -353,8 +357,14 @@ pub fn push(
             desc_str(info, |d| d.project_name()),
             human_size(image.len() as u64),
             client.base,
-            before.pointer("/running/version").and_then(Value::as_str).unwrap_or("?"),
-            before.pointer("/running/label").and_then(Value::as_str).unwrap_or("?"),
+            before
+                .pointer("/running/version")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+            before
+                .pointer("/running/label")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
         );
     }
     let progress = Progress::new(image.len() as u64, quiet);
@@ -368,13 +378,21 @@ pub fn push(
         report.message = Some(format!(
             "the device refused the image ({} {}): {}",
             answer.status,
-            answer.body.get("error").and_then(Value::as_str).unwrap_or(""),
+            answer
+                .body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
             answer.message()
         ));
         report.status = client.status().ok();
         return Ok(report);
     }
-    report.slot = answer.body.get("slot").and_then(Value::as_str).map(str::to_string);
+    report.slot = answer
+        .body
+        .get("slot")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     if !quiet {
         eprintln!(
             "uploaded in {:.1} s: written to {} and verified; the device reboots",
@@ -395,7 +413,11 @@ pub fn push(
             report.message = Some(format!(
                 "the device did not settle within {} s (last seen: {})",
                 timeout.as_secs(),
-                if last_note.is_empty() { "unreachable" } else { &last_note }
+                if last_note.is_empty() {
+                    "unreachable"
+                } else {
+                    &last_note
+                }
             ));
             return Ok(report);
         }
@@ -409,7 +431,11 @@ pub fn push(
         }
         let running_sha = st.pointer("/running/sha256").and_then(Value::as_str);
         let state = st.pointer("/running/state").and_then(Value::as_str);
-        let running_version = st.pointer("/running/version").and_then(Value::as_str).unwrap_or("?").to_string();
+        let running_version = st
+            .pointer("/running/version")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
         if running_sha == Some(report.sha256.as_str()) {
             if state == Some("pending_verify") {
                 let note = format!("{version} booted, self-test running");
@@ -422,7 +448,9 @@ pub fn push(
             report.result = "running";
             report.message = Some(format!(
                 "{version} runs from {} ({})",
-                st.pointer("/running/label").and_then(Value::as_str).unwrap_or("?"),
+                st.pointer("/running/label")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?"),
                 match state {
                     Some("valid") => "confirmed",
                     None | Some("undefined") => "no rollback on this device",

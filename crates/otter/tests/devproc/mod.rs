@@ -106,7 +106,10 @@ impl Device {
             .to_string();
         self.url = url;
         self.child = Some(child);
-        self.wait_until(|st| st.get("running").is_some_and(|r| !r.is_null()), "first boot");
+        self.wait_until(
+            |st| st.get("running").is_some_and(|r| !r.is_null()),
+            "first boot",
+        );
     }
 
     /// `kill -9`: a power cut.
@@ -115,7 +118,10 @@ impl Device {
             let _ = c.kill();
             let _ = c.wait();
         }
-        self.log.take().and_then(|h| h.join().ok()).unwrap_or_default()
+        self.log
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
     }
 
     pub fn flash(&self) -> Vec<u8> {
@@ -137,8 +143,7 @@ impl Device {
     }
 
     pub fn try_status(&self) -> Option<(u16, Value)> {
-        let r = curl(&self.url, "/api/ota/status", &self.auth(), &[]);
-        r.map(|(c, b)| (c, b))
+        curl(&self.url, "/api/ota/status", &self.auth(), &[])
     }
 
     /// Polls status until `pred` holds (device may be rebooting meanwhile).
