@@ -21,8 +21,11 @@ fail() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
 export OTTER_CORPUS="${OTTER_CORPUS:-$root/../shared/corpus}"
 [ -f "$OTTER_CORPUS/README.md" ] || fail "the shared corpus is missing at $OTTER_CORPUS (set OTTER_CORPUS)"
 
-step "installing test oracles (esptool) into .venv"
+step "installing test oracles (esptool, requests) into .venv"
 bash scripts/setup-oracles.sh
+
+step "system tools the end-to-end tests drive (curl; unshare and ip for the mDNS tests)"
+bash scripts/setup-system.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the system tools otter's end-to-end tests drive, when missing:
+# curl (a real HTTP client), unshare (util-linux) and ip (iproute2) for the
+# mDNS tests, which run in a private network namespace. Debian packages.
+set -euo pipefail
+need=()
+command -v curl >/dev/null || need+=(curl)
+command -v unshare >/dev/null || need+=(util-linux)
+command -v ip >/dev/null || need+=(iproute2)
+command -v sha256sum >/dev/null || need+=(coreutils)
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+echo "installing ${need[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+    sudo=sudo
+else
+    sudo=
+fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
