@@ -25,3 +25,6 @@ trap 'rm -rf "$work"' EXIT
 .venv/bin/python scripts/bench_compare.py \
     "$root/target/release/otter" "$root/.venv/bin/python" \
     "$work/4mb.bin" "$OTTER_CORPUS/app-images/tasmota-sml/tasmota32_ottelo_tas-15.5.0.bin"
+
+echo "==> device pipeline: HTTP upload into a virtual device vs raw SHA-256, same run"
+.venv/bin/python scripts/bench_upload.py "$root/target/release/otter" 1900000 10

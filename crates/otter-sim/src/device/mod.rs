@@ -51,6 +51,8 @@ pub use status::{
 pub const FLASH_FILE: &str = "flash.bin";
 /// The config file's name inside a device directory.
 pub const CONFIG_FILE: &str = "device.json";
+/// How many flash operation records a running device keeps.
+pub const LOG_RECORDS: usize = 4096;
 /// Version of the `device.json` format.
 pub const CONFIG_FORMAT: u32 = 1;
 
@@ -564,7 +566,10 @@ impl VirtualDevice {
                 message: "the device's flash image is missing".into(),
             });
         }
-        let flash = SimFlash::open_file(&path)?;
+        // A device runs for as long as it is left running: keep the operation
+        // log bounded (the counters and modelled time still cover everything).
+        let flash =
+            SimFlash::open_file(&path)?.with_log_policy(crate::LogPolicy::Last(LOG_RECORDS));
         if flash.capacity() != config.flash_size as usize {
             return Err(DeviceError::Config {
                 path,
