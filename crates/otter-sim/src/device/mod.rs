@@ -454,6 +454,161 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
     })
 }
 
+/// What [`create_from_flash`] builds.
+#[derive(Debug, Clone, Default)]
+pub struct FromFlashOptions {
+    /// The chip; `None` reads it from the bootloader's header.
+    pub chip: Option<Chip>,
+    /// Flash size; `None` reads it from the bootloader's header (the size
+    /// `esptool` wrote there), else rounds the image up to 1, 2, 4, 8 or
+    /// 16 MB.
+    pub flash_size: Option<u32>,
+    /// Flash offset of the partition table.
+    pub table_offset: Option<u32>,
+    /// App rollback.
+    pub rollback: bool,
+    /// Anti-rollback with this initial eFuse counter.
+    pub anti_rollback: Option<u32>,
+    /// Bearer token for the HTTP API.
+    pub token: Option<String>,
+    /// Replace an existing device in the directory.
+    pub force: bool,
+}
+
+/// What [`create_from_flash`] found.
+#[derive(Debug, Clone)]
+pub struct FromFlash {
+    /// The chip.
+    pub chip: Chip,
+    /// Where the chip came from: `bootloader header` or `--chip`.
+    pub chip_source: &'static str,
+    /// Flash size in bytes.
+    pub flash_size: u32,
+    /// Where the size came from.
+    pub size_source: &'static str,
+    /// The bootloader's offset, when one was found for the chip.
+    pub bootloader_offset: Option<u32>,
+    /// The slot the first power-on would boot, `None` when nothing boots.
+    pub boots: Option<SlotId>,
+}
+
+/// Finds the second-stage bootloader at the offset its chip boots it from.
+fn find_bootloader(image: &[u8], chip: Option<Chip>) -> Option<(u32, ImageInfo)> {
+    let mut offsets: Vec<u32> = Chip::all().map(Chip::bootloader_offset).collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    offsets.into_iter().find_map(|off| {
+        // Only the bootloader region: the rest of a full-flash image (table,
+        // apps) would make it a merged image rather than a bootloader.
+        let end = image.len().min(DEFAULT_TABLE_OFFSET as usize);
+        let info = inspect(image.get(off as usize..end)?).ok()?;
+        let ok = info.kind == ImageKind::Bootloader
+            && info.chip.bootloader_offset() == off
+            && chip.is_none_or(|c| c == info.chip);
+        ok.then_some((off, info))
+    })
+}
+
+/// Creates a virtual device whose flash is a real full-flash image (as
+/// `esptool merge-bin` or `esptool read-flash` make): the bootloader model
+/// reads its partition table and otadata and verifies its apps exactly as for
+/// any other device.
+pub fn create_from_flash(
+    dir: &Path,
+    image: &[u8],
+    opts: &FromFlashOptions,
+) -> Result<FromFlash, DeviceError> {
+    let flash_path = dir.join(FLASH_FILE);
+    if flash_path.exists() && !opts.force {
+        return Err(DeviceError::Exists(dir.to_path_buf()));
+    }
+    let found = find_bootloader(image, opts.chip);
+    let (chip, chip_source) = match (opts.chip, &found) {
+        (Some(c), _) => (c, "--chip"),
+        (None, Some((_, info))) => (info.chip, "bootloader header"),
+        (None, None) => {
+            return Err(DeviceError::Input(
+                "no second-stage bootloader at 0x0, 0x1000 or 0x2000 to tell the chip from; pass --chip".into(),
+            ))
+        }
+    };
+    let header_size = found
+        .as_ref()
+        .and_then(|(_, info)| info.header.flash_size());
+    let (flash_size, size_source) = match (opts.flash_size, header_size) {
+        (Some(s), _) => (s, "--flash-size"),
+        (None, Some(s)) if s as usize >= image.len() => (s, "bootloader header"),
+        _ => {
+            let s = [1u32 << 20, 2 << 20, 4 << 20, 8 << 20, 16 << 20]
+                .into_iter()
+                .find(|&s| s as usize >= image.len())
+                .ok_or_else(|| {
+                    DeviceError::Input(format!(
+                        "the image is {} bytes, more than the 16 MB a virtual device has",
+                        image.len()
+                    ))
+                })?;
+            (s, "image length")
+        }
+    };
+    crate::flash::validate_capacity(flash_size as usize).map_err(|_| {
+        DeviceError::Input(format!(
+            "flash size {flash_size:#x} is not supported: a virtual device has 1, 2, 4, 8 or 16 MB of flash"
+        ))
+    })?;
+    if image.len() > flash_size as usize {
+        return Err(DeviceError::Input(format!(
+            "the image is {} bytes but the flash is {flash_size} bytes; pass a larger --flash-size",
+            image.len()
+        )));
+    }
+    let table_offset = opts.table_offset.unwrap_or(DEFAULT_TABLE_OFFSET);
+    // The table must read as the bootloader reads it.
+    let mut probe = SimFlash::new(flash_size as usize)?;
+    probe.load(0, image)?;
+    SlotMap::read(&mut probe, table_offset).map_err(|e| {
+        DeviceError::Input(format!(
+            "the image has no usable partition table at {table_offset:#x}: {e}; is it a full-flash image (esptool merge-bin / read-flash)?"
+        ))
+    })?;
+
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let mut flash = SimFlash::create_file(&flash_path, flash_size as usize)?;
+    flash.load(0, image)?;
+    flash.sync()?;
+    let config = DeviceConfigFile {
+        format: CONFIG_FORMAT,
+        chip: chip.name().into(),
+        flash_size,
+        table_offset,
+        rollback: opts.rollback,
+        anti_rollback: opts.anti_rollback,
+        token: opts.token.clone(),
+        otadata_rule: default_rule(),
+    };
+    write_config(dir, &config)?;
+    let dev = VirtualDevice::open(dir)?;
+    let boots = dev.predict_boot()?;
+    Ok(FromFlash {
+        chip,
+        chip_source,
+        flash_size,
+        size_source,
+        bootloader_offset: found.map(|(o, _)| o),
+        boots,
+    })
+}
+
+/// Writes the device's whole flash to `out`, ready for `esptool write-flash 0x0`.
+pub fn export(dir: &Path, out: &Path) -> Result<u64, DeviceError> {
+    read_config(dir)?;
+    let data = fs::read(dir.join(FLASH_FILE)).map_err(io(&dir.join(FLASH_FILE)))?;
+    let tmp = out.with_extension("tmp-export");
+    fs::write(&tmp, &data).map_err(io(&tmp))?;
+    fs::rename(&tmp, out).map_err(io(out))?;
+    Ok(data.len() as u64)
+}
+
 /// Writes `device.json` atomically (temporary file + rename), private to the
 /// owner since it holds the token.
 pub fn write_config(dir: &Path, config: &DeviceConfigFile) -> Result<(), DeviceError> {

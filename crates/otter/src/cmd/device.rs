@@ -26,6 +26,18 @@ pub enum Command {
     Run(RunArgs),
     /// Read a virtual device's flash offline: running/boot/next slot, states, versions.
     Status(StatusArgs),
+    /// Write a virtual device's whole flash to a file, ready for `esptool write-flash 0x0`.
+    Export(ExportArgs),
+}
+
+/// Arguments of `otter device export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The device directory.
+    dir: PathBuf,
+    /// Output file.
+    #[arg(short, long)]
+    output: PathBuf,
 }
 
 /// Arguments of `otter device create`.
@@ -33,12 +45,16 @@ pub enum Command {
 pub struct CreateArgs {
     /// The device directory (created if missing).
     dir: PathBuf,
-    /// Chip (esp32, esp32s2, esp32s3, esp32c2, esp32c3, esp32c5, esp32c6, esp32h2, esp32p4).
-    #[arg(long, default_value = "esp32s3")]
-    chip: String,
-    /// Flash size (1MB .. 16MB).
-    #[arg(long, default_value = "16MB", value_parser = parse_size)]
-    flash_size: u64,
+    /// Chip (esp32, esp32s2, esp32s3, esp32c2, esp32c3, esp32c5, esp32c6, esp32h2,
+    /// esp32p4) [default: esp32s3, or the bootloader's with --from-flash].
+    #[arg(long)]
+    chip: Option<String>,
+    /// Flash size (1MB .. 16MB) [default: 16MB, or the bootloader header's with --from-flash].
+    #[arg(long, value_parser = parse_size)]
+    flash_size: Option<u64>,
+    /// Use a real full-flash image (esptool merge-bin / read-flash) as the device's flash.
+    #[arg(long, value_name = "FLASH_BIN", conflicts_with_all = ["partitions", "firmware", "bootloader"])]
+    from_flash: Option<PathBuf>,
     /// Partition table, CSV or binary (default: factory, ota_0, ota_1 of 2 MB, www_0/www_1).
     #[arg(long)]
     partitions: Option<PathBuf>,
@@ -113,6 +129,17 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Create(a) => create(&a),
         Command::Run(a) => run_device(a),
         Command::Status(a) => status(&a),
+        Command::Export(a) => {
+            let n = device::export(&a.dir, &a.output)
+                .with_context(|| format!("exporting the flash of {}", a.dir.display()))?;
+            println!(
+                "wrote {} ({}): flash it with `esptool write-flash 0x0 {}`",
+                a.output.display(),
+                human_size(n),
+                a.output.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -126,12 +153,76 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
 }
 
+fn flash_size_arg(a: &CreateArgs) -> anyhow::Result<Option<u32>> {
+    a.flash_size
+        .map(|s| {
+            u32::try_from(s)
+                .ok()
+                .context("the flash size must be at most 16MB")
+        })
+        .transpose()
+}
+
+fn create_from_flash(a: &CreateArgs, path: &Path) -> anyhow::Result<ExitCode> {
+    let image = read(path, "flash image")?;
+    let opts = device::FromFlashOptions {
+        chip: a.chip.as_deref().map(parse_chip).transpose()?,
+        flash_size: flash_size_arg(a)?,
+        table_offset: Some(a.table_offset),
+        rollback: a.rollback,
+        anti_rollback: a.anti_rollback,
+        token: a.token.clone(),
+        force: a.force,
+    };
+    let made = device::create_from_flash(&a.dir, &image, &opts).with_context(|| {
+        format!(
+            "creating a virtual device in {} from {}",
+            a.dir.display(),
+            path.display()
+        )
+    })?;
+    if a.json {
+        output::print_json(&json!({
+            "dir": a.dir.display().to_string(),
+            "chip": made.chip.name(),
+            "chip_source": made.chip_source,
+            "flash_size": made.flash_size,
+            "flash_size_source": made.size_source,
+            "bootloader_offset": made.bootloader_offset,
+            "boots": made.boots.map(|s| s.to_string()),
+        }))?;
+    } else {
+        println!(
+            "created a virtual {} from {} in {}: {} of flash (from the {}), bootloader {}",
+            made.chip.display_name(),
+            path.display(),
+            a.dir.display(),
+            human_size(u64::from(made.flash_size)),
+            made.size_source,
+            made.bootloader_offset
+                .map_or_else(|| "not found".to_string(), |o| format!("at {o:#x}"))
+        );
+        match made.boots {
+            Some(slot) => println!(
+                "the first power-on boots {slot}; run it with: otter device run {}",
+                a.dir.display()
+            ),
+            None => println!(
+                "WARNING: nothing in this flash boots (no valid app for {} in any slot)",
+                made.chip
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn create(a: &CreateArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &a.from_flash {
+        return create_from_flash(a, path);
+    }
     let mut opts = CreateOptions::new();
-    opts.chip = parse_chip(&a.chip)?;
-    opts.flash_size = u32::try_from(a.flash_size)
-        .ok()
-        .context("the flash size must be at most 16MB")?;
+    opts.chip = parse_chip(a.chip.as_deref().unwrap_or("esp32s3"))?;
+    opts.flash_size = flash_size_arg(a)?.unwrap_or(device::DEFAULT_FLASH_SIZE);
     opts.table_offset = a.table_offset;
     opts.partitions = a
         .partitions
