@@ -155,6 +155,38 @@ fn app_goes_to_ota_0_without_a_factory_partition() {
 }
 
 #[test]
+fn table_offset_moves_the_table_and_the_automatic_offsets() {
+    let (code, v) = plan_json(
+        "esp32",
+        &corpus_file(TWO_OTA),
+        &corpus_file(BOOT_ESP32),
+        &corpus_file(APP_ESP32),
+        &[&"--flash-size", &"4MB", &"--table-offset", &"0x10000"],
+    );
+    assert_eq!(code, Some(0), "{v}");
+    // nvs 0x11000 (0x4000), otadata 0x15000, phy_init 0x17000, factory 0x20000.
+    assert_eq!(
+        layout(&v),
+        l(&[
+            (0x1000, "bootloader"),
+            (0x10000, "partition-table"),
+            (0x15000, "otadata"),
+            (0x20000, "app")
+        ])
+    );
+    // A bootloader reaching into the table's sector is refused.
+    let o = plan(
+        "esp32",
+        &corpus_file(TWO_OTA),
+        &corpus_file(BOOT_ESP32),
+        &corpus_file(APP_ESP32),
+        &[&"--flash-size", &"4MB", &"--table-offset", &"0x7000"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("it is 24864 bytes at 0x1000, so it reaches the flash sector of the partition table at 0x7000"), "{}", stderr(&o));
+}
+
+#[test]
 fn generated_files_equal_the_esp_idf_build_outputs() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("gen");
@@ -577,6 +609,20 @@ fn unreadable_inputs_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("bootloader: not a readable ESP32 image"),
+        "{}",
+        stderr(&o)
+    );
+    let o = plan(
+        "esp32",
+        &corpus_file(TWO_OTA),
+        &corpus_file(BOOT_ESP32),
+        &corpus_file(APP_ESP32),
+        &[&"--flash-size", &"3MB"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o)
+            .contains("--flash-size: flash size 0x300000 is not one ESP32 image headers can hold"),
         "{}",
         stderr(&o)
     );

@@ -281,7 +281,8 @@ impl fmt::Display for Note {
             Note::AppNearlyFull { slot, percent } => write!(
                 f,
                 "the app fills {percent:.1}% of `{slot}`, more than {NEARLY_FULL_PERCENT}%: the \
-                 next release may not fit (check with otter size --explain)"
+                 next release may not fit; enlarge the OTA slots while the device is still on \
+                 the bench"
             ),
             Note::TableWarning(w) => write!(f, "partition table: {w}"),
             Note::Lint(l) => write!(f, "partition table: {l}"),

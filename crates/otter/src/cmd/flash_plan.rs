@@ -221,6 +221,13 @@ pub fn make_plan<'a>(
     match plan(&inputs.plan_inputs(args)) {
         Ok(p) => Ok(Ok(p)),
         Err(e) => {
+            // Option values no image header or table can use: bad arguments.
+            if let PlanError::FlashSizeUnsupported { .. } = e {
+                bail!("--flash-size: {e}");
+            }
+            if let PlanError::TableOffsetInvalid { .. } = e {
+                bail!("--table-offset: {e}");
+            }
             let file = culprit(&e, args);
             if e.is_unreadable() {
                 return Err(anyhow::Error::new(e).context(file.display().to_string()));
@@ -252,8 +259,7 @@ fn culprit<'a>(e: &PlanError, args: &'a PlanArgs) -> &'a Path {
         | PlanError::BootloaderWrongChip { .. }
         | PlanError::BootloaderNotBootloader { .. }
         | PlanError::BootloaderCorrupt(_)
-        | PlanError::BootloaderTooLarge { .. }
-        | PlanError::FlashSizeUnsupported { .. } => &args.bootloader,
+        | PlanError::BootloaderTooLarge { .. } => &args.bootloader,
         PlanError::AppUnreadable(_)
         | PlanError::AppWrongChip { .. }
         | PlanError::AppNotApp { .. }
