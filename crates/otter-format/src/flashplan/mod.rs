@@ -49,7 +49,7 @@ use crate::partition::lint::{lint_collect, Lint, LintOptions, Severity};
 use crate::partition::suggest::{slot_size, SuggestOptions};
 use crate::partition::validate::{ValidateOptions, Warning};
 use crate::partition::{
-    CsvOptions, DecodeOptions, OwnedTable, Partition, PartitionTable, SubType,
+    CsvOptions, DecodeOptions, OwnedTable, Partition, PartitionTable, SubType, ValidationError,
     DEFAULT_TABLE_OFFSET, ENTRY_MAGIC, TABLE_SECTOR_SIZE,
 };
 use crate::SECTOR_SIZE;
@@ -61,6 +61,9 @@ pub use merge::{merge_bin, patch_header, HeaderPatch, MergeError, MergeOptions};
 pub const WWW_LABEL: &str = "www_0";
 /// The label of the NVS partition preferred when there are several.
 pub const NVS_LABEL: &str = "nvs";
+/// The largest flash an image header can name (128 MB): the limit for a
+/// table when the bootloader header holds no valid size and none is given.
+pub const MAX_FLASH_SIZE: u64 = 128 << 20;
 /// Share of a slot above which the plan notes that the app is nearly full.
 pub const NEARLY_FULL_PERCENT: u8 = 90;
 
@@ -550,6 +553,12 @@ fn check_table(
         .map(|e| e.partition.end_u64())
         .max()
         .unwrap_or(0);
+    if source == FlashSizeSource::Unknown && end > MAX_FLASH_SIZE {
+        return Err(PlanError::TableInvalid(ValidationError::DoesNotFitFlash {
+            end,
+            flash_size: MAX_FLASH_SIZE,
+        }));
+    }
     if let (FlashSizeSource::BootloaderHeader, Some(size)) = (source, flash_size) {
         if end > u64::from(size) {
             return Err(PlanError::TableExceedsHeaderFlash {

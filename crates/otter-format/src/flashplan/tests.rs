@@ -1,3 +1,5 @@
+use proptest::prelude::*;
+
 use super::*;
 use crate::image::{build_image, AppImageBuilder, FlashMode, ImageParams};
 
@@ -135,5 +137,73 @@ fn refusals() {
     match plan(&inputs) {
         Err(PlanError::AppTooBig { suggested, .. }) => assert_eq!(suggested, 0x20000),
         other => panic!("{other:?}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Valid inputs with one byte of one of them changed: a plan or an
+    /// error, never a panic; and a plan still renders.
+    #[test]
+    fn damaged_inputs_never_panic(which in 0usize..3, at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut inputs = [
+            TWO_OTA.as_bytes().to_vec(),
+            bootloader(Chip::Esp32),
+            app(Chip::Esp32, 0x12000),
+        ];
+        let target = &mut inputs[which];
+        let i = at.index(target.len());
+        target[i] = byte;
+        let p = PlanInputs::new(Chip::Esp32, &inputs[0], &inputs[1], &inputs[2]);
+        if let Ok(plan) = plan(&p) {
+            prop_assert!(plan.render(&MergeOptions::default()).is_ok());
+        }
+    }
+
+    /// Random bytes everywhere: an error, never a panic.
+    #[test]
+    fn random_inputs_never_panic(
+        table in proptest::collection::vec(any::<u8>(), 0..300),
+        boot in proptest::collection::vec(any::<u8>(), 0..300),
+        app_bytes in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let p = PlanInputs::new(Chip::Esp32c3, &table, &boot, &app_bytes);
+        prop_assert!(plan(&p).is_err());
+    }
+
+    /// merge_bin puts every input at its offset and 0xFF everywhere else, or
+    /// refuses inputs that share a sector.
+    #[test]
+    fn merge_places_every_input(
+        pieces in proptest::collection::vec((0u32..48, 0usize..0x1800, any::<u8>()), 1..5),
+    ) {
+        let datas: Vec<(u32, Vec<u8>)> = pieces
+            .iter()
+            .map(|&(sector, len, fill)| (sector * 0x1000 + 0x10, vec![fill; len]))
+            .collect();
+        let inputs: Vec<(u32, &[u8])> = datas.iter().map(|(o, d)| (*o, d.as_slice())).collect();
+        let mut sorted = inputs.clone();
+        sorted.sort_by_key(|(o, _)| *o);
+        let shares = sorted.windows(2).any(|w| {
+            let end = u64::from(w[0].0) + w[0].1.len() as u64;
+            u64::from(w[1].0) & !0xFFF < end.div_ceil(0x1000) * 0x1000
+        });
+        match merge_bin(Chip::Esp32c3, &inputs, &HeaderPatch::KEEP, &MergeOptions::default()) {
+            Err(MergeError::Overlap { .. }) => prop_assert!(shares),
+            Err(e) => prop_assert!(false, "{e}"),
+            Ok(out) => {
+                prop_assert!(!shares);
+                let mut covered = vec![false; out.len()];
+                for (o, d) in &inputs {
+                    let o = *o as usize;
+                    prop_assert_eq!(&out[o..o + d.len()], *d);
+                    covered[o..o + d.len()].iter_mut().for_each(|c| *c = true);
+                }
+                prop_assert!(out.iter().zip(&covered).all(|(b, c)| *c || *b == 0xFF));
+                let end = inputs.iter().map(|(o, d)| *o as usize + d.len()).max().unwrap();
+                prop_assert_eq!(out.len(), end);
+            }
+        }
     }
 }
