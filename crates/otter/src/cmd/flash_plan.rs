@@ -195,6 +195,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         write_generated(&plan, &files, dir)?;
     }
     if args.esptool {
+        // Standard output is the command alone, so it can be run as it is.
+        for n in &plan.notes {
+            eprintln!("note: {n}");
+        }
         println!("{}", esptool_command(&args.plan, &plan, &files));
     } else if args.json {
         let esptool = files
