@@ -13,7 +13,7 @@ use std::process::Command;
 
 use devproc::{image, raw_upload_start, Device, OTADATA};
 use serde_json::Value;
-use util::{python, run_otter, stderr, stdout, workspace_root};
+use util::{python, python_json, run_otter, stderr, stdout, workspace_root};
 
 /// What must not change when an update is refused.
 #[derive(Debug, PartialEq)]
@@ -187,16 +187,7 @@ fn seed_python_requests_script_and_multipart_forms_upload() {
     let c3 = image(dev.path(), "esp32c3", "4.0.0", &["--size", "1500000"]);
     let code = "import requests,sys,json\nr=requests.post(sys.argv[1], data=open(sys.argv[2],'rb').read())\nprint(json.dumps({'status': r.status_code, 'body': r.json()}))";
     let before = unchanged(&dev);
-    let out = Command::new(python())
-        .args(["-c", code, "http://127.0.0.1:3232/update", &s(&c3)])
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = python_json(code, &["http://127.0.0.1:3232/update", &s(&c3)]);
     assert_eq!(v["status"], 422, "{v}");
     assert_eq!(v["body"]["error"], "wrong_chip", "{v}");
     assert_eq!(unchanged(&dev), before);

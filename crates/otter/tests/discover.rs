@@ -8,96 +8,17 @@
 //! (root, or CAP_SYS_ADMIN); without them the tests fail and say so.
 
 mod devproc;
+#[path = "../../otter-agent/tests/netns/mod.rs"]
+mod netns;
 mod util;
 
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
+use netns::{in_netns, SETUP_LO};
 use otter_agent::mdns::{Advertiser, DeviceAdvert, MdnsOptions};
 use util::{run_otter, stderr, stdout};
-
-/// Set in the child that runs inside the namespace.
-const IN_NETNS: &str = "OTTER_TEST_IN_NETNS";
-/// Brings `lo` up with multicast on, then runs the test binary.
-const SETUP_LO: &str = r#"ip link set lo up && ip link set lo multicast on && exec "$0" "$@""#;
-/// The longest a test may run inside its namespace.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Runs the test `name` of this binary inside a fresh network namespace
-/// whose only interface is `lo`, up, with multicast on. Returns `true` in the
-/// child, where the test body runs; in the parent it waits for the child,
-/// fails the test if the child failed, and returns `false`.
-fn in_netns(name: &str) -> bool {
-    if std::env::var_os(IN_NETNS).is_some() {
-        assert_only_loopback();
-        return true;
-    }
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let spawned = Command::new("unshare")
-        .args(["--net", "--", "sh", "-c", SETUP_LO])
-        .arg(&exe)
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(IN_NETNS, "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(err) => panic!(
-            "this test runs in its own network namespace and needs `unshare` (util-linux): \
-             spawning it failed: {err}"
-        ),
-    };
-    let started = Instant::now();
-    while child.try_wait().expect("waiting for the child").is_none() {
-        if started.elapsed() > CHILD_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{name} did not finish within {CHILD_TIMEOUT:?} in its network namespace");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("the child's output");
-    let out_text = String::from_utf8_lossy(&out.stdout);
-    let err_text = String::from_utf8_lossy(&out.stderr);
-    println!("--- {name} in its network namespace: stdout\n{out_text}\n--- stderr\n{err_text}");
-    if !out.status.success() && !out_text.contains("running 1 test") {
-        panic!(
-            "could not run {name} in a fresh network namespace ({}). It needs `unshare --net` \
-             (util-linux; root or CAP_SYS_ADMIN) and `ip` (iproute2):\n{err_text}",
-            out.status
-        );
-    }
-    assert!(
-        out.status.success(),
-        "{name} failed in its network namespace"
-    );
-    assert!(
-        out_text.contains("1 passed"),
-        "{name} did not run in its network namespace (is the name right?)"
-    );
-    false
-}
-
-/// Guards the child: it must sit in a namespace whose only interface is `lo`.
-/// (`/proc/self/net` follows the network namespace; `/sys/class/net` follows
-/// the mount namespace, so it would still show the host's.)
-fn assert_only_loopback() {
-    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("reading /proc/self/net/dev");
-    let names: Vec<&str> = dev
-        .lines()
-        .skip(2)
-        .filter_map(|line| line.split(':').next())
-        .map(str::trim)
-        .collect();
-    assert_eq!(
-        names,
-        ["lo"],
-        "{IN_NETNS} is set, but this is not a private network namespace with only lo"
-    );
-}
 
 fn advertise(instance: &str, port: u16, version: &str) -> Advertiser {
     let advert = DeviceAdvert {
@@ -117,7 +38,7 @@ fn advertise(instance: &str, port: u16, version: &str) -> Advertiser {
 
 #[test]
 fn discover_json_loopback_lists_the_device() {
-    if !in_netns("discover_json_loopback_lists_the_device") {
+    if !in_netns("discover_json_loopback_lists_the_device", SETUP_LO) {
         return;
     }
     let device = advertise("otter-cli1", 18080, "1.4.2");
@@ -145,7 +66,10 @@ fn discover_json_loopback_lists_the_device() {
 
 #[test]
 fn discover_table_on_all_interfaces_lists_every_device() {
-    if !in_netns("discover_table_on_all_interfaces_lists_every_device") {
+    if !in_netns(
+        "discover_table_on_all_interfaces_lists_every_device",
+        SETUP_LO,
+    ) {
         return;
     }
     let a = advertise("otter-cli-a", 18081, "2.0.0");
@@ -187,7 +111,7 @@ fn discover_table_on_all_interfaces_lists_every_device() {
 
 #[test]
 fn discover_finding_nothing_exits_zero_and_says_so() {
-    if !in_netns("discover_finding_nothing_exits_zero_and_says_so") {
+    if !in_netns("discover_finding_nothing_exits_zero_and_says_so", SETUP_LO) {
         return;
     }
     let out = run_otter(["discover", "--loopback", "--timeout", "1"]);
@@ -221,7 +145,10 @@ fn discover_refuses_a_bad_timeout() {
 
 #[test]
 fn a_running_virtual_device_advertises_itself_and_its_new_version() {
-    if !in_netns("a_running_virtual_device_advertises_itself_and_its_new_version") {
+    if !in_netns(
+        "a_running_virtual_device_advertises_itself_and_its_new_version",
+        SETUP_LO,
+    ) {
         return;
     }
     // `otter device run` on 127.0.0.1 advertises on loopback by default.

@@ -9,11 +9,10 @@ mod devproc;
 mod util;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use devproc::{image, Device};
 use serde_json::Value;
-use util::{corpus_file, python, run_otter, stderr, stdout};
+use util::{corpus_file, python_json, run_otter, stderr, stdout};
 
 /// (chip, bootloader, app) for every corpus bootloader.
 fn chips() -> Vec<(&'static str, PathBuf, PathBuf)> {
@@ -207,16 +206,7 @@ fn plan_merge_boot_push_export_on_every_corpus_chip() {
         );
         let v2_bytes = std::fs::read(&v2).unwrap();
         assert_eq!(&flash[0x110000..0x110000 + v2_bytes.len()], &v2_bytes[..]);
-        let out = Command::new(python())
-            .args(["-c", ESP_IDF_SELECTION, &s(&exported), "0xd000", "2"])
-            .output()
-            .expect("python");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let sel: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let sel = python_json(ESP_IDF_SELECTION, &[&s(&exported), "0xd000", "2"]);
         assert_eq!(sel["slot"], 0, "{chip}: ESP-IDF would boot ota_0: {sel}");
         assert_eq!(
             sel["seq"], 1,
