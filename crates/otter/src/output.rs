@@ -46,3 +46,14 @@ pub fn human_size(bytes: u64) -> String {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A check that failed before any output was produced: `{ok: false, error,
+/// message}` as JSON, or `error: MESSAGE` on standard error; exit 1.
+pub fn refuse(json: bool, code: &str, message: &str) -> anyhow::Result<ExitCode> {
+    if json {
+        print_json(&serde_json::json!({ "ok": false, "error": code, "message": message }))?;
+    } else {
+        eprintln!("error: {message}");
+    }
+    Ok(ExitCode::from(EXIT_CHECK_FAILED))
+}

@@ -54,14 +54,9 @@ fn chips() -> Vec<(&'static str, PathBuf, PathBuf)> {
     .collect()
 }
 
-const CSV: &str = "\
-nvs,      data, nvs,     0x9000,  0x4000,
-otadata,  data, ota,     0xd000,  0x2000,
-phy_init, data, phy,     0xf000,  0x1000,
-factory,  app,  factory, 0x10000, 1M,
-ota_0,    app,  ota_0,   ,        1M,
-ota_1,    app,  ota_1,   ,        1M,
-";
+/// Factory + two 1 MB OTA slots on 4 MB, otadata at 0xd000: the table the
+/// engine's own tests run on.
+const CSV: &str = otter_sim::powercut::layouts::FACTORY_2OTA_4MB.csv;
 
 fn s(p: &Path) -> String {
     p.to_str().expect("utf-8").to_string()

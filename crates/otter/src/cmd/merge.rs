@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::cmd::flash_plan::{make_plan, parse_offset, plan_json, region_files, Inputs, PlanArgs};
 use crate::cmd::partitions::parse_size;
-use crate::output::{human_size, print_json, EXIT_CHECK_FAILED};
+use crate::output::{human_size, print_json, refuse};
 
 /// Arguments of `otter merge`.
 #[derive(Debug, clap::Args)]
@@ -102,13 +102,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn refuse(json: bool, code: &str, message: &str) -> anyhow::Result<ExitCode> {
-    if json {
-        print_json(&json!({ "ok": false, "error": code, "message": message }))?;
-    } else {
-        eprintln!("error: {message}");
-    }
-    Ok(ExitCode::from(EXIT_CHECK_FAILED))
 }

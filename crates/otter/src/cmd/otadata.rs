@@ -31,7 +31,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cmd::flash_plan::{parse_chip, parse_offset};
-use crate::output::{self, check_exit, print_json, EXIT_CHECK_FAILED};
+use crate::output::{self, check_exit, print_json, refuse};
 
 /// `otter otadata` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -857,15 +857,6 @@ fn slot_problem(img: &FlashImage, n: u8) -> Option<String> {
             p.offset
         )
     })
-}
-
-fn refuse(json: bool, code: &str, message: &str) -> anyhow::Result<ExitCode> {
-    if json {
-        print_json(&json!({ "ok": false, "error": code, "message": message }))?;
-    } else {
-        eprintln!("error: {message}");
-    }
-    Ok(ExitCode::from(EXIT_CHECK_FAILED))
 }
 
 /// The 32-byte entry and the slot it selects, for tests.
