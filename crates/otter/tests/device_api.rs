@@ -198,6 +198,24 @@ fn seed_python_requests_script_and_multipart_forms_upload() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["slot"], "ota_0");
     dev.wait_until(|st| st["running"]["version"] == "4.0.0", "4.0.0 running");
+
+    // A raw body with chunked transfer encoding (no Content-Length): the
+    // size is learnt from the image's own segment headers.
+    let img5 = image(dev.path(), "esp32s3", "5.0.0", &["--size", "400000"]);
+    let (code, body) = dev.curl(
+        "/update",
+        &[
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            &data_binary(&img5),
+        ],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["slot"], "ota_1");
+    let st = dev.wait_until(|st| st["running"]["version"] == "5.0.0", "5.0.0 running");
+    assert!(st["last_update"]["total"].is_null(), "{st:#}");
+    assert_eq!(st["last_update"]["received"], 400000);
 }
 
 #[test]
