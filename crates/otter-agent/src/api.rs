@@ -2,6 +2,7 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
+//! | GET | `/update` | the Update page (HTML; file pickers, progress, confirm/rollback) |
 //! | POST | `/update` | firmware upload: raw body (`curl --data-binary`) or a multipart form's first file field |
 //! | GET | `/api/ota/status` | diagnostics: running, boot, next, slots, otadata, last update, last rollback |
 //! | POST | `/api/ota/confirm` | `esp_ota_mark_app_valid_cancel_rollback` |
@@ -141,7 +142,7 @@ fn image_error(e: &ImageError) -> ApiError {
 /// The API's routes over `shared`.
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route(UPDATE_PATH, post(update))
+        .route(UPDATE_PATH, post(update).get(update_page))
         .route(STATUS_PATH, get(status))
         .route("/api/ota/confirm", post(confirm_handler))
         .route("/api/ota/rollback", post(rollback_handler))
@@ -151,11 +152,30 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// The Update page: served from the firmware (not from the web-UI
+/// partition), so a broken web UI can always be repaired from a browser.
+/// Plain HTML and JavaScript, within the [`UPDATE_PAGE_BUDGET`].
+pub const UPDATE_PAGE: &str = include_str!("update_page.html");
+/// The most the Update page may weigh, uncompressed: it lives in firmware.
+pub const UPDATE_PAGE_BUDGET: usize = 20 * 1024;
+const _: () = assert!(UPDATE_PAGE.len() < UPDATE_PAGE_BUDGET);
+
+async fn update_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        UPDATE_PAGE,
+    )
+        .into_response()
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; the API is POST /update, GET /api/ota/status, POST /api/ota/confirm, POST /api/ota/rollback, POST /api/ota/reboot",
+        "no such endpoint; the API is GET /update (the Update page), POST /update, GET /api/ota/status, POST /api/ota/confirm, POST /api/ota/rollback, POST /api/ota/reboot",
     )
 }
 

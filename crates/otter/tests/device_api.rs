@@ -408,6 +408,32 @@ fn token_auth_401_403_and_unauthenticated_reads_are_refused() {
     assert_eq!(unchanged(&dev), before);
     assert_eq!(dev.status()["auth_required"], true);
 
+    // The Update page is served without the token (it asks for it; every
+    // API call it makes carries it), as HTML small enough for firmware.
+    let page = Command::new("curl")
+        .args(["-sS", "-D", "-", &format!("{}/update", dev.url)])
+        .output()
+        .expect("curl");
+    let page = String::from_utf8_lossy(&page.stdout).into_owned();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{page}"
+    );
+    let html = page.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert!(
+        html.len() < 20 * 1024,
+        "the Update page is {} bytes",
+        html.len()
+    );
+    assert_eq!(
+        html.matches("type=\"file\"").count(),
+        2,
+        "firmware and web-UI pickers"
+    );
+    assert!(html.contains("/api/ota/frontend") && html.contains("upload.onprogress"));
+
     // otter push without and with the token.
     let out = run_otter(["push", &s(&img), "--to", &dev.url]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
