@@ -31,6 +31,8 @@ pub mod chip;
 #[cfg(feature = "alloc")]
 pub mod flashplan;
 pub mod image;
+#[cfg(feature = "alloc")]
+pub mod nvs;
 pub mod otadata;
 pub mod partition;
 

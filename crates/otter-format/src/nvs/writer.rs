@@ -1,0 +1,473 @@
+//! Writing: a whole partition image as the generator builds it, and one key
+//! appended as `nvs_set_u8` does it, as flash operations.
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::layout::{entry_crc, le32, Scan, ENTRY_ERASED, ENTRY_WRITTEN};
+use super::{
+    crc32, ItemType, NvsError, PageState, Value, BITMAP_OFFSET, CHUNK_ANY, ENTRY_COUNT, ENTRY_SIZE,
+    FIRST_ENTRY_OFFSET, MAX_KEY_LEN, MAX_STRING_SIZE, PAGE_SIZE, VERSION_2,
+};
+
+/// Checks a key or namespace name: 1..=15 bytes, no NUL.
+fn check_name(name: &str) -> Result<(), NvsError> {
+    if name.is_empty() || name.len() > MAX_KEY_LEN || name.contains('\0') {
+        return Err(NvsError::KeyName {
+            key: String::from(name),
+        });
+    }
+    Ok(())
+}
+
+/// A page header: state, sequence number, version, 0xFF, CRC of bytes 4..28.
+fn page_header(state: PageState, seq: u32) -> [u8; 32] {
+    let mut h = [0xFF; 32];
+    h[0..4].copy_from_slice(&state.word().to_le_bytes());
+    h[4..8].copy_from_slice(&seq.to_le_bytes());
+    h[8] = VERSION_2;
+    let crc = crc32(&h[4..28]);
+    h[28..32].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// An item header: namespace, type, span, chunk, CRC, key and 8 data bytes.
+fn item_header(ns: u8, t: ItemType, span: u8, key: &str, data: [u8; 8]) -> [u8; ENTRY_SIZE] {
+    let mut e = [0xFF; ENTRY_SIZE];
+    e[0] = ns;
+    e[1] = t.byte();
+    e[2] = span;
+    e[3] = CHUNK_ANY;
+    e[8..24].fill(0);
+    let k = key.as_bytes();
+    let n = k.len().min(MAX_KEY_LEN);
+    e[8..8 + n].copy_from_slice(&k[..n]);
+    e[24..32].copy_from_slice(&data);
+    let crc = entry_crc(&e);
+    e[4..8].copy_from_slice(&crc.to_le_bytes());
+    e
+}
+
+/// The 8 data bytes of a primitive value: little-endian, rest 0xFF.
+fn primitive_data(v: &Value) -> Option<(ItemType, [u8; 8])> {
+    let mut d = [0xFF; 8];
+    let t = match v {
+        Value::U8(x) => {
+            d[0] = *x;
+            ItemType::U8
+        }
+        Value::I8(x) => {
+            d[..1].copy_from_slice(&x.to_le_bytes());
+            ItemType::I8
+        }
+        Value::U16(x) => {
+            d[..2].copy_from_slice(&x.to_le_bytes());
+            ItemType::U16
+        }
+        Value::I16(x) => {
+            d[..2].copy_from_slice(&x.to_le_bytes());
+            ItemType::I16
+        }
+        Value::U32(x) => {
+            d[..4].copy_from_slice(&x.to_le_bytes());
+            ItemType::U32
+        }
+        Value::I32(x) => {
+            d[..4].copy_from_slice(&x.to_le_bytes());
+            ItemType::I32
+        }
+        Value::U64(x) => {
+            d.copy_from_slice(&x.to_le_bytes());
+            ItemType::U64
+        }
+        Value::I64(x) => {
+            d.copy_from_slice(&x.to_le_bytes());
+            ItemType::I64
+        }
+        Value::Str(_) | Value::Blob(_) => return None,
+    };
+    Some((t, d))
+}
+
+/// Builds a new partition image from key-values, entry for entry as
+/// `esp-idf-nvs-partition-gen generate` (format 2, no encryption) does for the
+/// same CSV rows.
+///
+/// Pages are filled in address order with sequence numbers 0, 1, ..; a page
+/// the writer leaves is marked full; the last used page stays active; the
+/// rest is erased (0xFF), including the generator's reserved last page
+/// (partitions of three pages or more keep one page free, as the generator
+/// does). A primitive goes to the next page when the current one has no free
+/// entry; a string when its header and data would reach the last entry.
+///
+/// ```
+/// use otter_format::nvs::{Nvs, NvsWriter};
+/// let mut w = NvsWriter::new(0x3000)?;
+/// w.namespace("otter")?;
+/// w.set_u8("www_slot", 1)?;
+/// w.set_str("name", "dev-1")?;
+/// let image = w.finish();
+/// let nvs = Nvs::parse(&image)?;
+/// assert_eq!(nvs.get_u8("otter", "www_slot"), Some(1));
+/// assert_eq!(nvs.get_str("otter", "name"), Some("dev-1"));
+/// # Ok::<(), otter_format::nvs::NvsError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct NvsWriter {
+    size: usize,
+    data_pages: usize,
+    pages: Vec<Vec<u8>>,
+    entry_num: usize,
+    namespaces: Vec<(String, u8)>,
+    ns_count: u8,
+    current_ns: Option<u8>,
+}
+
+impl NvsWriter {
+    /// A writer for a partition of `size` bytes (a non-zero multiple of 4096).
+    pub fn new(size: usize) -> Result<NvsWriter, NvsError> {
+        if size == 0 || size % PAGE_SIZE != 0 {
+            return Err(NvsError::PartitionSize { len: size });
+        }
+        let total = size / PAGE_SIZE;
+        let mut w = NvsWriter {
+            size,
+            data_pages: if total >= 3 { total - 1 } else { total },
+            pages: Vec::new(),
+            entry_num: 0,
+            namespaces: Vec::new(),
+            ns_count: 0,
+            current_ns: None,
+        };
+        w.new_page()?;
+        Ok(w)
+    }
+
+    /// Marks the current page full and starts the next one.
+    fn new_page(&mut self) -> Result<(), NvsError> {
+        if self.pages.len() >= self.data_pages {
+            return Err(NvsError::Full);
+        }
+        if let Some(p) = self.pages.last_mut() {
+            p[0..4].copy_from_slice(&PageState::Full.word().to_le_bytes());
+        }
+        let seq = u32::try_from(self.pages.len()).map_err(|_| NvsError::Full)?;
+        let mut p = vec![0xFF; PAGE_SIZE];
+        p[..32].copy_from_slice(&page_header(PageState::Active, seq));
+        self.pages.push(p);
+        self.entry_num = 0;
+        Ok(())
+    }
+
+    /// Copies `data` into the next entries and marks `count` of them written.
+    fn put(&mut self, data: &[u8], count: usize) -> Result<(), NvsError> {
+        let at = FIRST_ENTRY_OFFSET + self.entry_num * ENTRY_SIZE;
+        let page = self.pages.last_mut().ok_or(NvsError::Full)?;
+        let dst = page.get_mut(at..at + data.len()).ok_or(NvsError::Full)?;
+        dst.copy_from_slice(data);
+        for _ in 0..count {
+            let i = self.entry_num;
+            if let Some(b) = page.get_mut(BITMAP_OFFSET + i / 4) {
+                *b &= !(1 << ((i % 4) * 2));
+            }
+            self.entry_num += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes one primitive item, on a new page if this one has no free entry.
+    fn primitive(&mut self, ns: u8, key: &str, v: &Value) -> Result<(), NvsError> {
+        check_name(key)?;
+        let (t, d) = primitive_data(v).ok_or(NvsError::KeyName {
+            key: String::from(key),
+        })?;
+        if self.entry_num >= ENTRY_COUNT {
+            self.new_page()?;
+        }
+        self.put(&item_header(ns, t, 1, key, d), 1)
+    }
+
+    /// The namespace index for key rows; errors before any `namespace`.
+    fn ns(&self, key: &str) -> Result<u8, NvsError> {
+        self.current_ns.ok_or(NvsError::NoNamespace {
+            key: String::from(key),
+        })
+    }
+
+    /// Chooses the namespace of the following keys (a CSV `namespace` row),
+    /// writing its entry the first time.
+    pub fn namespace(&mut self, name: &str) -> Result<(), NvsError> {
+        check_name(name)?;
+        if let Some((_, idx)) = self.namespaces.iter().find(|(n, _)| n == name) {
+            self.current_ns = Some(*idx);
+            return Ok(());
+        }
+        if self.ns_count >= 254 {
+            return Err(NvsError::NamespacesExhausted);
+        }
+        let idx = self.ns_count + 1;
+        self.primitive(0, name, &Value::U8(idx))?;
+        self.ns_count = idx;
+        self.namespaces.push((String::from(name), idx));
+        self.current_ns = Some(idx);
+        Ok(())
+    }
+
+    /// Writes a primitive value (any [`Value`] but strings and blobs).
+    pub fn set(&mut self, key: &str, value: &Value) -> Result<(), NvsError> {
+        match value {
+            Value::Str(s) => self.set_str(key, s),
+            Value::Blob(_) => Err(NvsError::KeyName {
+                key: String::from(key),
+            }),
+            v => {
+                let ns = self.ns(key)?;
+                self.primitive(ns, key, v)
+            }
+        }
+    }
+
+    /// Writes a `u8`.
+    pub fn set_u8(&mut self, key: &str, v: u8) -> Result<(), NvsError> {
+        self.set(key, &Value::U8(v))
+    }
+
+    /// Writes a `u32`.
+    pub fn set_u32(&mut self, key: &str, v: u32) -> Result<(), NvsError> {
+        self.set(key, &Value::U32(v))
+    }
+
+    /// Writes an `i32`.
+    pub fn set_i32(&mut self, key: &str, v: i32) -> Result<(), NvsError> {
+        self.set(key, &Value::I32(v))
+    }
+
+    /// Writes a string (stored with its NUL; at most 3999 bytes).
+    pub fn set_str(&mut self, key: &str, v: &str) -> Result<(), NvsError> {
+        let ns = self.ns(key)?;
+        check_name(key)?;
+        let mut data = Vec::with_capacity(v.len() + 1);
+        data.extend_from_slice(v.as_bytes());
+        data.push(0);
+        if data.len() > MAX_STRING_SIZE {
+            return Err(NvsError::ValueTooLong {
+                key: String::from(key),
+                len: data.len(),
+                max: MAX_STRING_SIZE,
+            });
+        }
+        let data_entries = data.len().div_ceil(ENTRY_SIZE);
+        let total = data_entries + 1;
+        // The generator's rule: the item may not reach the last entry.
+        if self.entry_num + total >= ENTRY_COUNT && self.entry_num > 0 {
+            self.new_page()?;
+        }
+        let mut d = [0xFF; 8];
+        let size = u16::try_from(data.len()).map_err(|_| NvsError::Full)?;
+        d[0..2].copy_from_slice(&size.to_le_bytes());
+        d[4..8].copy_from_slice(&crc32(&data).to_le_bytes());
+        let span = u8::try_from(total).map_err(|_| NvsError::Full)?;
+        self.put(&item_header(ns, ItemType::Str, span, key, d), 1)?;
+        self.put(&data, data_entries)
+    }
+
+    /// The partition image, `size` bytes.
+    pub fn finish(self) -> Vec<u8> {
+        let mut out: Vec<u8> = self.pages.concat();
+        out.resize(self.size, 0xFF);
+        out
+    }
+}
+
+/// One flash write: program `bytes` at `offset` in the partition.
+///
+/// NOR flash only clears bits; every operation here only clears bits of what
+/// is on flash, so applying it as an AND (see [`apply`]) equals writing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlashOp {
+    /// Offset in the partition.
+    pub offset: usize,
+    /// The bytes written there.
+    pub bytes: Vec<u8>,
+}
+
+/// Applies flash writes to an image as NOR flash does (new = old AND bytes).
+/// Bytes outside the image are ignored.
+pub fn apply(partition: &mut [u8], ops: &[FlashOp]) {
+    for op in ops {
+        for (k, b) in op.bytes.iter().enumerate() {
+            if let Some(dst) = op.offset.checked_add(k).and_then(|a| partition.get_mut(a)) {
+                *dst &= *b;
+            }
+        }
+    }
+}
+
+/// Where the next item goes, and the pages still free.
+struct Cursor {
+    img: Vec<u8>,
+    ops: Vec<FlashOp>,
+    /// (page, state, seq, next free entry) of the newest page.
+    current: Option<(usize, PageState, u32, usize)>,
+    free: Vec<usize>,
+}
+
+impl Cursor {
+    fn write(&mut self, offset: usize, bytes: &[u8]) {
+        let op = FlashOp {
+            offset,
+            bytes: bytes.to_vec(),
+        };
+        apply(&mut self.img, core::slice::from_ref(&op));
+        self.ops.push(op);
+    }
+
+    /// Rewrites the bitmap word holding `entry`'s state, as ESP-IDF's
+    /// `alterEntryState` does (one aligned 32-bit word).
+    fn set_entry_state(&mut self, page: usize, entry: usize, state: u8) {
+        let base = page * PAGE_SIZE;
+        let word_at = base + BITMAP_OFFSET + (entry / 16) * 4;
+        let mut word = le32(&self.img, word_at);
+        let shift = (entry % 16) * 2;
+        word &= !(0b11 << shift) | (u32::from(state) << shift);
+        self.write(word_at, &word.to_le_bytes());
+    }
+
+    /// `Page::writeItem` for a one-entry item, with `requestNewPage` when the
+    /// current page is full.
+    fn write_item(&mut self, entry: [u8; ENTRY_SIZE]) -> Result<(usize, usize), NvsError> {
+        let need_page = match self.current {
+            Some((_, PageState::Active, _, next)) => next >= ENTRY_COUNT,
+            _ => true,
+        };
+        if need_page {
+            let seq = match self.current {
+                Some((page, state, seq, _)) => {
+                    // requestNewPage keeps one free page for garbage collection.
+                    if self.free.len() < 2 {
+                        return Err(NvsError::Full);
+                    }
+                    if state == PageState::Active {
+                        self.write(page * PAGE_SIZE, &PageState::Full.word().to_le_bytes());
+                    }
+                    seq.checked_add(1).ok_or(NvsError::Full)?
+                }
+                None => 0,
+            };
+            if self.free.is_empty() {
+                return Err(NvsError::Full);
+            }
+            let page = self.free.remove(0);
+            self.write(page * PAGE_SIZE, &page_header(PageState::Active, seq));
+            self.current = Some((page, PageState::Active, seq, 0));
+        }
+        let (page, state, seq, next) = self.current.ok_or(NvsError::Full)?;
+        self.write(
+            page * PAGE_SIZE + FIRST_ENTRY_OFFSET + next * ENTRY_SIZE,
+            &entry,
+        );
+        self.set_entry_state(page, next, ENTRY_WRITTEN);
+        self.current = Some((page, state, seq, next + 1));
+        Ok((page, next))
+    }
+}
+
+/// The flash writes with which ESP-IDF's `nvs_open(ns, READWRITE)` +
+/// `nvs_set_u8(key, value)` would store `value`, in ESP-IDF's order:
+///
+/// 1. if the namespace is new: its entry (namespace 0, lowest free index),
+///    as in step 2;
+/// 2. if the current page has no free entry: its state word set to full, then
+///    the next free page's header (active, sequence number + 1);
+/// 3. the new entry (32 bytes), then its bitmap word (written);
+/// 4. the old entry's bitmap word (erased).
+///
+/// After any prefix of these writes the key reads as the old or the new
+/// value. An unchanged value gives no writes, as in ESP-IDF. Pages are never
+/// garbage-collected: when fewer than two free pages remain, [`NvsError::Full`].
+pub fn plan_set_u8(
+    partition: &[u8],
+    ns: &str,
+    key: &str,
+    value: u8,
+) -> Result<Vec<FlashOp>, NvsError> {
+    check_name(ns)?;
+    check_name(key)?;
+    let scan = Scan::read(partition)?;
+    let current = scan
+        .pages
+        .iter()
+        .filter(|p| matches!(p.state, PageState::Active | PageState::Full))
+        .max_by_key(|p| p.seq)
+        .map(|p| (p.index, p.state, p.seq, p.next_free));
+    let free = scan
+        .pages
+        .iter()
+        .filter(|p| p.state == PageState::Uninitialized)
+        .map(|p| p.index)
+        .collect();
+    let mut cur = Cursor {
+        img: partition.to_vec(),
+        ops: Vec::new(),
+        current,
+        free,
+    };
+    let u8_of = |item: &super::layout::Item| match item.payload {
+        super::layout::Payload::Value(Value::U8(v)) if item.item_type == ItemType::U8 => Some(v),
+        _ => None,
+    };
+    let ns_idx = scan
+        .items
+        .iter()
+        .rev()
+        .filter(|i| i.ns == 0 && i.key == ns)
+        .find_map(u8_of);
+    let ns_idx = match ns_idx {
+        Some(i) => i,
+        None => {
+            let used: Vec<u8> = scan
+                .items
+                .iter()
+                .filter(|i| i.ns == 0)
+                .filter_map(u8_of)
+                .collect();
+            let idx = (1..=254u8)
+                .find(|i| !used.contains(i))
+                .ok_or(NvsError::NamespacesExhausted)?;
+            let mut d = [0xFF; 8];
+            d[0] = idx;
+            cur.write_item(item_header(0, ItemType::U8, 1, ns, d))?;
+            idx
+        }
+    };
+    let old = scan
+        .items
+        .iter()
+        .rev()
+        .find(|i| i.ns == ns_idx && i.key == key && i.item_type == ItemType::U8);
+    if let Some(o) = old {
+        if u8_of(o) == Some(value) {
+            return Ok(cur.ops);
+        }
+    }
+    let mut d = [0xFF; 8];
+    d[0] = value;
+    cur.write_item(item_header(ns_idx, ItemType::U8, 1, key, d))?;
+    if let Some(o) = old {
+        cur.set_entry_state(o.page, o.entry, ENTRY_ERASED);
+    }
+    Ok(cur.ops)
+}
+
+/// [`plan_set_u8`], applied to `partition`; returns the writes done.
+pub fn set_u8(
+    partition: &mut [u8],
+    ns: &str,
+    key: &str,
+    value: u8,
+) -> Result<Vec<FlashOp>, NvsError> {
+    let ops = plan_set_u8(partition, ns, key, value)?;
+    apply(partition, &ops);
+    Ok(ops)
+}
