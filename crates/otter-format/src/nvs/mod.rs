@@ -253,6 +253,8 @@ pub enum Value {
 pub struct Nvs {
     /// Namespace index to name.
     namespaces: BTreeMap<u8, String>,
+    /// Namespace name to index (the latest namespace entry for a name wins).
+    by_name: BTreeMap<String, u8>,
     /// (namespace index, key) to value.
     values: BTreeMap<(u8, String), Value>,
 }
@@ -265,9 +267,11 @@ impl Nvs {
     pub fn parse(partition: &[u8]) -> Result<Nvs, NvsError> {
         let scan = layout::Scan::read(partition)?;
         let mut namespaces = BTreeMap::new();
+        let mut by_name = BTreeMap::new();
         for item in scan.items.iter().filter(|i| i.ns == 0) {
             if let layout::Payload::Value(Value::U8(idx)) = &item.payload {
                 namespaces.insert(*idx, item.key.clone());
+                by_name.insert(item.key.clone(), *idx);
             }
         }
         let mut values = BTreeMap::new();
@@ -286,7 +290,11 @@ impl Nvs {
         for ((ns, key), v) in scan.blobs()? {
             values.insert((ns, key), Value::Blob(v));
         }
-        Ok(Nvs { namespaces, values })
+        Ok(Nvs {
+            namespaces,
+            by_name,
+            values,
+        })
     }
 
     /// The namespace names, by index.
@@ -296,12 +304,7 @@ impl Nvs {
 
     /// The value of `key` in namespace `ns`, whatever its type.
     pub fn value(&self, ns: &str, key: &str) -> Option<&Value> {
-        // Latest namespace entry for a name wins, like the key lookups.
-        let idx = self
-            .namespaces
-            .iter()
-            .find(|(_, n)| n.as_str() == ns)
-            .map(|(i, _)| *i)?;
+        let idx = *self.by_name.get(ns)?;
         self.values.get(&(idx, String::from(key)))
     }
 

@@ -398,7 +398,12 @@ pub fn plan_set_u8(
     let current = scan
         .pages
         .iter()
-        .filter(|p| matches!(p.state, PageState::Active | PageState::Full))
+        .filter(|p| {
+            matches!(
+                p.state,
+                PageState::Active | PageState::Full | PageState::Freeing
+            )
+        })
         .max_by_key(|p| p.seq)
         .map(|p| (p.index, p.state, p.seq, p.next_free));
     let free = scan
