@@ -181,6 +181,12 @@ fn read_page(index: usize, page: &[u8], out: &mut Vec<Item>) -> Result<PageInfo,
         seq,
         next_free: 0,
     };
+    // ESP-IDF treats an "uninitialized" page that is not fully erased as
+    // corrupt: it is neither read nor used as a free page.
+    if state == PageState::Uninitialized && page.iter().any(|&b| b != 0xFF) {
+        info.state = PageState::Corrupt;
+        return Ok(info);
+    }
     if !matches!(
         state,
         PageState::Active | PageState::Full | PageState::Freeing

@@ -178,6 +178,19 @@ fn errors_name_page_and_entry() {
     ));
 }
 
+#[test]
+fn dirty_uninitialized_page_is_not_used() {
+    // Fuzz regression: a page whose state word is erased but whose bitmap is
+    // not must not take new entries (they would read as erased).
+    let mut img = alloc::vec![0xFF; 0x3000];
+    img[BITMAP_OFFSET] = 0;
+    let ops = plan_set_u8(&img, "otter", "www_slot", 7).expect("plan");
+    assert!(ops.iter().all(|op| op.offset >= PAGE_SIZE));
+    apply(&mut img, &ops);
+    let nvs = Nvs::parse(&img).expect("parse");
+    assert_eq!(nvs.get_u8("otter", "www_slot"), Some(7));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
