@@ -43,6 +43,9 @@ enum Command {
     Demo(cmd::demo::Args),
     /// List otter devices on the local network (mDNS).
     Discover(cmd::discover::Args),
+    /// Build and inspect LittleFS web-UI images.
+    #[command(subcommand)]
+    Www(cmd::www::Command),
 }
 
 /// Runs the selected command and returns its exit code.
@@ -59,5 +62,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Push(a) => cmd::push::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Discover(a) => cmd::discover::run(a),
+        Command::Www(c) => cmd::www::run(c),
     }
 }

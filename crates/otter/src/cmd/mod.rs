@@ -11,3 +11,4 @@ pub mod partitions;
 pub mod push;
 pub mod sim;
 pub mod size;
+pub mod www;
