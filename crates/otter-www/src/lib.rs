@@ -20,6 +20,13 @@
 //! with two blocks and then grown (`lfs_fs_grow`) to the image's length, and
 //! mounted with littlefs's "disable block count check" flag and a block
 //! count large enough for any partition; reads past the image fail cleanly.
+//!
+//! # On-disk version
+//!
+//! `littlefs2` writes and accepts on-disk version 2.0 only. Images in version
+//! 2.1 (littlefs-python's default, and newer littlefs's) do not mount here:
+//! [`list`] reports them as [`WwwError::NotMountable`]. Version 2.0 images
+//! mount on every littlefs 2.x, so what otter builds is safe for devices.
 
 use std::path::Path;
 
