@@ -24,7 +24,7 @@ export OTTER_CORPUS="${OTTER_CORPUS:-$root/../shared/corpus}"
 step "installing test oracles (esptool, requests) into .venv"
 bash scripts/setup-oracles.sh
 
-step "system tools the end-to-end tests drive (curl; unshare and ip for the mDNS tests)"
+step "system packages: curl, unshare and ip for the end-to-end tests, libclang for the littlefs build"
 bash scripts/setup-system.sh
 
 step "cargo fmt --check"
