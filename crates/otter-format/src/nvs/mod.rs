@@ -55,7 +55,6 @@ mod tests;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
-use crc::{Algorithm, Crc};
 
 pub use error::{DataFault, NvsError};
 pub use writer::{apply, plan_set_u8, set_u8, FlashOp, NvsWriter};
@@ -81,23 +80,10 @@ pub const VERSION_1: u8 = 0xFF;
 /// Chunk index of every item but blob data chunks.
 pub const CHUNK_ANY: u8 = 0xFF;
 
-/// CRC-32 as ESP-IDF's NVS computes it: `esp_rom_crc32_le(0xFFFFFFFF, ..)`.
-const ESP_ROM_CRC32_LE: Algorithm<u32> = Algorithm {
-    width: 32,
-    poly: 0x04c1_1db7,
-    init: 0x0000_0000,
-    refin: true,
-    refout: true,
-    xorout: 0xffff_ffff,
-    check: 0xd202_d277,
-    residue: 0x0000_0000,
-};
-
-static CRC: Crc<u32> = Crc::<u32>::new(&ESP_ROM_CRC32_LE);
-
-/// The NVS CRC of `data`.
+/// The NVS CRC of `data`: `esp_rom_crc32_le(0xFFFFFFFF, ..)`, the same
+/// CRC otadata uses.
 fn crc32(data: &[u8]) -> u32 {
-    CRC.checksum(data)
+    crate::otadata::esp_crc32(data)
 }
 
 /// The state of a page, from the word at its offset 0.
