@@ -6,28 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The workspace root.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("crates/otter-format sits two levels below the workspace root")
-        .to_path_buf()
-}
-
-/// The corpus folder: `$OTTER_CORPUS` or `../shared/corpus`. Panics when missing.
-pub fn corpus() -> PathBuf {
-    let dir = match std::env::var_os("OTTER_CORPUS") {
-        Some(p) => PathBuf::from(p),
-        None => workspace_root().join("../shared/corpus"),
-    };
-    assert!(
-        dir.join("README.md").is_file(),
-        "the test corpus is missing at {} (set OTTER_CORPUS to its folder)",
-        dir.display()
-    );
-    dir
-}
+#[path = "../../../../tests/support/paths.rs"]
+mod paths;
+pub use paths::*;
 
 /// The files directly in `corpus/<sub>` whose names end with `suffix`,
 /// sorted. Panics when there are none.
@@ -66,20 +47,6 @@ pub fn corpus_bins(sub: &str) -> Vec<PathBuf> {
     v.sort();
     assert!(!v.is_empty(), "no .bin files under corpus/{sub}");
     v
-}
-
-/// The project venv's Python with esptool. Panics loudly when missing.
-pub fn python() -> PathBuf {
-    let py = match std::env::var_os("OTTER_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => workspace_root().join(".venv/bin/python"),
-    };
-    assert!(
-        py.is_file(),
-        "the Python oracles are not installed at {}: run scripts/setup-oracles.sh",
-        py.display()
-    );
-    py
 }
 
 /// Path of a script in `tests/oracle/`.
