@@ -59,17 +59,13 @@ pub const CONFIG_FORMAT: u32 = 1;
 /// The default partition table: the seeds' factory + ota_0 + ota_1 layout
 /// (seed 001: NVS, otadata, phy_init, a 2 MB factory app and two 2 MB OTA
 /// slots), plus two 1 MB LittleFS slots for the web UI.
-pub const DEFAULT_PARTITIONS_CSV: &str = "\
-# Name,   Type, SubType,  Offset,   Size,     Flags
-nvs,      data, nvs,      0x9000,   0x5000,
-otadata,  data, ota,      0xe000,   0x2000,
-phy_init, data, phy,      0x10000,  0x1000,
-factory,  app,  factory,  0x20000,  0x200000,
-ota_0,    app,  ota_0,    0x220000, 0x200000,
-ota_1,    app,  ota_1,    0x420000, 0x200000,
+pub const DEFAULT_PARTITIONS_CSV: &str = concat!(
+    crate::powercut::layouts::seed001_rows!(),
+    "\
 www_0,    data, littlefs, 0x620000, 0x100000,
 www_1,    data, littlefs, 0x720000, 0x100000,
-";
+"
+);
 
 /// The default chip of a new device.
 pub const DEFAULT_CHIP: Chip = Chip::Esp32s3;

@@ -104,18 +104,27 @@ spiffs,   data, spiffs,   0x310000, 0xF0000,
 ",
 };
 
-/// seeds/001 `partitions.csv`: factory + 2 OTA slots of 2 MiB (needs 8 MiB).
-pub const SEED001_FACTORY_2OTA_8MB: Layout = Layout {
-    name: "seed001-factory+2ota/8MB",
-    flash_size: 8 << 20,
-    csv: "\
+/// The rows of seeds/001 `partitions.csv`, as a literal other tables can
+/// extend with `concat!` (the virtual device's default table does).
+macro_rules! seed001_rows {
+    () => {
+        "\
 nvs,      data, nvs,      0x9000,  0x5000,
 otadata,  data, ota,      0xe000,  0x2000,
 phy_init, data, phy,      0x10000, 0x1000,
 factory,  app,  factory,  0x20000, 0x200000,
 ota_0,    app,  ota_0,    0x220000,0x200000,
 ota_1,    app,  ota_1,    0x420000,0x200000,
-",
+"
+    };
+}
+pub(crate) use seed001_rows;
+
+/// seeds/001 `partitions.csv`: factory + 2 OTA slots of 2 MiB (needs 8 MiB).
+pub const SEED001_FACTORY_2OTA_8MB: Layout = Layout {
+    name: "seed001-factory+2ota/8MB",
+    flash_size: 8 << 20,
+    csv: seed001_rows!(),
 };
 
 /// 4 OTA slots of 960 KiB, no factory, 4 MiB.
