@@ -611,12 +611,29 @@ fn record(
     });
 }
 
-fn fail(s: &Shared, w: Option<&Writer>, e: &ApiError, result: &'static str) {
-    let (slot, received, total) =
-        w.map_or((None, 0, None), |w| (Some(w.slot), w.received, w.total));
-    record(s, result, Some(e), slot, None, received, total);
+/// Where an upload stood when it ended.
+#[derive(Debug, Clone, Copy, Default)]
+struct At {
+    slot: Option<SlotId>,
+    received: u64,
+    total: Option<u64>,
+}
+
+impl Writer {
+    fn at(&self) -> At {
+        At {
+            slot: Some(self.slot),
+            received: self.received,
+            total: self.total,
+        }
+    }
+}
+
+fn fail(s: &Shared, at: At, e: &ApiError, result: &'static str) {
+    record(s, result, Some(e), at.slot, None, at.received, at.total);
     s.event(format!(
-        "update {result}: {} ({} {}); the running image and the boot selection are unchanged",
+        "update {result} after {} bytes: {} ({} {}); the running image and the boot selection are unchanged",
+        at.received,
         e.body.message,
         e.status.as_u16(),
         e.body.error
@@ -666,7 +683,7 @@ async fn update(State(s): State<Arc<Shared>>, req: Request) -> Response {
         let w = match Writer::begin(&s, content_length, expected) {
             Ok(w) => w,
             Err(e) => {
-                fail(&s, None, &e, "rejected");
+                fail(&s, At::default(), &e, "rejected");
                 return refuse(e, &parts.headers, body).await;
             }
         };
@@ -685,7 +702,7 @@ async fn upload_raw(s: &Arc<Shared>, mut w: Writer, body: Body) -> Result<Respon
         match chunk {
             Ok(data) => {
                 if let Err(e) = w.feed(&data) {
-                    fail(s, Some(&w), &e, "rejected");
+                    fail(s, w.at(), &e, "rejected");
                     // The session is dropped: nothing switched. Read the
                     // rest so the client sees the answer.
                     drain_stream(stream).await;
@@ -701,7 +718,7 @@ async fn upload_raw(s: &Arc<Shared>, mut w: Writer, body: Body) -> Result<Respon
                         w.received
                     ),
                 );
-                fail(s, Some(&w), &e, "aborted");
+                fail(s, w.at(), &e, "aborted");
                 return Err(e);
             }
         }
@@ -742,7 +759,7 @@ async fn upload_multipart(
         let mut w = match Writer::begin(s, None, expected) {
             Ok(w) => w,
             Err(e) => {
-                fail(s, None, &e, "rejected");
+                fail(s, At::default(), &e, "rejected");
                 let mut field = field;
                 drain_field(&mut field).await;
                 drop(field);
@@ -756,7 +773,7 @@ async fn upload_multipart(
             match field.chunk().await {
                 Ok(Some(data)) => {
                     if let Err(e) = w.feed(&data) {
-                        fail(s, Some(&w), &e, "rejected");
+                        fail(s, w.at(), &e, "rejected");
                         drain_field(&mut field).await;
                         drop(field);
                         drain_multipart_rest(&mut mp).await;
@@ -766,7 +783,7 @@ async fn upload_multipart(
                 Ok(None) => break,
                 Err(err) => {
                     let e = malformed(err);
-                    fail(s, Some(&w), &e, "aborted");
+                    fail(s, w.at(), &e, "aborted");
                     return Err(e);
                 }
             }
@@ -777,7 +794,7 @@ async fn upload_multipart(
                 "empty",
                 "the uploaded file is empty",
             );
-            fail(s, Some(&w), &e, "rejected");
+            fail(s, w.at(), &e, "rejected");
             return Err(e);
         }
         // Whatever follows the file is not needed.
@@ -804,7 +821,8 @@ async fn drain_multipart_rest(mp: &mut Multipart) {
 }
 
 fn complete(s: &Arc<Shared>, w: Writer) -> Result<Response, ApiError> {
-    let (slot, received, total) = (w.slot, w.received, w.total);
+    let at = w.at();
+    let (received, total) = (at.received, at.total);
     if let Some(t) = total {
         if received < t {
             let e = ApiError::new(
@@ -812,7 +830,7 @@ fn complete(s: &Arc<Shared>, w: Writer) -> Result<Response, ApiError> {
                 "aborted",
                 format!("the upload ended after {received} of {t} bytes"),
             );
-            fail(s, Some(&w), &e, "aborted");
+            fail(s, w.at(), &e, "aborted");
             return Err(e);
         }
     }
@@ -842,23 +860,7 @@ fn complete(s: &Arc<Shared>, w: Writer) -> Result<Response, ApiError> {
             .into_response())
         }
         Err(e) => {
-            let (status, body) = (e.status, e.body.clone());
-            s.set_last_update(LastUpdate {
-                result: "rejected",
-                error: Some(body),
-                kind: "firmware",
-                slot: Some(slot.to_string()),
-                version: None,
-                received,
-                total,
-                boot: s.boot().count,
-                at: now_secs(),
-            });
-            s.event(format!(
-                "update rejected after {received} bytes: {} ({}); the running image and the boot selection are unchanged",
-                e.body.message,
-                status.as_u16()
-            ));
+            fail(s, at, &e, "rejected");
             Err(e)
         }
     }
