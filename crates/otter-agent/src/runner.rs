@@ -260,12 +260,12 @@ async fn boot_loop(
             shared.event(msg.clone());
             break RunEnd::Bricked(msg);
         };
-        let version = power
-            .image
-            .as_ref()
-            .and_then(|i| i.app_desc.as_ref())
-            .map(|d| String::from_utf8_lossy(d.version().bytes()).into_owned())
-            .unwrap_or_default();
+        let desc = power.image.as_ref().and_then(|i| i.app_desc.as_ref());
+        let text = |f: fn(&otter_format::image::AppDesc) -> otter_format::image::FixedStr<'_>| {
+            desc.map(|d| String::from_utf8_lossy(f(d).bytes()).into_owned())
+                .unwrap_or_default()
+        };
+        let (version, project) = (text(|d| d.version()), text(|d| d.project_name()));
         let behavior = opts.profile.of(&version);
         let boot = BootInfo {
             count,
@@ -402,11 +402,11 @@ async fn boot_loop(
                         })
                         .await
                 });
-                if let Some(opts) = &opts.mdns {
+                if let Some(mdns) = &opts.mdns {
                     advertise(
                         &mut advertiser,
-                        opts,
-                        &advert(&shared, &opts_dir(&shared), addr, &version),
+                        mdns,
+                        &advert(&shared, &opts.dir, addr, &version, &project),
                     )
                     .await;
                 }
@@ -469,27 +469,20 @@ async fn boot_loop(
     Ok(end)
 }
 
-fn opts_dir(shared: &Shared) -> PathBuf {
-    shared.device().dir().to_path_buf()
-}
-
 /// The device's mDNS record: an instance name derived from its directory
 /// (stable across runs), its address, and the running firmware.
-fn advert(shared: &Shared, dir: &Path, addr: SocketAddr, version: &str) -> DeviceAdvert {
+fn advert(
+    shared: &Shared,
+    dir: &Path,
+    addr: SocketAddr,
+    version: &str,
+    project: &str,
+) -> DeviceAdvert {
     use sha2::{Digest, Sha256};
     let canon = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let h = Sha256::digest(canon.to_string_lossy().as_bytes());
     let name = format!("otter-{:02x}{:02x}{:02x}", h[0], h[1], h[2]);
-    let (chip, project) = {
-        let mut dev = shared.device();
-        let chip = dev.config().chip.name().to_string();
-        let project = dev
-            .status(shared.boot().running)
-            .ok()
-            .and_then(|s| s.running.map(|r| r.project_name))
-            .unwrap_or_default();
-        (chip, project)
-    };
+    let chip = shared.device().config().chip.name().to_string();
     DeviceAdvert {
         instance: name.clone(),
         hostname: format!("{name}.local."),
@@ -501,24 +494,20 @@ fn advert(shared: &Shared, dir: &Path, addr: SocketAddr, version: &str) -> Devic
         port: addr.port(),
         chip,
         version: version.to_string(),
-        project,
+        project: project.to_string(),
         api_path: crate::api::STATUS_PATH.into(),
         update_path: crate::api::UPDATE_PATH.into(),
         auth: shared.auth_required(),
     }
 }
 
-/// Starts advertising, or updates the record after a reboot. Failures are
-/// logged, not fatal: the API works without mDNS.
+/// Starts advertising for this boot (the record was withdrawn when the
+/// previous boot ended). Failures are logged, not fatal: the API works
+/// without mDNS.
 async fn advertise(slot: &mut Option<Advertiser>, opts: &MdnsOptions, advert: &DeviceAdvert) {
-    let current = slot.take();
     let opts = opts.clone();
     let advert = advert.clone();
-    let result = tokio::task::spawn_blocking(move || match current {
-        Some(mut a) => a.update(&advert).map(|()| a),
-        None => Advertiser::start(&advert, &opts),
-    })
-    .await;
+    let result = tokio::task::spawn_blocking(move || Advertiser::start(&advert, &opts)).await;
     match result {
         Ok(Ok(a)) => *slot = Some(a),
         Ok(Err(e)) => tracing::warn!("mDNS: cannot advertise the device: {e}"),
