@@ -812,7 +812,7 @@ impl VirtualDevice {
         if counter != self.cfg.anti_rollback {
             self.cfg.anti_rollback = counter;
             self.config.anti_rollback = counter;
-            write_config(&self.dir.clone(), &self.config)?;
+            write_config(&self.dir, &self.config)?;
         }
         Ok(())
     }

@@ -50,7 +50,8 @@ fn events_since(st: &Value, seen: &mut usize) -> Vec<String> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    // The event log keeps the last N: count from the end when it wrapped.
+    // The demo makes far fewer events than the agent keeps
+    // (otter_agent::state::EVENT_LOG_LEN), so the log never wraps here.
     let start = (*seen).min(all.len());
     *seen = all.len();
     all[start..]
@@ -95,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("creating the demo device in {}", dir.display()))?;
     say(json, format!(
         "1. created a virtual {} in {}: default partition table (factory + ota_0 + ota_1), firmware 1.0.0 in factory, rollback on, API token set",
-        chip_name(chip),
+        chip.display_name(),
         dir.display()
     ));
 
@@ -246,10 +247,6 @@ fn sized_firmware(chip: Chip, version: &str, size: u32) -> anyhow::Result<Vec<u8
         .size(size)
         .build()
         .with_context(|| format!("building the demo firmware {version}"))
-}
-
-fn chip_name(chip: Chip) -> &'static str {
-    chip.display_name()
 }
 
 /// Polls status until the device answers (it binds at once; this covers
