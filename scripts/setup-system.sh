@@ -2,13 +2,18 @@
 # Installs the system tools otter's end-to-end tests drive, when missing:
 # curl (a real HTTP client), unshare (util-linux) and ip (iproute2) for the
 # mDNS tests, which run in a private network namespace, and libclang, which
-# the littlefs2 crate's build needs to generate its C bindings. Debian packages.
+# the littlefs2 crate's build needs to generate its C bindings; Chromium for
+# the Update page's browser tests; nginx, the static web server the pull
+# tests download releases from; openssl. Debian packages.
 set -euo pipefail
 need=()
 command -v curl >/dev/null || need+=(curl)
 command -v unshare >/dev/null || need+=(util-linux)
 command -v ip >/dev/null || need+=(iproute2)
 command -v sha256sum >/dev/null || need+=(coreutils)
+command -v chromium >/dev/null || need+=(chromium)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v openssl >/dev/null || need+=(openssl)
 ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' || need+=(libclang-dev)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

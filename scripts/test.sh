@@ -24,8 +24,11 @@ export OTTER_CORPUS="${OTTER_CORPUS:-$root/../shared/corpus}"
 step "installing test oracles (esptool, requests) into .venv"
 bash scripts/setup-oracles.sh
 
-step "system packages: curl, unshare and ip for the end-to-end tests, libclang for the littlefs build"
+step "system packages: curl, unshare, ip, libclang, chromium, nginx, openssl"
 bash scripts/setup-system.sh
+
+step "browser test driver: playwright-core (npm, tests/browser)"
+bash scripts/setup-browser.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -13,9 +13,11 @@
 
 pub mod api;
 pub mod behavior;
+pub mod fetch;
 pub mod mdns;
 pub mod runner;
 pub mod state;
+pub mod www;
 
 pub use behavior::{Behavior, Profile};
 pub use runner::{start, AgentError, RunEnd, RunOptions, Running};

@@ -46,6 +46,10 @@ enum Command {
     /// Build and inspect LittleFS web-UI images.
     #[command(subcommand)]
     Www(cmd::www::Command),
+    /// Make an Ed25519 signing key pair for releases.
+    Keygen(cmd::keygen::Args),
+    /// Write a signed release folder, or verify one.
+    Release(cmd::release::Args),
 }
 
 /// Runs the selected command and returns its exit code.
@@ -63,5 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Discover(a) => cmd::discover::run(a),
         Command::Www(c) => cmd::www::run(c),
+        Command::Keygen(a) => cmd::keygen::run(a),
+        Command::Release(a) => cmd::release::run(a),
     }
 }

@@ -22,6 +22,7 @@
 //! firmware runs first ([`otter_ota::lifecycle::recover`]).
 
 mod status;
+pub mod www;
 
 use std::fs;
 use std::io::Write as _;

@@ -1,0 +1,1 @@
+//! Resumable HTTP(S) downloads for the pull client.

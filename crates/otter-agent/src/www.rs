@@ -1,0 +1,1 @@
+//! The web UI: the mounted `www` slot served at `/`, and `POST /api/ota/frontend`.
