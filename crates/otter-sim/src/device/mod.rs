@@ -197,6 +197,10 @@ pub struct CreateOptions {
     pub token: Option<String>,
     /// Replace an existing device in the directory.
     pub force: bool,
+    /// The initial web UI for `www_0` (a LittleFS image exactly the slot's
+    /// size); `None` builds the built-in default UI
+    /// ([`www::DEFAULT_INDEX_HTML`]) when the table has web-UI slots.
+    pub www: Option<Vec<u8>>,
 }
 
 impl CreateOptions {
@@ -214,6 +218,7 @@ impl CreateOptions {
             anti_rollback: None,
             token: None,
             force: false,
+            www: None,
         }
     }
 }
@@ -399,11 +404,16 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
         )));
     }
 
+    let www = initial_www(&table, opts)?;
+
     fs::create_dir_all(dir).map_err(io(dir))?;
     let mut flash = SimFlash::create_file(&flash_path, size)?;
     flash.load(boot_off, &bootloader)?;
     flash.load(opts.table_offset, &table_bin)?;
     flash.load(app.offset, &firmware)?;
+    for (off, bytes, _) in &www {
+        flash.load(*off, bytes)?;
+    }
     flash.sync()?;
 
     let config = DeviceConfigFile {
@@ -443,12 +453,63 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
         firmware.len() as u32,
         format!("firmware in {app_slot}"),
     ));
+    for (off, bytes, what) in www {
+        regions.push((off, bytes.len() as u32, what));
+    }
+    regions.sort_by_key(|r| r.0);
     Ok(Created {
         dir: dir.to_path_buf(),
         regions,
         app_slot,
         firmware: info,
     })
+}
+
+/// The web UI in `www_0` and the NVS pointer selecting it, when the table
+/// has web-UI slots: (offset, bytes, what) to load.
+fn initial_www(
+    table: &OwnedTable,
+    opts: &CreateOptions,
+) -> Result<Vec<(u32, Vec<u8>, String)>, DeviceError> {
+    let Some(layout) = www::WwwLayout::from_table(table) else {
+        if opts.www.is_some() {
+            return Err(DeviceError::Input(
+                "--www: the partition table has no web-UI slots (data partitions labelled www_0 and www_1)".into(),
+            ));
+        }
+        return Ok(Vec::new());
+    };
+    let slot = &layout.slots[0];
+    let (image, what) = match &opts.www {
+        Some(img) => {
+            if img.len() != slot.size as usize {
+                return Err(DeviceError::Input(format!(
+                    "web UI: the image is {} bytes but www_0 is {} bytes; build it with the slot's size (otter www build DIR --size {:#x})",
+                    img.len(),
+                    slot.size,
+                    slot.size
+                )));
+            }
+            www::inspect_ui(img)
+                .map_err(|e| DeviceError::Input(format!("web UI: the image is not usable: {e}")))?;
+            (img.clone(), "web UI in www_0")
+        }
+        None => (
+            www::default_ui(slot.size).map_err(DeviceError::Input)?,
+            "web UI in www_0 (built-in default)",
+        ),
+    };
+    let mut out = vec![(slot.offset, image, what.to_string())];
+    if let Some(nvs) = &layout.nvs {
+        let part = www::initial_nvs(nvs.size, 0)
+            .map_err(|e| DeviceError::Input(format!("NVS partition {}: {e}", nvs.name)))?;
+        out.push((
+            nvs.offset,
+            part,
+            format!("NVS: {}/{} = 0", www::NVS_NAMESPACE, www::NVS_KEY),
+        ));
+    }
+    Ok(out)
 }
 
 /// What [`create_from_flash`] builds.
@@ -682,6 +743,8 @@ pub struct PowerOn {
     pub efuse_raised: Option<(u32, u32)>,
     /// Flash erases and programs this power-on made (bootloader + recovery).
     pub flash_writes: u64,
+    /// The web UI mounted, `None` when the device has no web-UI slots.
+    pub www: Option<www::WwwBoot>,
 }
 
 /// An opened virtual device: its flash and config.
@@ -690,6 +753,11 @@ pub struct VirtualDevice {
     config: DeviceConfigFile,
     cfg: DeviceConfig,
     flash: SimFlash,
+    /// What the last power-on mounted.
+    www_boot: Option<www::WwwBoot>,
+    /// The slots' status, with the flash's mutating-operation count it was
+    /// read at (reused while nothing was written).
+    www_slots: Option<(u64, Vec<www::WwwSlotStatus>)>,
 }
 
 impl std::fmt::Debug for VirtualDevice {
@@ -737,6 +805,8 @@ impl VirtualDevice {
             config,
             cfg,
             flash,
+            www_boot: None,
+            www_slots: None,
         })
     }
 
@@ -798,7 +868,11 @@ impl VirtualDevice {
             (Some(a), Some(b)) if b > a => Some((a, b)),
             _ => None,
         };
+        let www = www::WwwLayout::read(&mut self.flash, self.cfg.table_offset)
+            .map(|layout| www::mount(&mut self.flash, &layout));
+        self.www_boot.clone_from(&www);
         Ok(PowerOn {
+            www,
             image: out.booted.as_ref().map(|b| b.image.clone()),
             boot: out,
             running,
@@ -824,6 +898,40 @@ impl VirtualDevice {
         let mut copy = self.flash.fork();
         let out = boot(&mut copy, &self.cfg)?;
         Ok(out.booted.map(|b| b.slot))
+    }
+
+    /// The web-UI slots, `None` when the table has none.
+    pub fn www_layout(&mut self) -> Option<www::WwwLayout> {
+        www::WwwLayout::read(&mut self.flash, self.cfg.table_offset)
+    }
+
+    /// What the last power-on mounted (`None` before one, or without
+    /// web-UI slots).
+    pub fn www_boot(&self) -> Option<&www::WwwBoot> {
+        self.www_boot.as_ref()
+    }
+
+    /// The `www` status: the last power-on's mount when `booted`, else what
+    /// a power-on would mount now; the slots are read from flash (and
+    /// reused while nothing was written since).
+    pub fn www_status(&mut self, booted: bool) -> Result<Option<www::WwwStatus>, DeviceError> {
+        let Some(layout) = self.www_layout() else {
+            return Ok(None);
+        };
+        let boot = match (&self.www_boot, booted) {
+            (Some(b), true) => b.clone(),
+            _ => www::mount(&mut self.flash, &layout),
+        };
+        let ops = self.flash.mutating_ops();
+        let slots = match &self.www_slots {
+            Some((at, s)) if *at == ops => s.clone(),
+            _ => {
+                let s = www::slot_statuses(&mut self.flash, &layout)?;
+                self.www_slots = Some((ops, s.clone()));
+                s
+            }
+        };
+        Ok(Some(www::WwwStatus::new(&boot, slots)))
     }
 
     /// The diagnostics snapshot for a device running from `running`

@@ -144,6 +144,9 @@ pub struct Status {
     pub otadata: Option<OtadataStatus>,
     /// The last rollback, when the newest otadata entry was rolled back.
     pub last_rollback: Option<LastRollback>,
+    /// The web UI: mounted slot, NVS pointer, fallback, both slots; `null`
+    /// when the device has no `www_0`/`www_1` partitions.
+    pub www: Option<super::www::WwwStatus>,
 }
 
 fn text(s: FixedStr<'_>) -> String {
@@ -178,6 +181,7 @@ pub(super) fn status(
         Some(s) => Some(s),
         None => dev.predict_boot()?,
     };
+    let www = dev.www_status(running.is_some())?;
     let map = dev.slot_map()?;
     let (flash, cfg) = dev.parts();
     // The diagnostics need a running slot; a device where nothing boots is
@@ -318,6 +322,7 @@ pub(super) fn status(
         slots,
         otadata,
         last_rollback,
+        www,
     })
 }
 
