@@ -1,1 +1,71 @@
-//! Signed release manifests.
+//! Signed release manifests: the `otter-release/1` format, Ed25519 keys,
+//! signing, and the checks a device makes before it installs a release.
+//!
+//! A release is a folder any static web server can host:
+//!
+//! | file                | what                                                   |
+//! |---------------------|--------------------------------------------------------|
+//! | `manifest.json`     | [`Manifest`]: product, chip, times, artifacts (signed) |
+//! | `manifest.json.sig` | [`SignatureFile`]: Ed25519 signatures of those bytes   |
+//! | `firmware.bin`      | the app image                                          |
+//! | `www.bin`           | the web-UI LittleFS image (a bundle only)              |
+//!
+//! The signature covers the exact bytes of `manifest.json`, and the manifest
+//! holds every artifact's size and SHA-256, so every byte a device acts on is
+//! signed. The format, key rotation and expiry are described in
+//! `docs/release-manifest.md`.
+//!
+//! # For a device
+//!
+//! ```no_run
+//! # fn f(manifest: &[u8], sig: &[u8], pem: &str, now: u64) -> Result<(), otter_release::ReleaseError> {
+//! use otter_release::{verify_manifest, PublicKey};
+//! let trusted = [PublicKey::from_pem(pem)?];
+//! let m = verify_manifest(manifest, sig, &trusted, now)?;
+//! // Then the device's own checks: m.product, m.chip, m.firmware.version
+//! // (compare_versions), m.firmware.secure_version, m.firmware.size.
+//! # Ok(()) }
+//! ```
+//!
+//! # What this crate is not
+//!
+//! It does no networking and knows no device: fetching, and comparing the
+//! manifest with what a device runs, belong to the pull client. It does not
+//! look inside images either; the CLI checks them before signing.
+
+mod error;
+mod folder;
+mod keys;
+mod manifest;
+pub mod signature;
+mod timestamp;
+mod verify;
+mod version;
+
+pub use error::{FieldProblem, KeyDecodeError, KeyIdList, KeyKind, ReleaseError, SignatureFault};
+pub use folder::{
+    verify_folder, write_release, ReleaseSpec, Verified, Written, MANIFEST_FILE, SIGNATURE_FILE,
+};
+pub use keys::{KeyId, KeyIdSyntax, PublicKey, SigningKey, KEY_ID_LEN};
+pub use manifest::{
+    resolve_url, Artifact, ArtifactKind, ArtifactRef, DigestSyntax, Firmware, Manifest,
+    Sha256Digest, FIRMWARE_FILE, FORMAT, MAX_NAME_LEN, MAX_URL_LEN, WWW_FILE,
+};
+pub use signature::{
+    sign_manifest, verify_signatures, SignatureEntry, SignatureFile, SIGNATURE_FORMAT,
+};
+pub use timestamp::{Timestamp, TimestampError};
+pub use verify::{
+    verify_manifest, verify_manifest_by, VerifiedManifest, MAX_MANIFEST_LEN, MAX_SIGNATURE_FILE_LEN,
+};
+pub use version::compare_versions;
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
