@@ -8,6 +8,8 @@
 //! | POST | `/api/ota/confirm` | `esp_ota_mark_app_valid_cancel_rollback` |
 //! | POST | `/api/ota/rollback` | `esp_ota_mark_app_invalid_rollback_and_reboot` |
 //! | POST | `/api/ota/reboot` | `esp_restart` |
+//! | POST | `/api/ota/frontend` | web-UI upload: a LittleFS image, raw body or multipart (see [`crate::www`]) |
+//! | GET | anything else | the mounted web UI's files (`/` is `/index.html`) |
 //!
 //! Errors are `{ "error": CODE, "message": TEXT }` with 400 (malformed
 //! request), 401/403 (token missing/wrong), 409 (an update is running, the
@@ -147,7 +149,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/ota/confirm", post(confirm_handler))
         .route("/api/ota/rollback", post(rollback_handler))
         .route("/api/ota/reboot", post(reboot_handler))
-        .fallback(not_found)
+        .route(crate::www::FRONTEND_PATH, post(crate::www::frontend))
+        .fallback(crate::www::serve)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
 }
@@ -171,11 +174,12 @@ async fn update_page() -> Response {
         .into_response()
 }
 
-async fn not_found() -> ApiError {
+/// The answer to a request for no endpoint and no file of the web UI.
+pub fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; the API is GET /update (the Update page), POST /update, GET /api/ota/status, POST /api/ota/confirm, POST /api/ota/rollback, POST /api/ota/reboot",
+        "no such endpoint or web-UI file; the API is GET /update (the Update page), POST /update, GET /api/ota/status, POST /api/ota/frontend, POST /api/ota/confirm, POST /api/ota/rollback, POST /api/ota/reboot",
     )
 }
 
@@ -289,6 +293,7 @@ pub fn status_doc(s: &Shared) -> Result<StatusDoc, ApiError> {
             "confirm": "/api/ota/confirm",
             "rollback": "/api/ota/rollback",
             "reboot": "/api/ota/reboot",
+            "frontend": crate::www::FRONTEND_PATH,
             "sha256_header": SHA256_HEADER,
         }),
     })
@@ -397,12 +402,40 @@ async fn reboot_handler(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Res
     Json(json!({ "result": "rebooting" })).into_response()
 }
 
-fn busy() -> ApiError {
+/// 409: an update (firmware or web UI) is already running.
+pub fn busy() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "busy",
         "an update is already in progress; wait for it to finish (GET /api/ota/status shows it) and try again",
     )
+}
+
+/// An upload being written, whatever it is (firmware or web UI): the raw
+/// and multipart loops, the one-at-a-time rule and the last-update record
+/// are shared; what is written and how it is checked is the implementor's.
+pub trait Upload: Sized + Send {
+    /// What the last-update record calls it (`firmware`, `www`).
+    const KIND: &'static str;
+    /// Writes the next bytes.
+    fn feed(&mut self, data: &[u8]) -> Result<(), ApiError>;
+    /// Where the upload stands.
+    fn at(&self) -> At;
+    /// Verifies, switches and answers (the whole body was received).
+    fn complete(self, s: &Arc<Shared>) -> Result<Response, ApiError>;
+}
+
+impl Upload for Writer {
+    const KIND: &'static str = "firmware";
+    fn feed(&mut self, data: &[u8]) -> Result<(), ApiError> {
+        Writer::feed(self, data)
+    }
+    fn at(&self) -> At {
+        Writer::at(self)
+    }
+    fn complete(self, s: &Arc<Shared>) -> Result<Response, ApiError> {
+        complete_firmware(s, self)
+    }
 }
 
 /// The update being written: the engine's session plus progress reporting.
@@ -524,11 +557,13 @@ impl Writer {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// A header's value, when it is text.
+pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn parse_sha256(headers: &HeaderMap) -> Result<Option<[u8; 32]>, ApiError> {
+/// The expected SHA-256 from [`SHA256_HEADER`], when sent.
+pub fn parse_sha256(headers: &HeaderMap) -> Result<Option<[u8; 32]>, ApiError> {
     let Some(v) = headers.get(SHA256_HEADER) else {
         return Ok(None);
     };
@@ -589,11 +624,14 @@ async fn refuse(e: ApiError, headers: &HeaderMap, body: Body) -> Response {
     e.into_response()
 }
 
-fn record(
+/// Records the last update's outcome.
+#[allow(clippy::too_many_arguments)]
+pub fn record(
     s: &Shared,
+    kind: &'static str,
     result: &'static str,
     error: Option<&ApiError>,
-    slot: Option<SlotId>,
+    slot: Option<String>,
     version: Option<String>,
     received: u64,
     total: Option<u64>,
@@ -601,8 +639,8 @@ fn record(
     s.set_last_update(LastUpdate {
         result,
         error: error.map(|e| e.body.clone()),
-        kind: "firmware",
-        slot: slot.map(|s| s.to_string()),
+        kind,
+        slot,
         version,
         received,
         total,
@@ -612,27 +650,45 @@ fn record(
 }
 
 /// Where an upload stood when it ended.
-#[derive(Debug, Clone, Copy, Default)]
-struct At {
-    slot: Option<SlotId>,
-    received: u64,
-    total: Option<u64>,
+#[derive(Debug, Clone, Default)]
+pub struct At {
+    /// The slot written.
+    pub slot: Option<String>,
+    /// Bytes received.
+    pub received: u64,
+    /// Bytes announced.
+    pub total: Option<u64>,
 }
 
 impl Writer {
     fn at(&self) -> At {
         At {
-            slot: Some(self.slot),
+            slot: Some(self.slot.to_string()),
             received: self.received,
             total: self.total,
         }
     }
 }
 
-fn fail(s: &Shared, at: At, e: &ApiError, result: &'static str) {
-    record(s, result, Some(e), at.slot, None, at.received, at.total);
+/// Records and logs a failed upload of `kind`.
+pub fn fail(s: &Shared, kind: &'static str, at: At, e: &ApiError, result: &'static str) {
+    record(
+        s,
+        kind,
+        result,
+        Some(e),
+        at.slot,
+        None,
+        at.received,
+        at.total,
+    );
+    let unchanged = if kind == "firmware" {
+        "the running image and the boot selection are unchanged"
+    } else {
+        "the mounted web UI and the NVS pointer are unchanged"
+    };
     s.event(format!(
-        "update {result} after {} bytes: {} ({} {}); the running image and the boot selection are unchanged",
+        "{kind} update {result} after {} bytes: {} ({} {}); {unchanged}",
         at.received,
         e.body.message,
         e.status.as_u16(),
@@ -640,7 +696,17 @@ fn fail(s: &Shared, at: At, e: &ApiError, result: &'static str) {
     ));
 }
 
+/// How an upload of some kind begins: the shared state, the announced
+/// length (Content-Length of a raw body) and the expected SHA-256.
+pub type Begin<W> = fn(&Arc<Shared>, Option<u64>, Option<[u8; 32]>) -> Result<W, ApiError>;
+
 async fn update(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    handle_upload::<Writer>(s, req, Writer::begin).await
+}
+
+/// Runs an upload request of any kind: auth, one at a time, the SHA-256
+/// header, raw body or multipart.
+pub async fn handle_upload<W: Upload>(s: Arc<Shared>, req: Request, begin: Begin<W>) -> Response {
     let (parts, body) = req.into_parts();
     if let Err(e) = check_auth(&s, &parts.headers) {
         return refuse(e, &parts.headers, body).await;
@@ -660,7 +726,7 @@ async fn update(State(s): State<Arc<Shared>>, req: Request) -> Response {
     let outcome = if multipart {
         let req = Request::from_parts(parts, body);
         match Multipart::from_request(req, &()).await {
-            Ok(mp) => upload_multipart(&s, mp, expected).await,
+            Ok(mp) => upload_multipart(&s, mp, expected, begin).await,
             Err(e) => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
@@ -673,17 +739,17 @@ async fn update(State(s): State<Arc<Shared>>, req: Request) -> Response {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "empty",
-                    "the request has no body: send the firmware image (curl --data-binary @firmware.bin)",
+                    if W::KIND == "firmware" { "the request has no body: send the firmware image (curl --data-binary @firmware.bin)" } else { "the request has no body: send the web-UI image (curl --data-binary @www.bin)" },
                 ),
                 &parts.headers,
                 body,
             )
             .await;
         }
-        let w = match Writer::begin(&s, content_length, expected) {
+        let w = match begin(&s, content_length, expected) {
             Ok(w) => w,
             Err(e) => {
-                fail(&s, At::default(), &e, "rejected");
+                fail(&s, W::KIND, At::default(), &e, "rejected");
                 return refuse(e, &parts.headers, body).await;
             }
         };
@@ -695,14 +761,19 @@ async fn update(State(s): State<Arc<Shared>>, req: Request) -> Response {
     }
 }
 
-async fn upload_raw(s: &Arc<Shared>, mut w: Writer, body: Body) -> Result<Response, ApiError> {
-    record(s, "in_progress", None, Some(w.slot), None, 0, w.total);
+async fn upload_raw<W: Upload>(
+    s: &Arc<Shared>,
+    mut w: W,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let at = w.at();
+    record(s, W::KIND, "in_progress", None, at.slot, None, 0, at.total);
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         match chunk {
             Ok(data) => {
                 if let Err(e) = w.feed(&data) {
-                    fail(s, w.at(), &e, "rejected");
+                    fail(s, W::KIND, w.at(), &e, "rejected");
                     // The session is dropped: nothing switched. Read the
                     // rest so the client sees the answer.
                     drain_stream(stream).await;
@@ -715,10 +786,10 @@ async fn upload_raw(s: &Arc<Shared>, mut w: Writer, body: Body) -> Result<Respon
                     "aborted",
                     format!(
                         "the upload was cut off after {} bytes ({err}); the update was abandoned",
-                        w.received
+                        w.at().received
                     ),
                 );
-                fail(s, w.at(), &e, "aborted");
+                fail(s, W::KIND, w.at(), &e, "aborted");
                 return Err(e);
             }
         }
@@ -726,10 +797,11 @@ async fn upload_raw(s: &Arc<Shared>, mut w: Writer, body: Body) -> Result<Respon
     complete(s, w)
 }
 
-async fn upload_multipart(
+async fn upload_multipart<W: Upload>(
     s: &Arc<Shared>,
     mut mp: Multipart,
     expected: Option<[u8; 32]>,
+    begin: Begin<W>,
 ) -> Result<Response, ApiError> {
     let malformed = |e: axum::extract::multipart::MultipartError| {
         ApiError::new(
@@ -752,14 +824,17 @@ async fn upload_multipart(
             Err(e) => return Err(malformed(e)),
         };
         let is_file = field.file_name().is_some()
-            || matches!(field.name(), Some("file" | "firmware" | "update" | "image"));
+            || matches!(
+                field.name(),
+                Some("file" | "firmware" | "update" | "image" | "www")
+            );
         if !is_file {
             continue;
         }
-        let mut w = match Writer::begin(s, None, expected) {
+        let mut w = match begin(s, None, expected) {
             Ok(w) => w,
             Err(e) => {
-                fail(s, At::default(), &e, "rejected");
+                fail(s, W::KIND, At::default(), &e, "rejected");
                 let mut field = field;
                 drain_field(&mut field).await;
                 drop(field);
@@ -767,13 +842,13 @@ async fn upload_multipart(
                 return Err(e);
             }
         };
-        record(s, "in_progress", None, Some(w.slot), None, 0, None);
+        record(s, W::KIND, "in_progress", None, w.at().slot, None, 0, None);
         let mut field = field;
         loop {
             match field.chunk().await {
                 Ok(Some(data)) => {
                     if let Err(e) = w.feed(&data) {
-                        fail(s, w.at(), &e, "rejected");
+                        fail(s, W::KIND, w.at(), &e, "rejected");
                         drain_field(&mut field).await;
                         drop(field);
                         drain_multipart_rest(&mut mp).await;
@@ -783,18 +858,18 @@ async fn upload_multipart(
                 Ok(None) => break,
                 Err(err) => {
                     let e = malformed(err);
-                    fail(s, w.at(), &e, "aborted");
+                    fail(s, W::KIND, w.at(), &e, "aborted");
                     return Err(e);
                 }
             }
         }
-        if w.received == 0 {
+        if w.at().received == 0 {
             let e = ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "empty",
                 "the uploaded file is empty",
             );
-            fail(s, w.at(), &e, "rejected");
+            fail(s, W::KIND, w.at(), &e, "rejected");
             return Err(e);
         }
         // Whatever follows the file is not needed.
@@ -820,20 +895,25 @@ async fn drain_multipart_rest(mp: &mut Multipart) {
     .await;
 }
 
-fn complete(s: &Arc<Shared>, w: Writer) -> Result<Response, ApiError> {
+fn complete<W: Upload>(s: &Arc<Shared>, w: W) -> Result<Response, ApiError> {
     let at = w.at();
-    let (received, total) = (at.received, at.total);
-    if let Some(t) = total {
-        if received < t {
+    if let Some(t) = at.total {
+        if at.received < t {
             let e = ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "aborted",
-                format!("the upload ended after {received} of {t} bytes"),
+                format!("the upload ended after {} of {t} bytes", at.received),
             );
-            fail(s, w.at(), &e, "aborted");
+            fail(s, W::KIND, at, &e, "aborted");
             return Err(e);
         }
     }
+    w.complete(s)
+}
+
+fn complete_firmware(s: &Arc<Shared>, w: Writer) -> Result<Response, ApiError> {
+    let at = w.at();
+    let (received, total) = (at.received, at.total);
     match w.finish() {
         Ok((slot, info)) => {
             let desc = info.app_desc.as_ref();
@@ -842,7 +922,16 @@ fn complete(s: &Arc<Shared>, w: Writer) -> Result<Response, ApiError> {
             };
             let version = desc.map(|d| text(d.version()));
             let project = desc.map(|d| text(d.project_name()));
-            record(s, "ok", None, Some(slot), version.clone(), received, total);
+            record(
+                s,
+                "firmware",
+                "ok",
+                None,
+                Some(slot.to_string()),
+                version.clone(),
+                received,
+                total,
+            );
             s.event(format!(
                 "update written to {slot} and verified ({received} bytes, version {}); boot slot switched, rebooting",
                 version.as_deref().unwrap_or("?")
@@ -860,7 +949,7 @@ fn complete(s: &Arc<Shared>, w: Writer) -> Result<Response, ApiError> {
             .into_response())
         }
         Err(e) => {
-            fail(s, at, &e, "rejected");
+            fail(s, "firmware", at, &e, "rejected");
             Err(e)
         }
     }

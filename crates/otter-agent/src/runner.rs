@@ -241,6 +241,35 @@ fn write_agent_file(dir: &Path, addr: SocketAddr, boot: &BootInfo) {
     }
 }
 
+/// Serves the web UI the power-on mounted, and says what it mounted.
+fn mount_ui(shared: &Shared, www: Option<&otter_sim::device::www::WwwBoot>) {
+    let Some(www) = www else {
+        shared.set_ui(None);
+        return;
+    };
+    if let Some(note) = &www.pointer.note {
+        shared.event(format!("web UI: {note}"));
+    }
+    if let Some(f) = &www.fallback {
+        shared.event(format!("web UI fallback: {}", f.reason));
+    }
+    let loaded = crate::www::MountedUi::load(&mut shared.device());
+    match loaded {
+        Ok(Some(ui)) => {
+            shared.event(format!("web UI: {} mounted ({} files)", ui.slot, ui.len()));
+            shared.set_ui(Some(Arc::new(ui)));
+        }
+        Ok(None) => {
+            shared.event("web UI: none mounted; the Update page at /update still works");
+            shared.set_ui(None);
+        }
+        Err(e) => {
+            shared.event(format!("web UI: mounting failed: {e}"));
+            shared.set_ui(None);
+        }
+    }
+}
+
 async fn boot_loop(
     shared: Arc<Shared>,
     opts: RunOptions,
@@ -276,6 +305,7 @@ async fn boot_loop(
         };
         shared.set_boot(boot.clone());
         write_agent_file(&opts.dir, addr, &boot);
+        mount_ui(&shared, power.www.as_ref());
 
         if let Some(p) = previous.take() {
             if p.pending && p.slot != slot {

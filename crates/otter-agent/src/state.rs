@@ -4,7 +4,7 @@
 //! not a power cut): the running slot, the last update's outcome, events.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use otter_ota::SlotId;
@@ -24,6 +24,8 @@ pub const EVENT_LOG_LEN: usize = 32;
 pub enum Reboot {
     /// A new image was activated.
     Update,
+    /// A new web UI was written and the NVS pointer switched to it.
+    Frontend,
     /// The API asked for a rollback.
     Rollback,
     /// The API asked for a reboot.
@@ -41,7 +43,7 @@ pub struct LastUpdate {
     pub result: &'static str,
     /// The error, when it did not succeed.
     pub error: Option<ErrorBody>,
-    /// What was uploaded: `firmware`.
+    /// What was uploaded: `firmware` or `www` (a web-UI image).
     pub kind: &'static str,
     /// The slot written.
     pub slot: Option<String>,
@@ -128,6 +130,7 @@ pub struct Shared {
     last_rollback: Mutex<Option<RollbackRecord>>,
     events: Mutex<VecDeque<Event>>,
     reboot_tx: Mutex<Option<mpsc::UnboundedSender<Reboot>>>,
+    ui: Mutex<Option<Arc<crate::www::MountedUi>>>,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (a
@@ -166,6 +169,7 @@ impl Shared {
             last_rollback: Mutex::new(None),
             events: Mutex::new(VecDeque::new()),
             reboot_tx: Mutex::new(None),
+            ui: Mutex::new(None),
         }
     }
 
@@ -233,6 +237,16 @@ impl Shared {
     /// Updates the self-test.
     pub fn set_selftest(&self, s: SelfTest) {
         *lock(&self.selftest) = s;
+    }
+
+    /// The web UI this boot mounted, `None` when none is.
+    pub fn ui(&self) -> Option<Arc<crate::www::MountedUi>> {
+        lock(&self.ui).clone()
+    }
+
+    /// Sets the web UI this boot mounted.
+    pub fn set_ui(&self, ui: Option<Arc<crate::www::MountedUi>>) {
+        *lock(&self.ui) = ui;
     }
 
     /// The last rollback the agent saw.
