@@ -67,6 +67,10 @@ pub struct CreateArgs {
     /// A real second-stage bootloader for the bootloader region (default: a placeholder).
     #[arg(long)]
     bootloader: Option<PathBuf>,
+    /// Initial web UI for www_0: a LittleFS image of the slot's size (`otter www build`)
+    /// [default: a built-in page linking to /update].
+    #[arg(long, value_name = "WWW_BIN", conflicts_with = "from_flash")]
+    www: Option<PathBuf>,
     /// Enable app rollback (CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE): new images must confirm themselves.
     #[arg(long)]
     rollback: bool,
@@ -238,6 +242,11 @@ fn create(a: &CreateArgs) -> anyhow::Result<ExitCode> {
         .bootloader
         .as_deref()
         .map(|p| read(p, "bootloader"))
+        .transpose()?;
+    opts.www = a
+        .www
+        .as_deref()
+        .map(|p| read(p, "web-UI image"))
         .transpose()?;
     opts.rollback = a.rollback;
     opts.anti_rollback = a.anti_rollback;
@@ -492,5 +501,39 @@ pub fn print_status(dir: &Path, st: &Status, agent: Option<&Value>) {
             r.version.as_deref().unwrap_or("?"),
             r.reason
         );
+    }
+    if let Some(w) = &st.www {
+        println!(
+            "web UI:  {} mounted (NVS selects {}{})",
+            w.active.as_deref().unwrap_or("NOTHING"),
+            w.selected,
+            w.nvs_value.map_or_else(
+                || ", key missing".to_string(),
+                |v| format!(", www_slot = {v}")
+            )
+        );
+        if let Some(n) = &w.nvs_note {
+            println!("  note: {n}");
+        }
+        if let Some(f) = &w.fallback {
+            println!("  fallback: {}", f.reason);
+        }
+        for s in &w.slots {
+            println!(
+                "  {:<8} {:#08x} {:>8}  {}",
+                s.name,
+                s.offset,
+                human_size(u64::from(s.size)),
+                if s.mounts {
+                    format!(
+                        "{} files{}",
+                        s.files,
+                        if s.index_html { "" } else { ", no index.html" }
+                    )
+                } else {
+                    s.error.clone().unwrap_or_default()
+                }
+            );
+        }
     }
 }

@@ -2,6 +2,11 @@
 //! with progress, wait for the reboot, and confirm that the new version runs
 //! (or report the rollback and why).
 //!
+//! `otter push --www www.bin --to URL` does the same for a web-UI image
+//! (LittleFS, exactly the slot's size): checked locally, uploaded to
+//! `/api/ota/frontend`, and confirmed after the reboot by the device's
+//! status (the new slot is mounted and its SHA-256 is the file's).
+//!
 //! Exit codes: 0 only when the pushed image runs (and, with rollback, has
 //! confirmed itself); 1 when the device refused it or rolled it back; 2 when
 //! the push could not be made (unreadable image, unreachable device, ...).
@@ -24,7 +29,11 @@ use crate::output::{self, hex, human_size};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The firmware image (build/<project>.bin, firmware.bin).
-    image: PathBuf,
+    #[arg(required_unless_present = "www")]
+    image: Option<PathBuf>,
+    /// Push a web-UI image (LittleFS, built with `otter www build`) instead of firmware.
+    #[arg(long, value_name = "WWW_BIN", conflicts_with = "image")]
+    www: Option<PathBuf>,
     /// The device's base URL (http://192.168.1.50:3232).
     #[arg(long)]
     to: String,
@@ -158,6 +167,17 @@ impl Client {
         sha256: &[u8; 32],
         progress: &Progress,
     ) -> anyhow::Result<Answer> {
+        self.upload_to("/update", image, sha256, progress)
+    }
+
+    /// `POST path` with `image` as the raw body, reporting progress.
+    pub fn upload_to(
+        &self,
+        path: &str,
+        image: &[u8],
+        sha256: &[u8; 32],
+        progress: &Progress,
+    ) -> anyhow::Result<Answer> {
         let mut reader = ProgressReader {
             data: image,
             pos: 0,
@@ -165,7 +185,7 @@ impl Client {
         };
         let mut req = self
             .agent
-            .post(self.url("/update"))
+            .post(self.url(path))
             .header("Content-Type", "application/octet-stream")
             .header("Content-Length", image.len().to_string())
             .header("X-Otter-Sha256", hex(sha256));
@@ -474,18 +494,184 @@ pub fn push(
     }
 }
 
+/// Pushes a web-UI image to the device behind `client` and waits (unless
+/// `no_wait`) until the device serves it after its reboot.
+pub fn push_www(
+    client: &Client,
+    image: &[u8],
+    timeout: Duration,
+    no_wait: bool,
+    quiet: bool,
+) -> anyhow::Result<PushReport> {
+    let sha: [u8; 32] = Sha256::digest(image).into();
+    let mut report = PushReport {
+        result: "refused",
+        message: None,
+        version: "www".into(),
+        sha256: hex(&sha),
+        bytes: 0,
+        upload_secs: 0.0,
+        slot: None,
+        status: None,
+    };
+    let before = client.status()?;
+    let Some(www) = before.get("www").filter(|w| !w.is_null()) else {
+        report.message =
+            Some("not sent: the device has no web-UI slots (www_0/www_1 partitions)".into());
+        report.status = Some(before);
+        return Ok(report);
+    };
+    let active = www.get("active").and_then(Value::as_str);
+    let slots = www
+        .get("slots")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let target = slots
+        .iter()
+        .find(|s| s.get("name").and_then(Value::as_str) != active)
+        .cloned();
+    if let Some(t) = &target {
+        let size = t.get("size").and_then(Value::as_u64).unwrap_or(0);
+        let name = t.get("name").and_then(Value::as_str).unwrap_or("?");
+        if image.len() as u64 != size {
+            report.message = Some(format!(
+                "not sent: the image is {} bytes but {name} is {size}; rebuild it with `otter www build DIR --size {size:#x}`",
+                image.len()
+            ));
+            report.status = Some(before);
+            return Ok(report);
+        }
+    }
+    let boot_before = before.get("boot_count").and_then(Value::as_u64);
+    let uptime_before = before.get("uptime_ms").and_then(Value::as_u64).unwrap_or(0);
+    if !quiet {
+        eprintln!(
+            "pushing a web UI ({}) to {} (serving {})",
+            human_size(image.len() as u64),
+            client.base,
+            active.unwrap_or("nothing")
+        );
+    }
+    let progress = Progress::new(image.len() as u64, quiet);
+    let started = Instant::now();
+    let answer = client.upload_to("/api/ota/frontend", image, &sha, &progress);
+    progress.finish();
+    let answer = answer?;
+    report.upload_secs = started.elapsed().as_secs_f64();
+    report.bytes = image.len() as u64;
+    if answer.status != 200 {
+        report.message = Some(format!(
+            "the device refused the web UI ({} {}): {}",
+            answer.status,
+            answer
+                .body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+            answer.message()
+        ));
+        report.status = client.status().ok();
+        return Ok(report);
+    }
+    report.slot = answer
+        .body
+        .get("slot")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if !quiet {
+        eprintln!(
+            "uploaded in {:.1} s: written to {} and verified; the device reboots",
+            report.upload_secs,
+            report.slot.as_deref().unwrap_or("?")
+        );
+    }
+    if no_wait {
+        report.result = "uploaded";
+        return Ok(report);
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        if Instant::now() > deadline {
+            report.message = Some(format!(
+                "the device did not come back within {} s",
+                timeout.as_secs()
+            ));
+            return Ok(report);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let Ok(st) = client.status() else { continue };
+        let boot = st.get("boot_count").and_then(Value::as_u64);
+        let uptime = st.get("uptime_ms").and_then(Value::as_u64).unwrap_or(0);
+        if boot == boot_before && uptime >= uptime_before {
+            continue;
+        }
+        let active = st.pointer("/www/active").and_then(Value::as_str);
+        let served_sha = st
+            .pointer("/www/slots")
+            .and_then(Value::as_array)
+            .and_then(|v| {
+                v.iter()
+                    .find(|s| s.get("name").and_then(Value::as_str) == active)
+            })
+            .and_then(|s| s.get("sha256"))
+            .and_then(Value::as_str);
+        if active.is_some()
+            && active == report.slot.as_deref()
+            && served_sha == Some(report.sha256.as_str())
+        {
+            report.result = "running";
+            report.message = Some(format!(
+                "the new web UI is mounted from {} and served at {}/",
+                active.unwrap_or("?"),
+                client.base
+            ));
+        } else {
+            report.result = "rolled_back";
+            let why = st
+                .pointer("/www/fallback/reason")
+                .and_then(Value::as_str)
+                .unwrap_or("the device did not report why");
+            report.message = Some(format!(
+                "the device came back serving {} instead of the new web UI in {}: {why}",
+                active.unwrap_or("no web UI"),
+                report.slot.as_deref().unwrap_or("?")
+            ));
+        }
+        report.status = Some(st);
+        return Ok(report);
+    }
+}
+
 /// Runs `otter push`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (image, info) = load_image(&args.image)?;
     let client = Client::new(&args.to, args.token.clone());
-    let report = push(
-        &client,
-        &image,
-        &info,
-        Duration::from_secs(args.timeout),
-        args.no_wait,
-        args.json,
-    )?;
+    let report = if let Some(path) = &args.www {
+        let image = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        if let Err(e) = otter_sim::device::www::inspect_ui(&image) {
+            bail!("{} is not a usable web-UI image: {e}", path.display());
+        }
+        push_www(
+            &client,
+            &image,
+            Duration::from_secs(args.timeout),
+            args.no_wait,
+            args.json,
+        )?
+    } else {
+        let Some(path) = &args.image else {
+            bail!("give a firmware image, or --www WWW_BIN for a web UI");
+        };
+        let (image, info) = load_image(path)?;
+        push(
+            &client,
+            &image,
+            &info,
+            Duration::from_secs(args.timeout),
+            args.no_wait,
+            args.json,
+        )?
+    };
     if args.json {
         output::print_json(&report)?;
     } else if let Some(m) = &report.message {
