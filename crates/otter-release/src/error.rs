@@ -179,6 +179,35 @@ pub enum ReleaseError {
     Random(getrandom::Error),
 }
 
+impl ReleaseError {
+    /// A stable machine-readable name for the variant (`bad_signature`,
+    /// `expired`, ...), for JSON output and device status.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ReleaseError::ManifestTooLarge { .. } => "manifest_too_large",
+            ReleaseError::SignatureFileTooLarge { .. } => "signature_file_too_large",
+            ReleaseError::SignatureFileMalformed { .. } => "signature_file_malformed",
+            ReleaseError::UnknownSignatureFormat { .. } => "unknown_signature_format",
+            ReleaseError::NoTrustedSignature { .. } => "no_trusted_signature",
+            ReleaseError::BadSignature { .. } => "bad_signature",
+            ReleaseError::ManifestMalformed { .. } => "manifest_malformed",
+            ReleaseError::UnknownFormat { .. } => "unknown_format",
+            ReleaseError::InvalidField { .. } => "invalid_field",
+            ReleaseError::Expired { .. } => "expired",
+            ReleaseError::ArtifactNotLocal { .. } => "artifact_not_local",
+            ReleaseError::ArtifactSizeMismatch { .. } => "artifact_size_mismatch",
+            ReleaseError::ArtifactHashMismatch { .. } => "artifact_sha256_mismatch",
+            ReleaseError::BadKey { .. } => "bad_key",
+            ReleaseError::WrongKeyKind { .. } => "wrong_key_kind",
+            ReleaseError::NoSigningKeys => "no_signing_keys",
+            ReleaseError::NoTrustedKeys => "no_trusted_keys",
+            ReleaseError::Read { .. } => "read",
+            ReleaseError::Write { .. } => "write",
+            ReleaseError::Random(_) => "random",
+        }
+    }
+}
+
 /// What is wrong with one signature by a trusted key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
