@@ -699,3 +699,62 @@ fn otter_push_www() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(boot_count(&dev.status()), before, "nothing was sent");
 }
+
+/// littlefs-python (the reference implementation) builds a UI at disk
+/// version 2.0: for the slot's block count the device takes it and serves
+/// it; built for 128 blocks and padded to the slot, otter reads the block
+/// count from the superblock and refuses it, as esp_littlefs would.
+#[test]
+fn littlefs_python_images_and_the_superblock_check() {
+    const BUILD: &str = r#"
+import json, sys
+from littlefs import LittleFS
+out, blocks, pad = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fs = LittleFS(block_size=4096, block_count=blocks, read_size=128, prog_size=128,
+              disk_version=0x00020000)
+with fs.open('/index.html', 'wb') as f:
+    f.write(b'<h1>from littlefs-python</h1>')
+fs.mkdir('/js')
+with fs.open('/js/a.js', 'wb') as f:
+    f.write(b'1;' * 3000)
+data = bytes(fs.context.buffer)
+data += b'\xff' * (pad - len(data))
+open(out, 'wb').write(data)
+print(json.dumps({"len": len(data)}))
+"#;
+    let work = tempfile::tempdir().expect("tempdir");
+    let good = work.path().join("good.bin");
+    let padded = work.path().join("padded.bin");
+    let r = python_json(BUILD, &[&s(&good), "256", &SLOT.to_string()]);
+    assert_eq!(r["len"], SLOT);
+    let r = python_json(BUILD, &[&s(&padded), "128", &SLOT.to_string()]);
+    assert_eq!(r["len"], SLOT);
+
+    let dev = Device::create(&[]).run(&[]);
+    let before = unchanged(&dev);
+    let (code, body) = upload(&dev, &padded, &[]);
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (422, Some("bad_web_ui")),
+        "{body}"
+    );
+    let msg = body["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("128 blocks") && msg.contains("256 blocks"),
+        "{msg}"
+    );
+    assert_eq!(unchanged(&dev), before);
+
+    let (code, body) = upload(&dev, &good, &[]);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["files"], 2);
+    wait_for_www(&dev, "www_1", 1);
+    let (code, heads, body) = get(&dev.url, "/", &[]);
+    assert_eq!(
+        (code, body),
+        (200, b"<h1>from littlefs-python</h1>".to_vec())
+    );
+    assert!(heads.contains("text/html"));
+    let (code, _, body) = get(&dev.url, "/js/a.js", &[]);
+    assert_eq!((code, body.len()), (200, 6000));
+}
