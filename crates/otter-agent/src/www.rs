@@ -224,7 +224,7 @@ impl FrontendWriter {
                 .www_layout()
                 .ok_or_else(|| frontend_error(&FrontendError::NoSlots))?;
             let active = dev.www_boot().and_then(|b| b.active);
-            FrontendUpdate::begin(dev.flash(), &layout, active, size, expected_sha256)
+            FrontendUpdate::begin(dev.www_flash(), &layout, active, size, expected_sha256)
                 .map_err(|e| frontend_error(&e))?
         };
         let t = update.target().clone();
@@ -254,7 +254,7 @@ impl Upload for FrontendWriter {
         {
             let mut dev = self.shared.device();
             self.update
-                .write(dev.flash(), data)
+                .write(dev.www_flash(), data)
                 .map_err(|e| frontend_error(&e))?;
         }
         self.shared.note_progress(self.update.received());
@@ -273,7 +273,7 @@ impl Upload for FrontendWriter {
         let at = self.at();
         let done = {
             let mut dev = s.device();
-            self.update.finish(dev.flash())
+            self.update.finish(dev.www_flash())
         };
         match done {
             Ok(sw) => {

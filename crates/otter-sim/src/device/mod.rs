@@ -755,9 +755,9 @@ pub struct VirtualDevice {
     flash: SimFlash,
     /// What the last power-on mounted.
     www_boot: Option<www::WwwBoot>,
-    /// The slots' status, with the flash's mutating-operation count it was
-    /// read at (reused while nothing was written).
-    www_slots: Option<(u64, Vec<www::WwwSlotStatus>)>,
+    /// The slots' status, read once and kept until a power-on or a write
+    /// through [`VirtualDevice::www_flash`].
+    www_slots: Option<Vec<www::WwwSlotStatus>>,
 }
 
 impl std::fmt::Debug for VirtualDevice {
@@ -871,6 +871,7 @@ impl VirtualDevice {
         let www = www::WwwLayout::read(&mut self.flash, self.cfg.table_offset)
             .map(|layout| www::mount(&mut self.flash, &layout));
         self.www_boot.clone_from(&www);
+        self.www_slots = None;
         Ok(PowerOn {
             www,
             image: out.booted.as_ref().map(|b| b.image.clone()),
@@ -905,6 +906,15 @@ impl VirtualDevice {
         www::WwwLayout::read(&mut self.flash, self.cfg.table_offset)
     }
 
+    /// The flash, for writing the web-UI slots or NVS: the cached slot
+    /// status is dropped, so the next status reads them again. (Writes
+    /// through [`flash`](Self::flash) do not refresh it: firmware updates
+    /// never touch those partitions.)
+    pub fn www_flash(&mut self) -> &mut SimFlash {
+        self.www_slots = None;
+        &mut self.flash
+    }
+
     /// What the last power-on mounted (`None` before one, or without
     /// web-UI slots).
     pub fn www_boot(&self) -> Option<&www::WwwBoot> {
@@ -912,8 +922,9 @@ impl VirtualDevice {
     }
 
     /// The `www` status: the last power-on's mount when `booted`, else what
-    /// a power-on would mount now; the slots are read from flash (and
-    /// reused while nothing was written since).
+    /// a power-on would mount now; the slots are read from flash once, and
+    /// again after a power-on or a write through
+    /// [`www_flash`](Self::www_flash).
     pub fn www_status(&mut self, booted: bool) -> Result<Option<www::WwwStatus>, DeviceError> {
         let Some(layout) = self.www_layout() else {
             return Ok(None);
@@ -922,12 +933,11 @@ impl VirtualDevice {
             (Some(b), true) => b.clone(),
             _ => www::mount(&mut self.flash, &layout),
         };
-        let ops = self.flash.mutating_ops();
         let slots = match &self.www_slots {
-            Some((at, s)) if *at == ops => s.clone(),
-            _ => {
+            Some(s) => s.clone(),
+            None => {
                 let s = www::slot_statuses(&mut self.flash, &layout)?;
-                self.www_slots = Some((ops, s.clone()));
+                self.www_slots = Some(s.clone());
                 s
             }
         };
