@@ -474,7 +474,7 @@ fn initial_www(
     let Some(layout) = www::WwwLayout::from_table(table) else {
         if opts.www.is_some() {
             return Err(DeviceError::Input(
-                "--www: the partition table has no web-UI slots (data partitions labelled www_0 and www_1)".into(),
+                "web UI: the partition table has no web-UI slots (data partitions labelled www_0 and www_1) to put it in".into(),
             ));
         }
         return Ok(Vec::new());
@@ -484,7 +484,7 @@ fn initial_www(
         Some(img) => {
             if img.len() != slot.size as usize {
                 return Err(DeviceError::Input(format!(
-                    "web UI: the image is {} bytes but www_0 is {} bytes; build it with the slot's size (otter www build DIR --size {:#x})",
+                    "web UI: the image is {} bytes but www_0 is {} bytes ({:#x}); build it with the slot's size",
                     img.len(),
                     slot.size,
                     slot.size
