@@ -48,7 +48,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let key = SigningKey::generate().context("making a key")?;
     let public = key.public_key();
-    write_private(&key_path, key.to_pem().as_bytes())?;
+    let pem = key.to_pem();
+    // Never write a key file that does not read back as the same key.
+    let reread = SigningKey::from_pem(&pem).context("re-reading the new key's PEM")?;
+    if reread.public_key() != public {
+        bail!("the new key's PEM does not read back as the same key; nothing was written");
+    }
+    write_private(&key_path, pem.as_bytes())?;
     std::fs::write(&pub_path, public.to_pem())
         .with_context(|| format!("writing {}", pub_path.display()))?;
     let keyid = public.keyid().to_string();
