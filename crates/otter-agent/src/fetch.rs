@@ -292,9 +292,9 @@ pub enum TlsFailure {
     /// The server's certificate is not the pinned one.
     PinMismatch,
     /// Another certificate problem.
-    Certificate(CertificateError),
+    Certificate(Box<CertificateError>),
     /// Another TLS protocol failure (alert, version, signature).
-    Protocol(rustls::Error),
+    Protocol(Box<rustls::Error>),
     /// The connection broke during the handshake (transient).
     Io(io::Error),
 }
@@ -478,7 +478,7 @@ pub enum FetchError {
         /// The redirecting URL.
         url: Url,
         /// The `Location` header.
-        location: String,
+        location: Box<str>,
         /// Why.
         reason: &'static str,
     },
@@ -510,7 +510,7 @@ pub enum FetchError {
         /// The URL.
         url: Url,
         /// The header, lossily decoded.
-        value: String,
+        value: Box<str>,
         /// The requested start.
         requested: u64,
     },
@@ -888,7 +888,7 @@ impl Fetcher {
             hops += 1;
             let bad = |reason| FetchError::BadRedirect {
                 url: current.clone(),
-                location: location.clone(),
+                location: location.clone().into(),
                 reason,
             };
             let next = current
@@ -1098,7 +1098,7 @@ fn check_partial(url: &Url, headers: &HeaderMap, from: u64, len: u64) -> Result<
         .unwrap_or_default();
     let bad = || FetchError::BadContentRange {
         url: url.clone(),
-        value: value.clone(),
+        value: value.clone().into(),
         requested: from,
     };
     let range = parse_content_range(&value).ok_or_else(bad)?;
@@ -1154,9 +1154,9 @@ fn tls_failure(error: io::Error) -> TlsFailure {
             CertificateError::Other(other) if other.0.downcast_ref::<PinMismatch>().is_some() => {
                 TlsFailure::PinMismatch
             }
-            other => TlsFailure::Certificate(other.clone()),
+            other => TlsFailure::Certificate(Box::new(other.clone())),
         },
-        other => TlsFailure::Protocol(other.clone()),
+        other => TlsFailure::Protocol(Box::new(other.clone())),
     }
 }
 
