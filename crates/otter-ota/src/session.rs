@@ -25,19 +25,61 @@
 //! sectors elsewhere. With the size known up front, at most the image size
 //! rounded up to 4 KiB is erased; without it, at most one 64 KiB block more.
 //!
+//! # Pre-erased slots
+//! With [`UpdateRequest::pre_erased`] the caller has already erased the
+//! image's range `[0, roundup(size, 4 KiB))` of the target slot (with
+//! [`erase_update_slot`], which also makes ESP-IDF's stale-otadata
+//! invalidation first), and the session writes without erasing. This is what
+//! makes a download resumable: see below.
+//!
+//! # Resuming after a power cut
+//! A pull client that wants to survive a power cut mid-download keeps one
+//! record outside the slot: which release the slot is receiving (a tag, for
+//! example the first four bytes of the release's SHA-256, in NVS). The slot
+//! itself then says how far the download got, because every byte of the
+//! range was erased before the tag was set and is only ever programmed in
+//! order:
+//!
+//! | step | fresh start | resume (the tag names this release) |
+//! |---|---|---|
+//! | 1 | clear the tag | `at = `[`resume_point`]`(flash, region, size)` |
+//! | 2 | [`erase_update_slot`] | [`UpdateSession::resume`]`(.., at)`: re-reads `[0, at)` from flash through the verifier and SHA-256, erases `[at, roundup(size))` (sector `at` first) |
+//! | 3 | set the tag | download from offset `at` |
+//! | 4 | [`UpdateSession::begin`] with `pre_erased` | |
+//! | 5 | download from 0 | |
+//! | end | `write`* → `finish` → `activate`, then clear the tag | same |
+//!
+//! [`resume_point`] is the start of the first all-0xFF sector of the range,
+//! minus one sector: the sector before the first erased one may have been
+//! cut mid-program. Everything before it was programmed in full, before any
+//! byte after it (a program into sector k + 1 only starts once sector k is
+//! done; a cut while resume erases leaves scrambled bytes only in the sector
+//! being erased, and sector `at` is erased first, so the sectors between
+//! `at` and it are erased). A resume therefore rewrites at most one sector
+//! that was already complete, plus what the cut itself destroyed.
+//!
+//! Nothing here trusts the prefix: [`finish`](UpdateSession::finish) checks
+//! the SHA-256 of every byte, prefix included, against the image's appended
+//! digest and the expected SHA-256. A prefix that is not this release's (an
+//! image that really has an all-0xFF sector, a tag that lied, a slot
+//! changed behind the tag's back) fails there, and the caller starts over
+//! with a fresh start; a wrong image is never activated. A changed release
+//! (the tag does not match) is always a fresh start.
+//!
 //! # Memory
 //! The session is a fixed-size value ([`SESSION_STATE_SIZE`] bytes at most,
 //! asserted at compile time): the streaming verifier, a SHA-256 state and a
-//! 512-byte staging buffer. It never holds the image.
+//! 512-byte staging buffer. It never holds the image. [`UpdateSession::resume`]
+//! adds a 256-byte read buffer on the stack while it re-reads the prefix.
 
-use embedded_storage::nor_flash::NorFlash;
+use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 use otter_format::image::{ImageInfo, StreamingVerifier, VerifyOptions};
 use otter_format::otadata::{plan_set_boot, OtaState};
 use otter_format::SECTOR_SIZE;
 use sha2::{Digest, Sha256};
 
 use crate::error::OtaError;
-use crate::io::{read_otadata, verify_slot, write_otadata_entry};
+use crate::io::{read_otadata, verify_slot, write_otadata_entry, VERIFY_CHUNK};
 use crate::slots::{Region, SlotId, SlotMap};
 use crate::DeviceConfig;
 
@@ -53,7 +95,16 @@ const BLOCK_SIZE: u32 = 0x1_0000;
 pub const SESSION_STATE_SIZE: usize = 2560;
 const _: () = assert!(core::mem::size_of::<UpdateSession>() <= SESSION_STATE_SIZE);
 
+/// Bytes read from flash per step while [`UpdateSession::resume`] re-reads
+/// the prefix. At least the image header, so the header is decided on the
+/// first read.
+const RESUME_CHUNK: usize = VERIFY_CHUNK;
+const _: () = assert!(RESUME_CHUNK >= 24 && RESUME_CHUNK <= STAGE_LEN);
+
 /// What the caller knows about the update before it starts.
+///
+/// Build it with [`UpdateRequest::new`] (or `..UpdateRequest::default()`) so
+/// that fields added later keep callers compiling.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UpdateRequest {
     /// Total bytes that will be written (a Content-Length or a manifest's
@@ -61,6 +112,120 @@ pub struct UpdateRequest {
     pub size: Option<u32>,
     /// The SHA-256 the whole upload must have.
     pub expected_sha256: Option<[u8; 32]>,
+    /// The range `[0, roundup(size, 4 KiB))` of the target slot is already
+    /// erased (by [`erase_update_slot`]): the session programs without
+    /// erasing. Needs `size`. See the module docs, "Resuming after a power
+    /// cut". [`UpdateSession::resume`] ignores it (it always erases what it
+    /// rewrites).
+    pub pre_erased: bool,
+}
+
+impl UpdateRequest {
+    /// A request for an upload of `size` bytes (if known) that must hash to
+    /// `expected_sha256` (if given), into a slot the session erases itself.
+    pub const fn new(size: Option<u32>, expected_sha256: Option<[u8; 32]>) -> Self {
+        Self {
+            size,
+            expected_sha256,
+            pre_erased: false,
+        }
+    }
+
+    /// The same request for a slot whose range is already erased.
+    pub const fn with_pre_erased(mut self, on: bool) -> Self {
+        self.pre_erased = on;
+        self
+    }
+}
+
+/// Where a resumed download continues: the slot-relative start of the first
+/// all-0xFF sector within the image's range `[0, roundup(size, 4 KiB))` of
+/// `region` (the range's end if there is none), minus one sector (the sector
+/// before it may have been cut mid-program), saturating at 0. Always a
+/// multiple of 4 KiB and below `size`.
+///
+/// Only meaningful for a slot filled the resumable way (module docs); for
+/// any other slot the resumed update fails its final SHA-256 check.
+pub fn resume_point<F: ReadNorFlash>(
+    flash: &mut F,
+    region: &Region,
+    size: u32,
+) -> Result<u32, OtaError<F::Error>> {
+    let end = erase_end(region, size)?;
+    let mut buf = [0u8; VERIFY_CHUNK];
+    let mut sector = 0u32;
+    'sectors: while sector < end {
+        let mut at = 0u32;
+        while at < SECTOR_SIZE {
+            let n = (SECTOR_SIZE - at).min(VERIFY_CHUNK as u32) as usize;
+            let chunk = buf.get_mut(..n).unwrap_or_default();
+            flash
+                .read(region.offset + sector + at, chunk)
+                .map_err(OtaError::Flash)?;
+            if chunk.iter().any(|&b| b != 0xFF) {
+                sector += SECTOR_SIZE;
+                continue 'sectors;
+            }
+            at += n as u32;
+        }
+        break;
+    }
+    Ok(sector.min(end).saturating_sub(SECTOR_SIZE))
+}
+
+/// The fresh start of a resumable download (module docs): with rollback,
+/// ESP-IDF's invalidation of a stale otadata entry that points at the target
+/// slot, then an erase of `[0, roundup(size, 4 KiB))` of the slot
+/// [`UpdateSession::begin`] would pick after `running` (64 KiB blocks where
+/// aligned, 4 KiB sectors elsewhere). Follow it with `begin` and
+/// [`UpdateRequest::pre_erased`]. Returns the target slot.
+pub fn erase_update_slot<F: NorFlash>(
+    flash: &mut F,
+    cfg: &DeviceConfig,
+    running: SlotId,
+    size: u32,
+) -> Result<SlotId, OtaError<F::Error>> {
+    let s = UpdateSession::open(flash, cfg, running, UpdateRequest::new(Some(size), None))?;
+    let end = erase_end(&s.region, size)?;
+    invalidate_stale_otadata(flash, cfg, &s.map, s.target)?;
+    erase_range(flash, &s.region, 0, end)?;
+    Ok(s.target)
+}
+
+/// `roundup(size, 4 KiB)`, checked against the slot.
+fn erase_end<E>(region: &Region, size: u32) -> Result<u32, OtaError<E>> {
+    if size == 0 {
+        return Err(OtaError::Misuse("a resumable update needs a non-zero size"));
+    }
+    let end = u64::from(size).div_ceil(u64::from(SECTOR_SIZE)) * u64::from(SECTOR_SIZE);
+    if end > u64::from(region.size) {
+        return Err(OtaError::Misuse(
+            "the image's range is larger than the slot",
+        ));
+    }
+    Ok(end as u32)
+}
+
+/// Erases `[from, to)` of `region` (slot-relative, sector-aligned), with a
+/// 64 KiB block erase where one is aligned and fits, 4 KiB sectors elsewhere.
+fn erase_range<F: NorFlash>(
+    flash: &mut F,
+    region: &Region,
+    from: u32,
+    to: u32,
+) -> Result<(), OtaError<F::Error>> {
+    let mut at = from;
+    while at < to {
+        let step = if at % BLOCK_SIZE == 0 && at + BLOCK_SIZE <= to {
+            BLOCK_SIZE
+        } else {
+            SECTOR_SIZE
+        };
+        let abs = region.offset + at;
+        flash.erase(abs, abs + step).map_err(OtaError::Flash)?;
+        at += step;
+    }
+    Ok(())
 }
 
 /// An update being streamed into the inactive slot.
@@ -100,7 +265,80 @@ pub struct UpdateSession {
 impl UpdateSession {
     /// `esp_ota_begin`: picks the next update slot after `running` and checks
     /// that an update may start. Writes nothing to flash.
+    ///
+    /// With [`UpdateRequest::pre_erased`] (which needs `size`), the image's
+    /// range must already be erased ([`erase_update_slot`]) and the session
+    /// never erases.
     pub fn begin<F: NorFlash>(
+        flash: &mut F,
+        cfg: &DeviceConfig,
+        running: SlotId,
+        req: UpdateRequest,
+    ) -> Result<Self, OtaError<F::Error>> {
+        let mut s = Self::open(flash, cfg, running, req)?;
+        if req.pre_erased {
+            let size = req
+                .size
+                .ok_or(OtaError::Misuse("a pre-erased update needs the image size"))?;
+            s.erased_to = erase_end(&s.region, size)?;
+        }
+        Ok(s)
+    }
+
+    /// Resumes an interrupted download of the same image at `at` (from
+    /// [`resume_point`]): re-reads the slot's `[0, at)` through the image
+    /// verifier (and the SHA-256 of `expected_sha256`), then erases
+    /// `[at, roundup(size, 4 KiB))`, sector `at` first, and returns a session
+    /// whose next [`write`](Self::write) is the image's byte `at`
+    /// ([`received`](Self::received) is `at`).
+    ///
+    /// `req` must be the one the download began with (`size` is required;
+    /// `pre_erased` is ignored). A prefix that is not the start of an
+    /// acceptable image fails here with [`OtaError::Image`] before anything
+    /// is erased; one that is but is not this image's fails at
+    /// [`finish`](Self::finish). Either way, start over. See the module docs.
+    pub fn resume<F: NorFlash>(
+        flash: &mut F,
+        cfg: &DeviceConfig,
+        running: SlotId,
+        req: UpdateRequest,
+        at: u32,
+    ) -> Result<Self, OtaError<F::Error>> {
+        let mut s = Self::open(flash, cfg, running, req)?;
+        let size = req
+            .size
+            .ok_or(OtaError::Misuse("resuming an update needs the image size"))?;
+        let end = erase_end(&s.region, size)?;
+        if at % SECTOR_SIZE != 0 || at >= size {
+            return Err(OtaError::Misuse(
+                "the resume offset must be sector-aligned and inside the image",
+            ));
+        }
+        let mut buf = [0u8; RESUME_CHUNK];
+        while s.received < at {
+            let n = (at - s.received).min(RESUME_CHUNK as u32) as usize;
+            let chunk = buf.get_mut(..n).unwrap_or_default();
+            flash
+                .read(s.region.offset + s.received, chunk)
+                .map_err(OtaError::Flash)?;
+            s.accept(chunk)?;
+        }
+        // The prefix is in flash already: it is "programmed", not staged.
+        s.programmed = at;
+        invalidate_stale_otadata(flash, cfg, &s.map, s.target)?;
+        s.invalidated_stale = true;
+        // The sector that may be torn first: a cut in the erases after it
+        // then leaves it erased, so the next resume point is at most one
+        // sector earlier (module docs).
+        erase_range(flash, &s.region, at, at + SECTOR_SIZE)?;
+        erase_range(flash, &s.region, at + SECTOR_SIZE, end)?;
+        s.erased_to = end;
+        Ok(s)
+    }
+
+    /// Checks that an update may start and builds the session; touches no
+    /// flash but reads.
+    fn open<F: NorFlash>(
         flash: &mut F,
         cfg: &DeviceConfig,
         running: SlotId,
@@ -176,7 +414,9 @@ impl UpdateSession {
         &self.region
     }
 
-    /// Bytes accepted so far.
+    /// Bytes accepted so far: the image offset the next
+    /// [`write`](Self::write) starts at. After [`resume`](Self::resume) at
+    /// `at`, this counts the prefix re-read from flash, so it starts at `at`.
     pub fn received(&self) -> u32 {
         self.received
     }
@@ -194,6 +434,27 @@ impl UpdateSession {
         flash: &mut F,
         mut data: &[u8],
     ) -> Result<(), OtaError<F::Error>> {
+        self.accept(data)?;
+        while !data.is_empty() {
+            let room = STAGE_LEN - self.stage_len;
+            let n = room.min(data.len());
+            let (now, rest) = data.split_at(n);
+            if let Some(dst) = self.stage.get_mut(self.stage_len..self.stage_len + n) {
+                dst.copy_from_slice(now);
+            }
+            self.stage_len += n;
+            data = rest;
+            if self.stage_len == STAGE_LEN && self.head_ok {
+                self.flush(flash)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks and hashes the next bytes of the image (from the caller, or
+    /// from flash while resuming) and counts them as received. Nothing is
+    /// staged or written.
+    fn accept<E>(&mut self, data: &[u8]) -> Result<(), OtaError<E>> {
         let new_total = u64::from(self.received) + data.len() as u64;
         if new_total > u64::from(self.region.size) {
             return Err(OtaError::TooLarge {
@@ -217,7 +478,8 @@ impl UpdateSession {
                 if !header.has_hash() {
                     // Nothing has been flushed before the header is known
                     // (flushing waits for the app descriptor, after it), so
-                    // every byte received so far is still staged.
+                    // every byte received so far is still staged. (A resume
+                    // reads at least the header first, so it has none.)
                     let mut h = Sha256::new();
                     h.update(self.stage.get(..self.stage_len).unwrap_or_default());
                     self.image_hash = Some(h);
@@ -240,19 +502,6 @@ impl UpdateSession {
         {
             self.head_ok = true;
         }
-        while !data.is_empty() {
-            let room = STAGE_LEN - self.stage_len;
-            let n = room.min(data.len());
-            let (now, rest) = data.split_at(n);
-            if let Some(dst) = self.stage.get_mut(self.stage_len..self.stage_len + n) {
-                dst.copy_from_slice(now);
-            }
-            self.stage_len += n;
-            data = rest;
-            if self.stage_len == STAGE_LEN && self.head_ok {
-                self.flush(flash)?;
-            }
-        }
         Ok(())
     }
 
@@ -273,6 +522,10 @@ impl UpdateSession {
             pad.fill(0xFF);
         }
         let end = self.programmed + len as u32;
+        if !self.invalidated_stale {
+            invalidate_stale_otadata(flash, &self.cfg, &self.map, self.target)?;
+            self.invalidated_stale = true;
+        }
         self.erase_ahead(flash, end)?;
         let data = self.stage.get(..len).unwrap_or_default();
         flash
@@ -292,10 +545,6 @@ impl UpdateSession {
         if needed <= self.erased_to {
             return Ok(());
         }
-        if !self.invalidated_stale {
-            self.invalidate_stale_otadata(flash)?;
-            self.invalidated_stale = true;
-        }
         // The most this image may need: its announced size, else its known
         // length, else the whole slot.
         let known = self.size.or(self.image_len);
@@ -313,33 +562,6 @@ impl UpdateSession {
             let from = self.region.offset + at;
             flash.erase(from, from + step).map_err(OtaError::Flash)?;
             self.erased_to = at + step;
-        }
-        Ok(())
-    }
-
-    /// With rollback enabled, ESP-IDF's `esp_ota_begin` erases the inactive
-    /// otadata sector when it is valid and points at a slot other than the
-    /// running one (the slot being overwritten), so it can no longer be chosen
-    /// as a rollback target.
-    fn invalidate_stale_otadata<F: NorFlash>(
-        &mut self,
-        flash: &mut F,
-    ) -> Result<(), OtaError<F::Error>> {
-        if !self.cfg.rollback {
-            return Ok(());
-        }
-        let Some(od) = self.map.otadata().copied() else {
-            return Ok(());
-        };
-        let otadata = read_otadata(flash, &od)?;
-        let Some(active) = otadata.active() else {
-            return Ok(());
-        };
-        let inactive = 1 - active;
-        let e = otadata.entries[inactive];
-        if e.is_valid() && self.map.slot_for_seq(e.seq) == Some(self.target) {
-            let at = od.offset + inactive as u32 * SECTOR_SIZE;
-            flash.erase(at, at + SECTOR_SIZE).map_err(OtaError::Flash)?;
         }
         Ok(())
     }
@@ -460,4 +682,34 @@ pub(crate) fn set_boot_slot<F: NorFlash>(
     )
     .map_err(OtaError::Otadata)?;
     write_otadata_entry(flash, &od, w.sector, &w.entry)
+}
+
+/// With rollback enabled, ESP-IDF's `esp_ota_begin` erases the inactive
+/// otadata sector when it is valid and points at a slot other than the
+/// running one (`target`, the slot being overwritten), so it can no longer be
+/// chosen as a rollback target. Done before the slot's first erase or
+/// program; a no-op once done.
+fn invalidate_stale_otadata<F: NorFlash>(
+    flash: &mut F,
+    cfg: &DeviceConfig,
+    map: &SlotMap,
+    target: SlotId,
+) -> Result<(), OtaError<F::Error>> {
+    if !cfg.rollback {
+        return Ok(());
+    }
+    let Some(od) = map.otadata().copied() else {
+        return Ok(());
+    };
+    let otadata = read_otadata(flash, &od)?;
+    let Some(active) = otadata.active() else {
+        return Ok(());
+    };
+    let inactive = 1 - active;
+    let e = otadata.entries[inactive];
+    if e.is_valid() && map.slot_for_seq(e.seq) == Some(target) {
+        let at = od.offset + inactive as u32 * SECTOR_SIZE;
+        flash.erase(at, at + SECTOR_SIZE).map_err(OtaError::Flash)?;
+    }
+    Ok(())
 }

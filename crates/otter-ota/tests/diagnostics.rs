@@ -30,6 +30,7 @@ fn update(flash: &mut SimFlash, cfg: &DeviceConfig, running: SlotId, img: &[u8])
     let req = UpdateRequest {
         size: Some(img.len() as u32),
         expected_sha256: None,
+        ..UpdateRequest::default()
     };
     let mut s = UpdateSession::begin(flash, cfg, running, req).unwrap();
     s.write(flash, img).unwrap();

@@ -41,6 +41,7 @@ fn update(
     let req = UpdateRequest {
         size: Some(img.len() as u32),
         expected_sha256: None,
+        ..UpdateRequest::default()
     };
     let mut s = UpdateSession::begin(flash, cfg, running, req)?;
     for c in img.chunks(chunk) {
@@ -224,6 +225,7 @@ fn bad_images_are_refused_and_change_nothing() {
     let req = UpdateRequest {
         size: Some(2 * 1024 * 1024),
         expected_sha256: None,
+        ..UpdateRequest::default()
     };
     assert!(matches!(
         UpdateSession::begin(&mut flash, &cfg, SlotId::Factory, req),
@@ -235,6 +237,7 @@ fn bad_images_are_refused_and_change_nothing() {
     let req = UpdateRequest {
         size: None,
         expected_sha256: Some([0u8; 32]),
+        ..UpdateRequest::default()
     };
     let mut s = UpdateSession::begin(&mut flash, &cfg, SlotId::Factory, req).unwrap();
     s.write(&mut flash, &img).unwrap();

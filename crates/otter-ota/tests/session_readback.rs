@@ -47,6 +47,7 @@ fn update_with(
     let req = UpdateRequest {
         size: Some(img.len() as u32),
         expected_sha256: None,
+        ..UpdateRequest::default()
     };
     let mut s = UpdateSession::begin(&mut flash, &cfg, SlotId::Factory, req)?;
     for c in img.chunks(1000) {

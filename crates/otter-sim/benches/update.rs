@@ -32,6 +32,7 @@ fn write_path(flash: &mut SimFlash, img: &[u8]) {
     let req = UpdateRequest {
         size: Some(img.len() as u32),
         expected_sha256: None,
+        ..UpdateRequest::default()
     };
     let mut s = UpdateSession::begin(flash, &cfg, SlotId::Factory, req).expect("begin");
     for c in img.chunks(CHUNK) {

@@ -146,6 +146,7 @@ fn switch_then_write(
     let req = UpdateRequest {
         size: Some(image.len() as u32),
         expected_sha256: None,
+        ..UpdateRequest::default()
     };
     let mut s = UpdateSession::begin(flash, cfg, running, req)?;
     for c in image.chunks(powercut::device::CHUNK) {

@@ -52,6 +52,7 @@ pub fn otter_update(
     let req = UpdateRequest {
         size: Some(image.len() as u32),
         expected_sha256: None,
+        ..UpdateRequest::default()
     };
     let mut s = UpdateSession::begin(flash, cfg, running, req)?;
     for c in image.chunks(CHUNK) {

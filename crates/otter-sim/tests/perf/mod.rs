@@ -78,6 +78,7 @@ pub fn otter_update(img: &[u8], known: bool) -> (Cost, Cost) {
     let req = UpdateRequest {
         size: known.then_some(img.len() as u32),
         expected_sha256: None,
+        ..UpdateRequest::default()
     };
     let mut s = UpdateSession::begin(&mut flash, &cfg, SlotId::Factory, req).expect("begin");
     for c in img.chunks(CHUNK) {
