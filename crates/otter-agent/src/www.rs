@@ -220,6 +220,21 @@ impl FrontendWriter {
     ) -> Result<Self, ApiError> {
         let update = {
             let mut dev = shared.device();
+            // The reboot that mounts the new UI would roll back a firmware
+            // that has not confirmed itself yet (as any reboot would).
+            if let Some(running) = shared.boot().running {
+                let (flash, cfg) = dev.parts();
+                if cfg.rollback
+                    && otter_ota::lifecycle::running_state(flash, cfg, running)
+                        .ok()
+                        .flatten()
+                        == Some(otter_format::otadata::OtaState::PendingVerify)
+                {
+                    return Err(crate::api::ota_error(
+                        &otter_ota::OtaError::RunningImagePending,
+                    ));
+                }
+            }
             let layout = dev
                 .www_layout()
                 .ok_or_else(|| frontend_error(&FrontendError::NoSlots))?;

@@ -758,3 +758,42 @@ print(json.dumps({"len": len(data)}))
     let (code, _, body) = get(&dev.url, "/js/a.js", &[]);
     assert_eq!((code, body.len()), (200, 6000));
 }
+
+/// A web-UI update reboots the device, and any reboot before a new firmware
+/// confirms itself rolls that firmware back: while the running firmware is
+/// PENDING_VERIFY the upload is refused (409, as `/update` is), and accepted
+/// once it has confirmed.
+#[test]
+fn a_web_ui_upload_waits_for_the_running_firmware_to_confirm() {
+    let t = tempfile::tempdir().unwrap();
+    let fw = devproc::image(t.path(), "esp32s3", "2.0.0", &[]);
+    let (img, index) = ui(t.path(), "later", "1M");
+    let dev = Device::create(&["--rollback"]).run(&["--selftest-window", "3"]);
+    let (code, body) = dev.curl(
+        "/update",
+        &["-X", "POST", "--data-binary", &format!("@{}", s(&fw))],
+    );
+    assert_eq!(code, 200, "{body:#}");
+    let st = dev.wait_until(
+        |st| st["running"]["version"] == "2.0.0",
+        "the new firmware to boot",
+    );
+    assert_eq!(st["running"]["state"], "pending_verify", "{st:#}");
+    let before = unchanged(&dev);
+    let (code, body) = upload(&dev, &img, &[]);
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (409, Some("pending_verify")),
+        "{body:#}"
+    );
+    assert_eq!(before, unchanged(&dev));
+    let st = dev.wait_until(
+        |st| st["running"]["state"] == "valid",
+        "the self-test to confirm",
+    );
+    let (code, body) = upload(&dev, &img, &[]);
+    assert_eq!(code, 200, "{body:#}");
+    let st = wait_for_www(&dev, "www_1", boot_count(&st));
+    assert_eq!(st["running"]["version"], "2.0.0", "the firmware stayed");
+    assert_eq!(get(&dev.url, "/", &[]).2, index);
+}
