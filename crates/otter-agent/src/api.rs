@@ -150,6 +150,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/ota/rollback", post(rollback_handler))
         .route("/api/ota/reboot", post(reboot_handler))
         .route(crate::www::FRONTEND_PATH, post(crate::www::frontend))
+        .route(CHECK_PATH, post(check_handler))
         .fallback(crate::www::serve)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
@@ -179,7 +180,7 @@ pub fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint or web-UI file; the API is GET /update (the Update page), POST /update, GET /api/ota/status, POST /api/ota/frontend, POST /api/ota/confirm, POST /api/ota/rollback, POST /api/ota/reboot",
+        "no such endpoint or web-UI file; the API is GET /update (the Update page), POST /update, GET /api/ota/status, POST /api/ota/frontend, POST /api/ota/confirm, POST /api/ota/rollback, POST /api/ota/reboot, POST /api/ota/check",
     )
 }
 
@@ -238,6 +239,8 @@ pub struct StatusDoc {
     pub last_update: Option<LastUpdate>,
     /// The self-test of a newly booted image.
     pub selftest: SelfTest,
+    /// The pull client (`null` when the device does not pull releases).
+    pub pull: Option<crate::pull::PullStatus>,
     /// Recent events, oldest first.
     pub events: Vec<Event>,
     /// The API's paths.
@@ -286,6 +289,7 @@ pub fn status_doc(s: &Shared) -> Result<StatusDoc, ApiError> {
         update_in_progress: s.update_lock.try_lock().is_err(),
         last_update: s.last_update(),
         selftest: s.selftest(),
+        pull: s.pull().map(|p| p.status()),
         events: s.events(),
         api: json!({
             "update": UPDATE_PATH,
@@ -294,6 +298,7 @@ pub fn status_doc(s: &Shared) -> Result<StatusDoc, ApiError> {
             "rollback": "/api/ota/rollback",
             "reboot": "/api/ota/reboot",
             "frontend": crate::www::FRONTEND_PATH,
+            "check": CHECK_PATH,
             "sha256_header": SHA256_HEADER,
         }),
     })
@@ -307,6 +312,43 @@ async fn status(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         Ok(doc) => Json(doc).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// `POST /api/ota/check`: check the release manifest now.
+pub const CHECK_PATH: &str = "/api/ota/check";
+
+/// How long `POST /api/ota/check` waits for the decision (the manifest
+/// fetched and checked; not the download).
+const CHECK_WAIT: Duration = Duration::from_secs(60);
+
+async fn check_handler(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(e) = check_auth(&s, &headers) {
+        return e.into_response();
+    }
+    let Some(pull) = s.pull() else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "pull_not_configured",
+            "this device does not pull releases: run it with --manifest-url URL --trust KEY.pub",
+        )
+        .into_response();
+    };
+    let Some(report) = pull.check_now(CHECK_WAIT).await else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_decision",
+            "the check did not decide in time (the device may be rebooting); GET /api/ota/status shows the pull's step",
+        )
+        .into_response();
+    };
+    let code = match report.result {
+        "updating" => StatusCode::ACCEPTED,
+        "refused" => StatusCode::UNPROCESSABLE_ENTITY,
+        "failed" => StatusCode::BAD_GATEWAY,
+        "busy" => StatusCode::CONFLICT,
+        _ => StatusCode::OK,
+    };
+    (code, Json(report)).into_response()
 }
 
 async fn confirm_handler(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -478,10 +520,7 @@ impl Writer {
                 flash,
                 cfg,
                 running,
-                UpdateRequest {
-                    size: size32,
-                    expected_sha256,
-                },
+                UpdateRequest::new(size32, expected_sha256),
             )
             .map_err(|e| ota_error(&e))?
         };

@@ -6,6 +6,8 @@
 //! - [`api`]: the HTTP API (`POST /update`, `GET /api/ota/status`, confirm,
 //!   rollback, reboot).
 //! - [`state`]: what the handlers and the boot loop share.
+//! - [`pull`]: the pull client: signed release manifests, resumable
+//!   downloads into the inactive slots ([`fetch`] is its HTTP(S) side).
 //! - [`mdns`]: advertising a device as an `_otter._tcp` service and
 //!   discovering devices on the local network.
 #![forbid(unsafe_code)]
@@ -15,6 +17,7 @@ pub mod api;
 pub mod behavior;
 pub mod fetch;
 pub mod mdns;
+pub mod pull;
 pub mod runner;
 pub mod state;
 pub mod www;

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use crate::api::router;
 use crate::behavior::{Behavior, Profile};
 use crate::mdns::{Advertiser, DeviceAdvert, MdnsOptions};
+use crate::pull::{Pull, PullConfig};
 use crate::state::{BootInfo, Reboot, RollbackRecord, SelfTest, Shared};
 
 /// The file a running agent writes into the device directory: its pid, URL
@@ -57,6 +58,9 @@ pub struct RunOptions {
     /// Advertise the device over mDNS while its firmware serves the API
     /// (`None`: do not).
     pub mdns: Option<MdnsOptions>,
+    /// Pull releases from a signed manifest while the firmware runs
+    /// (`None`: do not).
+    pub pull: Option<PullConfig>,
 }
 
 impl RunOptions {
@@ -74,6 +78,7 @@ impl RunOptions {
             boot_loop_limit: 5,
             token: None,
             mdns: None,
+            pull: None,
         }
     }
 }
@@ -96,6 +101,9 @@ pub enum AgentError {
     /// The device could not be opened or its flash failed.
     #[error(transparent)]
     Device(#[from] DeviceError),
+    /// The pull client could not be set up (its TLS configuration).
+    #[error("pull: {0}")]
+    Pull(#[from] crate::fetch::FetchError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -162,6 +170,9 @@ pub async fn start(opts: RunOptions) -> Result<Running, AgentError> {
         source,
     })?;
     let shared = Arc::new(Shared::new(device, token.as_deref()));
+    if let Some(cfg) = opts.pull.clone() {
+        shared.set_pull(Pull::new(cfg)?);
+    }
     if token.is_none() {
         tracing::warn!(
             "WARNING: no API token is set: anyone who can reach http://{addr} can flash this device. \
@@ -457,12 +468,20 @@ async fn boot_loop(
                     });
                     None
                 };
+                // The firmware's pull task runs for this boot only.
+                let pull = shared
+                    .pull()
+                    .map(|p| tokio::spawn(p.clone().run_boot(shared.clone())));
                 let why = tokio::select! {
                     r = rx.recv() => r,
                     _ = &mut stop => None,
                 };
                 if let Some(t) = selftest {
                     t.abort();
+                }
+                if let Some(t) = pull {
+                    t.abort();
+                    let _ = t.await;
                 }
                 shared.set_reboot_channel(None);
                 let _ = sd_tx.send(());

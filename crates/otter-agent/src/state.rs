@@ -131,6 +131,7 @@ pub struct Shared {
     events: Mutex<VecDeque<Event>>,
     reboot_tx: Mutex<Option<mpsc::UnboundedSender<Reboot>>>,
     ui: Mutex<Option<Arc<crate::www::MountedUi>>>,
+    pull: std::sync::OnceLock<Arc<crate::pull::Pull>>,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (a
@@ -170,6 +171,7 @@ impl Shared {
             events: Mutex::new(VecDeque::new()),
             reboot_tx: Mutex::new(None),
             ui: Mutex::new(None),
+            pull: std::sync::OnceLock::new(),
         }
     }
 
@@ -247,6 +249,16 @@ impl Shared {
     /// Sets the web UI this boot mounted.
     pub fn set_ui(&self, ui: Option<Arc<crate::www::MountedUi>>) {
         *lock(&self.ui) = ui;
+    }
+
+    /// The pull client, when the device pulls releases.
+    pub fn pull(&self) -> Option<&Arc<crate::pull::Pull>> {
+        self.pull.get()
+    }
+
+    /// Installs the pull client (once, before the first boot).
+    pub fn set_pull(&self, pull: Arc<crate::pull::Pull>) {
+        let _ = self.pull.set(pull);
     }
 
     /// The last rollback the agent saw.

@@ -47,3 +47,505 @@ fn nginx_serves_ranges_over_https_and_can_ignore_them() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// The pull client end to end.
+
+mod devproc;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use devproc::{image, Device, OTADATA};
+use serde_json::Value;
+use util::{run_otter, stderr, stdout};
+use webserver::{Proxy, ProxyPlan};
+
+/// The download buffer the device documents (docs/pull.md).
+const BUFFER: u64 = 4096;
+
+/// A signing key pair made by `otter keygen`.
+struct Keys {
+    key: PathBuf,
+    public: PathBuf,
+}
+
+fn keygen(dir: &Path, name: &str) -> Keys {
+    let base = dir.join(name);
+    let out = run_otter(["keygen", "-o", base.to_str().unwrap()]);
+    assert!(out.status.success(), "keygen: {}", stderr(&out));
+    Keys {
+        key: base.with_extension("key"),
+        public: base.with_extension("pub"),
+    }
+}
+
+/// A 1 MiB web-UI image whose index.html says `text`.
+fn www(dir: &Path, text: &str) -> PathBuf {
+    let src = dir.join(format!("ui-{}", text.len()));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("index.html"), text).unwrap();
+    std::fs::write(src.join("app.css"), "body { color: teal }").unwrap();
+    let out_path = dir.join(format!("ui-{}.bin", text.len()));
+    let out = run_otter([
+        "www",
+        "build",
+        src.to_str().unwrap(),
+        "--size",
+        "1M",
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "www build: {}", stderr(&out));
+    out_path
+}
+
+/// `otter release` into `out` (replacing what is there).
+fn release(out: &Path, firmware: &Path, www: Option<&Path>, keys: &Keys, extra: &[&str]) {
+    let mut args = vec![
+        "release".to_string(),
+        "--firmware".into(),
+        firmware.display().to_string(),
+        "--key".into(),
+        keys.key.display().to_string(),
+        "-o".into(),
+        out.display().to_string(),
+        "--force".into(),
+    ];
+    if let Some(w) = www {
+        args.extend(["--www".into(), w.display().to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = run_otter(&args);
+    assert!(
+        out.status.success(),
+        "otter release: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+fn run_args<'a>(manifest_url: &'a str, keys: &'a Keys, certs: &'a Certs) -> Vec<&'a str> {
+    vec![
+        "--manifest-url",
+        manifest_url,
+        "--trust",
+        keys.public.to_str().unwrap(),
+        "--ca",
+        certs.ca.to_str().unwrap(),
+        "--selftest-window",
+        "0.5",
+    ]
+}
+
+fn get(base: &str, path: &str) -> Vec<u8> {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10"])
+        .arg(format!("{base}{path}"))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "GET {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn version(st: &Value) -> &str {
+    st["running"]["version"].as_str().unwrap_or("")
+}
+
+fn confirmed(st: &Value, v: &str) -> bool {
+    version(st) == v
+        && st["running"]["state"]
+            .as_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("valid"))
+}
+
+/// RFC 0003's main path: a signed bundle on nginx over HTTPS with a CA made
+/// in the test; the device installs the firmware, confirms it, then the web
+/// UI, and serves it.
+#[test]
+fn pulls_a_signed_bundle_over_https_and_serves_the_new_ui() {
+    let t = tempfile::tempdir().unwrap();
+    let certs = Certs::new("otter pull test ca");
+    let keys = keygen(t.path(), "release");
+    let fw0 = image(t.path(), "esp32s3", "1.0.0", &[]);
+    let fw1 = image(t.path(), "esp32s3", "1.1.0", &["--size", "600000"]);
+    let ui0 = www(t.path(), "<h1>old ui</h1>");
+    let ui1 = www(t.path(), "<h1>the new ui, pulled</h1>");
+    let rel = t.path().join("rel");
+    release(&rel, &fw1, Some(&ui1), &keys, &[]);
+    let srv = Nginx::serve(
+        &rel,
+        &ServeOptions {
+            tls: Some(&certs),
+            ignore_range: false,
+        },
+    );
+    let url = format!("https://localhost:{}/manifest.json", srv.port);
+    let dev = Device::create(&[
+        "--firmware",
+        fw0.to_str().unwrap(),
+        "--www",
+        ui0.to_str().unwrap(),
+        "--rollback",
+    ])
+    .run(&run_args(&url, &keys, &certs));
+    let st = dev.wait_until(
+        |s| confirmed(s, "1.1.0") && s["www"]["active"] == "www_1",
+        "the pulled firmware confirmed and the pulled web UI mounted",
+    );
+    assert_eq!(get(&dev.url, "/"), b"<h1>the new ui, pulled</h1>");
+    assert_eq!(st["pull"]["last_error"], Value::Null, "{st:#}");
+    assert_eq!(st["pull"]["release"]["version"], "1.1.0");
+    // And then it stays put: a check now finds nothing to do.
+    let (code, body) = dev.curl("/api/ota/check", &["-X", "POST"]);
+    assert_eq!(
+        (code, body["result"].as_str()),
+        (200, Some("up_to_date")),
+        "{body:#}"
+    );
+    let log = srv.access_log();
+    for f in [
+        "/manifest.json ",
+        "/manifest.json.sig ",
+        "/firmware.bin ",
+        "/www.bin ",
+    ] {
+        assert!(log.contains(f), "nginx never served {f}: {log}");
+    }
+}
+
+/// One refusal: the manifest served now, what `POST /api/ota/check` must
+/// answer, and that nothing about booting changed.
+fn refused(dev: &Device, http: u16, code: &str) {
+    let before = dev.flash();
+    let (got, body) = dev.curl("/api/ota/check", &["-X", "POST"]);
+    assert_eq!(
+        (
+            got,
+            body["result"].is_string(),
+            body["error"]["error"].as_str()
+        ),
+        (http, true, Some(code)),
+        "{body:#}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.len() > 20),
+        "{body:#}"
+    );
+    let st = dev.status();
+    assert_eq!(st["pull"]["last_error"]["error"], code, "{st:#}");
+    assert_eq!(version(&st), "1.0.0");
+    let after = dev.flash();
+    assert_eq!(
+        before[OTADATA], after[OTADATA],
+        "{code}: otadata changed: the boot selection must stay as it was"
+    );
+}
+
+/// The RFC's rejection cases, each with a clear status and no change of the
+/// boot slot.
+#[test]
+fn every_bad_release_is_refused_and_nothing_switches() {
+    let t = tempfile::tempdir().unwrap();
+    let certs = Certs::new("otter pull test ca");
+    let keys = keygen(t.path(), "release");
+    let other = keygen(t.path(), "stranger");
+    let p = |s: &Path| s.to_str().unwrap().to_string();
+    let fw0 = image(t.path(), "esp32s3", "1.0.0", &["--secure-version", "2"]);
+    let rel = t.path().join("rel");
+    std::fs::create_dir_all(&rel).unwrap();
+    let srv = Nginx::serve(
+        &rel,
+        &ServeOptions {
+            tls: Some(&certs),
+            ignore_range: false,
+        },
+    );
+    let url = format!("https://localhost:{}/manifest.json", srv.port);
+    let small_slots = t.path().join("small.csv");
+    std::fs::write(
+        &small_slots,
+        "nvs,data,nvs,0x9000,0x5000,\notadata,data,ota,0xe000,0x2000,\nphy_init,data,phy,0x10000,0x1000,\nota_0,app,ota_0,0x20000,0x100000,\nota_1,app,ota_1,0x120000,0x100000,\n",
+    )
+    .unwrap();
+    let dev = Device::create(&[
+        "--firmware",
+        &p(&fw0),
+        "--anti-rollback",
+        "2",
+        "--partitions",
+        &p(&small_slots),
+    ])
+    .run(&run_args(&url, &keys, &certs));
+
+    // Not signed by a trusted key.
+    let fw1 = image(t.path(), "esp32s3", "1.1.0", &["--secure-version", "2"]);
+    release(&rel, &fw1, None, &other, &[]);
+    refused(&dev, 422, "no_trusted_signature");
+    // Signed, then one byte of the manifest changed.
+    release(&rel, &fw1, None, &keys, &[]);
+    let m = std::fs::read_to_string(rel.join("manifest.json")).unwrap();
+    std::fs::write(rel.join("manifest.json"), m.replace("1.1.0", "1.1.9")).unwrap();
+    refused(&dev, 422, "bad_signature");
+    // Expired.
+    release(&rel, &fw1, None, &keys, &["--expires", "1s"]);
+    std::thread::sleep(Duration::from_millis(2100));
+    refused(&dev, 422, "expired");
+    // Built for another chip.
+    let c3 = image(t.path(), "esp32c3", "1.1.0", &["--secure-version", "2"]);
+    release(&rel, &c3, None, &keys, &[]);
+    refused(&dev, 422, "wrong_chip");
+    // Older than what runs.
+    let old = image(t.path(), "esp32s3", "0.9.0", &["--secure-version", "2"]);
+    release(&rel, &old, None, &keys, &[]);
+    refused(&dev, 422, "older");
+    // Below the anti-rollback counter.
+    let sv1 = image(t.path(), "esp32s3", "1.2.0", &["--secure-version", "1"]);
+    release(&rel, &sv1, None, &keys, &[]);
+    refused(&dev, 422, "secure_version");
+    // Larger than the slot.
+    let big = image(
+        t.path(),
+        "esp32s3",
+        "1.3.0",
+        &["--secure-version", "2", "--size", "1200000"],
+    );
+    release(&rel, &big, None, &keys, &[]);
+    refused(&dev, 422, "too_large");
+    // The bytes served are not the bytes signed: downloaded, hashed, refused.
+    release(&rel, &fw1, None, &keys, &[]);
+    let evil = image(t.path(), "esp32s3", "6.6.6", &["--secure-version", "2"]);
+    let mut evil = std::fs::read(evil).unwrap();
+    evil.resize(std::fs::metadata(&fw1).unwrap().len() as usize, 0);
+    std::fs::write(rel.join("firmware.bin"), evil).unwrap();
+    let before = dev.flash();
+    let (got, body) = dev.curl("/api/ota/check", &["-X", "POST"]);
+    assert_eq!(
+        (got, body["result"].as_str()),
+        (202, Some("updating")),
+        "{body:#}"
+    );
+    let st = dev.wait_until(
+        |s| s["pull"]["step"] == "failed",
+        "the download to be refused",
+    );
+    assert_eq!(
+        st["pull"]["last_error"]["error"], "sha256_mismatch",
+        "{st:#}"
+    );
+    assert_eq!(version(&st), "1.0.0");
+    assert_eq!(before[OTADATA], dev.flash()[OTADATA], "otadata changed");
+    // Not fetched again while the manifest names the same bytes.
+    refused(&dev, 502, "sha256_mismatch");
+}
+
+/// Seeded cut offsets: each connection's server-to-client stream is cut
+/// somewhere in 16..64 KiB (past the TLS handshake, inside the body).
+fn cut_plan(seed: u64, n: usize) -> Vec<u64> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            16 * 1024 + x % (48 * 1024)
+        })
+        .collect()
+}
+
+/// RFC 0003: a connection that drops resumes with a Range request from the
+/// last written offset. A proxy cuts the TLS connection at random offsets,
+/// at least 20 times in one download; the download finishes, the firmware
+/// boots, and no byte is fetched twice beyond one buffer per cut.
+#[test]
+fn a_download_cut_twenty_times_resumes_and_refetches_at_most_a_buffer_per_cut() {
+    let t = tempfile::tempdir().unwrap();
+    let certs = Certs::new("otter pull test ca");
+    let keys = keygen(t.path(), "release");
+    let fw0 = image(t.path(), "esp32s3", "1.0.0", &[]);
+    let fw1 = image(t.path(), "esp32s3", "1.1.0", &["--size", "1500000"]);
+    let size = std::fs::metadata(&fw1).unwrap().len();
+    let rel = t.path().join("rel");
+    release(&rel, &fw1, None, &keys, &[]);
+    let srv = Nginx::serve(
+        &rel,
+        &ServeOptions {
+            tls: Some(&certs),
+            ignore_range: false,
+        },
+    );
+    let proxy = Proxy::start(
+        srv.port,
+        ProxyPlan {
+            cuts: cut_plan(0x0773_0001, 40),
+            delay_per_4k: Duration::ZERO,
+        },
+    );
+    let url = format!("https://localhost:{}/manifest.json", proxy.port);
+    let mut args = run_args(&url, &keys, &certs);
+    args.extend(["--pull-retry-delay", "0.02"]);
+    let dev = Device::create(&["--firmware", fw0.to_str().unwrap()]).run(&args);
+    let st = dev.wait_until(|s| version(s) == "1.1.0", "the pulled firmware to boot");
+    let cuts = proxy.stats().cuts;
+    assert!(cuts >= 20, "only {cuts} cuts: the test proves nothing");
+    let d = &st["pull"]["last_download"];
+    let (body, resumes) = (
+        d["body_bytes"].as_u64().unwrap(),
+        d["resumes"].as_u64().unwrap(),
+    );
+    assert_eq!(d["artifact"], "firmware", "{st:#}");
+    assert!(resumes >= 20, "{resumes} resumes for {cuts} cuts: {d:#}");
+    assert!(
+        body <= size + resumes * BUFFER,
+        "{body} body bytes for a {size}-byte image over {resumes} resumes: more than one {BUFFER}-byte buffer refetched per cut"
+    );
+    assert_eq!(d["buffer_size"], BUFFER);
+    let ranges = srv.access_log().matches("firmware.bin").count();
+    assert!(
+        ranges as u64 > resumes,
+        "nginx saw {ranges} firmware requests"
+    );
+    eprintln!(
+        "{cuts} cuts, {resumes} resumes, {body} body bytes for {size} ({} over)",
+        body - size
+    );
+}
+
+/// A server that ignores Range: every drop starts over, and what is
+/// installed is still exactly the release.
+#[test]
+fn a_server_that_ignores_range_makes_the_device_start_over_cleanly() {
+    let t = tempfile::tempdir().unwrap();
+    let certs = Certs::new("otter pull test ca");
+    let keys = keygen(t.path(), "release");
+    let fw0 = image(t.path(), "esp32s3", "1.0.0", &[]);
+    let fw1 = image(t.path(), "esp32s3", "1.1.0", &["--size", "300000"]);
+    let rel = t.path().join("rel");
+    release(&rel, &fw1, None, &keys, &[]);
+    let srv = Nginx::serve(
+        &rel,
+        &ServeOptions {
+            tls: Some(&certs),
+            ignore_range: true,
+        },
+    );
+    let proxy = Proxy::start(
+        srv.port,
+        ProxyPlan {
+            cuts: cut_plan(7, 3),
+            delay_per_4k: Duration::ZERO,
+        },
+    );
+    let url = format!("https://localhost:{}/manifest.json", proxy.port);
+    let mut args = run_args(&url, &keys, &certs);
+    args.extend(["--pull-retry-delay", "0.02"]);
+    let dev = Device::create(&["--firmware", fw0.to_str().unwrap()]).run(&args);
+    let st = dev.wait_until(|s| version(s) == "1.1.0", "the pulled firmware to boot");
+    let d = &st["pull"]["last_download"];
+    let cuts = proxy.stats().cuts;
+    assert!(cuts >= 2, "only {cuts} cuts");
+    assert!(d["restarts"].as_u64().unwrap() >= 2, "{d:#}");
+    assert_eq!(
+        d["resumes"], 0,
+        "nothing can resume against this server: {d:#}"
+    );
+    // The slot holds the release byte for byte.
+    let flash = dev.flash();
+    let slot = st["running"]["offset"].as_u64().unwrap() as usize;
+    let want = std::fs::read(&fw1).unwrap();
+    assert!(
+        flash[slot..slot + want.len()] == want[..],
+        "the slot differs from the release"
+    );
+}
+
+/// Power cut (kill -9) at random points of a pull: the device boots the old
+/// firmware, then completes the same update, resuming from the prefix in
+/// flash instead of starting over.
+#[test]
+fn a_power_cut_mid_pull_boots_the_old_firmware_then_resumes_from_flash() {
+    let t = tempfile::tempdir().unwrap();
+    let certs = Certs::new("otter pull test ca");
+    let keys = keygen(t.path(), "release");
+    let fw0 = image(t.path(), "esp32s3", "1.0.0", &[]);
+    let fw1 = image(t.path(), "esp32s3", "1.1.0", &["--size", "1200000"]);
+    let size = std::fs::metadata(&fw1).unwrap().len();
+    let rel = t.path().join("rel");
+    release(&rel, &fw1, None, &keys, &[]);
+    let srv = Nginx::serve(
+        &rel,
+        &ServeOptions {
+            tls: Some(&certs),
+            ignore_range: false,
+        },
+    );
+    // About 3 s per download, so the cuts land mid-way.
+    let proxy = Proxy::start(
+        srv.port,
+        ProxyPlan {
+            cuts: vec![],
+            delay_per_4k: Duration::from_millis(10),
+        },
+    );
+    let url = format!("https://localhost:{}/manifest.json", proxy.port);
+    let mut dev =
+        Device::create(&["--firmware", fw0.to_str().unwrap()]).run(&run_args(&url, &keys, &certs));
+    let mut last_written = 0;
+    for (round, frac) in cut_plan(0xc0ffee, 2)
+        .iter()
+        .map(|c| c % 30 + 20)
+        .enumerate()
+    {
+        let target = last_written + (size - last_written) * frac / 100;
+        let st = dev.wait_until(
+            |s| {
+                s["pull"]["progress"]["written"]
+                    .as_u64()
+                    .is_some_and(|w| w >= target)
+            },
+            "the download to pass the cut point",
+        );
+        let written = st["pull"]["progress"]["written"].as_u64().unwrap();
+        dev.kill();
+        // Off: the flash still boots the old firmware.
+        let out = run_otter(["device", "status", dev.path().to_str().unwrap(), "--json"]);
+        let off: Value = serde_json::from_str(&stdout(&out)).expect("status JSON");
+        assert_eq!(off["running"]["version"], "1.0.0", "round {round}: {off:#}");
+        dev.start();
+        let st = dev.status();
+        assert_eq!(
+            version(&st),
+            "1.0.0",
+            "round {round}: it must boot the old firmware"
+        );
+        let st = dev.wait_until(
+            |s| {
+                s["pull"]["progress"]["resumed_from"]
+                    .as_u64()
+                    .is_some_and(|r| r > 0)
+            },
+            "the download to resume",
+        );
+        let from = st["pull"]["progress"]["resumed_from"].as_u64().unwrap();
+        // At most one sector back from what had been written before the cut
+        // (it ran on a little after the status we saw).
+        assert!(
+            from + 2 * 4096 >= written,
+            "round {round}: resumed at {from}, but {written} bytes were in flash before the cut"
+        );
+        last_written = from;
+    }
+    let st = dev.wait_until(|s| version(s) == "1.1.0", "the pulled firmware to boot");
+    let d = &st["pull"]["last_download"];
+    assert!(d["resumed_from"].as_u64().unwrap() > 0, "{d:#}");
+    assert!(
+        d["body_bytes"].as_u64().unwrap() < size - d["resumed_from"].as_u64().unwrap() + 4096 * 2,
+        "the last download fetched more than the rest: {d:#}"
+    );
+}

@@ -6,11 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use otter_agent::fetch::{FetchConfig, Trust, Url};
 use otter_agent::mdns::MdnsOptions;
+use otter_agent::pull::PullConfig;
 use otter_agent::runner::AGENT_FILE;
 use otter_agent::{Profile, RunEnd, RunOptions};
 use otter_format::chip::Chip;
+use otter_release::PublicKey;
 use otter_sim::device::{self, chip_names, CreateOptions, Status, VirtualDevice};
 use serde_json::{json, Value};
 
@@ -115,6 +118,40 @@ pub struct RunArgs {
     /// loopback address, else all interfaces), all, loopback, or off.
     #[arg(long, default_value = "auto", value_parser = ["auto", "all", "loopback", "off"])]
     mdns: String,
+    /// Pull releases: the URL of a signed release's manifest.json (see `otter release`).
+    #[arg(long, value_name = "URL", help_heading = "Pulling releases")]
+    manifest_url: Option<String>,
+    /// A public key (otter keygen's NAME.pub) whose signature the device accepts (repeatable).
+    #[arg(long, value_name = "KEY.pub", help_heading = "Pulling releases")]
+    trust: Vec<PathBuf>,
+    /// Verify the server against this CA certificate (PEM) instead of any other.
+    #[arg(
+        long,
+        value_name = "PEM",
+        conflicts_with = "pin",
+        help_heading = "Pulling releases"
+    )]
+    ca: Option<PathBuf>,
+    /// Accept exactly this server certificate (PEM), whoever signed it.
+    #[arg(long, value_name = "PEM", help_heading = "Pulling releases")]
+    pin: Option<PathBuf>,
+    /// Allow plain http:// manifest and artifact URLs (development only: anyone on the path can stall or replay them; signatures still apply).
+    #[arg(long, help_heading = "Pulling releases")]
+    allow_http: bool,
+    /// Check the manifest every SECONDS as well as at boot and on POST /api/ota/check.
+    #[arg(long, value_name = "SECONDS", help_heading = "Pulling releases")]
+    poll: Option<f64>,
+    /// The product this device installs [default: the running firmware's project name].
+    #[arg(long, help_heading = "Pulling releases")]
+    product: Option<String>,
+    /// Seconds to wait before reconnecting after a dropped download.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 1.0,
+        help_heading = "Pulling releases"
+    )]
+    pull_retry_delay: f64,
 }
 
 /// Arguments of `otter device status`.
@@ -314,6 +351,60 @@ fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
         .with_context(|| format!("--{name} must be a number of seconds ≥ 0"))
 }
 
+/// The pull client's configuration from `--manifest-url` and friends.
+fn pull_config(a: &RunArgs) -> anyhow::Result<Option<PullConfig>> {
+    let Some(url) = &a.manifest_url else {
+        if !a.trust.is_empty() || a.ca.is_some() || a.pin.is_some() || a.poll.is_some() {
+            bail!("--trust, --ca, --pin and --poll configure pulling: add --manifest-url URL");
+        }
+        return Ok(None);
+    };
+    let manifest_url =
+        Url::parse(url).with_context(|| format!("--manifest-url {url:?} is not a URL"))?;
+    if a.trust.is_empty() {
+        bail!("--manifest-url needs at least one --trust KEY.pub: the device installs only releases signed by a key it trusts (make one with `otter keygen`)");
+    }
+    let mut trusted = Vec::new();
+    for p in &a.trust {
+        let pem = std::fs::read_to_string(p)
+            .with_context(|| format!("reading the trusted key {}", p.display()))?;
+        trusted.push(
+            PublicKey::from_pem(&pem)
+                .with_context(|| format!("{}: not an otter public key", p.display()))?,
+        );
+    }
+    let trust = match (&a.ca, &a.pin) {
+        (Some(ca), _) => Some(Trust::ca_from_pem_file(ca)?),
+        (None, Some(pin)) => Some(Trust::pinned_from_pem_file(pin)?),
+        (None, None) => None,
+    };
+    match manifest_url.scheme() {
+        "https" if trust.is_none() => bail!(
+            "--manifest-url is https:// but no server trust is given: add --ca CA.pem (the CA that signed the server's certificate) or --pin SERVER.pem"
+        ),
+        "http" if !a.allow_http => bail!(
+            "--manifest-url is plain http://: use https:// with --ca or --pin, or pass --allow-http for development"
+        ),
+        "http" => tracing::warn!(
+            "WARNING: pulling over plain HTTP (--allow-http): anyone on the network path can withhold or delay releases; signatures still decide what is installed"
+        ),
+        _ => {}
+    }
+    let fetch = FetchConfig {
+        trust,
+        allow_http: a.allow_http,
+        retry_delay: secs("pull-retry-delay", a.pull_retry_delay)?,
+        ..FetchConfig::default()
+    };
+    Ok(Some(PullConfig {
+        manifest_url,
+        trusted,
+        fetch,
+        poll: a.poll.map(|p| secs("poll", p)).transpose()?,
+        product: a.product.clone(),
+    }))
+}
+
 fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut opts = RunOptions::new(&a.dir, a.http);
     let mut profile = Profile::new();
@@ -333,6 +424,7 @@ fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
         _ => Some(MdnsOptions::all()),
     };
     init_logging();
+    opts.pull = pull_config(&a)?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let end = rt.block_on(async move {
         let mut running = otter_agent::start(opts)

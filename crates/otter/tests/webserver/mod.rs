@@ -233,3 +233,123 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
+
+/// What the proxy does to the server-to-client bytes of each connection.
+#[derive(Debug, Clone)]
+pub struct ProxyPlan {
+    /// Byte offsets (into a connection's server-to-client stream) at which
+    /// to cut successive connections; a connection that ends before its
+    /// offset is not cut and does not use it up.
+    pub cuts: Vec<u64>,
+    /// Pause after every 4 KiB relayed to the client (slows a download down
+    /// enough to act in the middle of it).
+    pub delay_per_4k: Duration,
+}
+
+/// What the proxy saw.
+#[derive(Debug, Default, Clone)]
+pub struct ProxyStats {
+    pub connections: u64,
+    pub cuts: u64,
+    /// Server-to-client bytes relayed, all connections.
+    pub down_bytes: u64,
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `upstream` (TLS passes through
+/// untouched) that cuts connections at planned offsets. Stops on drop.
+pub struct Proxy {
+    pub port: u16,
+    stats: std::sync::Arc<std::sync::Mutex<ProxyStats>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    pub fn start(upstream: u16, plan: ProxyPlan) -> Proxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stats = Arc::new(Mutex::new(ProxyStats::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let cuts = Arc::new(Mutex::new(std::collections::VecDeque::from(plan.cuts)));
+        let (st, sp) = (stats.clone(), stop.clone());
+        let delay = plan.delay_per_4k;
+        std::thread::spawn(move || {
+            while !sp.load(Ordering::Relaxed) {
+                let client = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                st.lock().unwrap().connections += 1;
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                // Client to server: relayed as is.
+                std::thread::spawn(move || {
+                    let (mut c2, mut s2) = (c2, s2);
+                    let _ = std::io::copy(&mut c2, &mut s2);
+                    let _ = s2.shutdown(std::net::Shutdown::Write);
+                });
+                let (st, cuts, sp) = (st.clone(), cuts.clone(), sp.clone());
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let (mut client, mut server) = (client, server);
+                    let _ = server.set_read_timeout(Some(Duration::from_secs(30)));
+                    let mut sent = 0u64;
+                    let mut buf = [0u8; 4096];
+                    let cut_at = cuts.lock().unwrap().front().copied();
+                    loop {
+                        if sp.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let n = match server.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let n = match cut_at {
+                            Some(at) if sent + n as u64 >= at => {
+                                let keep = (at - sent) as usize;
+                                let _ = client.write_all(&buf[..keep]);
+                                st.lock().unwrap().down_bytes += keep as u64;
+                                let mut c = cuts.lock().unwrap();
+                                if c.front() == Some(&at) {
+                                    c.pop_front();
+                                }
+                                st.lock().unwrap().cuts += 1;
+                                break;
+                            }
+                            _ => n,
+                        };
+                        if client.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        sent += n as u64;
+                        st.lock().unwrap().down_bytes += n as u64;
+                        if !delay.is_zero() {
+                            std::thread::sleep(delay * n as u32 / 4096);
+                        }
+                    }
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Proxy { port, stats, stop }
+    }
+
+    pub fn stats(&self) -> ProxyStats {
+        self.stats.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
