@@ -155,6 +155,16 @@ pub enum NvsError {
     /// No free page is left for the write (otter does not garbage-collect pages).
     #[error("NVS partition is full: no free page left (otter does not reclaim erased entries)")]
     Full,
+    /// A blob was to be written or erased in place: otter's in-place writer
+    /// ([`plan_set`](super::plan_set), [`plan_erase_key`](super::plan_erase_key))
+    /// handles primitives and strings only. Caller's request.
+    #[error(
+        "NVS key {key:?} is a blob: otter writes and erases only primitives and strings in place"
+    )]
+    BlobInPlace {
+        /// The key.
+        key: String,
+    },
 }
 
 /// What is wrong with an item's variable-length data.

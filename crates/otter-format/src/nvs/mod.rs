@@ -1,6 +1,7 @@
 //! ESP-IDF NVS partitions (`nvs_flash`): read keys, generate a partition image
-//! the way `esp-idf-nvs-partition-gen` does, and append a key the way
-//! `nvs_set_u8` does, as a list of flash writes.
+//! the way `esp-idf-nvs-partition-gen` does, and set or erase a key in place
+//! the way `nvs_set_u8` / `nvs_set_u32` / `nvs_set_str` / `nvs_erase_key` do,
+//! as a list of flash writes ([`plan_set`], [`plan_erase_key`]).
 //!
 //! # Layout
 //!
@@ -42,8 +43,11 @@
 //! was never set, a variable-length item whose data entries were never marked
 //! written, an old and a new copy of a key: the later one wins). Damage that
 //! ESP-IDF would silently repair (bad CRCs) is reported as an [`NvsError`].
-//! Encrypted NVS is not supported, and [`set_u8`] does not garbage-collect
-//! pages: when no free page is left it fails with [`NvsError::Full`].
+//! Encrypted NVS is not supported, blobs are not written in place, and
+//! [`plan_set`] does not garbage-collect pages: when no free page is left it
+//! fails with [`NvsError::Full`]. Every `plan_set` of a changed value takes a
+//! new entry (erasing a key takes none), so a key rewritten forever
+//! eventually fills the partition.
 
 mod error;
 mod layout;
@@ -57,7 +61,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 pub use error::{DataFault, NvsError};
-pub use writer::{apply, plan_set_u8, set_u8, FlashOp, NvsWriter};
+pub use writer::{
+    apply, plan_erase_key, plan_set, plan_set_str, plan_set_u32, plan_set_u8, set_u8, FlashOp,
+    NvsWriter,
+};
 
 /// Size of one NVS page (one flash sector).
 pub const PAGE_SIZE: usize = 4096;

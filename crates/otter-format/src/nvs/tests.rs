@@ -1,4 +1,5 @@
-//! Unit tests: writer round trips, `set_u8` power cuts, never-panic checks.
+//! Unit tests: writer round trips, `plan_set` / `plan_erase_key` power cuts,
+//! the generator as oracle for in-place writes, never-panic checks.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -191,6 +192,262 @@ fn dirty_uninitialized_page_is_not_used() {
     assert_eq!(nvs.get_u8("otter", "www_slot"), Some(7));
 }
 
+/// Every prefix of `ops` on `img` reads `key` as `old` or `new` (`None`:
+/// gone); all of them as `new`. Returns the image after all of them.
+fn check_value_cuts(
+    img: &[u8],
+    ops: &[FlashOp],
+    ns: &str,
+    key: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+) -> Vec<u8> {
+    for n in 0..=ops.len() {
+        let mut cut = img.to_vec();
+        apply(&mut cut, &ops[..n]);
+        let nvs =
+            Nvs::parse(&cut).unwrap_or_else(|e| panic!("after {n} of {} writes: {e}", ops.len()));
+        let got = nvs.value(ns, key);
+        assert!(
+            got == old || got == new,
+            "after {n} of {} writes: {got:?}",
+            ops.len()
+        );
+        if n == ops.len() {
+            assert_eq!(got, new);
+        }
+    }
+    let mut done = img.to_vec();
+    apply(&mut done, ops);
+    done
+}
+
+#[test]
+fn set_u32_and_erase_key_are_power_cut_safe() {
+    let mut img = sample(0x4000);
+    let mut old = Some(Value::U32(0xDEAD_BEEF));
+    for v in [1u32, 0xFFFF_FFFF, 0, 7, 7] {
+        let ops = plan_set_u32(&img, "otter", "boot_count", v).expect("plan");
+        if old == Some(Value::U32(v)) {
+            assert!(ops.is_empty(), "an unchanged value writes nothing");
+        }
+        let new = Value::U32(v);
+        img = check_value_cuts(&img, &ops, "otter", "boot_count", old.as_ref(), Some(&new));
+        old = Some(new);
+    }
+    // Erasing: one bitmap word, old value or gone.
+    let ops = plan_erase_key(&img, "otter", "boot_count").expect("plan");
+    assert_eq!(ops.len(), 1);
+    assert_eq!(ops[0].bytes.len(), 4);
+    img = check_value_cuts(&img, &ops, "otter", "boot_count", old.as_ref(), None);
+    // Erasing what is not there writes nothing.
+    assert_eq!(plan_erase_key(&img, "otter", "boot_count"), Ok(Vec::new()));
+    assert_eq!(plan_erase_key(&img, "nope", "boot_count"), Ok(Vec::new()));
+    // The other keys are intact, and the key can come back.
+    let ops = plan_set_u32(&img, "otter", "boot_count", 3).expect("plan");
+    img = check_value_cuts(
+        &img,
+        &ops,
+        "otter",
+        "boot_count",
+        None,
+        Some(&Value::U32(3)),
+    );
+    let nvs = Nvs::parse(&img).expect("parse");
+    assert_eq!(nvs.get_str("otter", "name"), Some("device-1"));
+    assert_eq!(nvs.get_u8("otter", "www_slot"), Some(1));
+    assert_eq!(nvs.get_i32("wifi", "rssi"), Some(-60));
+}
+
+#[test]
+fn set_str_and_erase_string_are_power_cut_safe() {
+    let mut img = sample(0x5000);
+    let mut old = Some(Value::Str("device-1".into()));
+    // Lengths around entry boundaries: whole entries only, a tail only, both.
+    for len in [0usize, 31, 32, 33, 64, 100, 700, 3999] {
+        let s: String = (0..len)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let ops = plan_set_str(&img, "otter", "name", &s).expect("plan");
+        let new = Value::Str(s);
+        img = check_value_cuts(&img, &ops, "otter", "name", old.as_ref(), Some(&new));
+        old = Some(new);
+    }
+    let ops = plan_erase_key(&img, "otter", "name").expect("plan");
+    // 3999 + NUL = 125 data entries + the header: 126 states in 8 words.
+    assert_eq!(ops.len(), 8);
+    img = check_value_cuts(&img, &ops, "otter", "name", old.as_ref(), None);
+    assert_eq!(
+        Nvs::parse(&img).expect("parse").get_u8("otter", "www_slot"),
+        Some(1)
+    );
+    assert!(matches!(
+        plan_set_str(&img, "otter", "name", &"x".repeat(4000)),
+        Err(NvsError::ValueTooLong { .. })
+    ));
+    assert!(matches!(
+        plan_set(&img, "otter", "blob", &Value::Blob(alloc::vec![1, 2])),
+        Err(NvsError::BlobInPlace { .. })
+    ));
+}
+
+#[test]
+fn range_states_are_written_last_word_first() {
+    let blank = alloc::vec![0xFF; 0x3000];
+    // 40 data bytes + NUL: header + 2 data entries, one of them a tail.
+    let ops = plan_set_str(&blank, "otter", "k", &"z".repeat(40)).expect("plan");
+    // Page header, namespace entry + state, header + state, body + state,
+    // tail + state.
+    let offsets: Vec<usize> = ops.iter().map(|o| o.offset).collect();
+    assert_eq!(
+        offsets,
+        [0, 64, 32, 96, 32, 128, 32, 160, 32],
+        "{offsets:x?}"
+    );
+    let img = check_value_cuts(
+        &blank,
+        &ops,
+        "otter",
+        "k",
+        None,
+        Some(&Value::Str("z".repeat(40))),
+    );
+    // A 17-entry string from entry 2 spans bitmap words 0 and 1: erasing it
+    // writes word 1, then word 0.
+    let mut img = img;
+    let ops = plan_erase_key(&img, "otter", "k").expect("plan");
+    assert_eq!(ops.len(), 1);
+    apply(&mut img, &ops);
+    let ops = plan_set_str(&img, "otter", "k", &"y".repeat(500)).expect("plan");
+    apply(&mut img, &ops);
+    let ops = plan_erase_key(&img, "otter", "k").expect("plan");
+    let offsets: Vec<usize> = ops.iter().map(|o| o.offset).collect();
+    assert_eq!(offsets, [BITMAP_OFFSET + 4, BITMAP_OFFSET], "{offsets:x?}");
+}
+
+#[test]
+fn a_string_that_does_not_fit_moves_to_a_new_page() {
+    let mut img = sample(0x4000);
+    // Fill page 0 up to 120 used entries.
+    let used = |img: &[u8]| {
+        (0..ENTRY_COUNT)
+            .filter(|&e| layout::entry_state(img, e) != 0b11)
+            .count()
+    };
+    let mut i = 0;
+    while used(&img) < 120 {
+        let ops = plan_set_u32(&img, "otter", &alloc::format!("k{i}"), i).expect("plan");
+        apply(&mut img, &ops);
+        i += 1;
+    }
+    // 6 entries left: a 200-byte string needs 1 + 7.
+    let s = "q".repeat(199);
+    let ops = plan_set_str(&img, "otter", "big", &s).expect("plan");
+    assert_eq!(ops[0].offset, 0, "page 0 marked full first");
+    assert_eq!(ops[0].bytes, PageState::Full.word().to_le_bytes());
+    assert_eq!(ops[1].offset, PAGE_SIZE, "page 1 initialised");
+    let img = check_value_cuts(&img, &ops, "otter", "big", None, Some(&Value::Str(s)));
+    assert_eq!(
+        Nvs::parse(&img).expect("parse").get_u32("otter", "k3"),
+        Some(3)
+    );
+}
+
+/// The project's Python with ESP-IDF's generator, or a loud panic.
+fn python() -> std::path::PathBuf {
+    let py = match std::env::var_os("OTTER_PYTHON") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"),
+    };
+    assert!(
+        py.is_file(),
+        "the Python oracles are not installed at {}: run scripts/setup-oracles.sh",
+        py.display()
+    );
+    py
+}
+
+/// `esp-idf-nvs-partition-gen generate` of `csv` for a `size`-byte partition.
+fn generated(name: &str, csv: &str, size: usize) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(alloc::format!(
+        "otter-nvs-inplace-{}-{name}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let input = dir.join("in.csv");
+    let output = dir.join("out.bin");
+    std::fs::write(&input, csv).expect("CSV");
+    let out = std::process::Command::new(python())
+        .args(["-m", "esp_idf_nvs_partition_gen", "generate"])
+        .arg(&input)
+        .arg(&output)
+        .arg(alloc::format!("0x{size:x}"))
+        .output()
+        .expect("running the generator");
+    assert!(
+        out.status.success(),
+        "generator failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin = std::fs::read(&output).expect("generator output");
+    let _ = std::fs::remove_dir_all(&dir);
+    bin
+}
+
+/// Keys set one by one in place on an erased partition give the bytes the
+/// generator writes for the same rows: the same page header, entries, CRCs
+/// and state bitmap, for u8, u32 and strings of every entry shape.
+#[test]
+fn in_place_writes_match_the_generator() {
+    let long = "L".repeat(300);
+    let rows: [(&str, Value); 7] = [
+        ("pull_tag", Value::U32(0x1234_ABCD)),
+        ("www_slot", Value::U8(1)),
+        ("empty", Value::Str(String::new())),
+        ("exact32", Value::Str("x".repeat(31))),
+        ("name", Value::Str("device-1".into())),
+        ("long", Value::Str(long.clone())),
+        ("zero", Value::U32(0)),
+    ];
+    let mut csv = String::from("key,type,encoding,value\notter,namespace,,\n");
+    for (k, v) in &rows {
+        let (enc, val) = match v {
+            Value::U8(x) => ("u8", alloc::format!("{x}")),
+            Value::U32(x) => ("u32", alloc::format!("{x}")),
+            Value::Str(x) => ("string", x.clone()),
+            _ => unreachable!(),
+        };
+        csv.push_str(&alloc::format!("{k},data,{enc},{val}\n"));
+    }
+    let theirs = generated("set", &csv, 0x3000);
+    let mut ours = alloc::vec![0xFF; 0x3000];
+    for (k, v) in &rows {
+        let ops = plan_set(&ours, "otter", k, v).expect("plan");
+        apply(&mut ours, &ops);
+    }
+    for e in 0..ENTRY_COUNT {
+        let at = FIRST_ENTRY_OFFSET + e * ENTRY_SIZE;
+        assert_eq!(
+            ours[at..at + ENTRY_SIZE],
+            theirs[at..at + ENTRY_SIZE],
+            "entry {e}"
+        );
+    }
+    assert_eq!(
+        ours[..FIRST_ENTRY_OFFSET],
+        theirs[..FIRST_ENTRY_OFFSET],
+        "header and bitmap"
+    );
+    assert!(ours == theirs, "whole partition");
+    // And a value changed in place reads back as ESP-IDF would read it.
+    let ops = plan_set_u32(&theirs, "otter", "pull_tag", 0x5555_0000).expect("plan");
+    let mut changed = theirs.clone();
+    apply(&mut changed, &ops);
+    let nvs = Nvs::parse(&changed).expect("parse");
+    assert_eq!(nvs.get_u32("otter", "pull_tag"), Some(0x5555_0000));
+    assert_eq!(nvs.get_str("otter", "long"), Some(long.as_str()));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -204,6 +461,8 @@ proptest! {
         }
         let _ = Nvs::parse(&img);
         let _ = plan_set_u8(&img, "otter", "www_slot", 3);
+        let _ = plan_set_str(&img, "otter", "name", "x");
+        let _ = plan_erase_key(&img, "otter", "name");
     }
 
     #[test]
@@ -219,6 +478,9 @@ proptest! {
         }
         let _ = plan_set_u8(&img, "otter", "www_slot", 3);
         let _ = plan_set_u8(&img, "new", "k", 3);
+        let _ = plan_set_str(&img, "otter", "name", &"n".repeat(300));
+        let _ = plan_erase_key(&img, "otter", "name");
+        let _ = plan_erase_key(&img, "otter", "boot_count");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::layout::{entry_crc, le32, Scan, ENTRY_ERASED, ENTRY_WRITTEN};
+use super::layout::{entry_crc, le32, Item, Payload, Scan, ENTRY_ERASED, ENTRY_WRITTEN};
 use super::{
     crc32, ItemType, NvsError, PageState, Value, BITMAP_OFFSET, CHUNK_ANY, ENTRY_COUNT, ENTRY_SIZE,
     FIRST_ENTRY_OFFSET, MAX_KEY_LEN, MAX_STRING_SIZE, PAGE_SIZE, VERSION_2,
@@ -314,6 +314,33 @@ struct Cursor {
 }
 
 impl Cursor {
+    /// The cursor after the newest page of `scan`, over a copy of `partition`.
+    fn new(partition: &[u8], scan: &Scan) -> Cursor {
+        let current = scan
+            .pages
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p.state,
+                    PageState::Active | PageState::Full | PageState::Freeing
+                )
+            })
+            .max_by_key(|p| p.seq)
+            .map(|p| (p.index, p.state, p.seq, p.next_free));
+        let free = scan
+            .pages
+            .iter()
+            .filter(|p| p.state == PageState::Uninitialized)
+            .map(|p| p.index)
+            .collect();
+        Cursor {
+            img: partition.to_vec(),
+            ops: Vec::new(),
+            current,
+            free,
+        }
+    }
+
     fn write(&mut self, offset: usize, bytes: &[u8]) {
         let op = FlashOp {
             offset,
@@ -326,19 +353,39 @@ impl Cursor {
     /// Rewrites the bitmap word holding `entry`'s state, as ESP-IDF's
     /// `alterEntryState` does (one aligned 32-bit word).
     fn set_entry_state(&mut self, page: usize, entry: usize, state: u8) {
-        let base = page * PAGE_SIZE;
-        let word_at = base + BITMAP_OFFSET + (entry / 16) * 4;
-        let mut word = le32(&self.img, word_at);
-        let shift = (entry % 16) * 2;
-        word &= !(0b11 << shift) | (u32::from(state) << shift);
-        self.write(word_at, &word.to_le_bytes());
+        self.set_range_state(page, entry, entry + 1, state);
     }
 
-    /// `Page::writeItem` for a one-entry item, with `requestNewPage` when the
-    /// current page is full.
-    fn write_item(&mut self, entry: [u8; ENTRY_SIZE]) -> Result<(usize, usize), NvsError> {
+    /// Sets the state of entries `begin..end` as ESP-IDF's
+    /// `alterEntryRangeState` does: from the last entry down, one aligned
+    /// 32-bit bitmap word write each time the next entry is in another word.
+    fn set_range_state(&mut self, page: usize, begin: usize, end: usize, state: u8) {
+        let base = page * PAGE_SIZE + BITMAP_OFFSET;
+        let mut i = end;
+        while i > begin {
+            let word_index = (i - 1) / 16;
+            let word_at = base + word_index * 4;
+            let mut word = le32(&self.img, word_at);
+            while i > begin && (i - 1) / 16 == word_index {
+                i -= 1;
+                let shift = (i % 16) * 2;
+                word &= !(0b11 << shift) | (u32::from(state) << shift);
+            }
+            self.write(word_at, &word.to_le_bytes());
+        }
+    }
+
+    /// `Page::writeItem` for an item header and its variable-length data
+    /// (empty for a primitive), with `markFull` + `requestNewPage` when the
+    /// current page cannot hold all its entries.
+    fn write_item(
+        &mut self,
+        entry: [u8; ENTRY_SIZE],
+        data: &[u8],
+    ) -> Result<(usize, usize), NvsError> {
+        let count = 1 + data.len().div_ceil(ENTRY_SIZE);
         let need_page = match self.current {
-            Some((_, PageState::Active, _, next)) => next >= ENTRY_COUNT,
+            Some((_, PageState::Active, _, next)) => next + count > ENTRY_COUNT,
             _ => true,
         };
         if need_page {
@@ -363,105 +410,224 @@ impl Cursor {
             self.current = Some((page, PageState::Active, seq, 0));
         }
         let (page, state, seq, next) = self.current.ok_or(NvsError::Full)?;
-        self.write(
-            page * PAGE_SIZE + FIRST_ENTRY_OFFSET + next * ENTRY_SIZE,
-            &entry,
-        );
+        if next + count > ENTRY_COUNT {
+            // Longer than a whole page (callers check sizes first).
+            return Err(NvsError::Full);
+        }
+        let entry_at = |e: usize| page * PAGE_SIZE + FIRST_ENTRY_OFFSET + e * ENTRY_SIZE;
+        // writeEntry: the header, then its state.
+        self.write(entry_at(next), &entry);
         self.set_entry_state(page, next, ENTRY_WRITTEN);
-        self.current = Some((page, state, seq, next + 1));
+        // writeEntryData: the whole entries of data in one write, then their
+        // states; then writeEntry of the tail, padded with 0xFF.
+        let whole = data.len() / ENTRY_SIZE * ENTRY_SIZE;
+        let (body, tail) = data.split_at(whole);
+        let mut at = next + 1;
+        if !body.is_empty() {
+            let n = body.len() / ENTRY_SIZE;
+            self.write(entry_at(at), body);
+            self.set_range_state(page, at, at + n, ENTRY_WRITTEN);
+            at += n;
+        }
+        if !tail.is_empty() {
+            let mut e = [0xFF; ENTRY_SIZE];
+            e[..tail.len()].copy_from_slice(tail);
+            self.write(entry_at(at), &e);
+            self.set_entry_state(page, at, ENTRY_WRITTEN);
+            at += 1;
+        }
+        self.current = Some((page, state, seq, at));
         Ok((page, next))
+    }
+
+    /// `Page::eraseEntryAndSpan` of a live item: its entries' states set to
+    /// erased (one word for a one-entry item, `alterEntryRangeState` else).
+    fn erase_item(&mut self, item: &Item) {
+        let span = match &item.payload {
+            Payload::Value(Value::Str(s)) => 1 + (s.len() + 1).div_ceil(ENTRY_SIZE),
+            _ => 1,
+        };
+        self.set_range_state(item.page, item.entry, item.entry + span, ENTRY_ERASED);
     }
 }
 
+/// The item header and data a value is stored as.
+fn encode(ns: u8, key: &str, value: &Value) -> Result<([u8; ENTRY_SIZE], Vec<u8>), NvsError> {
+    if let Some((t, d)) = primitive_data(value) {
+        return Ok((item_header(ns, t, 1, key, d), Vec::new()));
+    }
+    let Value::Str(s) = value else {
+        return Err(NvsError::BlobInPlace {
+            key: String::from(key),
+        });
+    };
+    let mut data = Vec::with_capacity(s.len() + 1);
+    data.extend_from_slice(s.as_bytes());
+    data.push(0);
+    if data.len() > MAX_STRING_SIZE {
+        return Err(NvsError::ValueTooLong {
+            key: String::from(key),
+            len: data.len(),
+            max: MAX_STRING_SIZE,
+        });
+    }
+    let span = u8::try_from(1 + data.len().div_ceil(ENTRY_SIZE)).map_err(|_| NvsError::Full)?;
+    let mut d = [0xFF; 8];
+    let size = u16::try_from(data.len()).map_err(|_| NvsError::Full)?;
+    d[0..2].copy_from_slice(&size.to_le_bytes());
+    d[4..8].copy_from_slice(&crc32(&data).to_le_bytes());
+    Ok((item_header(ns, ItemType::Str, span, key, d), data))
+}
+
+/// The type byte a value is stored with.
+fn item_type_of(value: &Value) -> Option<ItemType> {
+    match value {
+        Value::Str(_) => Some(ItemType::Str),
+        v => primitive_data(v).map(|(t, _)| t),
+    }
+}
+
+/// A namespace entry's index.
+fn ns_index(item: &Item) -> Option<u8> {
+    match item.payload {
+        Payload::Value(Value::U8(v)) if item.item_type == ItemType::U8 => Some(v),
+        _ => None,
+    }
+}
+
+/// The index of namespace `ns`, if it has an entry.
+fn find_ns(scan: &Scan, ns: &str) -> Option<u8> {
+    scan.items
+        .iter()
+        .rev()
+        .filter(|i| i.ns == 0 && i.key == ns)
+        .find_map(ns_index)
+}
+
 /// The flash writes with which ESP-IDF's `nvs_open(ns, READWRITE)` +
-/// `nvs_set_u8(key, value)` would store `value`, in ESP-IDF's order:
+/// `nvs_set_*(key, value)` would store `value` (a primitive or a string), in
+/// ESP-IDF's order:
 ///
 /// 1. if the namespace is new: its entry (namespace 0, lowest free index),
 ///    as in step 2;
-/// 2. if the current page has no free entry: its state word set to full, then
-///    the next free page's header (active, sequence number + 1);
-/// 3. the new entry (32 bytes), then its bitmap word (written);
-/// 4. the old entry's bitmap word (erased).
+/// 2. if the current page cannot hold the item's entries: its state word set
+///    to full, then the next free page's header (active, sequence number + 1);
+/// 3. the item header (32 bytes), then its bitmap word (written); for a
+///    string, its whole data entries in one write and their bitmap words,
+///    then the last partial entry (padded with 0xFF) and its bitmap word;
+/// 4. the old item's bitmap word(s) (erased): an item of the same type
+///    under the same key.
 ///
 /// After any prefix of these writes the key reads as the old or the new
 /// value. An unchanged value gives no writes, as in ESP-IDF. Pages are never
 /// garbage-collected: when fewer than two free pages remain, [`NvsError::Full`].
-pub fn plan_set_u8(
+/// Blobs are refused ([`NvsError::BlobInPlace`]).
+pub fn plan_set(
     partition: &[u8],
     ns: &str,
     key: &str,
-    value: u8,
+    value: &Value,
 ) -> Result<Vec<FlashOp>, NvsError> {
     check_name(ns)?;
     check_name(key)?;
     let scan = Scan::read(partition)?;
-    let current = scan
-        .pages
-        .iter()
-        .filter(|p| {
-            matches!(
-                p.state,
-                PageState::Active | PageState::Full | PageState::Freeing
-            )
-        })
-        .max_by_key(|p| p.seq)
-        .map(|p| (p.index, p.state, p.seq, p.next_free));
-    let free = scan
-        .pages
-        .iter()
-        .filter(|p| p.state == PageState::Uninitialized)
-        .map(|p| p.index)
-        .collect();
-    let mut cur = Cursor {
-        img: partition.to_vec(),
-        ops: Vec::new(),
-        current,
-        free,
-    };
-    let u8_of = |item: &super::layout::Item| match item.payload {
-        super::layout::Payload::Value(Value::U8(v)) if item.item_type == ItemType::U8 => Some(v),
-        _ => None,
-    };
-    let ns_idx = scan
-        .items
-        .iter()
-        .rev()
-        .filter(|i| i.ns == 0 && i.key == ns)
-        .find_map(u8_of);
-    let ns_idx = match ns_idx {
+    let mut cur = Cursor::new(partition, &scan);
+    let ns_idx = match find_ns(&scan, ns) {
         Some(i) => i,
         None => {
             let used: Vec<u8> = scan
                 .items
                 .iter()
                 .filter(|i| i.ns == 0)
-                .filter_map(u8_of)
+                .filter_map(ns_index)
                 .collect();
             let idx = (1..=254u8)
                 .find(|i| !used.contains(i))
                 .ok_or(NvsError::NamespacesExhausted)?;
             let mut d = [0xFF; 8];
             d[0] = idx;
-            cur.write_item(item_header(0, ItemType::U8, 1, ns, d))?;
+            cur.write_item(item_header(0, ItemType::U8, 1, ns, d), &[])?;
             idx
         }
     };
+    let (header, data) = encode(ns_idx, key, value)?;
+    let t = item_type_of(value);
     let old = scan
         .items
         .iter()
         .rev()
-        .find(|i| i.ns == ns_idx && i.key == key && i.item_type == ItemType::U8);
+        .find(|i| i.ns == ns_idx && i.key == key && Some(i.item_type) == t);
     if let Some(o) = old {
-        if u8_of(o) == Some(value) {
+        if matches!(&o.payload, Payload::Value(v) if v == value) {
             return Ok(cur.ops);
         }
     }
-    let mut d = [0xFF; 8];
-    d[0] = value;
-    cur.write_item(item_header(ns_idx, ItemType::U8, 1, key, d))?;
+    cur.write_item(header, &data)?;
     if let Some(o) = old {
-        cur.set_entry_state(o.page, o.entry, ENTRY_ERASED);
+        cur.erase_item(o);
     }
+    Ok(cur.ops)
+}
+
+/// [`plan_set`] of a `u8` (`nvs_set_u8`).
+pub fn plan_set_u8(
+    partition: &[u8],
+    ns: &str,
+    key: &str,
+    value: u8,
+) -> Result<Vec<FlashOp>, NvsError> {
+    plan_set(partition, ns, key, &Value::U8(value))
+}
+
+/// [`plan_set`] of a `u32` (`nvs_set_u32`).
+pub fn plan_set_u32(
+    partition: &[u8],
+    ns: &str,
+    key: &str,
+    value: u32,
+) -> Result<Vec<FlashOp>, NvsError> {
+    plan_set(partition, ns, key, &Value::U32(value))
+}
+
+/// [`plan_set`] of a string (`nvs_set_str`; at most 3999 bytes).
+pub fn plan_set_str(
+    partition: &[u8],
+    ns: &str,
+    key: &str,
+    value: &str,
+) -> Result<Vec<FlashOp>, NvsError> {
+    plan_set(partition, ns, key, &Value::Str(String::from(value)))
+}
+
+/// The flash writes with which ESP-IDF's `nvs_erase_key(key)` would remove
+/// `key` from namespace `ns`: the state of the item's entries set to erased
+/// (one bitmap word for a primitive; for a string, its header and data
+/// entries, last word first). A missing key or namespace gives no writes
+/// (ESP-IDF returns `ESP_ERR_NVS_NOT_FOUND`, having written nothing). As
+/// ESP-IDF's lookup with `ItemType::ANY`, the oldest live item under the key
+/// is the one erased; a blob is refused ([`NvsError::BlobInPlace`]).
+///
+/// A single write, so after a cut the key reads as before or as gone.
+pub fn plan_erase_key(partition: &[u8], ns: &str, key: &str) -> Result<Vec<FlashOp>, NvsError> {
+    check_name(ns)?;
+    check_name(key)?;
+    let scan = Scan::read(partition)?;
+    let mut cur = Cursor::new(partition, &scan);
+    let Some(ns_idx) = find_ns(&scan, ns) else {
+        return Ok(Vec::new());
+    };
+    let Some(item) = scan.items.iter().find(|i| i.ns == ns_idx && i.key == key) else {
+        return Ok(Vec::new());
+    };
+    if matches!(
+        item.item_type,
+        ItemType::Blob | ItemType::BlobData | ItemType::BlobIndex
+    ) {
+        return Err(NvsError::BlobInPlace {
+            key: String::from(key),
+        });
+    }
+    cur.erase_item(item);
     Ok(cur.ops)
 }
 
