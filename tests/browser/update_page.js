@@ -25,7 +25,7 @@ const FLAGS = [
 const result = { scenario: cfg.scenario, shots: [], samples: {}, messages: {}, sha256Headers: [], dialogs: [] };
 
 // A hard stop so a hung browser cannot hang the test.
-const guard = setTimeout(() => { console.error("scenario timed out after 100 s"); process.exit(3); }, 100000);
+const guard = setTimeout(() => { console.error("scenario timed out after 80 s"); process.exit(3); }, 80000);
 
 // Whether a confirm() dialog is accepted (only the rollback scenario's).
 let acceptDialogs = false;
@@ -59,7 +59,7 @@ async function upload(page, kind, file) {
   }, kind);
   await page.click(`#${kind}-send`);
   const msg = page.locator(`#${kind}-msg`);
-  await page.waitForFunction(id => /\b(ok|err)\b/.test(document.getElementById(id).className), `${kind}-msg`, { timeout: 70000 });
+  await page.waitForFunction(id => /\b(ok|err)\b/.test(document.getElementById(id).className), `${kind}-msg`, { timeout: 45000 });
   const samples = await page.evaluate(() => { clearInterval(window.__sampler); return window.__samples; });
   result.samples[kind] = samples;
   result.messages[kind] = { cls: await msg.getAttribute("class"), text: await msg.innerText() };
@@ -134,6 +134,9 @@ const scenarios = {
 
   // (c) a broken web UI: the server's message is shown, the old UI stays.
   async www_broken(page) {
+    await waitText(page, "running-version", /./, "status shown");
+    check(!(await visible(page, "confirm")) && !(await visible(page, "rollback")),
+      "confirm or rollback offered on a factory-only device");
     const m = await upload(page, "www", cfg.broken);
     check(/\berr\b/.test(m.cls), `a broken web UI was not reported as an error: ${m.text}`);
     check(/bad_web_ui|wrong_size/.test(m.text), `the error does not carry the server's code: ${m.text}`);
@@ -175,6 +178,8 @@ const scenarios = {
     await waitText(page, "running-version", new RegExp(`^${cfg.newVersion}$`), "new version shown");
     await page.waitForTimeout(300);
     check(!(await visible(page, "auth")), "asked for a token although the device has none");
+    check(await visible(page, "rollback"), "no rollback button although the factory image is valid");
+    check(!(await visible(page, "confirm")), "a confirm button without app rollback");
     await shot(page, "uploaded");
   },
 };

@@ -35,7 +35,7 @@ const UPLOAD_BYTES_PER_SECOND: u64 = 800_000;
 /// Size of the test firmware: about 1.5 s at the throttled speed.
 const FIRMWARE_SIZE: &str = "1200000";
 /// The most one scenario may take, browser start to close.
-const SCENARIO_LIMIT: Duration = Duration::from_secs(110);
+const SCENARIO_LIMIT: Duration = Duration::from_secs(90);
 /// The default table's NVS partition and web-UI slot 0.
 const NVS: std::ops::Range<usize> = 0x9000..0xE000;
 const WWW_0: std::ops::Range<usize> = 0x620000..0x720000;
@@ -120,6 +120,19 @@ fn scenario(dev: &Device, name: &str, extra: Value) -> Value {
     });
     for (k, v) in extra.as_object().expect("extra config is an object") {
         cfg[k] = v.clone();
+    }
+    // This scenario's screenshots from an earlier run would mislead.
+    for e in std::fs::read_dir(shots_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if e.file_name()
+            .to_string_lossy()
+            .starts_with(&format!("{name}-"))
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
     let cfg_path = tmp.path().join("config.json");
     std::fs::write(&cfg_path, cfg.to_string()).expect("writing the scenario config");
