@@ -14,6 +14,9 @@ command -v sha256sum >/dev/null || need+=(coreutils)
 command -v chromium >/dev/null || need+=(chromium)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v openssl >/dev/null || need+=(openssl)
+# The browser-test driver (playwright-core) needs Node.js 20 or later.
+node_major=$(node --version 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/' || true)
+[ "${node_major:-0}" -ge 20 ] 2>/dev/null || need+=(nodejs npm)
 ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' || need+=(libclang-dev)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
@@ -26,3 +29,8 @@ else
 fi
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+node_major=$(node --version 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/' || true)
+if [ "${node_major:-0}" -lt 20 ] 2>/dev/null; then
+    echo "Node.js $(node --version 2>/dev/null || echo missing) is too old for the browser tests' driver (playwright-core needs 20+): install Node.js 20 or later (e.g. from nodejs.org or NodeSource) and run again" >&2
+    exit 1
+fi
