@@ -65,6 +65,7 @@
 
 pub mod device;
 pub mod layouts;
+pub mod pull;
 
 use std::fmt;
 use std::path::PathBuf;
