@@ -359,38 +359,61 @@ fn cut_plan(seed: u64, n: usize) -> Vec<u64> {
         .collect()
 }
 
-/// RFC 0003: a connection that drops resumes with a Range request from the
-/// last written offset. A proxy cuts the TLS connection at random offsets,
-/// at least 20 times in one download; the download finishes, the firmware
-/// boots, and no byte is fetched twice beyond one buffer per cut.
-#[test]
-fn a_download_cut_twenty_times_resumes_and_refetches_at_most_a_buffer_per_cut() {
+/// A device running 1.0.0 that pulls a signed 1.1.0 of `size` bytes from
+/// nginx over HTTPS through a [`Proxy`] with `plan`.
+struct Proxied {
+    _t: tempfile::TempDir,
+    _certs: Certs,
+    fw1: PathBuf,
+    size: u64,
+    srv: Nginx,
+    proxy: Proxy,
+    dev: Device,
+}
+
+fn proxied_pull(size: &str, ignore_range: bool, plan: ProxyPlan, run: &[&str]) -> Proxied {
     let t = tempfile::tempdir().unwrap();
     let certs = Certs::new("otter pull test ca");
     let keys = keygen(t.path(), "release");
     let fw0 = image(t.path(), "esp32s3", "1.0.0", &[]);
-    let fw1 = image(t.path(), "esp32s3", "1.1.0", &["--size", "1500000"]);
-    let size = std::fs::metadata(&fw1).unwrap().len();
+    let fw1 = image(t.path(), "esp32s3", "1.1.0", &["--size", size]);
     let rel = t.path().join("rel");
     release(&rel, &fw1, None, &keys, &[]);
     let srv = Nginx::serve(
         &rel,
         &ServeOptions {
             tls: Some(&certs),
-            ignore_range: false,
+            ignore_range,
         },
     );
-    let proxy = Proxy::start(
-        srv.port,
-        ProxyPlan {
-            cuts: cut_plan(0x0773_0001, 40),
-            delay_per_4k: Duration::ZERO,
-        },
-    );
+    let proxy = Proxy::start(srv.port, plan);
     let url = format!("https://localhost:{}/manifest.json", proxy.port);
     let mut args = run_args(&url, &keys, &certs);
-    args.extend(["--pull-retry-delay", "0.02"]);
+    args.extend_from_slice(run);
     let dev = Device::create(&["--firmware", fw0.to_str().unwrap()]).run(&args);
+    Proxied {
+        size: std::fs::metadata(&fw1).unwrap().len(),
+        _t: t,
+        _certs: certs,
+        fw1,
+        srv,
+        proxy,
+        dev,
+    }
+}
+
+/// RFC 0003: a connection that drops resumes with a Range request from the
+/// last written offset. A proxy cuts the TLS connection at random offsets,
+/// at least 20 times in one download; the download finishes, the firmware
+/// boots, and no byte is fetched twice beyond one buffer per cut.
+#[test]
+fn a_download_cut_twenty_times_resumes_and_refetches_at_most_a_buffer_per_cut() {
+    let plan = ProxyPlan {
+        cuts: cut_plan(0x0773_0001, 40),
+        delay_per_4k: Duration::ZERO,
+    };
+    let p = proxied_pull("1500000", false, plan, &["--pull-retry-delay", "0.02"]);
+    let (size, srv, proxy, dev) = (p.size, &p.srv, &p.proxy, &p.dev);
     let st = dev.wait_until(|s| version(s) == "1.1.0", "the pulled firmware to boot");
     let cuts = proxy.stats().cuts;
     assert!(cuts >= 20, "only {cuts} cuts: the test proves nothing");
@@ -421,31 +444,12 @@ fn a_download_cut_twenty_times_resumes_and_refetches_at_most_a_buffer_per_cut() 
 /// installed is still exactly the release.
 #[test]
 fn a_server_that_ignores_range_makes_the_device_start_over_cleanly() {
-    let t = tempfile::tempdir().unwrap();
-    let certs = Certs::new("otter pull test ca");
-    let keys = keygen(t.path(), "release");
-    let fw0 = image(t.path(), "esp32s3", "1.0.0", &[]);
-    let fw1 = image(t.path(), "esp32s3", "1.1.0", &["--size", "300000"]);
-    let rel = t.path().join("rel");
-    release(&rel, &fw1, None, &keys, &[]);
-    let srv = Nginx::serve(
-        &rel,
-        &ServeOptions {
-            tls: Some(&certs),
-            ignore_range: true,
-        },
-    );
-    let proxy = Proxy::start(
-        srv.port,
-        ProxyPlan {
-            cuts: cut_plan(7, 3),
-            delay_per_4k: Duration::ZERO,
-        },
-    );
-    let url = format!("https://localhost:{}/manifest.json", proxy.port);
-    let mut args = run_args(&url, &keys, &certs);
-    args.extend(["--pull-retry-delay", "0.02"]);
-    let dev = Device::create(&["--firmware", fw0.to_str().unwrap()]).run(&args);
+    let plan = ProxyPlan {
+        cuts: cut_plan(7, 3),
+        delay_per_4k: Duration::ZERO,
+    };
+    let p = proxied_pull("300000", true, plan, &["--pull-retry-delay", "0.02"]);
+    let (fw1, proxy, dev) = (&p.fw1, &p.proxy, &p.dev);
     let st = dev.wait_until(|s| version(s) == "1.1.0", "the pulled firmware to boot");
     let d = &st["pull"]["last_download"];
     let cuts = proxy.stats().cuts;
@@ -458,7 +462,7 @@ fn a_server_that_ignores_range_makes_the_device_start_over_cleanly() {
     // The slot holds the release byte for byte.
     let flash = dev.flash();
     let slot = st["running"]["offset"].as_u64().unwrap() as usize;
-    let want = std::fs::read(&fw1).unwrap();
+    let want = std::fs::read(fw1).unwrap();
     assert!(
         flash[slot..slot + want.len()] == want[..],
         "the slot differs from the release"
@@ -470,32 +474,13 @@ fn a_server_that_ignores_range_makes_the_device_start_over_cleanly() {
 /// flash instead of starting over.
 #[test]
 fn a_power_cut_mid_pull_boots_the_old_firmware_then_resumes_from_flash() {
-    let t = tempfile::tempdir().unwrap();
-    let certs = Certs::new("otter pull test ca");
-    let keys = keygen(t.path(), "release");
-    let fw0 = image(t.path(), "esp32s3", "1.0.0", &[]);
-    let fw1 = image(t.path(), "esp32s3", "1.1.0", &["--size", "1200000"]);
-    let size = std::fs::metadata(&fw1).unwrap().len();
-    let rel = t.path().join("rel");
-    release(&rel, &fw1, None, &keys, &[]);
-    let srv = Nginx::serve(
-        &rel,
-        &ServeOptions {
-            tls: Some(&certs),
-            ignore_range: false,
-        },
-    );
     // About 3 s per download, so the cuts land mid-way.
-    let proxy = Proxy::start(
-        srv.port,
-        ProxyPlan {
-            cuts: vec![],
-            delay_per_4k: Duration::from_millis(10),
-        },
-    );
-    let url = format!("https://localhost:{}/manifest.json", proxy.port);
-    let mut dev =
-        Device::create(&["--firmware", fw0.to_str().unwrap()]).run(&run_args(&url, &keys, &certs));
+    let plan = ProxyPlan {
+        cuts: vec![],
+        delay_per_4k: Duration::from_millis(10),
+    };
+    let mut p = proxied_pull("1200000", false, plan, &[]);
+    let (size, dev) = (p.size, &mut p.dev);
     let mut last_written = 0;
     for (round, frac) in cut_plan(0xc0ffee, 2)
         .iter()

@@ -160,16 +160,6 @@ impl Client {
         }
     }
 
-    /// `POST /update` with `image` as the raw body, reporting progress.
-    pub fn upload(
-        &self,
-        image: &[u8],
-        sha256: &[u8; 32],
-        progress: &Progress,
-    ) -> anyhow::Result<Answer> {
-        self.upload_to("/update", image, sha256, progress)
-    }
-
     /// `POST path` with `image` as the raw body, reporting progress.
     pub fn upload_to(
         &self,
@@ -341,6 +331,54 @@ pub fn load_image(path: &std::path::Path) -> anyhow::Result<(Vec<u8>, ImageInfo)
     Ok((bytes, info))
 }
 
+/// Uploads `image` to `path` with a progress bar and records the answer in
+/// `report`: `false` when the device refused the `what` (the reason and the
+/// device's status are in the report).
+fn send(
+    client: &Client,
+    path: &str,
+    what: &str,
+    image: &[u8],
+    sha: &[u8; 32],
+    quiet: bool,
+    report: &mut PushReport,
+) -> anyhow::Result<bool> {
+    let progress = Progress::new(image.len() as u64, quiet);
+    let started = Instant::now();
+    let answer = client.upload_to(path, image, sha, &progress);
+    progress.finish();
+    let answer = answer?;
+    report.upload_secs = started.elapsed().as_secs_f64();
+    report.bytes = image.len() as u64;
+    if answer.status != 200 {
+        report.message = Some(format!(
+            "the device refused the {what} ({} {}): {}",
+            answer.status,
+            answer
+                .body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+            answer.message()
+        ));
+        report.status = client.status().ok();
+        return Ok(false);
+    }
+    report.slot = answer
+        .body
+        .get("slot")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if !quiet {
+        eprintln!(
+            "uploaded in {:.1} s: written to {} and verified; the device reboots",
+            report.upload_secs,
+            report.slot.as_deref().unwrap_or("?")
+        );
+    }
+    Ok(true)
+}
+
 /// Pushes `image` to the device behind `client` and waits (unless
 /// `no_wait`) until the new image runs or was rolled back.
 pub fn push(
@@ -387,38 +425,8 @@ pub fn push(
                 .unwrap_or("?"),
         );
     }
-    let progress = Progress::new(image.len() as u64, quiet);
-    let started = Instant::now();
-    let answer = client.upload(image, &sha, &progress);
-    progress.finish();
-    let answer = answer?;
-    report.upload_secs = started.elapsed().as_secs_f64();
-    report.bytes = image.len() as u64;
-    if answer.status != 200 {
-        report.message = Some(format!(
-            "the device refused the image ({} {}): {}",
-            answer.status,
-            answer
-                .body
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or(""),
-            answer.message()
-        ));
-        report.status = client.status().ok();
+    if !send(client, "/update", "image", image, &sha, quiet, &mut report)? {
         return Ok(report);
-    }
-    report.slot = answer
-        .body
-        .get("slot")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    if !quiet {
-        eprintln!(
-            "uploaded in {:.1} s: written to {} and verified; the device reboots",
-            report.upload_secs,
-            report.slot.as_deref().unwrap_or("?")
-        );
     }
     if no_wait {
         report.result = "uploaded";
@@ -553,38 +561,16 @@ pub fn push_www(
             active.unwrap_or("nothing")
         );
     }
-    let progress = Progress::new(image.len() as u64, quiet);
-    let started = Instant::now();
-    let answer = client.upload_to("/api/ota/frontend", image, &sha, &progress);
-    progress.finish();
-    let answer = answer?;
-    report.upload_secs = started.elapsed().as_secs_f64();
-    report.bytes = image.len() as u64;
-    if answer.status != 200 {
-        report.message = Some(format!(
-            "the device refused the web UI ({} {}): {}",
-            answer.status,
-            answer
-                .body
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or(""),
-            answer.message()
-        ));
-        report.status = client.status().ok();
+    if !send(
+        client,
+        "/api/ota/frontend",
+        "web UI",
+        image,
+        &sha,
+        quiet,
+        &mut report,
+    )? {
         return Ok(report);
-    }
-    report.slot = answer
-        .body
-        .get("slot")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    if !quiet {
-        eprintln!(
-            "uploaded in {:.1} s: written to {} and verified; the device reboots",
-            report.upload_secs,
-            report.slot.as_deref().unwrap_or("?")
-        );
     }
     if no_wait {
         report.result = "uploaded";
