@@ -195,6 +195,14 @@ impl Drop for Server {
     }
 }
 
+/// A route serving `body` with Range support.
+fn file(body: &[u8]) -> Route {
+    Route::File {
+        body: Arc::new(body.to_vec()),
+        ranges: true,
+    }
+}
+
 impl Server {
     async fn start(routes: Vec<(&str, Route)>, tls: Option<Arc<ServerConfig>>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -575,13 +583,7 @@ async fn https_with_ca_trust_downloads_and_fetches_small_files() {
                         ranges: true,
                     },
                 ),
-                (
-                    "/manifest.json",
-                    Route::File {
-                        body: Arc::new(b"{\"format\":\"otter-release/1\"}".to_vec()),
-                        ranges: true,
-                    },
-                ),
+                ("/manifest.json", file(b"{\"format\":\"otter-release/1\"}")),
             ],
             Some(id.server_config()),
         )
@@ -624,17 +626,7 @@ async fn https_with_ca_trust_downloads_and_fetches_small_files() {
 async fn ca_trust_accepts_a_self_signed_server_certificate_as_its_own_ca() {
     bounded(async {
         let id = Identity::self_signed(&["localhost"]);
-        let server = Server::start(
-            vec![(
-                "/m",
-                Route::File {
-                    body: Arc::new(b"ok".to_vec()),
-                    ranges: true,
-                },
-            )],
-            Some(id.server_config()),
-        )
-        .await;
+        let server = Server::start(vec![("/m", file(b"ok"))], Some(id.server_config())).await;
         let fetcher = fetcher(Some(Trust::Ca(vec![id.leaf()])), false);
         let got = fetcher
             .get_small(&server.url("https", "localhost", "/m"), 16)
@@ -646,17 +638,7 @@ async fn ca_trust_accepts_a_self_signed_server_certificate_as_its_own_ca() {
 }
 
 async fn tls_failure(trust: Trust, id: &Identity, host: &str) -> FetchError {
-    let server = Server::start(
-        vec![(
-            "/m",
-            Route::File {
-                body: Arc::new(b"ok".to_vec()),
-                ranges: true,
-            },
-        )],
-        Some(id.server_config()),
-    )
-    .await;
+    let server = Server::start(vec![("/m", file(b"ok"))], Some(id.server_config())).await;
     let err = fetcher(Some(trust), false)
         .get_small(&server.url("https", host, "/m"), 16)
         .await
@@ -726,17 +708,7 @@ async fn a_pinned_certificate_is_accepted_and_another_refused() {
     bounded(async {
         // The pin is the trust: another host name is accepted (documented).
         let id = Identity::self_signed(&["device.otter.invalid"]);
-        let server = Server::start(
-            vec![(
-                "/m",
-                Route::File {
-                    body: Arc::new(b"pinned".to_vec()),
-                    ranges: true,
-                },
-            )],
-            Some(id.server_config()),
-        )
-        .await;
+        let server = Server::start(vec![("/m", file(b"pinned"))], Some(id.server_config())).await;
         let got = fetcher(Some(Trust::Pinned(id.leaf())), false)
             .get_small(&server.url("https", "127.0.0.1", "/m"), 16)
             .await

@@ -125,6 +125,21 @@ fn release(out: &Path, firmware: &Path, www: Option<&Path>, keys: &Keys, extra: 
     );
 }
 
+/// nginx serving `rel` over HTTPS with the test CA's certificate.
+fn serve_https(rel: &Path, certs: &Certs, ignore_range: bool) -> Nginx {
+    Nginx::serve(
+        rel,
+        &ServeOptions {
+            tls: Some(certs),
+            ignore_range,
+        },
+    )
+}
+
+fn manifest_url(port: u16) -> String {
+    format!("https://localhost:{port}/manifest.json")
+}
+
 fn run_args<'a>(manifest_url: &'a str, keys: &'a Keys, certs: &'a Certs) -> Vec<&'a str> {
     vec![
         "--manifest-url",
@@ -177,14 +192,8 @@ fn pulls_a_signed_bundle_over_https_and_serves_the_new_ui() {
     let ui1 = www(t.path(), "<h1>the new ui, pulled</h1>");
     let rel = t.path().join("rel");
     release(&rel, &fw1, Some(&ui1), &keys, &[]);
-    let srv = Nginx::serve(
-        &rel,
-        &ServeOptions {
-            tls: Some(&certs),
-            ignore_range: false,
-        },
-    );
-    let url = format!("https://localhost:{}/manifest.json", srv.port);
+    let srv = serve_https(&rel, &certs, false);
+    let url = manifest_url(srv.port);
     let dev = Device::create(&[
         "--firmware",
         fw0.to_str().unwrap(),
@@ -260,14 +269,8 @@ fn every_bad_release_is_refused_and_nothing_switches() {
     let fw0 = image(t.path(), "esp32s3", "1.0.0", &["--secure-version", "2"]);
     let rel = t.path().join("rel");
     std::fs::create_dir_all(&rel).unwrap();
-    let srv = Nginx::serve(
-        &rel,
-        &ServeOptions {
-            tls: Some(&certs),
-            ignore_range: false,
-        },
-    );
-    let url = format!("https://localhost:{}/manifest.json", srv.port);
+    let srv = serve_https(&rel, &certs, false);
+    let url = manifest_url(srv.port);
     let small_slots = t.path().join("small.csv");
     std::fs::write(
         &small_slots,
@@ -379,15 +382,9 @@ fn proxied_pull(size: &str, ignore_range: bool, plan: ProxyPlan, run: &[&str]) -
     let fw1 = image(t.path(), "esp32s3", "1.1.0", &["--size", size]);
     let rel = t.path().join("rel");
     release(&rel, &fw1, None, &keys, &[]);
-    let srv = Nginx::serve(
-        &rel,
-        &ServeOptions {
-            tls: Some(&certs),
-            ignore_range,
-        },
-    );
+    let srv = serve_https(&rel, &certs, ignore_range);
     let proxy = Proxy::start(srv.port, plan);
-    let url = format!("https://localhost:{}/manifest.json", proxy.port);
+    let url = manifest_url(proxy.port);
     let mut args = run_args(&url, &keys, &certs);
     args.extend_from_slice(run);
     let dev = Device::create(&["--firmware", fw0.to_str().unwrap()]).run(&args);
