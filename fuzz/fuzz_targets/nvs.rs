@@ -1,6 +1,7 @@
-//! Fuzz the NVS reader and `set_u8` planner: any partition bytes (padded to
-//! whole pages) must parse or fail with an error, never panic, and a planned
-//! `set_u8`, once applied, must read back.
+//! Fuzz the NVS readers and the `set_u8` planner: any partition bytes (padded
+//! to whole pages) must parse or fail with an error, never panic, and a
+//! planned `set_u8` (garbage collection included), once applied, must read
+//! back as a device reads it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,10 +14,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(nvs) = Nvs::parse(&img) {
         let _ = nvs.iter().count();
     }
+    let loaded = Nvs::load(&img).expect("whole pages always load");
+    let _ = loaded.iter().count();
     if let Ok(ops) = plan_set_u8(&img, "otter", "www_slot", 7) {
         apply(&mut img, &ops);
-        if let Ok(nvs) = Nvs::parse(&img) {
-            assert_eq!(nvs.get_u8("otter", "www_slot"), Some(7));
-        }
+        let nvs = Nvs::load(&img).expect("whole pages always load");
+        assert_eq!(nvs.get_u8("otter", "www_slot"), Some(7));
     }
 });

@@ -83,6 +83,7 @@ mod error;
 pub mod faults;
 pub mod flash;
 pub mod log;
+pub mod nvs;
 pub mod powercut;
 pub mod record;
 mod storage;

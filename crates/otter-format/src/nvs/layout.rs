@@ -24,6 +24,20 @@ pub(super) struct PageInfo {
     pub seq: u32,
     /// First entry after every used one (as ESP-IDF's `mNextFreeEntry`).
     pub next_free: usize,
+    /// Entries held by live items (as ESP-IDF's `mUsedEntryCount` after it
+    /// loaded the page: written entries it did not drop).
+    pub used: usize,
+}
+
+/// How to treat damage while reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadMode {
+    /// Report it as an [`NvsError`] naming page and entry.
+    Strict,
+    /// Do what ESP-IDF's `nvs_flash_init` does: a page whose header is bad is
+    /// corrupt (not read, reusable after an erase); an entry that is bad is
+    /// dropped as if erased.
+    Repair,
 }
 
 /// What an item holds.
@@ -43,6 +57,8 @@ pub(super) enum Payload {
 pub(super) struct Item {
     pub page: usize,
     pub entry: usize,
+    /// Entries it takes, header included.
+    pub span: usize,
     pub ns: u8,
     pub item_type: ItemType,
     pub chunk: u8,
@@ -93,8 +109,13 @@ fn identity(item: &Item) -> (u8, String, u8, u8) {
 }
 
 impl Scan {
-    /// Reads every page of `partition`.
+    /// Reads every page of `partition`, reporting damage.
     pub fn read(partition: &[u8]) -> Result<Scan, NvsError> {
+        Scan::read_with(partition, ReadMode::Strict)
+    }
+
+    /// Reads every page of `partition` as `mode` says.
+    pub fn read_with(partition: &[u8], mode: ReadMode) -> Result<Scan, NvsError> {
         if partition.is_empty() || partition.len() % PAGE_SIZE != 0 {
             return Err(NvsError::PartitionSize {
                 len: partition.len(),
@@ -104,7 +125,7 @@ impl Scan {
         let mut per_page = Vec::new();
         for (index, page) in partition.chunks_exact(PAGE_SIZE).enumerate() {
             let mut items = Vec::new();
-            pages.push(read_page(index, page, &mut items)?);
+            pages.push(read_page(index, page, &mut items, mode)?);
             per_page.push(items);
         }
         // Oldest page first; address breaks ties (stable sort).
@@ -168,30 +189,98 @@ impl Scan {
 }
 
 /// Reads one page's header and its written items.
-fn read_page(index: usize, page: &[u8], out: &mut Vec<Item>) -> Result<PageInfo, NvsError> {
+fn read_page(
+    index: usize,
+    page: &[u8],
+    out: &mut Vec<Item>,
+    mode: ReadMode,
+) -> Result<PageInfo, NvsError> {
     let word = le32(page, 0);
-    let state = PageState::from_word(word).ok_or(NvsError::PageState {
-        page: index,
-        state: word,
-    })?;
-    let seq = le32(page, 4);
     let mut info = PageInfo {
         index,
-        state,
-        seq,
+        state: PageState::Corrupt,
+        seq: le32(page, 4),
         next_free: 0,
+        used: 0,
     };
+    match check_header(index, page, word) {
+        Ok(state) => info.state = state,
+        Err(e) if mode == ReadMode::Strict => return Err(e),
+        Err(_) => return Ok(info),
+    }
     // ESP-IDF treats an "uninitialized" page that is not fully erased as
-    // corrupt: it is neither read nor used as a free page.
-    if state == PageState::Uninitialized && page.iter().any(|&b| b != 0xFF) {
+    // corrupt: it is neither read nor used until it is erased.
+    if info.state == PageState::Uninitialized && page.iter().any(|&b| b != 0xFF) {
         info.state = PageState::Corrupt;
         return Ok(info);
     }
     if !matches!(
-        state,
+        info.state,
         PageState::Active | PageState::Full | PageState::Freeing
     ) {
         return Ok(info);
+    }
+    let mut i = 0;
+    while i < ENTRY_COUNT {
+        match entry_state(page, i) {
+            ENTRY_EMPTY => {
+                // A torn write leaves data behind an empty state: never reuse it.
+                if entry_bytes(page, i) != [0xFF; ENTRY_SIZE] {
+                    info.next_free = i + 1;
+                }
+                i += 1;
+                continue;
+            }
+            ENTRY_ERASED => {
+                info.next_free = i + 1;
+                i += 1;
+                continue;
+            }
+            ENTRY_WRITTEN => {}
+            _ if mode == ReadMode::Repair => {
+                info.next_free = i + 1;
+                i += 1;
+                continue;
+            }
+            _ => {
+                return Err(NvsError::EntryState {
+                    page: index,
+                    entry: i,
+                })
+            }
+        }
+        match read_item(index, page, i) {
+            Ok((span, item)) => {
+                info.next_free = i + span;
+                i += span;
+                if let Some(item) = item {
+                    info.used += span;
+                    out.push(item);
+                }
+            }
+            Err(e) if mode == ReadMode::Strict => return Err(e),
+            Err(_) => {
+                // Dropped as ESP-IDF drops it: the entry reads as erased.
+                info.next_free = i + 1;
+                i += 1;
+            }
+        }
+    }
+    Ok(info)
+}
+
+/// The page state, after checking the header's CRC and version for pages
+/// that hold items.
+fn check_header(index: usize, page: &[u8], word: u32) -> Result<PageState, NvsError> {
+    let state = PageState::from_word(word).ok_or(NvsError::PageState {
+        page: index,
+        state: word,
+    })?;
+    if !matches!(
+        state,
+        PageState::Active | PageState::Full | PageState::Freeing
+    ) {
+        return Ok(state);
     }
     let stored = le32(page, 28);
     let computed = crc32(page.get(4..28).unwrap_or_default());
@@ -209,139 +298,121 @@ fn read_page(index: usize, page: &[u8], out: &mut Vec<Item>) -> Result<PageInfo,
             version,
         });
     }
-    let entry_bytes = |i: usize| -> [u8; ENTRY_SIZE] {
-        let at = FIRST_ENTRY_OFFSET + i * ENTRY_SIZE;
-        let mut e = [0xFF; ENTRY_SIZE];
-        if let Some(s) = page.get(at..at + ENTRY_SIZE) {
-            e.copy_from_slice(s);
-        }
-        e
-    };
-    let mut i = 0;
-    while i < ENTRY_COUNT {
-        match entry_state(page, i) {
-            ENTRY_EMPTY => {
-                // A torn write leaves data behind an empty state: never reuse it.
-                if entry_bytes(i) != [0xFF; ENTRY_SIZE] {
-                    info.next_free = i + 1;
-                }
-                i += 1;
-                continue;
-            }
-            ENTRY_ERASED => {
-                info.next_free = i + 1;
-                i += 1;
-                continue;
-            }
-            ENTRY_WRITTEN => {}
-            _ => {
-                return Err(NvsError::EntryState {
-                    page: index,
-                    entry: i,
-                })
-            }
-        }
-        let e = entry_bytes(i);
-        let stored = le32(&e, 4);
-        let computed = entry_crc(&e);
-        if stored != computed {
-            return Err(NvsError::EntryCrc {
-                page: index,
-                entry: i,
-                stored,
-                computed,
-            });
-        }
-        let item_type = ItemType::from_byte(e[1]).ok_or(NvsError::ItemType {
-            page: index,
-            entry: i,
-            item_type: e[1],
-        })?;
-        let key_end = e[8..24].iter().position(|&b| b == 0);
-        let key = match key_end {
-            Some(n) if n > 0 => core::str::from_utf8(&e[8..8 + n]).ok(),
-            _ => None,
-        }
-        .ok_or(NvsError::Key {
-            page: index,
-            entry: i,
-        })?;
-        let span = usize::from(e[2]);
-        let expected = if item_type.is_variable_length() {
-            1 + usize::from(u16::from_le_bytes([e[24], e[25]])).div_ceil(ENTRY_SIZE)
-        } else {
-            1
-        };
-        if span != expected || i + span > ENTRY_COUNT {
-            return Err(NvsError::Span {
-                page: index,
-                entry: i,
-                span: e[2],
-                expected,
-            });
-        }
-        info.next_free = i + span;
-        let here = i;
-        i += span;
-        let d = &e[24..32];
-        let payload = match item_type {
-            ItemType::U8 => Payload::Value(Value::U8(d[0])),
-            ItemType::I8 => Payload::Value(Value::I8(i8::from_le_bytes([d[0]]))),
-            ItemType::U16 => Payload::Value(Value::U16(u16::from_le_bytes([d[0], d[1]]))),
-            ItemType::I16 => Payload::Value(Value::I16(i16::from_le_bytes([d[0], d[1]]))),
-            ItemType::U32 => Payload::Value(Value::U32(le32(d, 0))),
-            ItemType::I32 => Payload::Value(Value::I32(le32(d, 0) as i32)),
-            ItemType::U64 => Payload::Value(Value::U64(u64::from_le_bytes(e_u64(d)))),
-            ItemType::I64 => Payload::Value(Value::I64(i64::from_le_bytes(e_u64(d)))),
-            ItemType::BlobIndex => Payload::BlobIndex {
-                size: le32(d, 0),
-                chunk_count: d[4],
-                chunk_start: d[5],
-            },
-            ItemType::Str | ItemType::Blob | ItemType::BlobData => {
-                // A power cut before the data entries were marked written
-                // leaves a header without its data: ESP-IDF drops it.
-                if (here + 1..here + span).any(|j| entry_state(page, j) != ENTRY_WRITTEN) {
-                    continue;
-                }
-                let size = usize::from(u16::from_le_bytes([d[0], d[1]]));
-                let at = FIRST_ENTRY_OFFSET + (here + 1) * ENTRY_SIZE;
-                let data = page.get(at..at + size).unwrap_or_default();
-                let stored = le32(d, 4);
-                let computed = crc32(data);
-                let fault = |what| NvsError::Data {
-                    page: index,
-                    entry: here,
-                    what,
-                };
-                if stored != computed {
-                    return Err(fault(DataFault::Crc { stored, computed }));
-                }
-                match item_type {
-                    ItemType::Str => {
-                        let s = match data.split_last() {
-                            Some((0, s)) => core::str::from_utf8(s).ok(),
-                            _ => None,
-                        }
-                        .ok_or(fault(DataFault::NotAString))?;
-                        Payload::Value(Value::Str(String::from(s)))
-                    }
-                    ItemType::Blob => Payload::Value(Value::Blob(data.to_vec())),
-                    _ => Payload::BlobData(data.to_vec()),
-                }
-            }
-        };
-        out.push(Item {
+    Ok(state)
+}
+
+/// Entry `i` of a page, 0xFF past its end.
+pub(super) fn entry_bytes(page: &[u8], i: usize) -> [u8; ENTRY_SIZE] {
+    let at = FIRST_ENTRY_OFFSET + i * ENTRY_SIZE;
+    let mut e = [0xFF; ENTRY_SIZE];
+    if let Some(s) = page.get(at..at + ENTRY_SIZE) {
+        e.copy_from_slice(s);
+    }
+    e
+}
+
+/// The written item whose header is entry `here`: its span, and the item
+/// (`None` for a variable-length item whose data entries were never marked
+/// written, which ESP-IDF drops).
+fn read_item(index: usize, page: &[u8], here: usize) -> Result<(usize, Option<Item>), NvsError> {
+    let e = entry_bytes(page, here);
+    let stored = le32(&e, 4);
+    let computed = entry_crc(&e);
+    if stored != computed {
+        return Err(NvsError::EntryCrc {
             page: index,
             entry: here,
-            ns: e[0],
-            item_type,
-            chunk: e[3],
-            key: String::from(key),
-            payload,
+            stored,
+            computed,
         });
     }
-    Ok(info)
+    let item_type = ItemType::from_byte(e[1]).ok_or(NvsError::ItemType {
+        page: index,
+        entry: here,
+        item_type: e[1],
+    })?;
+    let key_end = e[8..24].iter().position(|&b| b == 0);
+    let key = match key_end {
+        Some(n) if n > 0 => core::str::from_utf8(&e[8..8 + n]).ok(),
+        _ => None,
+    }
+    .ok_or(NvsError::Key {
+        page: index,
+        entry: here,
+    })?;
+    let span = usize::from(e[2]);
+    let expected = if item_type.is_variable_length() {
+        1 + usize::from(u16::from_le_bytes([e[24], e[25]])).div_ceil(ENTRY_SIZE)
+    } else {
+        1
+    };
+    if span != expected || here + span > ENTRY_COUNT {
+        return Err(NvsError::Span {
+            page: index,
+            entry: here,
+            span: e[2],
+            expected,
+        });
+    }
+    let d = &e[24..32];
+    let payload = match item_type {
+        ItemType::U8 => Payload::Value(Value::U8(d[0])),
+        ItemType::I8 => Payload::Value(Value::I8(i8::from_le_bytes([d[0]]))),
+        ItemType::U16 => Payload::Value(Value::U16(u16::from_le_bytes([d[0], d[1]]))),
+        ItemType::I16 => Payload::Value(Value::I16(i16::from_le_bytes([d[0], d[1]]))),
+        ItemType::U32 => Payload::Value(Value::U32(le32(d, 0))),
+        ItemType::I32 => Payload::Value(Value::I32(le32(d, 0) as i32)),
+        ItemType::U64 => Payload::Value(Value::U64(u64::from_le_bytes(e_u64(d)))),
+        ItemType::I64 => Payload::Value(Value::I64(i64::from_le_bytes(e_u64(d)))),
+        ItemType::BlobIndex => Payload::BlobIndex {
+            size: le32(d, 0),
+            chunk_count: d[4],
+            chunk_start: d[5],
+        },
+        ItemType::Str | ItemType::Blob | ItemType::BlobData => {
+            // A power cut before the data entries were marked written
+            // leaves a header without its data: ESP-IDF drops it.
+            if (here + 1..here + span).any(|j| entry_state(page, j) != ENTRY_WRITTEN) {
+                return Ok((span, None));
+            }
+            let size = usize::from(u16::from_le_bytes([d[0], d[1]]));
+            let at = FIRST_ENTRY_OFFSET + (here + 1) * ENTRY_SIZE;
+            let data = page.get(at..at + size).unwrap_or_default();
+            let stored = le32(d, 4);
+            let computed = crc32(data);
+            let fault = |what| NvsError::Data {
+                page: index,
+                entry: here,
+                what,
+            };
+            if stored != computed {
+                return Err(fault(DataFault::Crc { stored, computed }));
+            }
+            match item_type {
+                ItemType::Str => {
+                    let s = match data.split_last() {
+                        Some((0, s)) => core::str::from_utf8(s).ok(),
+                        _ => None,
+                    }
+                    .ok_or(fault(DataFault::NotAString))?;
+                    Payload::Value(Value::Str(String::from(s)))
+                }
+                ItemType::Blob => Payload::Value(Value::Blob(data.to_vec())),
+                _ => Payload::BlobData(data.to_vec()),
+            }
+        }
+    };
+    let item = Item {
+        page: index,
+        entry: here,
+        span,
+        ns: e[0],
+        item_type,
+        chunk: e[3],
+        key: String::from(key),
+        payload,
+    };
+    Ok((span, Some(item)))
 }
 
 /// The 8 data bytes as an array.

@@ -43,16 +43,20 @@
 //! was never set, a variable-length item whose data entries were never marked
 //! written, an old and a new copy of a key: the later one wins). Damage that
 //! ESP-IDF would silently repair (bad CRCs) is reported as an [`NvsError`].
-//! Encrypted NVS is not supported, blobs are not written in place, and
-//! [`plan_set`] does not garbage-collect pages: when no free page is left it
-//! fails with [`NvsError::Full`]. Every `plan_set` of a changed value takes a
-//! new entry (erasing a key takes none), so a key rewritten forever
-//! eventually fills the partition.
+//! [`Nvs::load`] reads as a device does, skipping that damage as ESP-IDF does.
+//! Encrypted NVS is not supported and blobs are not written in place.
+//! [`plan_set`] collects garbage as ESP-IDF's `PageManager` does (a full page
+//! with erased entries is copied to the spare page and erased, under the
+//! page-state protocol that makes a power cut at any point recoverable), so
+//! a key can be rewritten forever: [`NvsError::Full`] only when live items
+//! fill the partition.
 
 mod error;
 mod layout;
 mod writer;
 
+#[cfg(test)]
+mod gc_tests;
 #[cfg(test)]
 mod tests;
 
@@ -257,8 +261,25 @@ impl Nvs {
     ///
     /// Pages in the states active, full and freeing are read in sequence-number
     /// order; erased entries are skipped; the latest copy of a key wins.
+    ///
+    /// Damage (a bad CRC, an unknown state or type) is an error naming the
+    /// page and entry: this is the reader for tools that inspect a partition.
+    /// A device reads with [`Nvs::load`].
     pub fn parse(partition: &[u8]) -> Result<Nvs, NvsError> {
-        let scan = layout::Scan::read(partition)?;
+        Nvs::from_scan(layout::Scan::read(partition)?, layout::ReadMode::Strict)
+    }
+
+    /// Reads `partition` as ESP-IDF's `nvs_flash_init` does: a page whose
+    /// header is damaged (what a torn page write or erase leaves) is not
+    /// read, and a damaged entry is skipped, as ESP-IDF skips (and erases)
+    /// it. Only a partition whose size is not a whole number of pages is an
+    /// error.
+    pub fn load(partition: &[u8]) -> Result<Nvs, NvsError> {
+        let mode = layout::ReadMode::Repair;
+        Nvs::from_scan(layout::Scan::read_with(partition, mode)?, mode)
+    }
+
+    fn from_scan(scan: layout::Scan, mode: layout::ReadMode) -> Result<Nvs, NvsError> {
         let mut namespaces = BTreeMap::new();
         let mut by_name = BTreeMap::new();
         for item in scan.items.iter().filter(|i| i.ns == 0) {
@@ -270,6 +291,9 @@ impl Nvs {
         let mut values = BTreeMap::new();
         for item in scan.items.iter().filter(|i| i.ns != 0) {
             if !namespaces.contains_key(&item.ns) {
+                if mode == layout::ReadMode::Repair {
+                    continue;
+                }
                 return Err(NvsError::UnknownNamespace {
                     page: item.page,
                     entry: item.entry,
@@ -280,8 +304,14 @@ impl Nvs {
                 values.insert((item.ns, item.key.clone()), v.clone());
             }
         }
-        for ((ns, key), v) in scan.blobs()? {
-            values.insert((ns, key), Value::Blob(v));
+        match scan.blobs() {
+            Ok(blobs) => {
+                for ((ns, key), v) in blobs {
+                    values.insert((ns, key), Value::Blob(v));
+                }
+            }
+            Err(_) if mode == layout::ReadMode::Repair => {}
+            Err(e) => return Err(e),
         }
         Ok(Nvs {
             namespaces,

@@ -5,7 +5,9 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::layout::{entry_crc, le32, Item, Payload, Scan, ENTRY_ERASED, ENTRY_WRITTEN};
+use super::layout::{
+    entry_bytes, entry_crc, le32, Item, Payload, ReadMode, Scan, ENTRY_ERASED, ENTRY_WRITTEN,
+};
 use super::{
     crc32, ItemType, NvsError, PageState, Value, BITMAP_OFFSET, CHUNK_ANY, ENTRY_COUNT, ENTRY_SIZE,
     FIRST_ENTRY_OFFSET, MAX_KEY_LEN, MAX_STRING_SIZE, PAGE_SIZE, VERSION_2,
@@ -280,43 +282,102 @@ impl NvsWriter {
     }
 }
 
-/// One flash write: program `bytes` at `offset` in the partition.
+/// One flash operation on the partition, at an offset in it.
 ///
-/// NOR flash only clears bits; every operation here only clears bits of what
-/// is on flash, so applying it as an AND (see [`apply`]) equals writing it.
+/// NOR flash only clears bits when it programs: every program here only
+/// clears bits of what is on flash, so applying it as an AND (see [`apply`])
+/// equals writing it. An erase sets a whole page (one 4096-byte sector) to
+/// 0xFF.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlashOp {
-    /// Offset in the partition.
-    pub offset: usize,
-    /// The bytes written there.
-    pub bytes: Vec<u8>,
+pub enum FlashOp {
+    /// Program `bytes` at `offset`.
+    Program {
+        /// Offset in the partition.
+        offset: usize,
+        /// The bytes written there.
+        bytes: Vec<u8>,
+    },
+    /// Erase the page that starts at `offset` ([`PAGE_SIZE`] bytes).
+    Erase {
+        /// Offset in the partition (a multiple of [`PAGE_SIZE`]).
+        offset: usize,
+    },
 }
 
-/// Applies flash writes to an image as NOR flash does (new = old AND bytes).
-/// Bytes outside the image are ignored.
+impl FlashOp {
+    /// Where the operation starts, in the partition.
+    pub fn offset(&self) -> usize {
+        match self {
+            FlashOp::Program { offset, .. } | FlashOp::Erase { offset } => *offset,
+        }
+    }
+
+    /// How many bytes it covers.
+    pub fn len(&self) -> usize {
+        match self {
+            FlashOp::Program { bytes, .. } => bytes.len(),
+            FlashOp::Erase { .. } => PAGE_SIZE,
+        }
+    }
+
+    /// True for a program of no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Applies flash operations to an image as NOR flash does (a program gives
+/// old AND bytes, an erase 0xFF). Bytes outside the image are ignored.
 pub fn apply(partition: &mut [u8], ops: &[FlashOp]) {
     for op in ops {
-        for (k, b) in op.bytes.iter().enumerate() {
-            if let Some(dst) = op.offset.checked_add(k).and_then(|a| partition.get_mut(a)) {
-                *dst &= *b;
+        match op {
+            FlashOp::Program { offset, bytes } => {
+                for (k, b) in bytes.iter().enumerate() {
+                    if let Some(dst) = offset.checked_add(k).and_then(|a| partition.get_mut(a)) {
+                        *dst &= *b;
+                    }
+                }
+            }
+            FlashOp::Erase { offset } => {
+                let end = offset.saturating_add(PAGE_SIZE).min(partition.len());
+                if let Some(dst) = partition.get_mut(*offset..end) {
+                    dst.fill(0xFF);
+                }
             }
         }
     }
 }
 
-/// Where the next item goes, and the pages still free.
+/// A page in use, as the cursor tracks it.
+#[derive(Debug, Clone, Copy)]
+struct Used {
+    index: usize,
+    state: PageState,
+    seq: u32,
+    next_free: usize,
+    used: usize,
+}
+
+/// The writes of one plan, over a copy of the partition: ESP-IDF's
+/// `PageManager` (pages in use oldest first, the free-page list, the next
+/// sequence number) and the live items where they are now.
 struct Cursor {
     img: Vec<u8>,
     ops: Vec<FlashOp>,
-    /// (page, state, seq, next free entry) of the newest page.
-    current: Option<(usize, PageState, u32, usize)>,
+    /// Active, full and freeing pages, oldest first.
+    pages: Vec<Used>,
+    /// Erased or corrupt pages, in address order (ESP-IDF's free list).
     free: Vec<usize>,
+    next_seq: u32,
+    /// The live items, where they sit now.
+    live: Vec<Item>,
 }
 
 impl Cursor {
-    /// The cursor after the newest page of `scan`, over a copy of `partition`.
-    fn new(partition: &[u8], scan: &Scan) -> Cursor {
-        let current = scan
+    /// The cursor over `scan` of `partition`, after finishing a garbage
+    /// collection that a power cut interrupted (see [`Cursor::recover`]).
+    fn new(partition: &[u8], scan: &Scan) -> Result<Cursor, NvsError> {
+        let mut pages: Vec<Used> = scan
             .pages
             .iter()
             .filter(|p| {
@@ -325,26 +386,90 @@ impl Cursor {
                     PageState::Active | PageState::Full | PageState::Freeing
                 )
             })
-            .max_by_key(|p| p.seq)
-            .map(|p| (p.index, p.state, p.seq, p.next_free));
+            .map(|p| Used {
+                index: p.index,
+                state: p.state,
+                seq: p.seq,
+                next_free: p.next_free,
+                used: p.used,
+            })
+            .collect();
+        pages.sort_by_key(|p| p.seq);
         let free = scan
             .pages
             .iter()
-            .filter(|p| p.state == PageState::Uninitialized)
+            .filter(|p| matches!(p.state, PageState::Uninitialized | PageState::Corrupt))
             .map(|p| p.index)
             .collect();
-        Cursor {
+        let next_seq = match pages.last() {
+            Some(p) => p.seq.checked_add(1).ok_or(NvsError::Full)?,
+            None => 0,
+        };
+        let mut cur = Cursor {
             img: partition.to_vec(),
             ops: Vec::new(),
-            current,
+            pages,
             free,
+            next_seq,
+            live: scan.items.clone(),
+        };
+        cur.recover()?;
+        Ok(cur)
+    }
+
+    /// Finishes an interrupted garbage collection, as ESP-IDF's
+    /// `PageManager::load` does when it finds a page in the freeing state:
+    /// the freeing page's live items are copied to the newest page (the one
+    /// the collection activated, or a newly activated one), then the page is
+    /// erased and becomes free.
+    ///
+    /// Where ESP-IDF erases the half-filled new page and copies everything
+    /// again, otter keeps the copies already made (they are the newest
+    /// copies, so they are what reads see) and copies only the rest; both
+    /// end in the same keys and values.
+    fn recover(&mut self) -> Result<(), NvsError> {
+        let Some(pos) = self
+            .pages
+            .iter()
+            .position(|p| p.state == PageState::Freeing)
+        else {
+            return Ok(());
+        };
+        let freeing = self.pages[pos].index;
+        let has_dest = self
+            .pages
+            .last()
+            .is_some_and(|p| p.state == PageState::Active && p.index != freeing);
+        if !has_dest {
+            self.activate()?;
         }
+        self.move_items(freeing)
+    }
+
+    /// The page new items go to, if there is one.
+    fn current(&self) -> Option<Used> {
+        self.pages
+            .last()
+            .copied()
+            .filter(|p| p.state == PageState::Active)
+    }
+
+    fn page_mut(&mut self, index: usize) -> Option<&mut Used> {
+        self.pages.iter_mut().find(|p| p.index == index)
     }
 
     fn write(&mut self, offset: usize, bytes: &[u8]) {
-        let op = FlashOp {
+        let op = FlashOp::Program {
             offset,
             bytes: bytes.to_vec(),
+        };
+        apply(&mut self.img, core::slice::from_ref(&op));
+        self.ops.push(op);
+    }
+
+    fn erase_page(&mut self, index: usize) {
+        let op = FlashOp::Erase {
+            offset: index * PAGE_SIZE,
         };
         apply(&mut self.img, core::slice::from_ref(&op));
         self.ops.push(op);
@@ -375,45 +500,146 @@ impl Cursor {
         }
     }
 
-    /// `Page::writeItem` for an item header and its variable-length data
-    /// (empty for a primitive), with `markFull` + `requestNewPage` when the
-    /// current page cannot hold all its entries.
+    /// Sets a page's state word.
+    fn set_page_state(&mut self, index: usize, state: PageState) {
+        self.write(index * PAGE_SIZE, &state.word().to_le_bytes());
+        if let Some(p) = self.page_mut(index) {
+            p.state = state;
+        }
+    }
+
+    /// `PageManager::activatePage`: the first free page (erased first if it
+    /// is corrupt) gets an active header with the next sequence number.
+    fn activate(&mut self) -> Result<(), NvsError> {
+        if self.free.is_empty() {
+            return Err(NvsError::Full);
+        }
+        let index = self.free.remove(0);
+        let start = index * PAGE_SIZE;
+        let dirty = self
+            .img
+            .get(start..start + PAGE_SIZE)
+            .is_some_and(|p| p.iter().any(|&b| b != 0xFF));
+        if dirty {
+            self.erase_page(index);
+        }
+        let seq = self.next_seq;
+        self.next_seq = seq.checked_add(1).ok_or(NvsError::Full)?;
+        self.write(start, &page_header(PageState::Active, seq));
+        self.pages.push(Used {
+            index,
+            state: PageState::Active,
+            seq,
+            next_free: 0,
+            used: 0,
+        });
+        Ok(())
+    }
+
+    /// `PageManager::requestNewPage`: with two free pages or more, activate
+    /// one. With one (the page ESP-IDF keeps for this), collect garbage: the
+    /// page with the most unused entries (the oldest of equals) is marked
+    /// freeing, a new page is activated, the freeing page's live items are
+    /// copied to it one entry at a time, and the freeing page is erased and
+    /// becomes free.
+    fn request_new_page(&mut self) -> Result<(), NvsError> {
+        if self.free.len() >= 2 {
+            return self.activate();
+        }
+        if self.free.is_empty() {
+            return Err(NvsError::Full);
+        }
+        let mut best: Option<(usize, usize)> = None;
+        for p in &self.pages {
+            let unused = ENTRY_COUNT.saturating_sub(p.used);
+            if unused > best.map_or(0, |(_, u)| u) {
+                best = Some((p.index, unused));
+            }
+        }
+        let Some((victim, _)) = best else {
+            return Err(NvsError::Full);
+        };
+        self.set_page_state(victim, PageState::Freeing);
+        self.activate()?;
+        self.move_items(victim)
+    }
+
+    /// `Page::copyItems` then `Page::erase`: the live items of page `from`
+    /// are copied to the current page, entry by entry (each entry, then its
+    /// state), and `from` is erased and joins the free list.
+    fn move_items(&mut self, from: usize) -> Result<(), NvsError> {
+        let moving: Vec<usize> = (0..self.live.len())
+            .filter(|&k| self.live.get(k).is_some_and(|i| i.page == from))
+            .collect();
+        for k in moving {
+            let Some(item) = self.live.get(k).cloned() else {
+                continue;
+            };
+            let dest = self.current().ok_or(NvsError::Full)?;
+            if dest.next_free + item.span > ENTRY_COUNT {
+                return Err(NvsError::Full);
+            }
+            for j in 0..item.span {
+                let src = from * PAGE_SIZE;
+                let raw = self
+                    .img
+                    .get(src..src + PAGE_SIZE)
+                    .map(|p| entry_bytes(p, item.entry + j))
+                    .unwrap_or([0xFF; ENTRY_SIZE]);
+                let at =
+                    dest.index * PAGE_SIZE + FIRST_ENTRY_OFFSET + (dest.next_free + j) * ENTRY_SIZE;
+                self.write(at, &raw);
+                self.set_entry_state(dest.index, dest.next_free + j, ENTRY_WRITTEN);
+            }
+            if let Some(p) = self.page_mut(dest.index) {
+                p.next_free += item.span;
+                p.used += item.span;
+            }
+            if let Some(live) = self.live.get_mut(k) {
+                live.page = dest.index;
+                live.entry = dest.next_free;
+            }
+        }
+        self.erase_page(from);
+        self.pages.retain(|p| p.index != from);
+        self.free.push(from);
+        Ok(())
+    }
+
+    /// `Storage::writeItem` for an item header and its variable-length data
+    /// (empty for a primitive): on the current page, or, when it cannot hold
+    /// all the item's entries, after `markFull` and `requestNewPage`. Returns
+    /// where the item went.
     fn write_item(
         &mut self,
+        item: Item,
         entry: [u8; ENTRY_SIZE],
         data: &[u8],
     ) -> Result<(usize, usize), NvsError> {
         let count = 1 + data.len().div_ceil(ENTRY_SIZE);
-        let need_page = match self.current {
-            Some((_, PageState::Active, _, next)) => next + count > ENTRY_COUNT,
-            _ => true,
+        let fits = |c: &Cursor| {
+            c.current()
+                .is_some_and(|p| p.next_free + count <= ENTRY_COUNT)
         };
-        if need_page {
-            let seq = match self.current {
-                Some((page, state, seq, _)) => {
-                    // requestNewPage keeps one free page for garbage collection.
-                    if self.free.len() < 2 {
-                        return Err(NvsError::Full);
-                    }
-                    if state == PageState::Active {
-                        self.write(page * PAGE_SIZE, &PageState::Full.word().to_le_bytes());
-                    }
-                    seq.checked_add(1).ok_or(NvsError::Full)?
+        if !fits(self) {
+            if self.pages.is_empty() {
+                // nvs_flash_init on a blank partition activates its first page.
+                self.activate()?;
+            } else {
+                if let Some(p) = self.current() {
+                    self.set_page_state(p.index, PageState::Full);
                 }
-                None => 0,
-            };
-            if self.free.is_empty() {
+                self.request_new_page()?;
+            }
+            if !fits(self) {
                 return Err(NvsError::Full);
             }
-            let page = self.free.remove(0);
-            self.write(page * PAGE_SIZE, &page_header(PageState::Active, seq));
-            self.current = Some((page, PageState::Active, seq, 0));
         }
-        let (page, state, seq, next) = self.current.ok_or(NvsError::Full)?;
-        if next + count > ENTRY_COUNT {
-            // Longer than a whole page (callers check sizes first).
-            return Err(NvsError::Full);
-        }
+        let Used {
+            index: page,
+            next_free: next,
+            ..
+        } = self.current().ok_or(NvsError::Full)?;
         let entry_at = |e: usize| page * PAGE_SIZE + FIRST_ENTRY_OFFSET + e * ENTRY_SIZE;
         // writeEntry: the header, then its state.
         self.write(entry_at(next), &entry);
@@ -436,18 +662,54 @@ impl Cursor {
             self.set_entry_state(page, at, ENTRY_WRITTEN);
             at += 1;
         }
-        self.current = Some((page, state, seq, at));
+        if let Some(p) = self.page_mut(page) {
+            p.next_free = at;
+            p.used += count;
+        }
+        self.live.push(Item {
+            page,
+            entry: next,
+            span: count,
+            ..item
+        });
         Ok((page, next))
     }
 
-    /// `Page::eraseEntryAndSpan` of a live item: its entries' states set to
-    /// erased (one word for a one-entry item, `alterEntryRangeState` else).
-    fn erase_item(&mut self, item: &Item) {
-        let span = match &item.payload {
-            Payload::Value(Value::Str(s)) => 1 + (s.len() + 1).div_ceil(ENTRY_SIZE),
-            _ => 1,
+    /// `Page::eraseEntryAndSpan` of the live item `like` names (same
+    /// namespace, key, type and chunk), wherever it sits now, skipping the
+    /// one at `keep`: its entries' states set to erased (one word for a
+    /// one-entry item, `alterEntryRangeState` else).
+    fn erase_item(&mut self, like: &Item, keep: Option<(usize, usize)>) {
+        let same = |i: &Item| {
+            i.ns == like.ns
+                && i.key == like.key
+                && i.item_type == like.item_type
+                && i.chunk == like.chunk
+                && Some((i.page, i.entry)) != keep
         };
-        self.set_range_state(item.page, item.entry, item.entry + span, ENTRY_ERASED);
+        let Some(k) = self.live.iter().position(same) else {
+            return;
+        };
+        let item = self.live.remove(k);
+        self.set_range_state(item.page, item.entry, item.entry + item.span, ENTRY_ERASED);
+        if let Some(p) = self.page_mut(item.page) {
+            p.used = p.used.saturating_sub(item.span);
+        }
+    }
+}
+
+/// A live item the cursor is about to write (page, entry and span are set
+/// when it is written).
+fn new_item(ns: u8, item_type: ItemType, key: &str, payload: Payload) -> Item {
+    Item {
+        page: 0,
+        entry: 0,
+        span: 0,
+        ns,
+        item_type,
+        chunk: CHUNK_ANY,
+        key: String::from(key),
+        payload,
     }
 }
 
@@ -518,10 +780,21 @@ fn find_ns(scan: &Scan, ns: &str) -> Option<u8> {
 /// 4. the old item's bitmap word(s) (erased): an item of the same type
 ///    under the same key.
 ///
-/// After any prefix of these writes the key reads as the old or the new
-/// value. An unchanged value gives no writes, as in ESP-IDF. Pages are never
-/// garbage-collected: when fewer than two free pages remain, [`NvsError::Full`].
-/// Blobs are refused ([`NvsError::BlobInPlace`]).
+/// When the current page is full and only one free page is left (the page
+/// ESP-IDF keeps for this), step 2 collects garbage first, as
+/// `PageManager::requestNewPage` does: the page with the most unused entries
+/// is marked freeing, the free page becomes active, the freeing page's live
+/// items are copied to it entry by entry, and the freeing page is erased
+/// ([`FlashOp::Erase`]). A plan over a partition whose collection a power cut
+/// interrupted (a page in the freeing state) first finishes it.
+///
+/// After any prefix of these operations, and with any one of them torn, the
+/// key reads as the old or the new value and every other key as before
+/// ([`Nvs::load`](super::Nvs::load)). An unchanged value gives no writes, as
+/// in ESP-IDF. [`NvsError::Full`] only when the live items fill every page
+/// but the spare. Damage is handled as ESP-IDF handles it (a corrupt page is
+/// erased before it is used, a bad entry is skipped). Blobs are refused
+/// ([`NvsError::BlobInPlace`]).
 pub fn plan_set(
     partition: &[u8],
     ns: &str,
@@ -530,8 +803,8 @@ pub fn plan_set(
 ) -> Result<Vec<FlashOp>, NvsError> {
     check_name(ns)?;
     check_name(key)?;
-    let scan = Scan::read(partition)?;
-    let mut cur = Cursor::new(partition, &scan);
+    let scan = Scan::read_with(partition, ReadMode::Repair)?;
+    let mut cur = Cursor::new(partition, &scan)?;
     let ns_idx = match find_ns(&scan, ns) {
         Some(i) => i,
         None => {
@@ -546,25 +819,31 @@ pub fn plan_set(
                 .ok_or(NvsError::NamespacesExhausted)?;
             let mut d = [0xFF; 8];
             d[0] = idx;
-            cur.write_item(item_header(0, ItemType::U8, 1, ns, d), &[])?;
+            let item = new_item(0, ItemType::U8, ns, Payload::Value(Value::U8(idx)));
+            cur.write_item(item, item_header(0, ItemType::U8, 1, ns, d), &[])?;
             idx
         }
     };
     let (header, data) = encode(ns_idx, key, value)?;
-    let t = item_type_of(value);
+    let t = item_type_of(value).ok_or(NvsError::BlobInPlace {
+        key: String::from(key),
+    })?;
     let old = scan
         .items
         .iter()
         .rev()
-        .find(|i| i.ns == ns_idx && i.key == key && Some(i.item_type) == t);
-    if let Some(o) = old {
+        .find(|i| i.ns == ns_idx && i.key == key && i.item_type == t)
+        .cloned();
+    if let Some(o) = &old {
         if matches!(&o.payload, Payload::Value(v) if v == value) {
             return Ok(cur.ops);
         }
     }
-    cur.write_item(header, &data)?;
-    if let Some(o) = old {
-        cur.erase_item(o);
+    let item = new_item(ns_idx, t, key, Payload::Value(value.clone()));
+    let at = cur.write_item(item, header, &data)?;
+    if let Some(o) = &old {
+        // Where it is now: a garbage collection may have moved it.
+        cur.erase_item(o, Some(at));
     }
     Ok(cur.ops)
 }
@@ -611,13 +890,13 @@ pub fn plan_set_str(
 pub fn plan_erase_key(partition: &[u8], ns: &str, key: &str) -> Result<Vec<FlashOp>, NvsError> {
     check_name(ns)?;
     check_name(key)?;
-    let scan = Scan::read(partition)?;
-    let mut cur = Cursor::new(partition, &scan);
+    let scan = Scan::read_with(partition, ReadMode::Repair)?;
+    let mut cur = Cursor::new(partition, &scan)?;
     let Some(ns_idx) = find_ns(&scan, ns) else {
-        return Ok(Vec::new());
+        return Ok(cur.ops);
     };
     let Some(item) = scan.items.iter().find(|i| i.ns == ns_idx && i.key == key) else {
-        return Ok(Vec::new());
+        return Ok(cur.ops);
     };
     if matches!(
         item.item_type,
@@ -627,7 +906,7 @@ pub fn plan_erase_key(partition: &[u8], ns: &str, key: &str) -> Result<Vec<Flash
             key: String::from(key),
         });
     }
-    cur.erase_item(item);
+    cur.erase_item(item, None);
     Ok(cur.ops)
 }
 

@@ -19,7 +19,7 @@
 //! read or written (damaged, or full: otter does not garbage-collect NVS),
 //! it updates without resume.
 
-use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+use embedded_storage::nor_flash::ReadNorFlash;
 use otter_format::nvs::{plan_erase_key, plan_set_u32, FlashOp, Nvs};
 use otter_format::partition::{PartitionTable, PartitionType, SubType, MAX_TABLE_LEN};
 use otter_ota::session::{
@@ -28,7 +28,7 @@ use otter_ota::session::{
 use otter_ota::{DeviceConfig, OtaError, SlotId, SlotMap};
 use sha2::{Digest, Sha256};
 
-use crate::{ProgramMode, SimFlash, SimFlashError};
+use crate::{SimFlash, SimFlashError};
 
 use super::device::CHUNK;
 
@@ -68,7 +68,7 @@ pub fn nvs_region(flash: &mut SimFlash, cfg: &DeviceConfig) -> Option<NvsRegion>
 fn read_nvs(flash: &mut SimFlash, nvs: &NvsRegion) -> Option<Nvs> {
     let mut buf = vec![0u8; nvs.size as usize];
     flash.read(nvs.offset, &mut buf).ok()?;
-    Nvs::parse(&buf).ok()
+    Nvs::load(&buf).ok()
 }
 
 /// The tag NVS holds, if NVS reads and has one.
@@ -95,17 +95,7 @@ fn nvs_write(
     let Some(ops) = plan(&buf) else {
         return Ok(NvsWrite::Unusable);
     };
-    let mode = flash.mode();
-    flash.set_mode(ProgramMode::Relaxed);
-    let res = ops.iter().try_for_each(|op| {
-        let at = u32::try_from(op.offset)
-            .ok()
-            .and_then(|o| nvs.offset.checked_add(o))
-            .ok_or(SimFlashError::PowerLoss)?;
-        flash.write(at, &op.bytes)
-    });
-    flash.set_mode(mode);
-    res.map_err(OtaError::Flash)?;
+    crate::nvs::apply(flash, nvs.offset, &ops).map_err(OtaError::Flash)?;
     Ok(NvsWrite::Done)
 }
 

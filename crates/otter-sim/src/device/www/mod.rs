@@ -168,7 +168,7 @@ pub fn read_pointer(flash: &mut SimFlash, layout: &WwwLayout) -> Pointer {
             note: Some(format!("reading NVS failed ({e}); www_0 is used")),
         };
     }
-    match Nvs::parse(&buf) {
+    match Nvs::load(&buf) {
         Err(e) => Pointer {
             selected: 0,
             value: None,

@@ -9,7 +9,7 @@ use super::{
     inspect_ui, read_pointer, read_slot, Region, UiProblem, WwwLayout, NVS_KEY, NVS_NAMESPACE,
 };
 use crate::device::status::hex;
-use crate::{ProgramMode, SimFlash, SimFlashError, SECTOR_SIZE};
+use crate::{SimFlash, SimFlashError, SECTOR_SIZE};
 
 /// Why a frontend update was refused or failed. Nothing is switched in any
 /// of these cases: the mounted UI and the NVS pointer are unchanged.
@@ -256,20 +256,8 @@ impl FrontendUpdate {
         let want = self.target as u8;
         let part = read_nvs(flash, &self.nvs)?;
         let ops = plan_set_u8(&part, NVS_NAMESPACE, NVS_KEY, want).map_err(FrontendError::Nvs)?;
-        // NVS rewrites bitmap words in place (clearing more bits), as NOR
-        // allows: program in relaxed mode, one operation at a time.
-        let mode = flash.mode();
-        flash.set_mode(ProgramMode::Relaxed);
-        let res = ops.iter().try_for_each(|op| {
-            let at = u32::try_from(op.offset)
-                .ok()
-                .and_then(|o| self.nvs.offset.checked_add(o))
-                .ok_or(SimFlashError::PowerLoss);
-            flash.write(at?, &op.bytes)
-        });
-        flash.set_mode(mode);
-        res?;
-        let got = Nvs::parse(&read_nvs(flash, &self.nvs)?)
+        crate::nvs::apply(flash, self.nvs.offset, &ops)?;
+        let got = Nvs::load(&read_nvs(flash, &self.nvs)?)
             .ok()
             .and_then(|n| n.get_u8(NVS_NAMESPACE, NVS_KEY));
         if got != Some(want) {
