@@ -1,0 +1,78 @@
+//! The command line as a newcomer meets it: one test per rough edge of
+//! issue 12, each running the real `otter` binary in a temporary directory.
+
+mod devproc;
+mod util;
+
+use std::path::Path;
+
+use serde_json::Value;
+use util::{corpus_file, run_otter, stderr, stdout};
+
+const TASMOTA: &str = "app-images/tasmota-sml/tasmota32_ottelo_tas-15.5.0.bin";
+const BOOT_ESP32: &str = "bootloaders/esp-serial-flasher/bootloader-esp32.bin";
+const TWO_OTA: &str = "partition-tables/csv-with-reference-bin/idf-partitions_two_ota.csv";
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn json_of(o: &std::process::Output) -> Value {
+    serde_json::from_str(&stdout(o))
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
+}
+
+// ---- 1: `size --explain` covers the factory slot too, so flash-plan accepts its table.
+
+#[test]
+fn size_explain_resizes_every_app_slot_the_app_is_planned_into() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = corpus_file(TASMOTA);
+    let table = corpus_file(TWO_OTA);
+    let o = run_otter([
+        "size",
+        s(&app),
+        "--partitions",
+        s(&table),
+        "--explain",
+        "--flash-size",
+        "8MB",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json_of(&o);
+    let changed: Vec<&str> = v["explain"]["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["old_size"] != c["new_size"])
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(changed, ["factory", "ota_0", "ota_1"], "{v:#}");
+    let csv = dir.path().join("resized.csv");
+    std::fs::write(&csv, v["explain"]["csv"].as_str().expect("csv")).expect("write");
+    // The plan the explanation leads to: no loop back to `size --explain`.
+    let o = run_otter([
+        "flash-plan",
+        "--chip",
+        "esp32",
+        "--partitions",
+        s(&csv),
+        "--bootloader",
+        s(&corpus_file(BOOT_ESP32)),
+        "--app",
+        s(&app),
+        "--flash-size",
+        "8MB",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let o = run_otter([
+        "size",
+        s(&app),
+        "--partitions",
+        s(&csv),
+        "--max-percent",
+        "90",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
