@@ -76,3 +76,56 @@ fn size_explain_resizes_every_app_slot_the_app_is_planned_into() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+// ---- 3: a reader that closes the pipe (`otter ... | head`) is success, silently.
+
+/// Runs `otter ARGS` with standard output a pipe whose reader is gone
+/// before otter writes (the shell waits 0.3 s, then execs otter).
+fn run_into_closed_pipe(args: &[&str]) -> std::process::Output {
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("sleep 0.3; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_otter"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning sh");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("waiting for otter")
+}
+
+#[test]
+fn a_closed_pipe_is_success_for_every_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = corpus_file(TASMOTA);
+    let table = corpus_file(TWO_OTA);
+    let otadata = corpus_file("otadata/arduino-boot_app0.bin");
+    let dev = dir.path().join("dev");
+    let o = run_otter(["device", "create", s(&dev)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["image", "info", s(&app)],
+        vec!["image", "info", s(&app), "--json"],
+        vec!["image", "verify", s(&app), "--json"],
+        vec!["partitions", "convert", s(&table), "-"],
+        vec!["partitions", "check", s(&table), "--json"],
+        vec!["otadata", "info", s(&otadata)],
+        vec!["otadata", "info", s(&otadata), "--json"],
+        vec!["size", s(&app), "--partitions", s(&table), "--explain"],
+        vec!["device", "status", s(&dev)],
+        vec!["device", "status", s(&dev), "--json"],
+        vec!["--help"],
+    ];
+    for args in cases {
+        let o = run_into_closed_pipe(&args);
+        let err = stderr(&o);
+        assert!(
+            !err.contains("Broken pipe") && !err.contains("panicked"),
+            "otter {args:?} complained about the closed pipe: {err}"
+        );
+        // As in ripgrep, the closed pipe ends the command with success,
+        // even `size`, whose check failed before the explanation was cut.
+        assert_eq!(o.status.code(), Some(0), "otter {args:?}: {err}");
+    }
+}
