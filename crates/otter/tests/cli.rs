@@ -129,3 +129,45 @@ fn a_closed_pipe_is_success_for_every_command() {
         assert_eq!(o.status.code(), Some(0), "otter {args:?}: {err}");
     }
 }
+
+// ---- 9: `image verify --slot-size` states the sizes and the advice that fits.
+
+#[test]
+fn verify_slot_size_states_file_image_and_slot_sizes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = devproc::image(dir.path(), "esp32s3", "1.0.0", &["--size", "0x40000"]);
+    let o = run_otter(["image", "verify", s(&big), "--slot-size", "0x20000"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    for needle in [
+        "the file is 262144 bytes",
+        "the image in it 262144 bytes",
+        "the slot 131072 bytes",
+        "use a bigger slot or build a smaller app",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
+    assert!(!err.contains("trailing"), "no trailing data here: {err}");
+    let o = run_otter(["image", "verify", s(&big), "--slot-size", "0x20000", "--json"]);
+    assert_eq!(json_of(&o)["error"], "image_too_large");
+
+    // An image that fits, followed by data that does not.
+    let small = devproc::image(dir.path(), "esp32s3", "1.0.1", &["--size", "0x18000"]);
+    let mut bytes = std::fs::read(&small).expect("read");
+    bytes.extend(std::iter::repeat_n(0xA5, 0x9000));
+    std::fs::write(&small, &bytes).expect("write");
+    let o = run_otter(["image", "verify", s(&small), "--slot-size", "0x20000"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    for needle in [
+        "the file is 135168 bytes",
+        "the image in it 98304 bytes",
+        "the slot 131072 bytes",
+        "36864 bytes of trailing data",
+        "strip the trailing data",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
+    let o = run_otter(["image", "verify", s(&small), "--slot-size", "0x20000", "--json"]);
+    assert_eq!(json_of(&o)["error"], "file_too_large");
+}

@@ -176,13 +176,56 @@ fn info(file: &PathBuf, as_json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What does not fit the slot, in the file's own numbers: the file size,
+/// the image size and the slot size, and the advice that fits (a bigger
+/// slot or a smaller app; trailing data only when there is some).
+fn slot_fit_message(bytes: &[u8], e: &ImageError) -> Option<(&'static str, String)> {
+    let slot = match e {
+        ImageError::ImageTooLarge { slot_size, .. } | ImageError::FileTooLarge { slot_size } => {
+            u64::from(*slot_size)
+        }
+        _ => return None,
+    };
+    let file = bytes.len() as u64;
+    let image = inspect(bytes).ok().map(|i| u64::from(i.image_len))?;
+    let sizes = format!(
+        "the file is {file} bytes ({}), the image in it {image} bytes ({}), the slot {slot} bytes ({})",
+        human_size(file),
+        human_size(image),
+        human_size(slot)
+    );
+    Some(if image > slot {
+        (
+            "image_too_large",
+            format!("{sizes}: the image does not fit the slot; use a bigger slot or build a smaller app"),
+        )
+    } else {
+        (
+            "file_too_large",
+            format!(
+                "{sizes}: the image fits, but the {} bytes of trailing data after it do not; strip the trailing data or use a bigger slot",
+                file - image
+            ),
+        )
+    })
+}
+
 fn verify_cmd(file: &PathBuf, opts: &VerifyOptions, as_json: bool) -> anyhow::Result<ExitCode> {
     let bytes = read(file)?;
     let verdict = verify(&bytes, opts);
+    let fit = verdict
+        .as_ref()
+        .err()
+        .and_then(|e| slot_fit_message(&bytes, e));
     if as_json {
-        let v = match &verdict {
-            Ok(i) => json!({ "valid": true, "error": null, "image": info_json(i) }),
-            Err(e) => json!({ "valid": false, "error": error_code(e), "message": e.to_string() }),
+        let v = match (&verdict, &fit) {
+            (Ok(i), _) => json!({ "valid": true, "error": null, "image": info_json(i) }),
+            (Err(_), Some((code, message))) => {
+                json!({ "valid": false, "error": code, "message": message })
+            }
+            (Err(e), None) => {
+                json!({ "valid": false, "error": error_code(e), "message": e.to_string() })
+            }
         };
         print_json(&v)?;
     } else {
@@ -199,7 +242,10 @@ fn verify_cmd(file: &PathBuf, opts: &VerifyOptions, as_json: bool) -> anyhow::Re
                     i.file_len
                 );
             }
-            Err(e) => eprintln!("{}: {e}", file.display()),
+            Err(e) => match &fit {
+                Some((_, m)) => eprintln!("{}: {m}", file.display()),
+                None => eprintln!("{}: {e}", file.display()),
+            },
         }
     }
     Ok(check_exit(verdict.is_ok()))
