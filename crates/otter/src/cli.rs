@@ -22,7 +22,7 @@ enum Command {
     /// Inspect and verify app images.
     #[command(subcommand)]
     Image(cmd::image::Command),
-    /// Read otadata (the boot-slot selection).
+    /// Read and write otadata (the boot-slot selection): show it, erase it, select a slot.
     #[command(subcommand)]
     Otadata(cmd::otadata::Command),
     /// Run the simulator: the exhaustive power-cut proof.

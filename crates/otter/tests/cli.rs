@@ -148,7 +148,14 @@ fn verify_slot_size_states_file_image_and_slot_sizes() {
         assert!(err.contains(needle), "missing {needle:?} in {err}");
     }
     assert!(!err.contains("trailing"), "no trailing data here: {err}");
-    let o = run_otter(["image", "verify", s(&big), "--slot-size", "0x20000", "--json"]);
+    let o = run_otter([
+        "image",
+        "verify",
+        s(&big),
+        "--slot-size",
+        "0x20000",
+        "--json",
+    ]);
     assert_eq!(json_of(&o)["error"], "image_too_large");
 
     // An image that fits, followed by data that does not.
@@ -168,6 +175,200 @@ fn verify_slot_size_states_file_image_and_slot_sizes() {
     ] {
         assert!(err.contains(needle), "missing {needle:?} in {err}");
     }
-    let o = run_otter(["image", "verify", s(&small), "--slot-size", "0x20000", "--json"]);
+    let o = run_otter([
+        "image",
+        "verify",
+        s(&small),
+        "--slot-size",
+        "0x20000",
+        "--json",
+    ]);
     assert_eq!(json_of(&o)["error"], "file_too_large");
+}
+
+// ---- 7: names, a readable partition table, headers, help texts, one unit convention.
+
+#[test]
+fn partitions_show_lists_a_csv_and_its_binary_alike() {
+    let csv = corpus_file(TWO_OTA);
+    let bin = corpus_file("partition-tables/csv-with-reference-bin/idf-partitions_two_ota.ref.bin");
+    let o = run_otter(["partitions", "show", s(&csv)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    let header: Vec<&str> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "TYPE", "SUBTYPE", "OFFSET", "SIZE", "(BINARY)", "FLAGS"]
+    );
+    let row = |name: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row {name} in {text}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        row("ota_1"),
+        ["ota_1", "app", "ota_1", "0x210000", "0x100000", "1.00", "MiB"]
+    );
+    assert_eq!(
+        row("nvs"),
+        ["nvs", "data", "nvs", "0x9000", "0x4000", "16.00", "KiB"]
+    );
+    // The binary gen_esp32part.py made from this CSV shows the same rows.
+    let o = run_otter(["partitions", "show", s(&bin)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let strip_footer = |t: &str| {
+        t.lines()
+            .filter(|l| !l.contains("partitions ("))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip_footer(&stdout(&o)), strip_footer(&text));
+    let a = json_of(&run_otter(["partitions", "show", s(&csv), "--json"]));
+    let b = json_of(&run_otter(["partitions", "show", s(&bin), "--json"]));
+    assert_eq!(a["format"], "csv");
+    assert_eq!(b["format"], "binary");
+    let names = |v: &Value| -> Vec<(String, u64, u64)> {
+        v["partitions"]
+            .as_array()
+            .expect("partitions")
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().expect("name").to_string(),
+                    p["offset"].as_u64().expect("offset"),
+                    p["size"].as_u64().expect("size"),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(names(&a), names(&b));
+    assert_eq!(names(&a).len(), 6);
+}
+
+#[test]
+fn www_info_is_the_canonical_name_and_ls_its_alias() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ui = dir.path().join("ui");
+    std::fs::create_dir(&ui).expect("mkdir");
+    std::fs::write(ui.join("index.html"), "<h1>hi</h1>").expect("write");
+    let img = dir.path().join("www.bin");
+    let o = run_otter(["www", "build", s(&ui), "--size", "64K", "-o", s(&img)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info = run_otter(["www", "info", s(&img), "--json"]);
+    assert_eq!(info.status.code(), Some(0), "{}", stderr(&info));
+    let ls = run_otter(["www", "ls", s(&img), "--json"]);
+    assert_eq!(json_of(&info), json_of(&ls));
+    let help = stdout(&run_otter(["www", "--help"]));
+    assert!(
+        help.contains("info") && help.contains("[alias: ls]"),
+        "{help}"
+    );
+}
+
+#[test]
+fn device_status_slot_table_has_a_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dev = dir.path().join("dev");
+    assert!(run_otter(["device", "create", s(&dev)]).status.success());
+    let o = run_otter(["device", "status", s(&dev)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    let after: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "slots:")
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        after,
+        ["SLOT", "OFFSET", "SIZE", "VERDICT", "VERSION", "STATE", "ERROR"],
+        "{text}"
+    );
+}
+
+#[test]
+fn otadata_help_says_it_writes() {
+    let top = stdout(&run_otter(["--help"]));
+    let line = top
+        .lines()
+        .find(|l| l.trim_start().starts_with("otadata"))
+        .unwrap_or_else(|| panic!("no otadata in {top}"));
+    assert!(line.contains("write"), "{line}");
+    let help = stdout(&run_otter(["otadata", "--help"]));
+    let first = help.lines().next().unwrap_or("");
+    assert!(!first.starts_with("Read otadata"), "{first}");
+    assert!(first.contains("write"), "{first}");
+}
+
+/// `N MB` / `N KB` (a decimal-looking unit) anywhere in `text`.
+fn decimal_units(text: &str) -> Vec<String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| {
+            w[0].chars().last().is_some_and(|c| c.is_ascii_digit())
+                && ["MB", "KB", "MB,", "KB,", "MB)", "KB)", "MB;", "KB;"].contains(&w[1])
+        })
+        .map(|w| w.join(" "))
+        .collect()
+}
+
+#[test]
+fn sizes_are_printed_in_kib_and_mib_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = corpus_file(TASMOTA);
+    let table = corpus_file(TWO_OTA);
+    let dev = dir.path().join("dev");
+    let boot = corpus_file(BOOT_ESP32);
+    let hello = corpus_file("app-images/esp-serial-flasher/hello_world-esp32.bin");
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["size", s(&app), "--partitions", s(&table), "--explain"],
+        vec![
+            "flash-plan",
+            "--chip",
+            "esp32",
+            "--partitions",
+            s(&table),
+            "--bootloader",
+            s(&boot),
+            "--app",
+            s(&app),
+            "--flash-size",
+            "4MB",
+        ],
+        vec![
+            "flash-plan",
+            "--chip",
+            "esp32",
+            "--partitions",
+            s(&table),
+            "--bootloader",
+            s(&boot),
+            "--app",
+            s(&hello),
+            "--flash-size",
+            "4MB",
+        ],
+        vec!["partitions", "check", s(&table), "--app", s(&app)],
+        vec!["image", "info", s(&app)],
+        vec!["image", "verify", s(&app)],
+        vec!["device", "create", s(&dev)],
+        vec!["device", "status", s(&dev)],
+    ];
+    for args in runs {
+        let o = run_otter(&args);
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        let bad = decimal_units(&all);
+        assert!(bad.is_empty(), "otter {args:?} printed {bad:?}:\n{all}");
+        assert!(all.contains("iB"), "otter {args:?} printed no size:\n{all}");
+    }
 }

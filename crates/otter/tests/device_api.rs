@@ -712,7 +712,7 @@ fn push_refuses_locally_before_sending() {
         "2.0.0",
         &["--secure-version", "3", "--size", "2200000"],
     );
-    check(&["push", &s(&big), "--to", &dev.url], "holds 2.00 MB");
+    check(&["push", &s(&big), "--to", &dev.url], "holds 2.00 MiB");
     // Not an image at all: refused before contacting the device (exit 2).
     let junk = d.join("junk.bin");
     std::fs::write(&junk, b"\xe9junk").unwrap();

@@ -553,9 +553,13 @@ pub fn print_status(dir: &Path, st: &Status, agent: Option<&Value>) {
     println!("boot:    {}", lbl(&st.boot));
     println!("next:    {}", lbl(&st.next));
     println!("slots:");
+    println!(
+        "  {:<8} {:<8} {:>10}  {:<7} {:<12} {:<10} {}",
+        "SLOT", "OFFSET", "SIZE", "VERDICT", "VERSION", "STATE", "ERROR"
+    );
     for s in &st.slots {
         println!(
-            "  {:<8} {:#08x} {:>8}  {:<7} {:<12} {:<10} {}",
+            "  {:<8} {:#08x} {:>10}  {:<7} {:<12} {:<10} {}",
             s.slot.label,
             s.slot.offset,
             human_size(u64::from(s.slot.size)),

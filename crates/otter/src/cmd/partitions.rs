@@ -26,6 +26,9 @@ pub enum Command {
     /// Validate a table (CSV or binary) and lint it for OTA; exit 1 on any
     /// problem.
     Check(CheckArgs),
+    /// Show a table (CSV or binary) as a readable table: name, type,
+    /// subtype, offset, size and flags.
+    Show(ShowArgs),
     /// Suggest a partition table for an app image and a flash size.
     Suggest(SuggestArgs),
 }
@@ -97,6 +100,19 @@ pub struct CheckArgs {
     json: bool,
 }
 
+/// Arguments of `otter partitions show`.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The table: CSV or binary (`-` for stdin).
+    file: PathBuf,
+    /// Flash offset of the partition table (for a CSV with automatic offsets).
+    #[arg(long, default_value = "0x8000", value_parser = parse_u32)]
+    offset: u32,
+    /// Print JSON: `{file, format, partitions: [...]}`.
+    #[arg(long)]
+    json: bool,
+}
+
 /// Arguments of `otter partitions suggest`.
 #[derive(Debug, clap::Args)]
 pub struct SuggestArgs {
@@ -125,8 +141,75 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Convert(a) => convert(a),
         Command::Check(a) => check(a),
+        Command::Show(a) => show(a),
         Command::Suggest(a) => suggest_cmd(a),
     }
+}
+
+fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
+    let csv_opts = CsvOptions {
+        table_offset: a.offset,
+        ..CsvOptions::default()
+    };
+    let bytes = read_input(&a.file)?;
+    let loaded = load(&a.file, &bytes, &csv_opts, true)?;
+    if a.json {
+        print_json(&json!({
+            "file": a.file,
+            "format": if loaded.binary { "binary" } else { "csv" },
+            "partitions": partitions_json(&loaded.table),
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<16} {:<5} {:<9} {:>10} {:>10} {:>11}  FLAGS",
+        "NAME", "TYPE", "SUBTYPE", "OFFSET", "SIZE", "(BINARY)"
+    )?;
+    for e in &loaded.table.entries {
+        let p = &e.partition;
+        let mut flags = Vec::new();
+        if p.flags.encrypted() {
+            flags.push("encrypted");
+        }
+        if p.flags.readonly() {
+            flags.push("readonly");
+        }
+        let ty =
+            p.ty.keyword()
+                .map_or_else(|| format!("{:#04x}", p.ty.0), str::to_string);
+        let sub = p
+            .subtype
+            .keyword(p.ty)
+            .map_or_else(|| format!("{:#04x}", p.subtype.0), str::to_string);
+        let line = format!(
+            "{:<16} {:<5} {:<9} {:>#10x} {:>#10x} {:>11}  {}",
+            e.name,
+            ty,
+            sub,
+            p.offset,
+            p.size,
+            human_size(u64::from(p.size)),
+            flags.join(",")
+        );
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    let end = loaded
+        .table
+        .entries
+        .iter()
+        .map(|e| e.partition.end_u64())
+        .max()
+        .unwrap_or(0);
+    writeln!(
+        out,
+        "{} partitions ({}), ending at {end:#x} ({})",
+        loaded.table.entries.len(),
+        if loaded.binary { "binary" } else { "CSV" },
+        human_size(end)
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A size: `4MB`, `16M`, `64K`, `0x400000`, `4194304` (binary units).

@@ -6,7 +6,7 @@
 //!   Refuses (exit 1) a folder that does not fit, a size that is not a
 //!   multiple of 4096, and a folder without `index.html` (the device checks
 //!   for it) unless `--allow-no-index`.
-//! - `ls IMAGE [--json]`: every file and directory with its size; exit 1
+//! - `info IMAGE [--json]` (alias `ls`): every file and directory with its size; exit 1
 //!   when the image does not mount.
 //! - `extract IMAGE -o DIR`: writes the image's files under DIR.
 
@@ -26,7 +26,8 @@ pub enum Command {
     /// Build a LittleFS image of a folder for a data partition of SIZE bytes.
     Build(BuildArgs),
     /// List the files in a LittleFS image; exit 1 when it does not mount.
-    Ls(LsArgs),
+    #[command(name = "info", visible_alias = "ls")]
+    Info(LsArgs),
     /// Extract every file of a LittleFS image into a folder.
     Extract(ExtractArgs),
 }
@@ -50,7 +51,7 @@ pub struct BuildArgs {
     json: bool,
 }
 
-/// Arguments of `otter www ls`.
+/// Arguments of `otter www info` (`ls`).
 #[derive(Debug, clap::Args)]
 pub struct LsArgs {
     /// A LittleFS image (its length sets the block count).
@@ -74,7 +75,7 @@ pub struct ExtractArgs {
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Build(a) => build(a),
-        Command::Ls(a) => ls(a),
+        Command::Info(a) => ls(a),
         Command::Extract(a) => extract(a),
     }
 }
