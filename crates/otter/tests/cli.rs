@@ -372,3 +372,165 @@ fn sizes_are_printed_in_kib_and_mib_only() {
         assert!(all.contains("iB"), "otter {args:?} printed no size:\n{all}");
     }
 }
+
+// ---- 8: `push --to` takes an address as people type it, and waits out a reboot.
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[test]
+fn push_to_host_port_without_scheme() {
+    let dev = devproc::Device::create(&[]).run(&[]);
+    let v2 = devproc::image(dev.path(), "esp32s3", "2.0.0", &[]);
+    let host_port = dev.url.trim_start_matches("http://").to_string();
+    let o = run_otter(["push", s(&v2), "--to", &host_port, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(json_of(&o)["result"], "running");
+    assert_eq!(dev.status()["running"]["version"], "2.0.0");
+    // A bad address says what it takes, before any network traffic.
+    let o = run_otter(["push", s(&v2), "--to", "127.0.0.1:port"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("HOST:PORT"), "{}", stderr(&o));
+}
+
+#[test]
+fn push_retries_while_the_device_reboots_then_explains() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dev = dir.path().join("dev");
+    assert!(run_otter(["device", "create", s(&dev)]).status.success());
+    let v2 = devproc::image(dir.path(), "esp32s3", "2.0.0", &[]);
+    let port = free_port();
+    // Nothing listens yet: push starts, is refused, and retries.
+    let push = util::otter()
+        .args([
+            "push",
+            s(&v2),
+            "--to",
+            &format!("127.0.0.1:{port}"),
+            "--timeout",
+            "20",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn push");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut device = util::otter()
+        .args([
+            "device",
+            "run",
+            s(&dev),
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--mdns",
+            "off",
+        ])
+        .args(["--reboot-time", "0.1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn device");
+    let o = push.wait_with_output().expect("push");
+    let _ = device.kill();
+    let _ = device.wait();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{}{err}", stdout(&o));
+    assert!(err.contains("retrying for up to 10 s"), "{err}");
+
+    // Nobody ever answers: after the bounded retry, the URL tried and a question.
+    let port = free_port();
+    let started = std::time::Instant::now();
+    let o = run_otter(["push", s(&v2), "--to", &format!("127.0.0.1:{port}")]);
+    let took = started.elapsed().as_secs_f64();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("http://127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("is it running"), "{err}");
+    assert!((8.0..20.0).contains(&took), "retried for {took} s");
+}
+
+// ---- 10: push refuses, before uploading, what the pull client refuses; --force overrides.
+
+#[test]
+fn push_refuses_downgrade_same_version_other_project_and_the_rolled_back_image() {
+    let dev = devproc::Device::create(&["--rollback"]).run(&["--behavior", "3.0.0=crash-on-boot"]);
+    let d = dev.path();
+    let v2 = devproc::image(d, "esp32s3", "2.0.0", &[]);
+    let push = |img: &Path, extra: &[&str]| {
+        let mut a = vec!["push", s(img), "--to", &dev.url, "--json"];
+        a.extend_from_slice(extra);
+        let o = run_otter(&a);
+        (o.status.code(), json_of(&o))
+    };
+    let (code, v) = push(&v2, &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let boots = dev.status()["boot_count"].clone();
+
+    let v1 = devproc::image(d, "esp32s3", "1.5.0", &[]);
+    let other = devproc::image(d, "esp32s3", "9.0.0", &["--project", "thermostat"]);
+    let v3 = devproc::image(d, "esp32s3", "3.0.0", &[]);
+    for (img, error) in [
+        (&v1, "downgrade"),
+        (&v2, "same_version"),
+        (&other, "other_project"),
+    ] {
+        let (code, v) = push(img, &[]);
+        assert_eq!(code, Some(1), "{v:#}");
+        assert_eq!(v["result"], "refused");
+        assert_eq!(v["error"], error, "{v:#}");
+        assert_eq!(v["bytes"], 0, "nothing may be uploaded: {v:#}");
+        assert!(
+            v["message"].as_str().unwrap_or("").contains("--force"),
+            "{v:#}"
+        );
+    }
+    // Nothing was sent: no reboot, no update recorded.
+    let st = dev.status();
+    assert_eq!(st["boot_count"], boots);
+    assert_eq!(st["running"]["version"], "2.0.0");
+
+    // 3.0.0 crashes and rolls back; pushing the same file again is refused.
+    let (code, v) = push(&v3, &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["result"], "rolled_back", "{v:#}");
+    let (code, v) = push(&v3, &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["error"], "rolled_back", "{v:#}");
+    assert_eq!(v["bytes"], 0);
+
+    // --force sends the downgrade, with the reason as a warning.
+    let (code, v) = push(&v1, &["--force"]);
+    assert_eq!(code, Some(0), "{v:#}");
+    assert!(
+        v["warnings"][0].as_str().unwrap_or("").contains("older"),
+        "{v:#}"
+    );
+    assert_eq!(dev.status()["running"]["version"], "1.5.0");
+}
+
+// ---- 11: rollback off: warn before uploading; a crash loop is named, not "unreachable".
+
+#[test]
+fn push_warns_when_rollback_is_off_and_names_the_boot_loop() {
+    let dev = devproc::Device::create(&[]).run(&["--behavior", "2.0.0=crash-on-boot"]);
+    let v2 = devproc::image(dev.path(), "esp32s3", "2.0.0", &[]);
+    let o = run_otter(["push", s(&v2), "--to", &dev.url, "--timeout", "6"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let warn = err
+        .find("warning: rollback is off")
+        .unwrap_or_else(|| panic!("{err}"));
+    let upload = err.find("uploading").unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        warn < upload,
+        "the warning must come before the upload: {err}"
+    );
+    assert!(err.contains("boot loop"), "{err}");
+    assert!(!err.contains("last seen: unreachable"), "{err}");
+}
+
