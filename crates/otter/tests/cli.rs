@@ -534,3 +534,77 @@ fn push_warns_when_rollback_is_off_and_names_the_boot_loop() {
     assert!(!err.contains("last seen: unreachable"), "{err}");
 }
 
+// ---- 2: one exit-code rule for every command (0 ok, 1 a check failed, 2 no input).
+
+#[test]
+fn exit_codes_follow_one_rule_across_commands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let dev = devproc::Device::create(&[]).run(&[]);
+    let c3 = devproc::image(d, "esp32c3", "2.0.0", &[]);
+    let boot = corpus_file(BOOT_ESP32);
+    let app = corpus_file(TASMOTA);
+    let hello = corpus_file("app-images/esp-serial-flasher/hello_world-esp32.bin");
+    let garbage = d.join("garbage.bin");
+    std::fs::write(&garbage, b"not a table, not an image").expect("write");
+    let missing = d.join("missing.bin");
+    // Two OTA slots of different sizes: a warning, not an error.
+    let uneven = d.join("uneven.csv");
+    std::fs::write(
+        &uneven,
+        "nvs,data,nvs,0x9000,0x4000,\notadata,data,ota,0xd000,0x2000,\n\
+         ota_0,app,ota_0,0x10000,0x100000,\nota_1,app,ota_1,0x110000,0x80000,\n",
+    )
+    .expect("write");
+    let single =
+        corpus_file("partition-tables/csv-with-reference-bin/idf-partitions_singleapp.csv");
+    let table = corpus_file(TWO_OTA);
+    let url = dev.url.clone();
+    let cases: Vec<(Vec<&str>, i32)> = vec![
+        (vec!["partitions", "check", s(&table)], 0),
+        (vec!["partitions", "check", s(&uneven)], 0),
+        (vec!["partitions", "check", s(&uneven), "--strict"], 1),
+        (vec!["partitions", "check", s(&single)], 1),
+        (vec!["partitions", "check", s(&garbage)], 2),
+        (vec!["partitions", "check", s(&missing)], 2),
+        (vec!["partitions", "show", s(&garbage)], 2),
+        (vec!["image", "info", s(&app)], 0),
+        (vec!["image", "info", s(&garbage)], 2),
+        (vec!["image", "info", s(&missing)], 2),
+        (vec!["image", "verify", s(&app), "--chip", "esp32"], 0),
+        (vec!["image", "verify", s(&app), "--chip", "esp32s3"], 1),
+        (vec!["image", "verify", s(&boot)], 1),
+        (vec!["image", "verify", s(&missing)], 2),
+        (vec!["size", s(&hello), "--partitions", s(&table)], 0),
+        (vec!["size", s(&app), "--partitions", s(&table)], 1),
+        (vec!["size", s(&missing), "--partitions", s(&table)], 2),
+        (vec!["push", s(&c3), "--to", &url], 1),
+        (vec!["push", s(&boot), "--to", &url], 1),
+        (vec!["push", s(&garbage), "--to", &url], 1),
+        (vec!["push", s(&missing), "--to", &url], 2),
+        (vec!["push", s(&c3), "--to", "127.0.0.1:port"], 2),
+        (vec!["www", "info", s(&garbage)], 1),
+        (vec!["www", "info", s(&missing)], 2),
+        (vec!["device", "status", s(&missing)], 2),
+        (vec!["no-such-command"], 2),
+    ];
+    for (args, want) in cases {
+        let o = run_otter(&args);
+        assert_eq!(
+            o.status.code(),
+            Some(want),
+            "otter {args:?}:\n{}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        // A refusal as JSON is the same verdict, with a stable code.
+        if args[0] == "push" && want == 1 {
+            let mut j = args.clone();
+            j.push("--json");
+            let o = run_otter(&j);
+            assert_eq!(o.status.code(), Some(1));
+            let v = json_of(&o);
+            assert!(v["error"].is_string(), "otter {j:?}: {v:#}");
+        }
+    }
+}
