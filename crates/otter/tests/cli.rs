@@ -608,3 +608,120 @@ fn exit_codes_follow_one_rule_across_commands() {
         }
     }
 }
+
+// ---- 4: --json where it was missing: image build, device run, device export, www extract.
+
+#[test]
+fn image_build_device_export_and_www_extract_print_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let img = d.join("v2.bin");
+    let o = run_otter([
+        "image",
+        "build",
+        "--chip",
+        "esp32c3",
+        "--version",
+        "2.1.0",
+        "-o",
+        s(&img),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json_of(&o);
+    let bytes = std::fs::read(&img).expect("read");
+    assert_eq!(v["size"], bytes.len());
+    assert_eq!(v["chip"], "esp32c3");
+    assert_eq!(v["version"], "2.1.0");
+    let sum = std::process::Command::new("sha256sum")
+        .arg(&img)
+        .output()
+        .expect("sha256sum");
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    assert_eq!(v["sha256"].as_str(), sum.split_whitespace().next());
+    let info = json_of(&run_otter(["image", "info", s(&img), "--json"]));
+    assert_eq!(info["app_desc"]["project_name"], v["project"]);
+
+    let dev = d.join("dev");
+    assert!(run_otter(["device", "create", s(&dev)]).status.success());
+    let flash = d.join("flash.bin");
+    let o = run_otter(["device", "export", s(&dev), "-o", s(&flash), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json_of(&o);
+    assert_eq!(v["size"], std::fs::metadata(&flash).expect("flash").len());
+    assert_eq!(v["output"], s(&flash));
+
+    let ui = d.join("ui");
+    std::fs::create_dir_all(ui.join("css")).expect("mkdir");
+    std::fs::write(ui.join("index.html"), "<h1>hi</h1>").expect("write");
+    std::fs::write(ui.join("css/site.css"), "body{}").expect("write");
+    let www = d.join("www.bin");
+    assert!(
+        run_otter(["www", "build", s(&ui), "--size", "64K", "-o", s(&www)])
+            .status
+            .success()
+    );
+    let out = d.join("out");
+    let o = run_otter(["www", "extract", s(&www), "-o", s(&out), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json_of(&o);
+    let listed = json_of(&run_otter(["www", "info", s(&www), "--json"]));
+    assert_eq!(v["entries"], listed["entries"]);
+    for e in v["entries"].as_array().expect("entries") {
+        let rel = e["path"].as_str().expect("path").trim_start_matches('/');
+        let p = out.join(rel);
+        if e["dir"] == true {
+            assert!(p.is_dir(), "{rel}");
+        } else {
+            assert_eq!(
+                std::fs::metadata(&p).expect("file").len(),
+                e["size"].as_u64().unwrap_or(0)
+            );
+        }
+    }
+}
+
+#[test]
+fn device_run_json_startup_line() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dev = dir.path().join("dev");
+    assert!(run_otter(["device", "create", s(&dev)]).status.success());
+    let mut child = util::otter()
+        .args([
+            "device",
+            "run",
+            s(&dev),
+            "--http",
+            "127.0.0.1:0",
+            "--mdns",
+            "off",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_default();
+    let pid = child.id();
+    let _ = child.kill();
+    let _ = child.wait();
+    let v: Value = serde_json::from_str(line.trim())
+        .unwrap_or_else(|e| panic!("not one JSON line ({e}): {line:?}"));
+    assert_eq!(v["pid"], pid);
+    assert_eq!(v["slot"], "factory");
+    assert_eq!(v["version"], "1.0.0");
+    let url = v["url"].as_str().expect("url");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert_ne!(url, "http://127.0.0.1:0");
+    assert!(line.ends_with('\n') && !line.trim().contains('\n'));
+}

@@ -41,6 +41,9 @@ pub struct ExportArgs {
     /// Output file.
     #[arg(short, long)]
     output: PathBuf,
+    /// Print JSON: `{ok, dir, output, size}`.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `otter device create`.
@@ -152,6 +155,10 @@ pub struct RunArgs {
         help_heading = "Pulling releases"
     )]
     pull_retry_delay: f64,
+    /// Print the startup line as JSON: `{url, pid, dir, slot, version}`
+    /// (the slot and version the power-on boots); logs stay on stderr.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `otter device status`.
@@ -173,12 +180,21 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Export(a) => {
             let n = device::export(&a.dir, &a.output)
                 .with_context(|| format!("exporting the flash of {}", a.dir.display()))?;
-            println!(
-                "wrote {} ({}): flash it with `esptool write-flash 0x0 {}`",
-                a.output.display(),
-                human_size(n),
-                a.output.display()
-            );
+            if a.json {
+                output::print_json(&json!({
+                    "ok": true,
+                    "dir": a.dir.display().to_string(),
+                    "output": a.output.display().to_string(),
+                    "size": n,
+                }))?;
+            } else {
+                println!(
+                    "wrote {} ({}): flash it with `esptool write-flash 0x0 {}`",
+                    a.output.display(),
+                    human_size(n),
+                    a.output.display()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -425,16 +441,40 @@ fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     init_logging();
     opts.pull = pull_config(&a)?;
+    // What the power-on boots, read before the agent takes the flash.
+    let boots = a
+        .json
+        .then(|| {
+            VirtualDevice::open(&a.dir)
+                .and_then(|mut d| d.status(None))
+                .ok()
+        })
+        .flatten()
+        .and_then(|st| st.running)
+        .map(|r| (r.slot.label.to_string(), r.version.clone()));
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let end = rt.block_on(async move {
         let mut running = otter_agent::start(opts)
             .await
             .with_context(|| format!("starting the virtual device in {}", a.dir.display()))?;
-        println!(
-            "otter device: serving {} (device {})",
-            running.url(),
-            a.dir.display()
-        );
+        if a.json {
+            println!(
+                "{}",
+                json!({
+                    "url": running.url(),
+                    "pid": std::process::id(),
+                    "dir": a.dir.display().to_string(),
+                    "slot": boots.as_ref().map(|b| b.0.clone()),
+                    "version": boots.as_ref().map(|b| b.1.clone()),
+                })
+            );
+        } else {
+            println!(
+                "otter device: serving {} (device {})",
+                running.url(),
+                a.dir.display()
+            );
+        }
         let _ = std::io::stdout().flush();
         let mut wait = tokio::spawn(async move {
             let _ = shutdown_signal().await;

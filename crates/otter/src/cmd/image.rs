@@ -10,6 +10,7 @@ use otter_format::image::{
     VerifyOptions,
 };
 use serde_json::{json, Value};
+use sha2::Digest as _;
 
 use crate::output::{check_exit, hex, human_size, print_json};
 
@@ -67,6 +68,9 @@ pub enum Command {
         /// Output file.
         #[arg(short, long)]
         output: PathBuf,
+        /// Print JSON: `{ok, output, size, chip, version, project, secure_version, sha256}`.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -104,6 +108,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             secure_version,
             size,
             output,
+            json,
         } => {
             let mut b = AppImageBuilder::new(parse_chip(&chip)?)
                 .version(&version)
@@ -115,12 +120,26 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let img = b.build().context("building the image")?;
             std::fs::write(&output, &img)
                 .with_context(|| format!("writing {}", output.display()))?;
-            println!(
-                "wrote {} ({} bytes, {} v{version})",
-                output.display(),
-                img.len(),
-                chip
-            );
+            if json {
+                let sha: [u8; 32] = sha2::Sha256::digest(&img).into();
+                print_json(&json!({
+                    "ok": true,
+                    "output": output.display().to_string(),
+                    "size": img.len(),
+                    "chip": parse_chip(&chip)?.name(),
+                    "version": version,
+                    "project": project,
+                    "secure_version": secure_version,
+                    "sha256": hex(&sha),
+                }))?;
+            } else {
+                println!(
+                    "wrote {} ({} bytes, {} v{version})",
+                    output.display(),
+                    img.len(),
+                    chip
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

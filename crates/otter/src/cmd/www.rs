@@ -69,6 +69,9 @@ pub struct ExtractArgs {
     /// The folder to write into (created when missing).
     #[arg(short, long)]
     output: PathBuf,
+    /// Print JSON: `{ok, output, entries: [{path, size, dir}]}`.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs an `otter www` subcommand.
@@ -169,7 +172,7 @@ fn extract(a: ExtractArgs) -> anyhow::Result<ExitCode> {
         std::fs::read(&a.image).with_context(|| format!("reading {}", a.image.display()))?;
     let entries = match otter_www::list(&image) {
         Ok(e) => e,
-        Err(e) => return refuse(false, code(&e), &format!("{}: {e}", a.image.display())),
+        Err(e) => return refuse(a.json, code(&e), &format!("{}: {e}", a.image.display())),
     };
     std::fs::create_dir_all(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
@@ -197,10 +200,22 @@ fn extract(a: ExtractArgs) -> anyhow::Result<ExitCode> {
             std::fs::write(&dest, bytes).with_context(|| format!("writing {}", dest.display()))?;
         }
     }
-    println!(
-        "{} entries extracted into {}",
-        entries.len(),
-        a.output.display()
-    );
+    if a.json {
+        let list: Vec<_> = entries
+            .iter()
+            .map(|e| json!({ "path": e.path, "size": e.size, "dir": e.is_dir }))
+            .collect();
+        print_json(&json!({
+            "ok": true,
+            "output": a.output.display().to_string(),
+            "entries": list,
+        }))?;
+    } else {
+        println!(
+            "{} entries extracted into {}",
+            entries.len(),
+            a.output.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
