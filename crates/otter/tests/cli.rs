@@ -725,3 +725,85 @@ fn device_run_json_startup_line() {
     assert_ne!(url, "http://127.0.0.1:0");
     assert!(line.ends_with('\n') && !line.trim().contains('\n'));
 }
+
+// ---- 5: shell completions and man pages.
+
+#[test]
+fn completions_for_bash_zsh_and_fish_name_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = run_otter(["completions", shell]);
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", stderr(&o));
+        let text = stdout(&o);
+        for sub in ["partitions", "push", "device", "flash-plan", "completions"] {
+            assert!(text.contains(sub), "{shell} completions lack {sub}");
+        }
+        let marker = match shell {
+            "bash" => "complete -F _otter",
+            "zsh" => "#compdef otter",
+            _ => "complete -c otter",
+        };
+        assert!(text.contains(marker), "{shell}: no {marker:?}");
+    }
+    // bash itself loads the script and registers the completion.
+    let script = stdout(&run_otter(["completions", "bash"]));
+    let o = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("eval \"$0\"; complete -p otter")
+        .arg(&script)
+        .output()
+        .expect("bash must be installed");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("-F _otter"), "{}", stdout(&o));
+    let o = run_otter(["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn man_page_renders_with_the_commands() {
+    let o = run_otter(["man"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let roff = stdout(&o);
+    assert!(roff.contains(".TH otter 1"), "{roff}");
+    // groff renders it (an oracle for the roff), with every command listed.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let page = dir.path().join("otter.1");
+    std::fs::write(&page, &roff).expect("write");
+    let render = |p: &Path| {
+        let o = std::process::Command::new("groff")
+            .args(["-man", "-Tascii", "-P", "-cbou"])
+            .arg(p)
+            .output()
+            .expect("groff must be installed");
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(o.stderr.is_empty(), "groff warnings: {}", stderr(&o));
+        stdout(&o)
+    };
+    let text = render(&page);
+    assert!(text.contains("SUBCOMMANDS"), "{text}");
+    for sub in [
+        "otter-partitions(1)",
+        "otter-push(1)",
+        "otter-device(1)",
+        "otter-completions(1)",
+        "otter-man(1)",
+    ] {
+        assert!(text.contains(sub), "the man page lacks {sub}:\n{text}");
+    }
+    // Every page the top page points to exists.
+    let pages = dir.path().join("pages");
+    let o = run_otter(["man", "--dir", s(&pages)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for name in [
+        "otter.1",
+        "otter-push.1",
+        "otter-device.1",
+        "otter-device-run.1",
+        "otter-partitions-show.1",
+    ] {
+        let p = pages.join(name);
+        assert!(p.is_file(), "{name} missing");
+        assert!(render(&p).contains("NAME"), "{name}");
+    }
+    let push = render(&pages.join("otter-push.1"));
+    assert!(push.contains("--force"), "{push}");
+}
