@@ -807,3 +807,77 @@ fn man_page_renders_with_the_commands() {
     let push = render(&pages.join("otter-push.1"));
     assert!(push.contains("--force"), "{push}");
 }
+
+// ---- 6: a remote device from the command line: status, confirm, rollback, reboot, check.
+
+#[test]
+fn device_commands_drive_a_running_device_over_its_api() {
+    let dev = devproc::Device::create(&["--rollback", "--token", "s3cret"])
+        .run(&["--selftest-window", "30"]);
+    let url = dev.url.clone();
+    let remote = |args: &[&str]| {
+        let mut a: Vec<&str> = vec!["device"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--to", &url, "--token", "s3cret"]);
+        run_otter(&a)
+    };
+    // Status: the same document curl sees, and a readable view with a header.
+    let o = remote(&["status", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json_of(&o);
+    assert_eq!(v["running"]["version"], "1.0.0");
+    assert_eq!(v["chip"], dev.status()["chip"]);
+    let o = remote(&["status"]);
+    let text = stdout(&o);
+    assert!(text.contains("running: factory"), "{text}");
+    assert!(text.contains("SLOT") && text.contains("VERDICT"), "{text}");
+    // Without the token: exit 2 and what to do.
+    let o = run_otter(["device", "status", "--to", &url]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--token"), "{}", stderr(&o));
+
+    // Nothing to roll back to yet: the device refuses, exit 1.
+    let o = remote(&["rollback"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("rollback_impossible"), "{}", stderr(&o));
+
+    // 2.0.0 boots pending its 30 s self-test: confirm it from here.
+    let v2 = devproc::image(dev.path(), "esp32s3", "2.0.0", &[]);
+    let o = run_otter([
+        "push",
+        s(&v2),
+        "--to",
+        &url,
+        "--token",
+        "s3cret",
+        "--no-wait",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    dev.wait_until(
+        |st| st["running"]["state"] == "pending_verify",
+        "2.0.0 pending",
+    );
+    let o = remote(&["confirm", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json_of(&o)["answer"]["confirmed"], true);
+    assert_eq!(dev.status()["running"]["state"], "valid");
+
+    // Roll back to 1.0.0 on request, then reboot.
+    let o = remote(&["rollback"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let st = dev.wait_until(|st| st["running"]["version"] == "1.0.0", "the rollback");
+    let boots = st["boot_count"].as_u64().unwrap_or(0);
+    let o = remote(&["reboot"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    dev.wait_until(
+        |st| st["boot_count"].as_u64().unwrap_or(0) > boots,
+        "the reboot",
+    );
+    // A device that does not pull says so: exit 1, the device's code.
+    let o = remote(&["check", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(json_of(&o)["answer"]["error"], "pull_not_configured");
+    // Offline status of a directory stays.
+    let o = run_otter(["device", "status", s(dev.path()), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}

@@ -18,6 +18,7 @@ use otter_sim::device::{self, chip_names, CreateOptions, Status, VirtualDevice};
 use serde_json::{json, Value};
 
 use crate::cmd::partitions::{parse_size, parse_u32};
+use crate::cmd::remote::{self, Action, Remote};
 use crate::output::{self, human_size};
 
 /// `otter device` subcommands.
@@ -27,10 +28,19 @@ pub enum Command {
     Create(CreateArgs),
     /// Power a virtual device on and serve its OTA API until Ctrl-C.
     Run(RunArgs),
-    /// Read a virtual device's flash offline: running/boot/next slot, states, versions.
+    /// A device's state: offline from a virtual device's flash (DIR), or
+    /// from a running device's API (--to URL).
     Status(StatusArgs),
     /// Write a virtual device's whole flash to a file, ready for `esptool write-flash 0x0`.
     Export(ExportArgs),
+    /// Confirm the running image on a device (esp_ota_mark_app_valid_cancel_rollback).
+    Confirm(Remote),
+    /// Mark the running image invalid and reboot into the previous one.
+    Rollback(Remote),
+    /// Reboot a device.
+    Reboot(Remote),
+    /// Make a device check its release manifest now (devices that pull).
+    Check(Remote),
 }
 
 /// Arguments of `otter device export`.
@@ -164,8 +174,15 @@ pub struct RunArgs {
 /// Arguments of `otter device status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The device directory.
-    dir: PathBuf,
+    /// The device directory (offline: read from its flash).
+    #[arg(required_unless_present = "to", conflicts_with = "to")]
+    dir: Option<PathBuf>,
+    /// A running device instead: HOST, HOST:PORT, [IPv6]:PORT or http://HOST:PORT.
+    #[arg(long)]
+    to: Option<String>,
+    /// Bearer token for the device's API (with --to).
+    #[arg(long, env = "OTTER_TOKEN", requires = "to")]
+    token: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -176,7 +193,17 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Create(a) => create(&a),
         Command::Run(a) => run_device(a),
+        Command::Status(StatusArgs {
+            to: Some(to),
+            token,
+            json,
+            ..
+        }) => remote::status(&Remote { to, token, json }),
         Command::Status(a) => status(&a),
+        Command::Confirm(r) => remote::act(Action::Confirm, &r),
+        Command::Rollback(r) => remote::act(Action::Rollback, &r),
+        Command::Reboot(r) => remote::act(Action::Reboot, &r),
+        Command::Check(r) => remote::act(Action::Check, &r),
         Command::Export(a) => {
             let n = device::export(&a.dir, &a.output)
                 .with_context(|| format!("exporting the flash of {}", a.dir.display()))?;
@@ -521,9 +548,12 @@ pub fn live_agent(dir: &Path) -> Option<Value> {
 }
 
 fn status(a: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let mut dev = VirtualDevice::open(&a.dir)
-        .with_context(|| format!("opening the virtual device in {}", a.dir.display()))?;
-    let agent = live_agent(&a.dir);
+    let Some(dir) = &a.dir else {
+        bail!("give the device directory, or --to URL for a running device");
+    };
+    let mut dev = VirtualDevice::open(dir)
+        .with_context(|| format!("opening the virtual device in {}", dir.display()))?;
+    let agent = live_agent(dir);
     let running = agent
         .as_ref()
         .and_then(|v| v.get("running")?.as_str().map(str::to_string))
@@ -534,7 +564,7 @@ fn status(a: &StatusArgs) -> anyhow::Result<ExitCode> {
         });
     let st = dev
         .status(running)
-        .with_context(|| format!("reading the flash of {}", a.dir.display()))?;
+        .with_context(|| format!("reading the flash of {}", dir.display()))?;
     if a.json {
         let mut v = serde_json::to_value(&st)?;
         if let Some(obj) = v.as_object_mut() {
@@ -542,7 +572,7 @@ fn status(a: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
         output::print_json(&v)?;
     } else {
-        print_status(&a.dir, &st, agent.as_ref());
+        print_status(dir, &st, agent.as_ref());
     }
     Ok(ExitCode::SUCCESS)
 }
