@@ -548,10 +548,7 @@ fn device_check_from_the_cli_pulls_and_the_download_logs_progress() {
     let url = manifest_url(srv.port);
     let mut dev = Device::create(&["--firmware", fw0.to_str().unwrap(), "--rollback"])
         .run(&run_args(&url, &keys, &certs));
-    dev.wait_until(
-        |s| s["pull"]["step"] == "up_to_date",
-        "the boot-time check",
-    );
+    dev.wait_until(|s| s["pull"]["step"] == "up_to_date", "the boot-time check");
     release(&rel, &fw1, None, &keys, &[]);
     let out = run_otter(["device", "check", "--to", &dev.url, "--json"]);
     assert_eq!(

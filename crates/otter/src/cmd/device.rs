@@ -624,8 +624,8 @@ pub fn print_status(dir: &Path, st: &Status, agent: Option<&Value>) {
     println!("next:    {}", lbl(&st.next));
     println!("slots:");
     println!(
-        "  {:<8} {:<8} {:>10}  {:<7} {:<12} {:<10} {}",
-        "SLOT", "OFFSET", "SIZE", "VERDICT", "VERSION", "STATE", "ERROR"
+        "  {:<8} {:<8} {:>10}  {:<7} {:<12} {:<10} ERROR",
+        "SLOT", "OFFSET", "SIZE", "VERDICT", "VERSION", "STATE"
     );
     for s in &st.slots {
         println!(
