@@ -92,11 +92,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen(a) => cmd::keygen::run(a),
         Command::Release(a) => cmd::release::run(a),
         Command::Completions(a) => {
-            let mut cmd = Cli::command();
-            let mut out = std::io::stdout().lock();
-            clap_complete::generate(a.shell, &mut cmd, "otter", &mut out);
-            std::io::Write::flush(&mut out).context("writing to standard output")?;
-            Ok(ExitCode::SUCCESS)
+            // Generated into memory first: clap_complete panics on a write
+            // error, and a closed pipe must stay a quiet success.
+            let mut script = Vec::new();
+            clap_complete::generate(a.shell, &mut Cli::command(), "otter", &mut script);
+            write_stdout(&script)
         }
         Command::Man(ManArgs { dir: Some(dir) }) => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -105,11 +105,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Man(ManArgs { dir: None }) => {
-            let mut out = std::io::stdout().lock();
+            let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command())
-                .render(&mut out)
-                .context("writing the man page to standard output")?;
-            Ok(ExitCode::SUCCESS)
+                .render(&mut page)
+                .context("rendering the man page")?;
+            write_stdout(&page)
         }
     }
+}
+
+/// Writes `bytes` to standard output; a closed pipe comes back as an `io::Error`.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .context("writing to standard output")?;
+    Ok(ExitCode::SUCCESS)
 }

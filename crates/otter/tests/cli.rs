@@ -116,6 +116,9 @@ fn a_closed_pipe_is_success_for_every_command() {
         vec!["device", "status", s(&dev)],
         vec!["device", "status", s(&dev), "--json"],
         vec!["--help"],
+        vec!["completions", "bash"],
+        vec!["man"],
+        vec!["partitions", "show", s(&table)],
     ];
     for args in cases {
         let o = run_into_closed_pipe(&args);
