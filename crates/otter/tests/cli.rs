@@ -402,6 +402,47 @@ fn push_to_host_port_without_scheme() {
 }
 
 #[test]
+fn push_to_an_ipv6_address_in_brackets() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dev = dir.path().join("dev");
+    assert!(run_otter(["device", "create", s(&dev)]).status.success());
+    let v2 = devproc::image(dir.path(), "esp32s3", "2.0.0", &[]);
+    let mut child = util::otter()
+        .args([
+            "device",
+            "run",
+            s(&dev),
+            "--http",
+            "[::1]:0",
+            "--mdns",
+            "off",
+            "--json",
+        ])
+        .args(["--reboot-time", "0.1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn device");
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
+    let started: Value = serde_json::from_str(line.trim())
+        .unwrap_or_else(|e| panic!("device run on [::1] ({e}): {line:?}"));
+    // `[::1]:PORT`, as a person types it: no scheme.
+    let to = started["url"]
+        .as_str()
+        .expect("url")
+        .trim_start_matches("http://")
+        .to_string();
+    assert!(to.starts_with("[::1]:"), "{to}");
+    let o = run_otter(["push", s(&v2), "--to", &to, "--json"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(json_of(&o)["result"], "running");
+}
+
+#[test]
 fn push_retries_while_the_device_reboots_then_explains() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dev = dir.path().join("dev");
