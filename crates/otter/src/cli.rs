@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use anyhow::Context;
 
 use crate::cmd;
 
@@ -22,7 +24,7 @@ enum Command {
     /// Inspect and verify app images.
     #[command(subcommand)]
     Image(cmd::image::Command),
-    /// Read otadata (the boot-slot selection).
+    /// Read and write otadata (the boot-slot selection): show it, erase it, select a slot.
     #[command(subcommand)]
     Otadata(cmd::otadata::Command),
     /// Run the simulator: the exhaustive power-cut proof.
@@ -50,6 +52,26 @@ enum Command {
     Keygen(cmd::keygen::Args),
     /// Write a signed release folder, or verify one.
     Release(cmd::release::Args),
+    /// Print a shell completion script: `otter completions bash > /etc/bash_completion.d/otter`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): `otter man > otter.1; man -l otter.1`; or
+    /// write every page (otter.1, otter-push.1, ...) into a folder.
+    Man(ManArgs),
+}
+
+/// Arguments of `otter man`.
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// Write otter.1 and one page per subcommand into this folder instead.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
+}
+
+/// Arguments of `otter completions`.
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh, fish, elvish or powershell.
+    shell: clap_complete::Shell,
 }
 
 /// Runs the selected command and returns its exit code.
@@ -69,5 +91,35 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Www(c) => cmd::www::run(c),
         Command::Keygen(a) => cmd::keygen::run(a),
         Command::Release(a) => cmd::release::run(a),
+        Command::Completions(a) => {
+            // Generated into memory first: clap_complete panics on a write
+            // error, and a closed pipe must stay a quiet success.
+            let mut script = Vec::new();
+            clap_complete::generate(a.shell, &mut Cli::command(), "otter", &mut script);
+            write_stdout(&script)
+        }
+        Command::Man(ManArgs { dir: Some(dir) }) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man(ManArgs { dir: None }) => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .context("rendering the man page")?;
+            write_stdout(&page)
+        }
     }
+}
+
+/// Writes `bytes` to standard output; a closed pipe comes back as an `io::Error`.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .context("writing to standard output")?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -28,15 +28,15 @@ pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Formats a byte count the way ESP-IDF users talk about partitions: `1.06 MB`,
-/// `64 KB` or `512 B` (binary units, as in `idf.py size`).
+/// Formats a byte count the way the rest of otter's output does: `1.06 MiB`,
+/// `64.00 KiB` or `512 B` (binary units, one convention everywhere).
 pub fn human_size(bytes: u64) -> String {
     const K: f64 = 1024.0;
     let b = bytes as f64;
     if bytes >= 1024 * 1024 {
-        format!("{:.2} MB", b / (K * K))
+        format!("{:.2} MiB", b / (K * K))
     } else if bytes >= 1024 {
-        format!("{:.2} KB", b / K)
+        format!("{:.2} KiB", b / K)
     } else {
         format!("{bytes} B")
     }

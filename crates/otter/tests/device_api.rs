@@ -712,12 +712,13 @@ fn push_refuses_locally_before_sending() {
         "2.0.0",
         &["--secure-version", "3", "--size", "2200000"],
     );
-    check(&["push", &s(&big), "--to", &dev.url], "holds 2.00 MB");
-    // Not an image at all: refused before contacting the device (exit 2).
+    check(&["push", &s(&big), "--to", &dev.url], "holds 2.00 MiB");
+    // Not an image at all: refused before contacting the device (exit 1:
+    // the file was read, and failed the check).
     let junk = d.join("junk.bin");
     std::fs::write(&junk, b"\xe9junk").unwrap();
     let out = run_otter(["push", &s(&junk), "--to", &dev.url]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("not a valid app image"),
         "{}",

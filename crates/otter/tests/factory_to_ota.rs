@@ -167,8 +167,9 @@ fn plan_merge_boot_push_export_on_every_corpus_chip() {
         assert_eq!(st["running"]["version"], version, "{chip}");
         assert_eq!(st["next"]["label"], "ota_0");
 
-        // An OTA update over HTTP.
-        let v2 = image(&dir, chip, "2.0.0", &[]);
+        // An OTA update over HTTP: the same project, as push requires.
+        let project = project.as_str().unwrap_or_default().to_string();
+        let v2 = image(&dir, chip, "2.0.0", &["--project", &project]);
         let out = run_otter(["push", &s(&v2), "--to", &dev.url]);
         assert!(
             out.status.success(),

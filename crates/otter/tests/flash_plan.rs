@@ -261,13 +261,13 @@ fn human_table_names_every_region_and_source() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     for needle in [
-        "Flash plan for ESP32 (4.00 MB flash; partition table at 0x8000)",
+        "Flash plan for ESP32 (4.00 MiB flash; partition table at 0x8000)",
         "0x1000     0x6120     bootloader",
         "0x8000     0xc00      partition-table  -          generated from",
         "0xd000     0x2000     otadata          otadata    generated: ota_data_initial, all 0xFF",
         "0x10000    0x1e600    app              factory",
         "hello_world v1.4.1-2-g0296947-dirty",
-        "note: the bootloader header's flash size is changed from 2 MB to 4 MB",
+        "note: the bootloader header's flash size is changed from 2 MiB to 4 MiB",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
@@ -390,7 +390,7 @@ fn seed_app_too_big_for_its_slot() {
     let err = stderr(&o);
     // 1293120 bytes x 1.2, rounded up to 64 KiB: 0x180000.
     for needle in [
-        "the image is 1293120 bytes (1.23 MB) but partition `factory` at 0x10000 holds 1048576 bytes",
+        "the image is 1293120 bytes (1.23 MiB) but partition `factory` at 0x10000 holds 1048576 bytes",
         "123.3% full",
         "at least 0x180000 bytes",
         "hint: otter size",
@@ -559,7 +559,7 @@ fn seed_table_larger_than_the_flash() {
     );
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("the partitions end at 0x310000 (3.06 MB), but the bootloader's image header says the flash is 2 MB"), "{err}");
+    assert!(err.contains("the partitions end at 0x310000 (3.06 MiB), but the bootloader's image header says the flash is 2 MiB"), "{err}");
     assert!(
         err.contains("hint: if the flash chip is larger, say so: --flash-size 4MB"),
         "{err}"

@@ -686,11 +686,11 @@ fn otter_push_www() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("not sent"), "{}", stderr(&o));
-    // Not a UI at all: exit 2 before contacting the device.
+    // Not a UI at all: a failed check (exit 1) before contacting the device.
     let junk = work.path().join("junk.bin");
     std::fs::write(&junk, vec![0u8; SLOT]).expect("write");
     let o = run_otter(["push", "--www", &s(&junk), "--to", &dev.url]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("not a usable web-UI image"),
         "{}",

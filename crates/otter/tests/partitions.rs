@@ -171,7 +171,7 @@ fn check_app_too_big_exits_1_with_fit_report() {
     let out = stdout(&o);
     // 1293120 bytes (corpus README) in a 1 MiB slot.
     assert!(
-        out.contains("ota_0: 1.23 MB of 1.00 MB — does not fit"),
+        out.contains("ota_0: 1.23 MiB of 1.00 MiB — does not fit"),
         "{out}"
     );
 

@@ -531,3 +531,46 @@ fn a_power_cut_mid_pull_boots_the_old_firmware_then_resumes_from_flash() {
         "the last download fetched more than the rest: {d:#}"
     );
 }
+
+/// `otter device check --to URL` makes a device look for a release now, and
+/// the pull's download logs its progress every 10%.
+#[test]
+fn device_check_from_the_cli_pulls_and_the_download_logs_progress() {
+    let t = tempfile::tempdir().unwrap();
+    let certs = Certs::new("otter check test ca");
+    let keys = keygen(t.path(), "release");
+    let fw0 = image(t.path(), "esp32s3", "1.0.0", &[]);
+    let fw1 = image(t.path(), "esp32s3", "1.1.0", &["--size", "600000"]);
+    let rel = t.path().join("rel");
+    // At boot the release is the running version: nothing to do.
+    release(&rel, &fw0, None, &keys, &[]);
+    let srv = serve_https(&rel, &certs, false);
+    let url = manifest_url(srv.port);
+    let mut dev = Device::create(&["--firmware", fw0.to_str().unwrap(), "--rollback"])
+        .run(&run_args(&url, &keys, &certs));
+    dev.wait_until(|s| s["pull"]["step"] == "up_to_date", "the boot-time check");
+    release(&rel, &fw1, None, &keys, &[]);
+    let out = run_otter(["device", "check", "--to", &dev.url, "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v:#}");
+    dev.wait_until(|s| confirmed(s, "1.1.0"), "the pulled 1.1.0 confirmed");
+    let log = dev.kill();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("pull: firmware 1.1.0: ") && l.contains('%'))
+        .collect();
+    assert!(lines.len() >= 9, "progress every 10%: {lines:#?}\n{log}");
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.contains("100% (600000 of 600000 bytes)")),
+        "{lines:#?}"
+    );
+}

@@ -200,7 +200,7 @@ fn explain_gives_a_slot_size_and_a_table_that_passes_the_check() {
     let o = size(&app, &csv, &["--explain", "--flash-size", "4MB"]);
     let text = stdout(&o);
     for needle in [
-        "a slot of 0x180000 bytes (1.50 MB) holds this 1.23 MB app with 20% to spare",
+        "a slot of 0x180000 bytes (1.50 MiB) holds this 1.23 MiB app with 20% to spare",
         "rounded up to 64 KiB because app partitions are 0x10000-aligned",
         "app0 (line 4): size 0x100000 -> 0x180000",
         "app1 (line 5): offset 0x110000 -> 0x190000, size 0x100000 -> 0x180000",

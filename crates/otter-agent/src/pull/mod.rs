@@ -498,9 +498,17 @@ impl Pull {
         }
         self.downloading("firmware", fw.size, from);
         let status = self.status.clone();
+        // A log line at every 10% of the image, as POST /update logs its own.
+        let (total, version) = (fw.size.max(1), fw.version.clone());
+        let next_pct = std::sync::atomic::AtomicU64::new((from * 100 / total / 10 + 1) * 10);
         sink.on_progress(Box::new(move |written: u64| {
             if let Some(p) = lock(&status).progress.as_mut() {
                 p.written = written;
+            }
+            let pct = written * 100 / total;
+            if pct >= next_pct.load(std::sync::atomic::Ordering::Relaxed) {
+                next_pct.store((pct / 10 + 1) * 10, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!("pull: firmware {version}: {pct}% ({written} of {total} bytes)");
             }
         }));
         let stats = self

@@ -38,8 +38,8 @@ pub enum PlanError {
     TableLint(Lint),
     /// The partitions end past the flash size the bootloader was built for.
     #[error(
-        "partition table: the partitions end at {end:#x} ({end_mb:.2} MB), but the bootloader's \
-         image header says the flash is {header_mb} MB, and ESP-IDF's bootloader refuses \
+        "partition table: the partitions end at {end:#x} ({end_mb:.2} MiB), but the bootloader's \
+         image header says the flash is {header_mb} MiB, and ESP-IDF's bootloader refuses \
          partitions past the flash size it was built for; give the real flash size (the \
          bootloader header is then set to it, as esptool does) or shrink the table",
         end_mb = *end as f64 / 1048576.0, header_mb = header_size >> 20
@@ -73,7 +73,7 @@ pub enum PlanError {
         len: usize,
     },
     /// The flash size cannot be written into an image header.
-    #[error("flash size {size:#x} is not one ESP32 image headers can hold: use 1, 2, 4, 8, 16, 32, 64 or 128 MB")]
+    #[error("flash size {size:#x} is not one ESP32 image headers can hold: use 1, 2, 4, 8, 16, 32, 64 or 128 MiB")]
     FlashSizeUnsupported {
         /// The size asked for.
         size: u64,
@@ -178,8 +178,8 @@ pub enum PlanError {
     },
     /// The app does not fit its slot.
     #[error(
-        "app: the image is {len} bytes ({len_mb:.2} MB) but partition `{slot}` at {offset:#x} \
-         holds {slot_size} bytes ({slot_mb:.2} MB, {percent:.1}% full); make `{slot}` (and every \
+        "app: the image is {len} bytes ({len_mb:.2} MiB) but partition `{slot}` at {offset:#x} \
+         holds {slot_size} bytes ({slot_mb:.2} MiB, {percent:.1}% full); make `{slot}` (and every \
          OTA slot) at least {suggested:#x} bytes, which leaves 20% to grow (app partitions are \
          0x10000-aligned), or make the app smaller",
         len_mb = *len as f64 / 1048576.0, slot_mb = f64::from(*slot_size) / 1048576.0,

@@ -253,20 +253,20 @@ impl fmt::Display for Note {
         match self {
             Note::FlashSizeFromHeader { size } => write!(
                 f,
-                "flash size {} MB taken from the bootloader's image header",
+                "flash size {} MiB taken from the bootloader's image header",
                 size >> 20
             ),
             Note::HeaderFlashSizeChanged { from, to } => match from {
                 Some(from) => write!(
                     f,
-                    "the bootloader header's flash size is changed from {} MB to {} MB (as \
+                    "the bootloader header's flash size is changed from {} MiB to {} MiB (as \
                      esptool --flash-size does)",
                     from >> 20,
                     to >> 20
                 ),
                 None => write!(
                     f,
-                    "the bootloader header's flash size is set to {} MB (as esptool \
+                    "the bootloader header's flash size is set to {} MiB (as esptool \
                      --flash-size does)",
                     to >> 20
                 ),

@@ -153,7 +153,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     // 3. Push 2.0.0.
     say(json, "3. otter push 2.0.0 --to the device");
-    let r2 = push(&client, &v2, &info2, Duration::from_secs(30), false, json)?;
+    let r2 = push(
+        &client,
+        &v2,
+        &info2,
+        Duration::from_secs(30),
+        false,
+        json,
+        false,
+    )?;
     let st = client.status()?;
     for e in events_since(&st, &mut seen) {
         say(json, format!("     | {e}"));
@@ -171,7 +179,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     // 4. Push the broken 3.0.0.
     say(json, "4. otter push 3.0.0 (broken) --to the device");
-    let r3 = push(&client, &v3, &info3, Duration::from_secs(30), false, json)?;
+    let r3 = push(
+        &client,
+        &v3,
+        &info3,
+        Duration::from_secs(30),
+        false,
+        json,
+        false,
+    )?;
     let st = client.status()?;
     for e in events_since(&st, &mut seen) {
         say(json, format!("     | {e}"));

@@ -18,6 +18,7 @@ use otter_sim::device::{self, chip_names, CreateOptions, Status, VirtualDevice};
 use serde_json::{json, Value};
 
 use crate::cmd::partitions::{parse_size, parse_u32};
+use crate::cmd::remote::{self, Action, Remote};
 use crate::output::{self, human_size};
 
 /// `otter device` subcommands.
@@ -27,10 +28,19 @@ pub enum Command {
     Create(CreateArgs),
     /// Power a virtual device on and serve its OTA API until Ctrl-C.
     Run(RunArgs),
-    /// Read a virtual device's flash offline: running/boot/next slot, states, versions.
+    /// A device's state: offline from a virtual device's flash (DIR), or
+    /// from a running device's API (--to URL).
     Status(StatusArgs),
     /// Write a virtual device's whole flash to a file, ready for `esptool write-flash 0x0`.
     Export(ExportArgs),
+    /// Confirm the running image on a device (esp_ota_mark_app_valid_cancel_rollback).
+    Confirm(Remote),
+    /// Mark the running image invalid and reboot into the previous one.
+    Rollback(Remote),
+    /// Reboot a device.
+    Reboot(Remote),
+    /// Make a device check its release manifest now (devices that pull).
+    Check(Remote),
 }
 
 /// Arguments of `otter device export`.
@@ -41,6 +51,9 @@ pub struct ExportArgs {
     /// Output file.
     #[arg(short, long)]
     output: PathBuf,
+    /// Print JSON: `{ok, dir, output, size}`.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `otter device create`.
@@ -152,13 +165,24 @@ pub struct RunArgs {
         help_heading = "Pulling releases"
     )]
     pull_retry_delay: f64,
+    /// Print the startup line as JSON: `{url, pid, dir, slot, version}`
+    /// (the slot and version the power-on boots); logs stay on stderr.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `otter device status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The device directory.
-    dir: PathBuf,
+    /// The device directory (offline: read from its flash).
+    #[arg(required_unless_present = "to", conflicts_with = "to")]
+    dir: Option<PathBuf>,
+    /// A running device instead: HOST, HOST:PORT, [IPv6]:PORT or http://HOST:PORT.
+    #[arg(long)]
+    to: Option<String>,
+    /// Bearer token for the device's API (with --to).
+    #[arg(long, env = "OTTER_TOKEN", requires = "to")]
+    token: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -169,16 +193,35 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Create(a) => create(&a),
         Command::Run(a) => run_device(a),
+        Command::Status(StatusArgs {
+            to: Some(to),
+            token,
+            json,
+            ..
+        }) => remote::status(&Remote { to, token, json }),
         Command::Status(a) => status(&a),
+        Command::Confirm(r) => remote::act(Action::Confirm, &r),
+        Command::Rollback(r) => remote::act(Action::Rollback, &r),
+        Command::Reboot(r) => remote::act(Action::Reboot, &r),
+        Command::Check(r) => remote::act(Action::Check, &r),
         Command::Export(a) => {
             let n = device::export(&a.dir, &a.output)
                 .with_context(|| format!("exporting the flash of {}", a.dir.display()))?;
-            println!(
-                "wrote {} ({}): flash it with `esptool write-flash 0x0 {}`",
-                a.output.display(),
-                human_size(n),
-                a.output.display()
-            );
+            if a.json {
+                output::print_json(&json!({
+                    "ok": true,
+                    "dir": a.dir.display().to_string(),
+                    "output": a.output.display().to_string(),
+                    "size": n,
+                }))?;
+            } else {
+                println!(
+                    "wrote {} ({}): flash it with `esptool write-flash 0x0 {}`",
+                    a.output.display(),
+                    human_size(n),
+                    a.output.display()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -425,16 +468,40 @@ fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     init_logging();
     opts.pull = pull_config(&a)?;
+    // What the power-on boots, read before the agent takes the flash.
+    let boots = a
+        .json
+        .then(|| {
+            VirtualDevice::open(&a.dir)
+                .and_then(|mut d| d.status(None))
+                .ok()
+        })
+        .flatten()
+        .and_then(|st| st.running)
+        .map(|r| (r.slot.label.to_string(), r.version.clone()));
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let end = rt.block_on(async move {
         let mut running = otter_agent::start(opts)
             .await
             .with_context(|| format!("starting the virtual device in {}", a.dir.display()))?;
-        println!(
-            "otter device: serving {} (device {})",
-            running.url(),
-            a.dir.display()
-        );
+        if a.json {
+            println!(
+                "{}",
+                json!({
+                    "url": running.url(),
+                    "pid": std::process::id(),
+                    "dir": a.dir.display().to_string(),
+                    "slot": boots.as_ref().map(|b| b.0.clone()),
+                    "version": boots.as_ref().map(|b| b.1.clone()),
+                })
+            );
+        } else {
+            println!(
+                "otter device: serving {} (device {})",
+                running.url(),
+                a.dir.display()
+            );
+        }
         let _ = std::io::stdout().flush();
         let mut wait = tokio::spawn(async move {
             let _ = shutdown_signal().await;
@@ -481,9 +548,12 @@ pub fn live_agent(dir: &Path) -> Option<Value> {
 }
 
 fn status(a: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let mut dev = VirtualDevice::open(&a.dir)
-        .with_context(|| format!("opening the virtual device in {}", a.dir.display()))?;
-    let agent = live_agent(&a.dir);
+    let Some(dir) = &a.dir else {
+        bail!("give the device directory, or --to URL for a running device");
+    };
+    let mut dev = VirtualDevice::open(dir)
+        .with_context(|| format!("opening the virtual device in {}", dir.display()))?;
+    let agent = live_agent(dir);
     let running = agent
         .as_ref()
         .and_then(|v| v.get("running")?.as_str().map(str::to_string))
@@ -494,7 +564,7 @@ fn status(a: &StatusArgs) -> anyhow::Result<ExitCode> {
         });
     let st = dev
         .status(running)
-        .with_context(|| format!("reading the flash of {}", a.dir.display()))?;
+        .with_context(|| format!("reading the flash of {}", dir.display()))?;
     if a.json {
         let mut v = serde_json::to_value(&st)?;
         if let Some(obj) = v.as_object_mut() {
@@ -502,7 +572,7 @@ fn status(a: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
         output::print_json(&v)?;
     } else {
-        print_status(&a.dir, &st, agent.as_ref());
+        print_status(dir, &st, agent.as_ref());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -553,9 +623,13 @@ pub fn print_status(dir: &Path, st: &Status, agent: Option<&Value>) {
     println!("boot:    {}", lbl(&st.boot));
     println!("next:    {}", lbl(&st.next));
     println!("slots:");
+    println!(
+        "  {:<8} {:<8} {:>10}  {:<7} {:<12} {:<10} ERROR",
+        "SLOT", "OFFSET", "SIZE", "VERDICT", "VERSION", "STATE"
+    );
     for s in &st.slots {
         println!(
-            "  {:<8} {:#08x} {:>8}  {:<7} {:<12} {:<10} {}",
+            "  {:<8} {:#08x} {:>10}  {:<7} {:<12} {:<10} {}",
             s.slot.label,
             s.slot.offset,
             human_size(u64::from(s.slot.size)),

@@ -10,6 +10,7 @@ use otter_format::image::{
     VerifyOptions,
 };
 use serde_json::{json, Value};
+use sha2::Digest as _;
 
 use crate::output::{check_exit, hex, human_size, print_json};
 
@@ -54,8 +55,9 @@ pub enum Command {
         /// App version string (esp_app_desc_t.version).
         #[arg(long)]
         version: String,
-        /// Project name.
-        #[arg(long, default_value = "otter-test")]
+        /// Project name [default: the virtual device's firmware project, so a
+        /// built image is an update for `otter device create`'s device].
+        #[arg(long, default_value = otter_sim::device::DEFAULT_PROJECT)]
         project: String,
         /// Anti-rollback secure_version.
         #[arg(long, default_value_t = 0)]
@@ -66,6 +68,9 @@ pub enum Command {
         /// Output file.
         #[arg(short, long)]
         output: PathBuf,
+        /// Print JSON: `{ok, output, size, chip, version, project, secure_version, sha256}`.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -103,6 +108,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             secure_version,
             size,
             output,
+            json,
         } => {
             let mut b = AppImageBuilder::new(parse_chip(&chip)?)
                 .version(&version)
@@ -114,12 +120,26 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let img = b.build().context("building the image")?;
             std::fs::write(&output, &img)
                 .with_context(|| format!("writing {}", output.display()))?;
-            println!(
-                "wrote {} ({} bytes, {} v{version})",
-                output.display(),
-                img.len(),
-                chip
-            );
+            if json {
+                let sha: [u8; 32] = sha2::Sha256::digest(&img).into();
+                print_json(&json!({
+                    "ok": true,
+                    "output": output.display().to_string(),
+                    "size": img.len(),
+                    "chip": parse_chip(&chip)?.name(),
+                    "version": version,
+                    "project": project,
+                    "secure_version": secure_version,
+                    "sha256": hex(&sha),
+                }))?;
+            } else {
+                println!(
+                    "wrote {} ({} bytes, {} v{version})",
+                    output.display(),
+                    img.len(),
+                    chip
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -176,13 +196,56 @@ fn info(file: &PathBuf, as_json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What does not fit the slot, in the file's own numbers: the file size,
+/// the image size and the slot size, and the advice that fits (a bigger
+/// slot or a smaller app; trailing data only when there is some).
+fn slot_fit_message(bytes: &[u8], e: &ImageError) -> Option<(&'static str, String)> {
+    let slot = match e {
+        ImageError::ImageTooLarge { slot_size, .. } | ImageError::FileTooLarge { slot_size } => {
+            u64::from(*slot_size)
+        }
+        _ => return None,
+    };
+    let file = bytes.len() as u64;
+    let image = inspect(bytes).ok().map(|i| u64::from(i.image_len))?;
+    let sizes = format!(
+        "the file is {file} bytes ({}), the image in it {image} bytes ({}), the slot {slot} bytes ({})",
+        human_size(file),
+        human_size(image),
+        human_size(slot)
+    );
+    Some(if image > slot {
+        (
+            "image_too_large",
+            format!("{sizes}: the image does not fit the slot; use a bigger slot or build a smaller app"),
+        )
+    } else {
+        (
+            "file_too_large",
+            format!(
+                "{sizes}: the image fits, but the {} bytes of trailing data after it do not; strip the trailing data or use a bigger slot",
+                file - image
+            ),
+        )
+    })
+}
+
 fn verify_cmd(file: &PathBuf, opts: &VerifyOptions, as_json: bool) -> anyhow::Result<ExitCode> {
     let bytes = read(file)?;
     let verdict = verify(&bytes, opts);
+    let fit = verdict
+        .as_ref()
+        .err()
+        .and_then(|e| slot_fit_message(&bytes, e));
     if as_json {
-        let v = match &verdict {
-            Ok(i) => json!({ "valid": true, "error": null, "image": info_json(i) }),
-            Err(e) => json!({ "valid": false, "error": error_code(e), "message": e.to_string() }),
+        let v = match (&verdict, &fit) {
+            (Ok(i), _) => json!({ "valid": true, "error": null, "image": info_json(i) }),
+            (Err(_), Some((code, message))) => {
+                json!({ "valid": false, "error": code, "message": message })
+            }
+            (Err(e), None) => {
+                json!({ "valid": false, "error": error_code(e), "message": e.to_string() })
+            }
         };
         print_json(&v)?;
     } else {
@@ -199,7 +262,10 @@ fn verify_cmd(file: &PathBuf, opts: &VerifyOptions, as_json: bool) -> anyhow::Re
                     i.file_len
                 );
             }
-            Err(e) => eprintln!("{}: {e}", file.display()),
+            Err(e) => match &fit {
+                Some((_, m)) => eprintln!("{}: {m}", file.display()),
+                None => eprintln!("{}: {e}", file.display()),
+            },
         }
     }
     Ok(check_exit(verdict.is_ok()))

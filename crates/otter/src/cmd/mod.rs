@@ -11,6 +11,7 @@ pub mod otadata;
 pub mod partitions;
 pub mod push;
 pub mod release;
+pub mod remote;
 pub mod sim;
 pub mod size;
 pub mod www;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use otter_format::partition::lint::{fit_report, lint_collect, Lint, LintOptions};
+use otter_format::partition::lint::{fit_report, lint_collect, Lint, LintOptions, Severity};
 use otter_format::partition::validate::{SecureBoot, ValidateOptions, Warning};
 use otter_format::partition::{
     suggest, CsvOptions, DecodeOptions, ExtraSubtype, OwnedTable, PartitionTable, SuggestOptions,
@@ -23,9 +23,12 @@ pub enum Command {
     /// Convert CSV to binary or binary to CSV (detected from the content), byte
     /// for byte like gen_esp32part.py.
     Convert(ConvertArgs),
-    /// Validate a table (CSV or binary) and lint it for OTA; exit 1 on any
-    /// problem.
+    /// Validate a table (CSV or binary) and lint it for OTA; exit 1 on an
+    /// error (warnings alone exit 0 unless --strict).
     Check(CheckArgs),
+    /// Show a table (CSV or binary) as a readable table: name, type,
+    /// subtype, offset, size and flags.
+    Show(ShowArgs),
     /// Suggest a partition table for an app image and a flash size.
     Suggest(SuggestArgs),
 }
@@ -92,7 +95,24 @@ pub struct CheckArgs {
     /// Largest share of a slot the app may fill, in percent.
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
     max_percent: u8,
+    /// Fail (exit 1) on warnings too: slots of different sizes, a single OTA
+    /// slot, validation warnings.
+    #[arg(long)]
+    strict: bool,
     /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `otter partitions show`.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The table: CSV or binary (`-` for stdin).
+    file: PathBuf,
+    /// Flash offset of the partition table (for a CSV with automatic offsets).
+    #[arg(long, default_value = "0x8000", value_parser = parse_u32)]
+    offset: u32,
+    /// Print JSON: `{file, format, partitions: [...]}`.
     #[arg(long)]
     json: bool,
 }
@@ -125,8 +145,75 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Convert(a) => convert(a),
         Command::Check(a) => check(a),
+        Command::Show(a) => show(a),
         Command::Suggest(a) => suggest_cmd(a),
     }
+}
+
+fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
+    let csv_opts = CsvOptions {
+        table_offset: a.offset,
+        ..CsvOptions::default()
+    };
+    let bytes = read_input(&a.file)?;
+    let loaded = load(&a.file, &bytes, &csv_opts, true)?;
+    if a.json {
+        print_json(&json!({
+            "file": a.file,
+            "format": if loaded.binary { "binary" } else { "csv" },
+            "partitions": partitions_json(&loaded.table),
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<16} {:<5} {:<9} {:>10} {:>10} {:>11}  FLAGS",
+        "NAME", "TYPE", "SUBTYPE", "OFFSET", "SIZE", "(BINARY)"
+    )?;
+    for e in &loaded.table.entries {
+        let p = &e.partition;
+        let mut flags = Vec::new();
+        if p.flags.encrypted() {
+            flags.push("encrypted");
+        }
+        if p.flags.readonly() {
+            flags.push("readonly");
+        }
+        let ty =
+            p.ty.keyword()
+                .map_or_else(|| format!("{:#04x}", p.ty.0), str::to_string);
+        let sub = p
+            .subtype
+            .keyword(p.ty)
+            .map_or_else(|| format!("{:#04x}", p.subtype.0), str::to_string);
+        let line = format!(
+            "{:<16} {:<5} {:<9} {:>#10x} {:>#10x} {:>11}  {}",
+            e.name,
+            ty,
+            sub,
+            p.offset,
+            p.size,
+            human_size(u64::from(p.size)),
+            flags.join(",")
+        );
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    let end = loaded
+        .table
+        .entries
+        .iter()
+        .map(|e| e.partition.end_u64())
+        .max()
+        .unwrap_or(0);
+    writeln!(
+        out,
+        "{} partitions ({}), ending at {end:#x} ({})",
+        loaded.table.entries.len(),
+        if loaded.binary { "binary" } else { "CSV" },
+        human_size(end)
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A size: `4MB`, `16M`, `64K`, `0x400000`, `4194304` (binary units).
@@ -370,7 +457,13 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let slots: Vec<_> = app_size
         .map(|s| fit_report(&loaded.table.entries, s, a.max_percent).collect())
         .unwrap_or_default();
-    let ok = error.is_none() && lints.is_empty();
+    // A lint fails the check when it is an error, or is the app filling
+    // more than --max-percent (the threshold this command was given);
+    // other warnings fail it only with --strict.
+    let fails = |l: &Lint| {
+        a.strict || l.severity() == Severity::Error || matches!(l, Lint::AppNearlyFull { .. })
+    };
+    let ok = error.is_none() && !lints.iter().any(fails) && (warnings.is_empty() || !a.strict);
 
     if a.json {
         print_json(&json!({
@@ -380,7 +473,12 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             "valid": error.is_none(),
             "validation_error": error.as_ref().map(|e| e.to_string()),
             "warnings": warnings.iter().map(warning_json).collect::<Vec<_>>(),
-            "lints": lints.iter().map(lint_json).collect::<Vec<_>>(),
+            "lints": lints.iter().map(|l| {
+                let mut v = lint_json(l);
+                v["fails"] = json!(fails(l));
+                v
+            }).collect::<Vec<_>>(),
+            "strict": a.strict,
             "app_size": app_size,
             "slots": slots.iter().map(|f| json!({
                 "label": f.label.to_string(),
@@ -404,7 +502,7 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "error: {name}: {e}")?;
     }
     for l in &lints {
-        writeln!(out, "{}: {l}", l.severity())?;
+        writeln!(out, "{}: {l}", if fails(l) { "error" } else { "warning" })?;
     }
     for f in &slots {
         let used = format!(
@@ -425,7 +523,20 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if ok {
-        writeln!(out, "ok: {name}: {} partitions", loaded.table.entries.len())?;
+        let n = lints.len() + warnings.len();
+        let warned = if n > 0 {
+            format!(
+                " ({n} warning{}; --strict fails on them)",
+                if n == 1 { "" } else { "s" }
+            )
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "ok: {name}: {} partitions{warned}",
+            loaded.table.entries.len()
+        )?;
     }
     Ok(check_exit(ok))
 }

@@ -238,11 +238,13 @@ fn explain(args: &Args, table: &OwnedTable, slot: &Entry, app: u64) -> anyhow::R
     let needed = slot_size(&opts).context("computing the slot size")?;
     let needed32 = u32::try_from(needed).context("the app needs a slot past 4 GiB")?;
 
-    // Which partitions grow: OTA slots stay equal, so all of them grow together.
+    // Which partitions grow: every app slot the app is planned into. OTA
+    // slots stay equal, so all of them grow together, and the factory
+    // partition (where `flash-plan` writes the app first) grows with them.
     let grow = |e: &Entry| {
         e.partition.size < needed32
-            && if slot.partition.is_ota_slot() {
-                e.partition.is_ota_slot()
+            && if slot.partition.is_ota_slot() || slot.partition.is_factory() {
+                e.partition.is_ota_slot() || e.partition.is_factory()
             } else {
                 e.name == slot.name
             }

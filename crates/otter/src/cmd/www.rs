@@ -6,7 +6,7 @@
 //!   Refuses (exit 1) a folder that does not fit, a size that is not a
 //!   multiple of 4096, and a folder without `index.html` (the device checks
 //!   for it) unless `--allow-no-index`.
-//! - `ls IMAGE [--json]`: every file and directory with its size; exit 1
+//! - `info IMAGE [--json]` (alias `ls`): every file and directory with its size; exit 1
 //!   when the image does not mount.
 //! - `extract IMAGE -o DIR`: writes the image's files under DIR.
 
@@ -26,7 +26,8 @@ pub enum Command {
     /// Build a LittleFS image of a folder for a data partition of SIZE bytes.
     Build(BuildArgs),
     /// List the files in a LittleFS image; exit 1 when it does not mount.
-    Ls(LsArgs),
+    #[command(name = "info", visible_alias = "ls")]
+    Info(LsArgs),
     /// Extract every file of a LittleFS image into a folder.
     Extract(ExtractArgs),
 }
@@ -50,7 +51,7 @@ pub struct BuildArgs {
     json: bool,
 }
 
-/// Arguments of `otter www ls`.
+/// Arguments of `otter www info` (`ls`).
 #[derive(Debug, clap::Args)]
 pub struct LsArgs {
     /// A LittleFS image (its length sets the block count).
@@ -68,13 +69,16 @@ pub struct ExtractArgs {
     /// The folder to write into (created when missing).
     #[arg(short, long)]
     output: PathBuf,
+    /// Print JSON: `{ok, output, entries: [{path, size, dir}]}`.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs an `otter www` subcommand.
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Build(a) => build(a),
-        Command::Ls(a) => ls(a),
+        Command::Info(a) => ls(a),
         Command::Extract(a) => extract(a),
     }
 }
@@ -168,7 +172,7 @@ fn extract(a: ExtractArgs) -> anyhow::Result<ExitCode> {
         std::fs::read(&a.image).with_context(|| format!("reading {}", a.image.display()))?;
     let entries = match otter_www::list(&image) {
         Ok(e) => e,
-        Err(e) => return refuse(false, code(&e), &format!("{}: {e}", a.image.display())),
+        Err(e) => return refuse(a.json, code(&e), &format!("{}: {e}", a.image.display())),
     };
     std::fs::create_dir_all(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
@@ -196,10 +200,22 @@ fn extract(a: ExtractArgs) -> anyhow::Result<ExitCode> {
             std::fs::write(&dest, bytes).with_context(|| format!("writing {}", dest.display()))?;
         }
     }
-    println!(
-        "{} entries extracted into {}",
-        entries.len(),
-        a.output.display()
-    );
+    if a.json {
+        let list: Vec<_> = entries
+            .iter()
+            .map(|e| json!({ "path": e.path, "size": e.size, "dir": e.is_dir }))
+            .collect();
+        print_json(&json!({
+            "ok": true,
+            "output": a.output.display().to_string(),
+            "entries": list,
+        }))?;
+    } else {
+        println!(
+            "{} entries extracted into {}",
+            entries.len(),
+            a.output.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

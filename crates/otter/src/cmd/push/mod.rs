@@ -11,19 +11,23 @@
 //! confirmed itself); 1 when the device refused it or rolled it back; 2 when
 //! the push could not be made (unreadable image, unreachable device, ...).
 
-use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use otter_format::image::{verify, ImageInfo, VerifyOptions};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::output::{self, hex, human_size};
+
+mod checks;
+mod client;
+
+pub use checks::precheck;
+pub use client::{Client, Progress};
 
 /// Arguments of `otter push`.
 #[derive(Debug, clap::Args)]
@@ -34,7 +38,8 @@ pub struct Args {
     /// Push a web-UI image (LittleFS, built with `otter www build`) instead of firmware.
     #[arg(long, value_name = "WWW_BIN", conflicts_with = "image")]
     www: Option<PathBuf>,
-    /// The device's base URL (http://192.168.1.50:3232).
+    /// The device: HOST, HOST:PORT, [IPv6]:PORT or http://HOST:PORT
+    /// (http:// and port 3232 when missing).
     #[arg(long)]
     to: String,
     /// Bearer token for the device's API.
@@ -46,6 +51,10 @@ pub struct Args {
     /// Upload only; do not wait for the reboot.
     #[arg(long)]
     no_wait: bool,
+    /// Push even a downgrade, the running version, another project's
+    /// firmware or the image that just rolled back (refused by default).
+    #[arg(long)]
+    force: bool,
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
@@ -60,6 +69,11 @@ pub struct PushReport {
     pub result: &'static str,
     /// What went wrong, when it did.
     pub message: Option<String>,
+    /// Why push refused before uploading (`downgrade`, `same_version`,
+    /// `other_project`, `rolled_back`, `not_an_app`, ...), else null.
+    pub error: Option<&'static str>,
+    /// Warnings given before uploading (rollback off).
+    pub warnings: Vec<String>,
     /// The image's version.
     pub version: String,
     /// The image's SHA-256.
@@ -81,192 +95,6 @@ impl PushReport {
     }
 }
 
-/// A connection to a device's API.
-pub struct Client {
-    base: String,
-    token: Option<String>,
-    agent: ureq::Agent,
-}
-
-/// An HTTP answer: status and JSON body (or the text, as a JSON string).
-pub struct Answer {
-    /// HTTP status.
-    pub status: u16,
-    /// The body.
-    pub body: Value,
-}
-
-impl Answer {
-    /// The `message` (or `error`) of an error body.
-    pub fn message(&self) -> String {
-        self.body
-            .get("message")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| self.body.to_string())
-    }
-}
-
-impl Client {
-    /// A client for the device at `base` (`http://host:port`).
-    pub fn new(base: &str, token: Option<String>) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_per_read(Some(Duration::from_secs(120)))
-            .build()
-            .new_agent();
-        Self {
-            base: base.trim_end_matches('/').to_string(),
-            token,
-            agent,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn answer(resp: ureq::http::Response<ureq::Body>) -> anyhow::Result<Answer> {
-        let status = resp.status().as_u16();
-        let text = resp
-            .into_body()
-            .read_to_string()
-            .context("reading the device's answer")?;
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok(Answer { status, body })
-    }
-
-    /// `GET path`.
-    pub fn get(&self, path: &str) -> anyhow::Result<Answer> {
-        let mut req = self.agent.get(self.url(path));
-        if let Some(t) = &self.token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        let resp = req
-            .call()
-            .with_context(|| format!("cannot reach the device at {}", self.base))?;
-        Self::answer(resp)
-    }
-
-    /// The device's status; a 401/403 is an error that says what to do.
-    pub fn status(&self) -> anyhow::Result<Value> {
-        let a = self.get("/api/ota/status")?;
-        match a.status {
-            200 => Ok(a.body),
-            401 => bail!("the device requires a token: pass --token TOKEN (or set OTTER_TOKEN)"),
-            403 => bail!("the device refused the token: {}", a.message()),
-            s => bail!("the device's status request failed ({s}): {}", a.message()),
-        }
-    }
-
-    /// `POST path` with `image` as the raw body, reporting progress.
-    pub fn upload_to(
-        &self,
-        path: &str,
-        image: &[u8],
-        sha256: &[u8; 32],
-        progress: &Progress,
-    ) -> anyhow::Result<Answer> {
-        let mut reader = ProgressReader {
-            data: image,
-            pos: 0,
-            progress,
-        };
-        let mut req = self
-            .agent
-            .post(self.url(path))
-            .header("Content-Type", "application/octet-stream")
-            .header("Content-Length", image.len().to_string())
-            .header("X-Otter-Sha256", hex(sha256));
-        if let Some(t) = &self.token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        let resp = req
-            .send(ureq::SendBody::from_reader(&mut reader))
-            .with_context(|| format!("uploading to {}", self.base))?;
-        Self::answer(resp)
-    }
-}
-
-/// Upload progress: a bar on a terminal, a line every 10% otherwise, or nothing.
-pub enum Progress {
-    /// A bar.
-    Bar(ProgressBar),
-    /// Lines on standard error.
-    Lines {
-        /// Total bytes.
-        total: u64,
-        /// Next 10% mark to print.
-        next: std::cell::Cell<u64>,
-    },
-    /// Silent.
-    Quiet,
-}
-
-impl Progress {
-    /// The progress display for `total` bytes: a bar when standard error is
-    /// a terminal, lines otherwise, nothing when `quiet`.
-    pub fn new(total: u64, quiet: bool) -> Self {
-        if quiet {
-            return Progress::Quiet;
-        }
-        if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new(total);
-            if let Ok(style) = ProgressStyle::with_template(
-                "uploading [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            ) {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            Progress::Bar(bar)
-        } else {
-            Progress::Lines {
-                total,
-                next: std::cell::Cell::new(10),
-            }
-        }
-    }
-
-    fn set(&self, pos: u64) {
-        match self {
-            Progress::Bar(b) => b.set_position(pos),
-            Progress::Lines { total, next } => {
-                if *total > 0 && next.get() <= 100 && pos * 100 >= total * next.get() {
-                    let pct = pos * 100 / total;
-                    eprintln!("uploading: {pct:>3}% ({pos} of {total} bytes)");
-                    next.set((pct / 10 + 1) * 10);
-                }
-            }
-            Progress::Quiet => {}
-        }
-    }
-
-    fn finish(&self) {
-        if let Progress::Bar(b) = self {
-            b.finish_and_clear();
-        }
-    }
-}
-
-struct ProgressReader<'a> {
-    data: &'a [u8],
-    pos: usize,
-    progress: &'a Progress,
-}
-
-impl Read for ProgressReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let rest = self.data.get(self.pos..).unwrap_or_default();
-        let n = rest.len().min(buf.len()).min(16 * 1024);
-        if let (Some(dst), Some(src)) = (buf.get_mut(..n), rest.get(..n)) {
-            dst.copy_from_slice(src);
-        }
-        self.pos += n;
-        self.progress.set(self.pos as u64);
-        Ok(n)
-    }
-}
-
 fn desc_str(
     info: &ImageInfo,
     f: fn(&otter_format::image::AppDesc) -> otter_format::image::FixedStr<'_>,
@@ -277,58 +105,12 @@ fn desc_str(
         .unwrap_or_default()
 }
 
-/// Checks `info` (an image of `len` bytes) against the device's status;
-/// `Err` says why the device would refuse it.
-pub fn precheck(info: &ImageInfo, len: u64, status: &Value) -> Result<(), String> {
-    let chip = status.get("chip").and_then(Value::as_str).unwrap_or("");
-    if info.chip.name() != chip {
-        let device = otter_format::chip::Chip::from_name(chip)
-            .map_or_else(|| chip.to_string(), |c| c.to_string());
-        return Err(format!(
-            "the image is built for {}, but the device is {device}; build the firmware for {device}",
-            info.chip
-        ));
-    }
-    let Some(next) = status.get("next").filter(|n| !n.is_null()) else {
-        return Err("the device has no OTA slot to update (its partition table has no ota_0/ota_1 or no otadata); reflash it over serial with an OTA partition table".into());
-    };
-    let size = next.get("size").and_then(Value::as_u64).unwrap_or(0);
-    let label = next.get("label").and_then(Value::as_str).unwrap_or("?");
-    if len > size {
-        return Err(format!(
-            "the image is {} ({len} bytes) but the device's next slot {label} holds {} ({size} bytes); build a smaller image or repartition",
-            human_size(len),
-            human_size(size)
-        ));
-    }
-    if let Some(counter) = status.get("anti_rollback").and_then(Value::as_u64) {
-        let sv = info
-            .app_desc
-            .as_ref()
-            .map_or(0, |d| u64::from(d.secure_version()));
-        if sv < counter {
-            return Err(format!(
-                "the image's secure_version is {sv} but the device's anti-rollback counter is {counter}: the device would refuse to boot it; build with CONFIG_BOOTLOADER_APP_SECURE_VERSION >= {counter}"
-            ));
-        }
-    }
-    if status.pointer("/running/state").and_then(Value::as_str) == Some("pending_verify") {
-        return Err("the device's running image is still pending verification (its self-test has not finished); wait for it to confirm or roll back, then push again".into());
-    }
-    if status.get("update_in_progress").and_then(Value::as_bool) == Some(true) {
-        return Err("another update is in progress on the device; wait for it to finish".into());
-    }
-    Ok(())
-}
-
-/// Reads and verifies an image file for pushing.
-pub fn load_image(path: &std::path::Path) -> anyhow::Result<(Vec<u8>, ImageInfo)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+/// Verifies `bytes` as a flashable app image (a bootloader, a merged flash
+/// image or a damaged image is refused).
+pub fn check_image(bytes: &[u8]) -> Result<ImageInfo, otter_format::image::ImageError> {
     let mut opts = VerifyOptions::new();
     opts.require_app = true;
-    let info = verify(&bytes, &opts)
-        .with_context(|| format!("{} is not a valid app image", path.display()))?;
-    Ok((bytes, info))
+    verify(bytes, &opts)
 }
 
 /// Uploads `image` to `path` with a progress bar and records the answer in
@@ -381,6 +163,7 @@ fn send(
 
 /// Pushes `image` to the device behind `client` and waits (unless
 /// `no_wait`) until the new image runs or was rolled back.
+#[allow(clippy::too_many_arguments)]
 pub fn push(
     client: &Client,
     image: &[u8],
@@ -388,12 +171,15 @@ pub fn push(
     timeout: Duration,
     no_wait: bool,
     quiet: bool,
+    force: bool,
 ) -> anyhow::Result<PushReport> {
     let version = desc_str(info, |d| d.version());
     let sha: [u8; 32] = Sha256::digest(image).into();
     let mut report = PushReport {
         result: "refused",
         message: None,
+        error: None,
+        warnings: Vec::new(),
         version: version.clone(),
         sha256: hex(&sha),
         bytes: 0,
@@ -404,8 +190,31 @@ pub fn push(
     let before = client.status()?;
     if let Err(m) = precheck(info, image.len() as u64, &before) {
         report.message = Some(format!("not sent: {m}"));
+        report.error = Some("device_would_refuse");
         report.status = Some(before);
         return Ok(report);
+    }
+    let project = desc_str(info, |d| d.project_name());
+    match checks::policy(&project, &version, &report.sha256, &before) {
+        Err(r) if !force => {
+            report.message = Some(format!("not sent: {}", r.message));
+            report.error = Some(r.code);
+            report.status = Some(before);
+            return Ok(report);
+        }
+        Err(r) => {
+            if !quiet {
+                eprintln!("warning: {} (--force: pushing anyway)", r.message);
+            }
+            report.warnings.push(r.message);
+        }
+        Ok(()) => {}
+    }
+    for w in checks::warnings(&version, &before) {
+        if !quiet {
+            eprintln!("warning: {w}");
+        }
+        report.warnings.push(w);
     }
     let boot_before = before.get("boot_count").and_then(Value::as_u64);
     let uptime_before = before.get("uptime_ms").and_then(Value::as_u64).unwrap_or(0);
@@ -435,28 +244,41 @@ pub fn push(
     // Wait for a new boot, then for the new image to settle.
     let deadline = Instant::now() + timeout;
     let mut last_note = String::new();
+    let mut seen_after: Option<Value> = None;
     loop {
         if Instant::now() > deadline {
             report.result = "refused";
-            report.message = Some(format!(
-                "the device did not settle within {} s (last seen: {})",
-                timeout.as_secs(),
-                if last_note.is_empty() {
-                    "unreachable"
-                } else {
-                    &last_note
-                }
-            ));
+            report.message = Some(
+                match checks::no_return_reason(&version, &before, seen_after.as_ref()) {
+                    Some(why) if last_note.is_empty() || seen_after.is_some() => format!(
+                        "{version} did not come up within {} s: {why}",
+                        timeout.as_secs()
+                    ),
+                    _ => format!(
+                        "the device did not settle within {} s (last seen: {})",
+                        timeout.as_secs(),
+                        if last_note.is_empty() {
+                            "unreachable"
+                        } else {
+                            &last_note
+                        }
+                    ),
+                },
+            );
+            report.status = seen_after;
             return Ok(report);
         }
         std::thread::sleep(Duration::from_millis(200));
-        let Ok(st) = client.status() else { continue };
+        let Some(st) = client.status_once() else {
+            continue;
+        };
         let boot = st.get("boot_count").and_then(Value::as_u64);
         let uptime = st.get("uptime_ms").and_then(Value::as_u64).unwrap_or(0);
         let rebooted = boot != boot_before || uptime < uptime_before;
         if !rebooted {
             continue;
         }
+        seen_after = Some(st.clone());
         let running_sha = st.pointer("/running/sha256").and_then(Value::as_str);
         let state = st.pointer("/running/state").and_then(Value::as_str);
         let running_version = st
@@ -515,6 +337,8 @@ pub fn push_www(
     let mut report = PushReport {
         result: "refused",
         message: None,
+        error: None,
+        warnings: Vec::new(),
         version: "www".into(),
         sha256: hex(&sha),
         bytes: 0,
@@ -586,7 +410,9 @@ pub fn push_www(
             return Ok(report);
         }
         std::thread::sleep(Duration::from_millis(200));
-        let Ok(st) = client.status() else { continue };
+        let Some(st) = client.status_once() else {
+            continue;
+        };
         let boot = st.get("boot_count").and_then(Value::as_u64);
         let uptime = st.get("uptime_ms").and_then(Value::as_u64).unwrap_or(0);
         if boot == boot_before && uptime >= uptime_before {
@@ -631,11 +457,13 @@ pub fn push_www(
 
 /// Runs `otter push`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.to, args.token.clone());
+    let mut client = Client::connect(&args.to, args.token.clone())?;
+    client.quiet = args.json;
     let report = if let Some(path) = &args.www {
         let image = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         if let Err(e) = otter_sim::device::www::inspect_ui(&image) {
-            bail!("{} is not a usable web-UI image: {e}", path.display());
+            let m = format!("{} is not a usable web-UI image: {e}", path.display());
+            return output::refuse(args.json, "bad_web_ui", &m);
         }
         push_www(
             &client,
@@ -648,14 +476,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let Some(path) = &args.image else {
             bail!("give a firmware image, or --www WWW_BIN for a web UI");
         };
-        let (image, info) = load_image(path)?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let info = match check_image(&bytes) {
+            Ok(info) => info,
+            Err(e) => {
+                let m = format!("{} is not a valid app image: {e}", path.display());
+                return output::refuse(args.json, "not_an_app", &m);
+            }
+        };
         push(
             &client,
-            &image,
+            &bytes,
             &info,
             Duration::from_secs(args.timeout),
             args.no_wait,
             args.json,
+            args.force,
         )?
     };
     if args.json {
