@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use otter_format::otadata::OtaState;
 use otter_ota::lifecycle::{confirm, mark_invalid_and_rollback};
 use otter_ota::SlotId;
+use otter_sim::device::lock::{DeviceLock, LockError};
 use otter_sim::device::{DeviceError, VirtualDevice};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -27,9 +28,9 @@ use crate::pull::{Pull, PullConfig};
 use crate::state::{BootInfo, Reboot, RollbackRecord, SelfTest, Shared};
 
 /// The file a running agent writes into the device directory: its pid, URL
-/// and what runs (removed on a clean stop; a stale one is ignored when its
-/// pid is gone).
-pub const AGENT_FILE: &str = "agent.json";
+/// and what runs (removed on a clean stop; read only while the device's
+/// lock is held, see [`otter_sim::device::lock`]).
+pub use otter_sim::device::lock::AGENT_FILE;
 
 /// How a device runs.
 #[derive(Debug, Clone)]
@@ -101,6 +102,9 @@ pub enum AgentError {
     /// The device could not be opened or its flash failed.
     #[error(transparent)]
     Device(#[from] DeviceError),
+    /// Another agent runs the device already (or its lock file failed).
+    #[error(transparent)]
+    Locked(#[from] LockError),
     /// The pull client could not be set up (its TLS configuration).
     #[error("pull: {0}")]
     Pull(#[from] crate::fetch::FetchError),
@@ -154,7 +158,10 @@ impl Running {
 
 /// Opens the device, binds the listener and starts the boot loop.
 pub async fn start(opts: RunOptions) -> Result<Running, AgentError> {
+    // Opening checks that DIR is a device; the lock makes it ours until the
+    // boot loop ends (or the process dies).
     let device = VirtualDevice::open(&opts.dir)?;
+    let lock = DeviceLock::acquire(&opts.dir)?;
     let token = opts
         .token
         .clone()
@@ -180,13 +187,12 @@ pub async fn start(opts: RunOptions) -> Result<Running, AgentError> {
         );
     }
     let (stop_tx, stop_rx) = oneshot::channel();
-    let task = tokio::spawn(boot_loop(
-        shared.clone(),
-        opts,
-        addr,
-        Some(listener),
-        stop_rx,
-    ));
+    let shared_loop = shared.clone();
+    let task = tokio::spawn(async move {
+        let end = boot_loop(shared_loop, opts, addr, Some(listener), stop_rx).await;
+        drop(lock);
+        end
+    });
     Ok(Running {
         addr,
         shared,
