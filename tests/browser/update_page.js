@@ -7,7 +7,7 @@
 //
 // CONFIG: { scenario, url, chromium, userDataDir, shots, firmware?, ui?,
 //           uiIndex?, oldIndex?, broken?, token?, newVersion?, oldVersion?,
-//           uploadBytesPerSecond, noSubtle? }
+//           uploadBytesPerSecond, noSubtle?, shaPrefix? }
 //
 // Every wait is bounded. Failures throw with what the page showed; the last
 // line printed is `RESULT {json}` with what was observed (progress samples,
@@ -100,6 +100,21 @@ const scenarios = {
     await page.locator("#confirm").waitFor({ state: "hidden", timeout: WAIT });
     result.messages.act = await text(page, "act-msg");
     await shot(page, "confirmed");
+  },
+
+  // (e) the device runs an image whose app descriptor has an empty version
+  // (Tasmota's): the page says what runs, never "No image runs.".
+  async empty_version(page) {
+    await waitText(page, "status", /sha256 [0-9a-f]{12}/, "the running image's SHA-256 prefix shown");
+    const status = await text(page, "status");
+    result.messages.status = status;
+    check(!/No image runs/.test(status), `"No image runs." for a running image: ${status}`);
+    check(status.includes("(no version)"), `the empty version is not shown as such: ${status}`);
+    check(status.includes(cfg.shaPrefix), `no SHA-256 prefix in: ${status}`);
+    const version = await text(page, "running-version");
+    check(version === "(no version)", `version cell: ${version}`);
+    result.messages.version = version;
+    await shot(page, "shown");
   },
 
   // (a') firmware through the picker, then the rollback button.

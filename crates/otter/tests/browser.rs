@@ -344,6 +344,26 @@ fn firmware_upload_then_rollback() {
     assert!(!st["last_rollback"].is_null(), "{st:#}");
 }
 
+/// (e) A device running Tasmota (its app descriptor's project name and
+/// version are empty) is shown as running that image, not as "No image
+/// runs.".
+#[test]
+fn an_image_with_an_empty_version_is_shown_as_running() {
+    let fw = util::corpus_file("app-images/tasmota-sml/tasmota32s3_ottelo_tas-15.5.0.bin");
+    let dev = Device::create(&["--firmware", &s(&fw)]).run(&[]);
+    let st = dev.status();
+    assert_eq!(st["running"]["version"], "", "{st:#}");
+    let sha = sha_of(&fw);
+    assert_eq!(st["running"]["sha256"], sha.as_str());
+    let res = scenario(&dev, "empty_version", json!({ "shaPrefix": &sha[..12] }));
+    assert_eq!(res["messages"]["version"], "(no version)", "{res}");
+    let shown = res["messages"]["status"].as_str().unwrap_or_default();
+    assert!(
+        shown.starts_with(&format!("(no project name) (no version) (sha256 {})", &sha[..12])),
+        "{res}"
+    );
+}
+
 /// (b) A new web UI through the picker: the bar moves, the device reboots
 /// and serves the new index.html from the other slot.
 #[test]

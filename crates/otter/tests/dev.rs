@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use devproc::Device;
 use serde_json::Value;
-use util::{run_otter, stderr, stdout};
+use util::{corpus_file, run_otter, stderr, stdout};
 
 fn s(p: &Path) -> String {
     p.to_str().expect("utf-8 path").to_string()
@@ -92,4 +92,27 @@ fn a_second_device_run_on_one_folder_is_refused_and_status_tells_the_truth() {
         device_status(dev.path())["agent"]["url"],
         dev.url.as_str()
     );
+}
+
+#[test]
+fn an_image_with_an_empty_version_is_shown_truthfully() {
+    let fw = corpus_file("app-images/tasmota-sml/tasmota32s3_ottelo_tas-15.5.0.bin");
+    let dev = Device::create(&["--firmware", &s(&fw)]).run(&[]);
+    let st = dev.status();
+    let r = &st["running"];
+    assert!(r.is_object(), "an image runs: {st:#}");
+    assert_eq!((&r["version"], &r["project_name"]), (&Value::from(""), &Value::from("")));
+    let sha = r["sha256"].as_str().expect("sha256").to_string();
+    let want = format!("(no project name) (no version) (sha256 {})", &sha[..12]);
+    assert_eq!(r["summary"], want.as_str(), "{st:#}");
+
+    let out = run_otter(["device", "status", &s(dev.path())]);
+    let text = stdout(&out);
+    assert!(text.contains(&format!("running: factory @ 0x20000: {want}")), "{text}");
+    assert!(!text.contains("NOTHING BOOTS"), "{text}");
+
+    let out = run_otter(["image", "info", &s(&fw)]);
+    let text = stdout(&out);
+    assert!(text.contains("App version:    (no version)"), "{text}");
+    assert!(text.contains("Project name:   (no project name)"), "{text}");
 }

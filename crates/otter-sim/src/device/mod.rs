@@ -47,7 +47,8 @@ use serde::{Deserialize, Serialize};
 use crate::{SimFlash, SimFlashError};
 
 pub use status::{
-    LastRollback, OtadataEntryStatus, OtadataStatus, RunningStatus, SlotLabel, SlotStatus, Status,
+    image_summary, or_placeholder, LastRollback, OtadataEntryStatus, OtadataStatus, RunningStatus,
+    SlotLabel, SlotStatus, Status, NO_PROJECT, NO_VERSION,
 };
 
 /// The flash file's name inside a device directory.

@@ -536,7 +536,7 @@ pub fn print_status(dir: &Path, st: &Status, agent: Option<&Value>) {
     }
     match &st.running {
         Some(r) => println!(
-            "{} {} @ {:#x}: {} {} (state {}, secure_version {})",
+            "{} {} @ {:#x}: {} (state {}, secure_version {})",
             if st.predicted {
                 "next power-on boots:"
             } else {
@@ -544,8 +544,7 @@ pub fn print_status(dir: &Path, st: &Status, agent: Option<&Value>) {
             },
             r.slot.label,
             r.slot.offset,
-            r.project_name,
-            r.version,
+            r.summary,
             r.state.as_deref().unwrap_or("none"),
             r.secure_version
         ),
@@ -567,7 +566,9 @@ pub fn print_status(dir: &Path, st: &Status, agent: Option<&Value>) {
             s.slot.offset,
             human_size(u64::from(s.slot.size)),
             s.verdict,
-            s.version.as_deref().unwrap_or("-"),
+            s.version
+                .as_deref()
+                .map_or("-", |v| device::or_placeholder(v, device::NO_VERSION)),
             s.state.as_deref().unwrap_or("-"),
             s.error.as_deref().unwrap_or("")
         );
