@@ -258,27 +258,25 @@ pub fn status_doc(s: &Shared) -> Result<StatusDoc, ApiError> {
         )
     })?;
     device.predicted = false;
-    // The agent's record says why (which behaviour, which request); flash
-    // says that it happened and survives power cuts.
-    if let Some(RollbackRecord {
-        from,
-        version,
-        reason,
-        ..
-    }) = s.last_rollback()
-    {
-        match device.last_rollback.as_mut() {
-            Some(lr) if lr.from == from => lr.reason = reason,
-            Some(_) => {}
-            None => {
-                device.last_rollback = Some(LastRollback {
-                    from,
-                    version,
-                    state: "invalid".into(),
-                    reason,
-                })
-            }
-        }
+    // Flash says that a rollback happened and survives power cuts; the
+    // agent's record (RAM, like a firmware's RTC memory) says exactly which
+    // one and why, so it wins while this run has one: after two rollbacks
+    // in a row both otadata entries are INVALID and flash cannot tell which
+    // came last.
+    if let Some(record) = s.last_rollback() {
+        let stale = rollback_superseded(&record, &boot, device.running.as_ref());
+        let state = match device.last_rollback.as_ref() {
+            Some(lr) if lr.from == record.from => lr.state.clone(),
+            _ => record.state.to_string(),
+        };
+        device.last_rollback = Some(LastRollback {
+            from: record.from,
+            to: record.to,
+            stale,
+            version: record.version,
+            state,
+            reason: record.reason,
+        });
     }
     Ok(StatusDoc {
         device,
@@ -302,6 +300,25 @@ pub fn status_doc(s: &Shared) -> Result<StatusDoc, ApiError> {
             "sha256_header": SHA256_HEADER,
         }),
     })
+}
+
+/// Whether a rollback is history: a later boot runs another slot than the
+/// one rolled back to, and that image is confirmed (not pending
+/// verification) — a later update took. A reboot back into the same image
+/// keeps the rollback current.
+fn rollback_superseded(
+    record: &RollbackRecord,
+    boot: &crate::state::BootInfo,
+    running: Option<&otter_sim::device::RunningStatus>,
+) -> bool {
+    let Some(running) = running else {
+        return false;
+    };
+    // A slot rolled back from only boots again once a new image was written
+    // to it, so running there is a later update too.
+    boot.count > record.boot
+        && record.to.as_deref() != Some(running.slot.slot.as_str())
+        && running.state.as_deref() != Some("pending_verify")
 }
 
 async fn status(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -411,6 +428,8 @@ async fn rollback_handler(State(s): State<Arc<Shared>>, headers: HeaderMap) -> R
             s.set_last_rollback(RollbackRecord {
                 boot: boot.count,
                 from: from.clone(),
+                to: None,
+                state: "invalid",
                 version: Some(boot.version.clone()),
                 reason: format!(
                     "a rollback was requested over the API while {} ran from {from}; it was marked INVALID",

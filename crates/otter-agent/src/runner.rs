@@ -350,6 +350,11 @@ async fn boot_loop(
                 shared.set_last_rollback(RollbackRecord {
                     boot: count,
                     from: p.slot.to_string(),
+                    to: Some(slot.to_string()),
+                    state: match p.end {
+                        End::Reboot(Reboot::SelftestFailed | Reboot::Rollback) => "invalid",
+                        _ => "aborted",
+                    },
                     version: Some(p.version.clone()),
                     reason: reason.clone(),
                 });

@@ -112,6 +112,11 @@ pub struct RollbackRecord {
     pub boot: u64,
     /// The slot rolled back from.
     pub from: String,
+    /// The slot booted instead (`None` until the device has rebooted).
+    pub to: Option<String>,
+    /// What became of the slot rolled back from: `aborted` (still pending
+    /// at a reboot) or `invalid` (marked so by the firmware).
+    pub state: &'static str,
     /// The version rolled back from.
     pub version: Option<String>,
     /// Why.

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use devproc::Device;
+use devproc::{image, Device};
 use serde_json::Value;
 use util::{corpus_file, run_otter, stderr, stdout};
 
@@ -92,6 +92,67 @@ fn a_second_device_run_on_one_folder_is_refused_and_status_tells_the_truth() {
         device_status(dev.path())["agent"]["url"],
         dev.url.as_str()
     );
+}
+
+/// Pushes `version` with `otter push` and waits until it runs confirmed.
+fn push_confirmed(dev: &Device, version: &str) {
+    let img = image(dev.path(), "esp32s3", version, &[]);
+    let out = run_otter(["push", &s(&img), "--to", &dev.url, "--timeout", "30"]);
+    assert!(out.status.success(), "push {version}: {}{}", stdout(&out), stderr(&out));
+    dev.wait_until(
+        |st| st["running"]["version"] == version && st["running"]["state"] == "valid",
+        &format!("{version} confirmed"),
+    );
+}
+
+fn rollback_to(dev: &Device, from: &str, to: &str) -> Value {
+    let (code, body) = dev.curl("/api/ota/rollback", &["-X", "POST"]);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["from"], from, "{body}");
+    dev.wait_until(
+        |st| st["running"]["label"] == to && st["boot_count"].as_u64() > Some(1),
+        &format!("the rollback from {from} to {to}"),
+    )
+}
+
+#[test]
+fn two_rollbacks_in_a_row_name_their_slots_and_a_later_update_makes_them_stale() {
+    let dev = Device::create(&["--rollback"]).run(&["--selftest-window", "0.3"]);
+    push_confirmed(&dev, "2.0.0"); // ota_0
+    push_confirmed(&dev, "3.0.0"); // ota_1
+
+    let st = rollback_to(&dev, "ota_1", "ota_0");
+    let lr = &st["last_rollback"];
+    assert_eq!(
+        (&lr["from"], &lr["to"], &lr["version"], &lr["stale"]),
+        (&Value::from("ota_1"), &Value::from("ota_0"), &Value::from("3.0.0"), &Value::from(false)),
+        "{st:#}"
+    );
+    // The same image again after a plain reboot: still the present state.
+    let boots = st["boot_count"].as_u64().unwrap();
+    let (code, _) = dev.curl("/api/ota/reboot", &["-X", "POST"]);
+    assert_eq!(code, 200);
+    let st = dev.wait_until(|st| st["boot_count"].as_u64() > Some(boots), "the reboot");
+    assert_eq!(st["last_rollback"]["stale"], false, "{st:#}");
+
+    let st = rollback_to(&dev, "ota_0", "factory");
+    let lr = &st["last_rollback"];
+    assert_eq!(
+        (&lr["from"], &lr["to"], &lr["version"], &lr["stale"]),
+        (&Value::from("ota_0"), &Value::from("factory"), &Value::from("2.0.0"), &Value::from(false)),
+        "{st:#}"
+    );
+
+    // A later update that confirms supersedes the rollback.
+    push_confirmed(&dev, "4.0.0");
+    let st = dev.status();
+    let lr = &st["last_rollback"];
+    assert_eq!(lr["from"], "ota_0", "{st:#}");
+    assert_eq!(lr["stale"], true, "{st:#}");
+    // The Update page and `otter device status` on a running device show
+    // the same document; the CLI prints a stale rollback as superseded.
+    let out = run_otter(["device", "status", &s(dev.path())]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]

@@ -138,11 +138,20 @@ pub struct OtadataStatus {
 }
 
 /// The last rollback, read from otadata: the newest entry is ABORTED or
-/// INVALID and another image runs.
+/// INVALID and another image runs. (A running agent replaces it with what it
+/// saw, which is exact where flash is ambiguous: after two rollbacks in a
+/// row both entries are INVALID.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LastRollback {
     /// The slot rolled back from.
     pub from: String,
+    /// The slot the bootloader booted instead (`null` when nothing boots).
+    pub to: Option<String>,
+    /// `true` once a later update was confirmed: the rollback is history,
+    /// not the device's present state. Flash only shows a rollback while it
+    /// is the newest otadata entry, so this is `false` here; a running agent
+    /// sets it (docs/device-api.md).
+    pub stale: bool,
     /// The version that was rolled back, if its descriptor reads.
     pub version: Option<String>,
     /// `aborted` or `invalid`.
@@ -340,6 +349,8 @@ pub(super) fn status(
         };
         Some(LastRollback {
             from: from.to_string(),
+            to: shown.map(|s| s.to_string()),
+            stale: false,
             version,
             state: state_name(Some(state)).unwrap_or_default(),
             reason: reason.into(),

@@ -596,9 +596,18 @@ pub fn print_status(dir: &Path, st: &Status, agent: Option<&Value>) {
     }
     if let Some(r) = &st.last_rollback {
         println!(
-            "last rollback: from {} ({}): {}",
+            "last rollback{}: from {} ({}){}: {}",
+            if r.stale {
+                " (superseded by a later confirmed update)"
+            } else {
+                ""
+            },
             r.from,
-            r.version.as_deref().unwrap_or("?"),
+            r.version
+                .as_deref()
+                .map_or("?", |v| device::or_placeholder(v, device::NO_VERSION)),
+            r.to.as_deref()
+                .map_or_else(String::new, |t| format!(" to {t}")),
             r.reason
         );
     }
