@@ -6,14 +6,16 @@
 
 mod devproc;
 mod util;
+mod webserver;
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use devproc::{image, Device};
 use serde_json::Value;
-use util::{corpus_file, run_otter, stderr, stdout};
+use util::{corpus_file, run_otter, stderr, stdout, workspace_root};
+use webserver::{Certs, Nginx, ServeOptions};
 
 fn s(p: &Path) -> String {
     p.to_str().expect("utf-8 path").to_string()
@@ -176,4 +178,102 @@ fn an_image_with_an_empty_version_is_shown_truthfully() {
     let text = stdout(&out);
     assert!(text.contains("App version:    (no version)"), "{text}");
     assert!(text.contains("Project name:   (no project name)"), "{text}");
+}
+
+/// The shell lines of the first ```sh block after `heading` in a doc,
+/// with `\` continuations joined.
+fn doc_commands(doc: &str, heading: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(workspace_root().join(doc)).expect("reading the doc");
+    let after = text
+        .split_once(heading)
+        .unwrap_or_else(|| panic!("{doc} has no {heading:?}"))
+        .1;
+    let block = after
+        .split_once("```sh\n")
+        .and_then(|(_, b)| b.split_once("```"))
+        .unwrap_or_else(|| panic!("{doc}: no sh block after {heading:?}"))
+        .0;
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for l in block.lines() {
+        let l = l.split(" # ").next().unwrap_or_default().trim_end();
+        if let Some(head) = l.strip_suffix('\\') {
+            cur.push_str(head);
+            continue;
+        }
+        cur.push_str(l);
+        let line = cur.trim().to_string();
+        cur.clear();
+        if !line.is_empty() && !line.starts_with('#') {
+            lines.push(line);
+        }
+    }
+    lines
+}
+
+/// The README's pull flow on a fresh device: an image built with the
+/// defaults, a signed release, served over HTTPS with the self-signed
+/// certificate docs/pull.md's openssl recipe makes (`CA:TRUE`), given as
+/// `--ca`; the device installs it.
+#[test]
+fn the_readme_pull_flow_installs_on_a_fresh_device_with_an_openssl_certificate() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let w = work.path();
+    let ok = |args: &[&str]| {
+        let out = run_otter(args);
+        assert!(out.status.success(), "otter {args:?}: {}{}", stdout(&out), stderr(&out));
+    };
+    // otter image build --chip esp32s3 --version 2.0.0 -o v2.bin (no --project)
+    let v2 = w.join("v2.bin");
+    ok(&["image", "build", "--chip", "esp32s3", "--version", "2.0.0", "-o", &s(&v2)]);
+    ok(&["keygen", "-o", &s(&w.join("release"))]);
+    let rel = w.join("rel");
+    ok(&["release", "--firmware", &s(&v2), "--key", &s(&w.join("release.key")), "-o", &s(&rel)]);
+
+    // The certificate exactly as docs/pull.md makes it.
+    let cmds = doc_commands("docs/pull.md", "### A certificate for a test server");
+    let openssl = cmds
+        .iter()
+        .find(|c| c.starts_with("openssl req -x509"))
+        .expect("docs/pull.md's recipe starts with openssl req -x509");
+    let certs_dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(openssl)
+        .current_dir(certs_dir.path())
+        .output()
+        .expect("running sh (openssl: scripts/setup-system.sh installs it)");
+    assert!(out.status.success(), "{openssl}: {}", String::from_utf8_lossy(&out.stderr));
+    let pem = certs_dir.path().join("server.pem");
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&pem)
+        .output()
+        .expect("openssl x509");
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"),
+        "the recipe's certificate is the usual CA:TRUE one"
+    );
+    let certs = Certs {
+        ca: pem.clone(),
+        leaf: pem.clone(),
+        leaf_key: certs_dir.path().join("server.key"),
+        dir: certs_dir,
+    };
+    let srv = Nginx::serve(&rel, &ServeOptions { tls: Some(&certs), ignore_range: false });
+
+    let dev = Device::create(&[]);
+    assert_eq!(device_status(dev.path())["running"]["project_name"], "otter-virtual");
+    let manifest = format!("https://localhost:{}/manifest.json", srv.port);
+    let dev = dev.run(&[
+        "--manifest-url",
+        &manifest,
+        "--trust",
+        &s(&w.join("release.pub")),
+        "--ca",
+        &s(&pem),
+    ]);
+    let st = dev.wait_until(|st| st["running"]["version"] == "2.0.0", "the pulled 2.0.0 running");
+    assert_eq!(st["running"]["project_name"], "otter-virtual", "{st:#}");
+    assert_eq!(st["running"]["label"], "ota_0", "{st:#}");
 }

@@ -54,8 +54,9 @@ pub enum Command {
         /// App version string (esp_app_desc_t.version).
         #[arg(long)]
         version: String,
-        /// Project name.
-        #[arg(long, default_value = "otter-test")]
+        /// Project name (the default is the virtual device's stock firmware's,
+        /// so a fresh device accepts releases of an image built without it).
+        #[arg(long, default_value = otter_sim::device::DEFAULT_PROJECT)]
         project: String,
         /// Anti-rollback secure_version.
         #[arg(long, default_value_t = 0)]
