@@ -239,6 +239,9 @@ pub struct StatusDoc {
     pub last_update: Option<LastUpdate>,
     /// The self-test of a newly booted image.
     pub selftest: SelfTest,
+    /// The running slot's boot loop (crashes or hangs on every boot with
+    /// nothing to roll it back), `null` when it is not looping.
+    pub boot_loop: Option<crate::bootloop::BootLoop>,
     /// The pull client (`null` when the device does not pull releases).
     pub pull: Option<crate::pull::PullStatus>,
     /// Recent events, oldest first.
@@ -287,6 +290,7 @@ pub fn status_doc(s: &Shared) -> Result<StatusDoc, ApiError> {
         update_in_progress: s.update_lock.try_lock().is_err(),
         last_update: s.last_update(),
         selftest: s.selftest(),
+        boot_loop: s.boot_loop(),
         pull: s.pull().map(|p| p.status()),
         events: s.events(),
         api: json!({

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::router;
 use crate::behavior::{Behavior, Profile};
+use crate::bootloop::BootLoop;
 use crate::mdns::{Advertiser, DeviceAdvert, MdnsOptions};
 use crate::pull::{Pull, PullConfig};
 use crate::state::{BootInfo, Reboot, RollbackRecord, SelfTest, Shared};
@@ -400,9 +401,52 @@ async fn boot_loop(
                     window_ms: opts.selftest_window.as_millis() as u64,
                     detail: None,
                 });
-                drop(first_listener.take());
                 withdraw(&mut advertiser).await;
-                if sleep_or_stop(wait, &mut stop).await {
+                let looping = (!pending).then(|| {
+                    let crashes = if streak.0 == Some(slot) {
+                        streak.1 + 1
+                    } else {
+                        1
+                    };
+                    let rollback = shared.device().config().rollback;
+                    BootLoop::new(
+                        &slot.to_string(),
+                        &version,
+                        &behavior.to_string(),
+                        crashes,
+                        opts.boot_loop_limit,
+                        rollback,
+                    )
+                });
+                // A pending image is rolled back at the next boot: it is
+                // just down. One that nothing rolls back says so (bootloop.rs).
+                let stopped = match looping {
+                    None => {
+                        drop(first_listener.take());
+                        sleep_or_stop(wait, &mut stop).await
+                    }
+                    Some(b) => {
+                        shared.set_boot_loop(Some(b));
+                        let listener = match first_listener.take() {
+                            Some(l) => l,
+                            None => bind(addr).await?,
+                        };
+                        let (sd_tx, sd_rx) = oneshot::channel::<()>();
+                        let app = crate::bootloop::router(shared.clone());
+                        let server = tokio::spawn(async move {
+                            axum::serve(listener, app)
+                                .with_graceful_shutdown(async {
+                                    let _ = sd_rx.await;
+                                })
+                                .await
+                        });
+                        let stopped = sleep_or_stop(wait, &mut stop).await;
+                        let _ = sd_tx.send(());
+                        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+                        stopped
+                    }
+                };
+                if stopped {
                     break RunEnd::Stopped;
                 }
                 shared.event(if end == End::Crashed {
@@ -439,6 +483,7 @@ async fn boot_loop(
             }
             Behavior::Healthy | Behavior::FailSelftest => {
                 streak = (None, 0);
+                shared.set_boot_loop(None);
                 let listener = match first_listener.take() {
                     Some(l) => l,
                     None => bind(addr).await?,

@@ -133,6 +133,7 @@ pub struct Shared {
     last_update: Mutex<Option<LastUpdate>>,
     selftest: Mutex<SelfTest>,
     last_rollback: Mutex<Option<RollbackRecord>>,
+    boot_loop: Mutex<Option<crate::bootloop::BootLoop>>,
     events: Mutex<VecDeque<Event>>,
     reboot_tx: Mutex<Option<mpsc::UnboundedSender<Reboot>>>,
     ui: Mutex<Option<Arc<crate::www::MountedUi>>>,
@@ -173,6 +174,7 @@ impl Shared {
                 detail: None,
             }),
             last_rollback: Mutex::new(None),
+            boot_loop: Mutex::new(None),
             events: Mutex::new(VecDeque::new()),
             reboot_tx: Mutex::new(None),
             ui: Mutex::new(None),
@@ -274,6 +276,17 @@ impl Shared {
     /// Records a rollback.
     pub fn set_last_rollback(&self, r: RollbackRecord) {
         *lock(&self.last_rollback) = Some(r);
+    }
+
+    /// The running attempt's boot loop, if the running slot keeps crashing
+    /// with nothing to roll it back.
+    pub fn boot_loop(&self) -> Option<crate::bootloop::BootLoop> {
+        lock(&self.boot_loop).clone()
+    }
+
+    /// Records (or, with `None`, clears) the boot loop.
+    pub fn set_boot_loop(&self, b: Option<crate::bootloop::BootLoop>) {
+        *lock(&self.boot_loop) = b;
     }
 
     /// Logs an event (and keeps the last [`EVENT_LOG_LEN`]).

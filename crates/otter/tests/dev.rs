@@ -277,3 +277,60 @@ fn the_readme_pull_flow_installs_on_a_fresh_device_with_an_openssl_certificate()
     assert_eq!(st["running"]["project_name"], "otter-virtual", "{st:#}");
     assert_eq!(st["running"]["label"], "ota_0", "{st:#}");
 }
+
+/// With rollback off, a pushed image that crashes on every boot is reported
+/// as a boot loop (503 `boot_loop` with the crash count) while it loops,
+/// instead of leaving the client with "unreachable"; the device then stops.
+#[test]
+fn a_crash_loop_with_rollback_off_is_reported_by_the_status_document() {
+    let mut dev = Device::create(&[]).run(&["--behavior", "2.0.0=crash-on-boot"]);
+    let st = dev.status();
+    assert!(st["boot_loop"].is_null(), "a healthy boot does not loop: {st:#}");
+    let img = image(dev.path(), "esp32s3", "2.0.0", &[]);
+    let (code, body) = dev.curl(
+        "/update",
+        &["--data-binary", &format!("@{}", s(&img)), "-H", "Content-Type: application/octet-stream"],
+    );
+    assert_eq!(code, 200, "{body}");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline && seen.len() < 2 {
+        if let Some((503, b)) = dev.try_status() {
+            if b["error"] == "boot_loop" {
+                let n = b["boot_loop"]["crashes"].as_u64().expect("crashes");
+                if seen.last() != Some(&n) {
+                    seen.push(n);
+                    let l = &b["boot_loop"];
+                    assert_eq!(
+                        (&l["slot"], &l["version"], &l["behavior"], &l["rollback"], &l["limit"]),
+                        (
+                            &Value::from("ota_0"),
+                            &Value::from("2.0.0"),
+                            &Value::from("crash-on-boot"),
+                            &Value::from(false),
+                            &Value::from(5)
+                        ),
+                        "{b:#}"
+                    );
+                    let m = b["message"].as_str().unwrap_or_default();
+                    assert!(m.contains("app rollback is off"), "{m}");
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(seen.len() >= 2, "the boot loop was not reported on two boots: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "the count goes up: {seen:?}");
+    // The device stops after the limit, as before.
+    let child = dev.child.as_mut().expect("running");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "the device did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+}
