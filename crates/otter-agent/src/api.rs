@@ -38,7 +38,7 @@ use otter_format::image::{ImageError, ImageInfo};
 use otter_ota::lifecycle::{confirm, mark_invalid_and_rollback, running_state};
 use otter_ota::session::{UpdateRequest, UpdateSession};
 use otter_ota::{OtaError, SlotId};
-use otter_sim::device::{LastRollback, Status};
+use otter_sim::device::Status;
 use otter_sim::SimFlashError;
 use serde::Serialize;
 use serde_json::json;
@@ -261,25 +261,13 @@ pub fn status_doc(s: &Shared) -> Result<StatusDoc, ApiError> {
         )
     })?;
     device.predicted = false;
-    // Flash says that a rollback happened and survives power cuts; the
-    // agent's record (RAM, like a firmware's RTC memory) says exactly which
-    // one and why, so it wins while this run has one: after two rollbacks
-    // in a row both otadata entries are INVALID and flash cannot tell which
-    // came last.
+    // The agent's own record wins over flash's (see RollbackRecord::shown).
     if let Some(record) = s.last_rollback() {
-        let stale = rollback_superseded(&record, &boot, device.running.as_ref());
-        let state = match device.last_rollback.as_ref() {
-            Some(lr) if lr.from == record.from => lr.state.clone(),
-            _ => record.state.to_string(),
-        };
-        device.last_rollback = Some(LastRollback {
-            from: record.from,
-            to: record.to,
-            stale,
-            version: record.version,
-            state,
-            reason: record.reason,
-        });
+        device.last_rollback = Some(record.shown(
+            device.last_rollback.as_ref(),
+            &boot,
+            device.running.as_ref(),
+        ));
     }
     Ok(StatusDoc {
         device,
@@ -304,25 +292,6 @@ pub fn status_doc(s: &Shared) -> Result<StatusDoc, ApiError> {
             "sha256_header": SHA256_HEADER,
         }),
     })
-}
-
-/// Whether a rollback is history: a later boot runs another slot than the
-/// one rolled back to, and that image is confirmed (not pending
-/// verification) — a later update took. A reboot back into the same image
-/// keeps the rollback current.
-fn rollback_superseded(
-    record: &RollbackRecord,
-    boot: &crate::state::BootInfo,
-    running: Option<&otter_sim::device::RunningStatus>,
-) -> bool {
-    let Some(running) = running else {
-        return false;
-    };
-    // A slot rolled back from only boots again once a new image was written
-    // to it, so running there is a later update too.
-    boot.count > record.boot
-        && record.to.as_deref() != Some(running.slot.slot.as_str())
-        && running.state.as_deref() != Some("pending_verify")
 }
 
 async fn status(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
