@@ -359,7 +359,10 @@ fn an_image_with_an_empty_version_is_shown_as_running() {
     assert_eq!(res["messages"]["version"], "(no version)", "{res}");
     let shown = res["messages"]["status"].as_str().unwrap_or_default();
     assert!(
-        shown.starts_with(&format!("(no project name) (no version) (sha256 {})", &sha[..12])),
+        shown.starts_with(&format!(
+            "(no project name) (no version) (sha256 {})",
+            &sha[..12]
+        )),
         "{res}"
     );
 }

@@ -74,7 +74,13 @@ fn a_second_device_run_on_one_folder_is_refused_and_status_tells_the_truth() {
         ],
         Duration::from_secs(20),
     );
-    assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let err = stderr(&out);
     assert!(err.contains("already running"), "{err}");
     assert!(err.contains(&format!("pid {pid}")), "{err}");
@@ -90,17 +96,19 @@ fn a_second_device_run_on_one_folder_is_refused_and_status_tells_the_truth() {
     let after = device_status(dev.path());
     assert!(after["agent"].is_null(), "{after:#}");
     dev.start();
-    assert_eq!(
-        device_status(dev.path())["agent"]["url"],
-        dev.url.as_str()
-    );
+    assert_eq!(device_status(dev.path())["agent"]["url"], dev.url.as_str());
 }
 
 /// Pushes `version` with `otter push` and waits until it runs confirmed.
 fn push_confirmed(dev: &Device, version: &str) {
     let img = image(dev.path(), "esp32s3", version, &[]);
     let out = run_otter(["push", &s(&img), "--to", &dev.url, "--timeout", "30"]);
-    assert!(out.status.success(), "push {version}: {}{}", stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "push {version}: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     dev.wait_until(
         |st| st["running"]["version"] == version && st["running"]["state"] == "valid",
         &format!("{version} confirmed"),
@@ -127,7 +135,12 @@ fn two_rollbacks_in_a_row_name_their_slots_and_a_later_update_makes_them_stale()
     let lr = &st["last_rollback"];
     assert_eq!(
         (&lr["from"], &lr["to"], &lr["version"], &lr["stale"]),
-        (&Value::from("ota_1"), &Value::from("ota_0"), &Value::from("3.0.0"), &Value::from(false)),
+        (
+            &Value::from("ota_1"),
+            &Value::from("ota_0"),
+            &Value::from("3.0.0"),
+            &Value::from(false)
+        ),
         "{st:#}"
     );
     // The same image again after a plain reboot: still the present state.
@@ -141,7 +154,12 @@ fn two_rollbacks_in_a_row_name_their_slots_and_a_later_update_makes_them_stale()
     let lr = &st["last_rollback"];
     assert_eq!(
         (&lr["from"], &lr["to"], &lr["version"], &lr["stale"]),
-        (&Value::from("ota_0"), &Value::from("factory"), &Value::from("2.0.0"), &Value::from(false)),
+        (
+            &Value::from("ota_0"),
+            &Value::from("factory"),
+            &Value::from("2.0.0"),
+            &Value::from(false)
+        ),
         "{st:#}"
     );
 
@@ -164,14 +182,20 @@ fn an_image_with_an_empty_version_is_shown_truthfully() {
     let st = dev.status();
     let r = &st["running"];
     assert!(r.is_object(), "an image runs: {st:#}");
-    assert_eq!((&r["version"], &r["project_name"]), (&Value::from(""), &Value::from("")));
+    assert_eq!(
+        (&r["version"], &r["project_name"]),
+        (&Value::from(""), &Value::from(""))
+    );
     let sha = r["sha256"].as_str().expect("sha256").to_string();
     let want = format!("(no project name) (no version) (sha256 {})", &sha[..12]);
     assert_eq!(r["summary"], want.as_str(), "{st:#}");
 
     let out = run_otter(["device", "status", &s(dev.path())]);
     let text = stdout(&out);
-    assert!(text.contains(&format!("running: factory @ 0x20000: {want}")), "{text}");
+    assert!(
+        text.contains(&format!("running: factory @ 0x20000: {want}")),
+        "{text}"
+    );
     assert!(!text.contains("NOTHING BOOTS"), "{text}");
 
     let out = run_otter(["image", "info", &s(&fw)]);
@@ -221,14 +245,36 @@ fn the_readme_pull_flow_installs_on_a_fresh_device_with_an_openssl_certificate()
     let w = work.path();
     let ok = |args: &[&str]| {
         let out = run_otter(args);
-        assert!(out.status.success(), "otter {args:?}: {}{}", stdout(&out), stderr(&out));
+        assert!(
+            out.status.success(),
+            "otter {args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
     };
     // otter image build --chip esp32s3 --version 2.0.0 -o v2.bin (no --project)
     let v2 = w.join("v2.bin");
-    ok(&["image", "build", "--chip", "esp32s3", "--version", "2.0.0", "-o", &s(&v2)]);
+    ok(&[
+        "image",
+        "build",
+        "--chip",
+        "esp32s3",
+        "--version",
+        "2.0.0",
+        "-o",
+        &s(&v2),
+    ]);
     ok(&["keygen", "-o", &s(&w.join("release"))]);
     let rel = w.join("rel");
-    ok(&["release", "--firmware", &s(&v2), "--key", &s(&w.join("release.key")), "-o", &s(&rel)]);
+    ok(&[
+        "release",
+        "--firmware",
+        &s(&v2),
+        "--key",
+        &s(&w.join("release.key")),
+        "-o",
+        &s(&rel),
+    ]);
 
     // The certificate exactly as docs/pull.md makes it.
     let cmds = doc_commands("docs/pull.md", "### A certificate for a test server");
@@ -243,7 +289,11 @@ fn the_readme_pull_flow_installs_on_a_fresh_device_with_an_openssl_certificate()
         .current_dir(certs_dir.path())
         .output()
         .expect("running sh (openssl: scripts/setup-system.sh installs it)");
-    assert!(out.status.success(), "{openssl}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{openssl}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pem = certs_dir.path().join("server.pem");
     let text = Command::new("openssl")
         .args(["x509", "-noout", "-text", "-in"])
@@ -260,10 +310,19 @@ fn the_readme_pull_flow_installs_on_a_fresh_device_with_an_openssl_certificate()
         leaf_key: certs_dir.path().join("server.key"),
         dir: certs_dir,
     };
-    let srv = Nginx::serve(&rel, &ServeOptions { tls: Some(&certs), ignore_range: false });
+    let srv = Nginx::serve(
+        &rel,
+        &ServeOptions {
+            tls: Some(&certs),
+            ignore_range: false,
+        },
+    );
 
     let dev = Device::create(&[]);
-    assert_eq!(device_status(dev.path())["running"]["project_name"], "otter-virtual");
+    assert_eq!(
+        device_status(dev.path())["running"]["project_name"],
+        "otter-virtual"
+    );
     let manifest = format!("https://localhost:{}/manifest.json", srv.port);
     let dev = dev.run(&[
         "--manifest-url",
@@ -273,7 +332,10 @@ fn the_readme_pull_flow_installs_on_a_fresh_device_with_an_openssl_certificate()
         "--ca",
         &s(&pem),
     ]);
-    let st = dev.wait_until(|st| st["running"]["version"] == "2.0.0", "the pulled 2.0.0 running");
+    let st = dev.wait_until(
+        |st| st["running"]["version"] == "2.0.0",
+        "the pulled 2.0.0 running",
+    );
     assert_eq!(st["running"]["project_name"], "otter-virtual", "{st:#}");
     assert_eq!(st["running"]["label"], "ota_0", "{st:#}");
 }
@@ -285,11 +347,19 @@ fn the_readme_pull_flow_installs_on_a_fresh_device_with_an_openssl_certificate()
 fn a_crash_loop_with_rollback_off_is_reported_by_the_status_document() {
     let mut dev = Device::create(&[]).run(&["--behavior", "2.0.0=crash-on-boot"]);
     let st = dev.status();
-    assert!(st["boot_loop"].is_null(), "a healthy boot does not loop: {st:#}");
+    assert!(
+        st["boot_loop"].is_null(),
+        "a healthy boot does not loop: {st:#}"
+    );
     let img = image(dev.path(), "esp32s3", "2.0.0", &[]);
     let (code, body) = dev.curl(
         "/update",
-        &["--data-binary", &format!("@{}", s(&img)), "-H", "Content-Type: application/octet-stream"],
+        &[
+            "--data-binary",
+            &format!("@{}", s(&img)),
+            "-H",
+            "Content-Type: application/octet-stream",
+        ],
     );
     assert_eq!(code, 200, "{body}");
 
@@ -303,7 +373,13 @@ fn a_crash_loop_with_rollback_off_is_reported_by_the_status_document() {
                     seen.push(n);
                     let l = &b["boot_loop"];
                     assert_eq!(
-                        (&l["slot"], &l["version"], &l["behavior"], &l["rollback"], &l["limit"]),
+                        (
+                            &l["slot"],
+                            &l["version"],
+                            &l["behavior"],
+                            &l["rollback"],
+                            &l["limit"]
+                        ),
                         (
                             &Value::from("ota_0"),
                             &Value::from("2.0.0"),
@@ -320,8 +396,14 @@ fn a_crash_loop_with_rollback_off_is_reported_by_the_status_document() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(seen.len() >= 2, "the boot loop was not reported on two boots: {seen:?}");
-    assert!(seen.windows(2).all(|w| w[0] < w[1]), "the count goes up: {seen:?}");
+    assert!(
+        seen.len() >= 2,
+        "the boot loop was not reported on two boots: {seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "the count goes up: {seen:?}"
+    );
     // The device stops after the limit, as before.
     let child = dev.child.as_mut().expect("running");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -329,7 +411,10 @@ fn a_crash_loop_with_rollback_off_is_reported_by_the_status_document() {
         if let Some(st) = child.try_wait().expect("try_wait") {
             break st;
         }
-        assert!(std::time::Instant::now() < deadline, "the device did not stop");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the device did not stop"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(1));

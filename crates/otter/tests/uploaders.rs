@@ -57,10 +57,9 @@ fn the_documented_platformio_upload_command_pushes_to_a_virtual_device() {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_otter"))
         .parent()
         .expect("the binary's folder");
-    let path = std::env::join_paths(
-        std::iter::once(bin_dir.to_path_buf())
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
     .expect("PATH");
     let out = Command::new("sh")
         .arg("-c")
@@ -88,7 +87,8 @@ fn espota_and_esphome_uploads_fail_as_documented() {
     // port. Nothing answers (Linux reports the ICMP port-unreachable as a
     // refused connection; elsewhere the read times out).
     let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
-    udp.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    udp.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
     udp.connect(&addr).expect("udp connect");
     udp.send(b"0 48266 69712 0123456789abcdef0123456789abcdef\n")
         .expect("send the invitation");
@@ -109,8 +109,10 @@ fn espota_and_esphome_uploads_fail_as_documented() {
     // ESPHome's uploader opens TCP, sends its five magic bytes and waits for
     // the device's answer.
     let mut tcp = TcpStream::connect(&addr).expect("tcp connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    tcp.write_all(&[0x6C, 0x26, 0xF7, 0x5C, 0x45]).expect("magic");
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    tcp.write_all(&[0x6C, 0x26, 0xF7, 0x5C, 0x45])
+        .expect("magic");
     let mut answer = Vec::new();
     let _ = tcp.read_to_end(&mut answer);
     let answer = String::from_utf8_lossy(&answer);

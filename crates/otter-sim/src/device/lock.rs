@@ -164,10 +164,16 @@ mod tests {
         .unwrap();
         let err = DeviceLock::acquire(dir.path()).unwrap_err();
         assert_eq!(err.code(), "device_running");
-        let LockError::AlreadyRunning { holder: Some(h), .. } = &err else {
+        let LockError::AlreadyRunning {
+            holder: Some(h), ..
+        } = &err
+        else {
             panic!("expected AlreadyRunning with a holder, got {err:?}");
         };
-        assert_eq!((h.pid, h.url.as_deref()), (4242, Some("http://127.0.0.1:9")));
+        assert_eq!(
+            (h.pid, h.url.as_deref()),
+            (4242, Some("http://127.0.0.1:9"))
+        );
         assert!(err.to_string().contains("pid 4242"), "{err}");
         assert!(err.to_string().contains("http://127.0.0.1:9"), "{err}");
         let AgentPresence::Running(Some(h)) = DeviceLock::presence(dir.path()).unwrap() else {
