@@ -7,7 +7,7 @@
 //
 // CONFIG: { scenario, url, chromium, userDataDir, shots, firmware?, ui?,
 //           uiIndex?, oldIndex?, broken?, token?, newVersion?, oldVersion?,
-//           uploadBytesPerSecond, noSubtle?, shaPrefix? }
+//           uploadBytesPerSecond, noSubtle?, shaPrefix?, rollbackStale? }
 //
 // Every wait is bounded. Failures throw with what the page showed; the last
 // line printed is `RESULT {json}` with what was observed (progress samples,
@@ -115,6 +115,25 @@ const scenarios = {
     check(version === "(no version)", `version cell: ${version}`);
     result.messages.version = version;
     await shot(page, "shown");
+  },
+
+  // (f) the status line after a rollback: red while it is the device's
+  // present state (cfg.rollbackStale false), not red once a later update
+  // confirmed (true).
+  async rollback_status(page) {
+    await waitText(page, "status", /rollback/, "the rollback mentioned");
+    const status = await text(page, "status");
+    const cls = await page.locator("#status").getAttribute("class");
+    result.messages.status = status;
+    result.messages.statusClass = cls;
+    if (cfg.rollbackStale) {
+      check(!/\berr\b/.test(cls), `a superseded rollback is shown as an error (${cls}): ${status}`);
+      check(/superseded/.test(status), `not said to be superseded: ${status}`);
+    } else {
+      check(/\berr\b/.test(cls), `a current rollback is not shown as an error (${cls}): ${status}`);
+      check(/last rollback from/.test(status), `no last rollback in: ${status}`);
+    }
+    await shot(page, cfg.rollbackStale ? "stale" : "current");
   },
 
   // (a') firmware through the picker, then the rollback button.

@@ -367,6 +367,34 @@ fn an_image_with_an_empty_version_is_shown_as_running() {
     );
 }
 
+/// (f) A rollback is shown red while it is the device's present state, and
+/// no longer once a later update has confirmed.
+#[test]
+fn a_rollback_stops_being_red_once_a_later_update_confirms() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dev = Device::create(&["--rollback"]).run(&["--selftest-window", "0.3"]);
+    let push = |version: &str| {
+        let fw = firmware(work.path(), version);
+        let out = run_otter(["push", &s(&fw), "--to", &dev.url, "--timeout", "30"]);
+        assert!(out.status.success(), "push {version}: {}", stderr(&out));
+        dev.wait_until(
+            |st| st["running"]["version"] == version && st["running"]["state"] == "valid",
+            "the pushed image confirmed",
+        );
+    };
+    push("2.0.0");
+    let (code, body) = dev.curl("/api/ota/rollback", &["-X", "POST"]);
+    assert_eq!(code, 200, "{body}");
+    dev.wait_until(|st| st["running"]["label"] == "factory", "the rollback");
+    let res = scenario(&dev, "rollback_status", json!({ "rollbackStale": false }));
+    assert_eq!(res["messages"]["statusClass"], "msg err", "{res}");
+
+    push("3.0.0");
+    assert_eq!(dev.status()["last_rollback"]["stale"], true);
+    let res = scenario(&dev, "rollback_status", json!({ "rollbackStale": true }));
+    assert_eq!(res["messages"]["statusClass"], "msg ok", "{res}");
+}
+
 /// (b) A new web UI through the picker: the bar moves, the device reboots
 /// and serves the new index.html from the other slot.
 #[test]
