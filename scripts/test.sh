@@ -4,7 +4,8 @@
 #   1. installs the reference tools the tests compare against (esptool from
 #      PyPI, into .venv) and cargo-fuzz when missing;
 #   2. checks formatting and clippy;
-#   3. proves the device-side crates build without std and without an allocator;
+#   3. proves the device-side crates build without std and without an allocator,
+#      and the host crates for Windows (x86_64-pc-windows-gnu);
 #   4. runs every fuzz target for a bounded time;
 #   5. runs every test of the workspace (unit, integration, property, oracle,
 #      end-to-end against the real binary and the shared corpus).
@@ -38,6 +39,9 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "no_std: otter-format without std and without alloc"
 bash scripts/check-no-std.sh
+
+step "Windows: cargo check --workspace --target x86_64-pc-windows-gnu"
+bash scripts/check-windows.sh
 
 step "fuzzing every parser for ${OTTER_FUZZ_SECONDS:-20}s each"
 bash scripts/fuzz.sh "${OTTER_FUZZ_SECONDS:-20}"

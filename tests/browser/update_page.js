@@ -7,7 +7,7 @@
 //
 // CONFIG: { scenario, url, chromium, userDataDir, shots, firmware?, ui?,
 //           uiIndex?, oldIndex?, broken?, token?, newVersion?, oldVersion?,
-//           uploadBytesPerSecond, noSubtle? }
+//           uploadBytesPerSecond, noSubtle?, shaPrefix?, rollbackStale? }
 //
 // Every wait is bounded. Failures throw with what the page showed; the last
 // line printed is `RESULT {json}` with what was observed (progress samples,
@@ -100,6 +100,40 @@ const scenarios = {
     await page.locator("#confirm").waitFor({ state: "hidden", timeout: WAIT });
     result.messages.act = await text(page, "act-msg");
     await shot(page, "confirmed");
+  },
+
+  // (e) the device runs an image whose app descriptor has an empty version
+  // (Tasmota's): the page says what runs, never "No image runs.".
+  async empty_version(page) {
+    await waitText(page, "status", /sha256 [0-9a-f]{12}/, "the running image's SHA-256 prefix shown");
+    const status = await text(page, "status");
+    result.messages.status = status;
+    check(!/No image runs/.test(status), `"No image runs." for a running image: ${status}`);
+    check(status.includes("(no version)"), `the empty version is not shown as such: ${status}`);
+    check(status.includes(cfg.shaPrefix), `no SHA-256 prefix in: ${status}`);
+    const version = await text(page, "running-version");
+    check(version === "(no version)", `version cell: ${version}`);
+    result.messages.version = version;
+    await shot(page, "shown");
+  },
+
+  // (f) the status line after a rollback: red while it is the device's
+  // present state (cfg.rollbackStale false), not red once a later update
+  // confirmed (true).
+  async rollback_status(page) {
+    await waitText(page, "status", /rollback/, "the rollback mentioned");
+    const status = await text(page, "status");
+    const cls = await page.locator("#status").getAttribute("class");
+    result.messages.status = status;
+    result.messages.statusClass = cls;
+    if (cfg.rollbackStale) {
+      check(!/\berr\b/.test(cls), `a superseded rollback is shown as an error (${cls}): ${status}`);
+      check(/superseded/.test(status), `not said to be superseded: ${status}`);
+    } else {
+      check(/\berr\b/.test(cls), `a current rollback is not shown as an error (${cls}): ${status}`);
+      check(/last rollback from/.test(status), `no last rollback in: ${status}`);
+    }
+    await shot(page, cfg.rollbackStale ? "stale" : "current");
   },
 
   // (a') firmware through the picker, then the rollback button.

@@ -38,7 +38,7 @@ use otter_format::image::{ImageError, ImageInfo};
 use otter_ota::lifecycle::{confirm, mark_invalid_and_rollback, running_state};
 use otter_ota::session::{UpdateRequest, UpdateSession};
 use otter_ota::{OtaError, SlotId};
-use otter_sim::device::{LastRollback, Status};
+use otter_sim::device::Status;
 use otter_sim::SimFlashError;
 use serde::Serialize;
 use serde_json::json;
@@ -239,6 +239,9 @@ pub struct StatusDoc {
     pub last_update: Option<LastUpdate>,
     /// The self-test of a newly booted image.
     pub selftest: SelfTest,
+    /// The running slot's boot loop (crashes or hangs on every boot with
+    /// nothing to roll it back), `null` when it is not looping.
+    pub boot_loop: Option<crate::bootloop::BootLoop>,
     /// The pull client (`null` when the device does not pull releases).
     pub pull: Option<crate::pull::PullStatus>,
     /// Recent events, oldest first.
@@ -258,27 +261,13 @@ pub fn status_doc(s: &Shared) -> Result<StatusDoc, ApiError> {
         )
     })?;
     device.predicted = false;
-    // The agent's record says why (which behaviour, which request); flash
-    // says that it happened and survives power cuts.
-    if let Some(RollbackRecord {
-        from,
-        version,
-        reason,
-        ..
-    }) = s.last_rollback()
-    {
-        match device.last_rollback.as_mut() {
-            Some(lr) if lr.from == from => lr.reason = reason,
-            Some(_) => {}
-            None => {
-                device.last_rollback = Some(LastRollback {
-                    from,
-                    version,
-                    state: "invalid".into(),
-                    reason,
-                })
-            }
-        }
+    // The agent's own record wins over flash's (see RollbackRecord::shown).
+    if let Some(record) = s.last_rollback() {
+        device.last_rollback = Some(record.shown(
+            device.last_rollback.as_ref(),
+            &boot,
+            device.running.as_ref(),
+        ));
     }
     Ok(StatusDoc {
         device,
@@ -289,6 +278,7 @@ pub fn status_doc(s: &Shared) -> Result<StatusDoc, ApiError> {
         update_in_progress: s.update_lock.try_lock().is_err(),
         last_update: s.last_update(),
         selftest: s.selftest(),
+        boot_loop: s.boot_loop(),
         pull: s.pull().map(|p| p.status()),
         events: s.events(),
         api: json!({
@@ -411,6 +401,8 @@ async fn rollback_handler(State(s): State<Arc<Shared>>, headers: HeaderMap) -> R
             s.set_last_rollback(RollbackRecord {
                 boot: boot.count,
                 from: from.clone(),
+                to: None,
+                state: "invalid",
                 version: Some(boot.version.clone()),
                 reason: format!(
                     "a rollback was requested over the API while {} ran from {from}; it was marked INVALID",

@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod behavior;
+pub mod bootloop;
 pub mod fetch;
 pub mod mdns;
 pub mod pull;

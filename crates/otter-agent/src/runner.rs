@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use otter_format::otadata::OtaState;
 use otter_ota::lifecycle::{confirm, mark_invalid_and_rollback};
 use otter_ota::SlotId;
+use otter_sim::device::lock::{DeviceLock, LockError};
 use otter_sim::device::{DeviceError, VirtualDevice};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -22,14 +23,15 @@ use tokio::task::JoinHandle;
 
 use crate::api::router;
 use crate::behavior::{Behavior, Profile};
+use crate::bootloop::BootLoop;
 use crate::mdns::{Advertiser, DeviceAdvert, MdnsOptions};
 use crate::pull::{Pull, PullConfig};
 use crate::state::{BootInfo, Reboot, RollbackRecord, SelfTest, Shared};
 
 /// The file a running agent writes into the device directory: its pid, URL
-/// and what runs (removed on a clean stop; a stale one is ignored when its
-/// pid is gone).
-pub const AGENT_FILE: &str = "agent.json";
+/// and what runs (removed on a clean stop; read only while the device's
+/// lock is held, see [`otter_sim::device::lock`]).
+pub use otter_sim::device::lock::AGENT_FILE;
 
 /// How a device runs.
 #[derive(Debug, Clone)]
@@ -101,6 +103,9 @@ pub enum AgentError {
     /// The device could not be opened or its flash failed.
     #[error(transparent)]
     Device(#[from] DeviceError),
+    /// Another agent runs the device already (or its lock file failed).
+    #[error(transparent)]
+    Locked(#[from] LockError),
     /// The pull client could not be set up (its TLS configuration).
     #[error("pull: {0}")]
     Pull(#[from] crate::fetch::FetchError),
@@ -154,7 +159,10 @@ impl Running {
 
 /// Opens the device, binds the listener and starts the boot loop.
 pub async fn start(opts: RunOptions) -> Result<Running, AgentError> {
+    // Opening checks that DIR is a device; the lock makes it ours until the
+    // boot loop ends (or the process dies).
     let device = VirtualDevice::open(&opts.dir)?;
+    let lock = DeviceLock::acquire(&opts.dir)?;
     let token = opts
         .token
         .clone()
@@ -180,13 +188,12 @@ pub async fn start(opts: RunOptions) -> Result<Running, AgentError> {
         );
     }
     let (stop_tx, stop_rx) = oneshot::channel();
-    let task = tokio::spawn(boot_loop(
-        shared.clone(),
-        opts,
-        addr,
-        Some(listener),
-        stop_rx,
-    ));
+    let shared_loop = shared.clone();
+    let task = tokio::spawn(async move {
+        let end = boot_loop(shared_loop, opts, addr, Some(listener), stop_rx).await;
+        drop(lock);
+        end
+    });
     Ok(Running {
         addr,
         shared,
@@ -344,6 +351,11 @@ async fn boot_loop(
                 shared.set_last_rollback(RollbackRecord {
                     boot: count,
                     from: p.slot.to_string(),
+                    to: Some(slot.to_string()),
+                    state: match p.end {
+                        End::Reboot(Reboot::SelftestFailed | Reboot::Rollback) => "invalid",
+                        _ => "aborted",
+                    },
                     version: Some(p.version.clone()),
                     reason: reason.clone(),
                 });
@@ -389,9 +401,52 @@ async fn boot_loop(
                     window_ms: opts.selftest_window.as_millis() as u64,
                     detail: None,
                 });
-                drop(first_listener.take());
                 withdraw(&mut advertiser).await;
-                if sleep_or_stop(wait, &mut stop).await {
+                let looping = (!pending).then(|| {
+                    let crashes = if streak.0 == Some(slot) {
+                        streak.1 + 1
+                    } else {
+                        1
+                    };
+                    let rollback = shared.device().config().rollback;
+                    BootLoop::new(
+                        &slot.to_string(),
+                        &version,
+                        &behavior.to_string(),
+                        crashes,
+                        opts.boot_loop_limit,
+                        rollback,
+                    )
+                });
+                // A pending image is rolled back at the next boot: it is
+                // just down. One that nothing rolls back says so (bootloop.rs).
+                let stopped = match looping {
+                    None => {
+                        drop(first_listener.take());
+                        sleep_or_stop(wait, &mut stop).await
+                    }
+                    Some(b) => {
+                        shared.set_boot_loop(Some(b));
+                        let listener = match first_listener.take() {
+                            Some(l) => l,
+                            None => bind(addr).await?,
+                        };
+                        let (sd_tx, sd_rx) = oneshot::channel::<()>();
+                        let app = crate::bootloop::router(shared.clone());
+                        let server = tokio::spawn(async move {
+                            axum::serve(listener, app)
+                                .with_graceful_shutdown(async {
+                                    let _ = sd_rx.await;
+                                })
+                                .await
+                        });
+                        let stopped = sleep_or_stop(wait, &mut stop).await;
+                        let _ = sd_tx.send(());
+                        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+                        stopped
+                    }
+                };
+                if stopped {
                     break RunEnd::Stopped;
                 }
                 shared.event(if end == End::Crashed {
@@ -428,6 +483,7 @@ async fn boot_loop(
             }
             Behavior::Healthy | Behavior::FailSelftest => {
                 streak = (None, 0);
+                shared.set_boot_loop(None);
                 let listener = match first_listener.take() {
                     Some(l) => l,
                     None => bind(addr).await?,

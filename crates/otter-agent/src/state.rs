@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use otter_ota::SlotId;
-use otter_sim::device::VirtualDevice;
+use otter_sim::device::{LastRollback, RunningStatus, VirtualDevice};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -112,10 +112,59 @@ pub struct RollbackRecord {
     pub boot: u64,
     /// The slot rolled back from.
     pub from: String,
+    /// The slot booted instead (`None` until the device has rebooted).
+    pub to: Option<String>,
+    /// What became of the slot rolled back from: `aborted` (still pending
+    /// at a reboot) or `invalid` (marked so by the firmware).
+    pub state: &'static str,
     /// The version rolled back from.
     pub version: Option<String>,
     /// Why.
     pub reason: String,
+}
+
+impl RollbackRecord {
+    /// The status document's `last_rollback` for this record. Flash (`flash`,
+    /// read from otadata) says that a rollback happened and survives power
+    /// cuts; this record (RAM, like a firmware's RTC memory) says exactly
+    /// which one and why, so it wins while the agent runs: after two
+    /// rollbacks in a row both otadata entries are INVALID and flash cannot
+    /// tell which came last.
+    pub fn shown(
+        self,
+        flash: Option<&LastRollback>,
+        boot: &BootInfo,
+        running: Option<&RunningStatus>,
+    ) -> LastRollback {
+        let stale = self.superseded(boot, running);
+        let state = match flash {
+            Some(lr) if lr.from == self.from => lr.state.clone(),
+            _ => self.state.to_string(),
+        };
+        LastRollback {
+            from: self.from,
+            to: self.to,
+            stale,
+            version: self.version,
+            state,
+            reason: self.reason,
+        }
+    }
+
+    /// Whether the rollback is history: a later boot runs another slot than
+    /// the one rolled back to, and that image is confirmed (not pending
+    /// verification) — a later update took. A reboot back into the same
+    /// image keeps the rollback current. (A slot rolled back from boots
+    /// again only once a new image was written to it, so running there is a
+    /// later update too.)
+    pub fn superseded(&self, boot: &BootInfo, running: Option<&RunningStatus>) -> bool {
+        let Some(running) = running else {
+            return false;
+        };
+        boot.count > self.boot
+            && self.to.as_deref() != Some(running.slot.slot.as_str())
+            && running.state.as_deref() != Some("pending_verify")
+    }
 }
 
 /// State shared by the handlers and the boot loop.
@@ -128,6 +177,7 @@ pub struct Shared {
     last_update: Mutex<Option<LastUpdate>>,
     selftest: Mutex<SelfTest>,
     last_rollback: Mutex<Option<RollbackRecord>>,
+    boot_loop: Mutex<Option<crate::bootloop::BootLoop>>,
     events: Mutex<VecDeque<Event>>,
     reboot_tx: Mutex<Option<mpsc::UnboundedSender<Reboot>>>,
     ui: Mutex<Option<Arc<crate::www::MountedUi>>>,
@@ -168,6 +218,7 @@ impl Shared {
                 detail: None,
             }),
             last_rollback: Mutex::new(None),
+            boot_loop: Mutex::new(None),
             events: Mutex::new(VecDeque::new()),
             reboot_tx: Mutex::new(None),
             ui: Mutex::new(None),
@@ -271,6 +322,17 @@ impl Shared {
         *lock(&self.last_rollback) = Some(r);
     }
 
+    /// The running attempt's boot loop, if the running slot keeps crashing
+    /// with nothing to roll it back.
+    pub fn boot_loop(&self) -> Option<crate::bootloop::BootLoop> {
+        lock(&self.boot_loop).clone()
+    }
+
+    /// Records (or, with `None`, clears) the boot loop.
+    pub fn set_boot_loop(&self, b: Option<crate::bootloop::BootLoop>) {
+        *lock(&self.boot_loop) = b;
+    }
+
     /// Logs an event (and keeps the last [`EVENT_LOG_LEN`]).
     pub fn event(&self, message: impl Into<String>) {
         let message = message.into();
@@ -305,5 +367,96 @@ impl Shared {
         if let Some(tx) = lock(&self.reboot_tx).as_ref() {
             let _ = tx.send(why);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use otter_sim::device::SlotLabel;
+
+    fn record() -> RollbackRecord {
+        RollbackRecord {
+            boot: 4,
+            from: "ota_1".into(),
+            to: Some("ota_0".into()),
+            state: "invalid",
+            version: Some("3.0.0".into()),
+            reason: "a rollback was requested".into(),
+        }
+    }
+
+    fn boot(count: u64) -> BootInfo {
+        BootInfo {
+            count,
+            at: Instant::now(),
+            running: None,
+            behavior: Behavior::Healthy,
+            version: String::new(),
+        }
+    }
+
+    fn running(slot: &str, state: &str) -> RunningStatus {
+        RunningStatus {
+            slot: SlotLabel {
+                label: slot.into(),
+                slot: slot.into(),
+                offset: 0,
+                size: 0,
+            },
+            version: "4.0.0".into(),
+            project_name: "p".into(),
+            idf_ver: String::new(),
+            secure_version: 0,
+            state: Some(state.into()),
+            image_len: None,
+            sha256: None,
+            summary: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_rollback_goes_stale_only_when_a_later_confirmed_image_runs_elsewhere() {
+        let r = record();
+        // Where it rolled back to, at that boot and after a plain reboot.
+        assert!(!r.superseded(&boot(4), Some(&running("ota_0", "valid"))));
+        assert!(!r.superseded(&boot(5), Some(&running("ota_0", "valid"))));
+        // A later update, still pending, then confirmed; in either slot.
+        assert!(!r.superseded(&boot(5), Some(&running("ota_1", "pending_verify"))));
+        assert!(r.superseded(&boot(5), Some(&running("ota_1", "valid"))));
+        assert!(r.superseded(&boot(6), Some(&running("factory", "undefined"))));
+        // Nothing runs: nothing supersedes it.
+        assert!(!r.superseded(&boot(6), None));
+    }
+
+    #[test]
+    fn the_agents_record_wins_over_flash_and_keeps_flash_state_for_its_slot() {
+        let flash = LastRollback {
+            from: "ota_1".into(),
+            to: Some("factory".into()),
+            stale: false,
+            version: Some("3.0.0".into()),
+            state: "aborted".into(),
+            reason: "flash".into(),
+        };
+        let shown = record().shown(Some(&flash), &boot(4), Some(&running("ota_0", "valid")));
+        assert_eq!(
+            (
+                shown.from.as_str(),
+                shown.to.as_deref(),
+                shown.state.as_str(),
+                shown.stale
+            ),
+            ("ota_1", Some("ota_0"), "aborted", false)
+        );
+        let other = LastRollback {
+            from: "ota_0".into(),
+            ..flash
+        };
+        let shown = record().shown(Some(&other), &boot(4), Some(&running("ota_0", "valid")));
+        assert_eq!(
+            (shown.from.as_str(), shown.state.as_str()),
+            ("ota_1", "invalid")
+        );
     }
 }

@@ -637,6 +637,75 @@ async fn ca_trust_accepts_a_self_signed_server_certificate_as_its_own_ca() {
     .await
 }
 
+/// A self-signed certificate that says `CA:TRUE`, as `openssl req -x509`
+/// makes them; `expired` puts its validity period in the past.
+fn self_signed_ca_true(names: &[&str], expired: bool) -> Identity {
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2001, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2002, 1, 1);
+    }
+    let key = KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("self-signed certificate");
+    Identity::new(vec![cert.der().clone()], key, cert.pem())
+}
+
+#[tokio::test]
+async fn ca_trust_accepts_a_ca_true_self_signed_certificate_and_still_checks_name_and_validity() {
+    bounded(async {
+        let id = self_signed_ca_true(&["localhost"], false);
+        let server = Server::start(vec![("/m", file(b"ok"))], Some(id.server_config())).await;
+        let got = fetcher(Some(Trust::Ca(vec![id.leaf()])), false)
+            .get_small(&server.url("https", "localhost", "/m"), 16)
+            .await
+            .expect("a CA:TRUE self-signed certificate given as --ca");
+        assert_eq!(got, b"ok");
+
+        let err = tls_failure(Trust::Ca(vec![id.leaf()]), &id, "127.0.0.1").await;
+        assert!(
+            matches!(
+                err,
+                FetchError::Tls {
+                    failure: TlsFailure::NameMismatch,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let expired = self_signed_ca_true(&["localhost"], true);
+        let err = tls_failure(Trust::Ca(vec![expired.leaf()]), &expired, "localhost").await;
+        assert!(
+            matches!(
+                err,
+                FetchError::Tls {
+                    failure: TlsFailure::Expired,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // Another CA:TRUE certificate for the same name is not trusted just
+        // because it is a CA: only the very certificate given is.
+        let other = self_signed_ca_true(&["localhost"], false);
+        let err = tls_failure(Trust::Ca(vec![id.leaf()]), &other, "localhost").await;
+        assert!(
+            matches!(
+                &err,
+                FetchError::Tls {
+                    failure: TlsFailure::Certificate(c),
+                    ..
+                } if matches!(**c, rustls::CertificateError::Other(_))
+                    && format!("{c:?}").contains("CaUsedAsEndEntity")
+            ),
+            "{err:?}"
+        );
+    })
+    .await
+}
+
 async fn tls_failure(trust: Trust, id: &Identity, host: &str) -> FetchError {
     let server = Server::start(vec![("/m", file(b"ok"))], Some(id.server_config())).await;
     let err = fetcher(Some(trust), false)

@@ -20,7 +20,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::flash::ERASED;
@@ -52,7 +51,7 @@ impl Storage {
             .truncate(true)
             .open(path)?;
         let cells = vec![ERASED; capacity];
-        file.write_all_at(&cells, 0)?;
+        write_all_at(&file, &cells, 0)?;
         Ok(Self {
             cells,
             file: Some(FileBacking {
@@ -94,9 +93,11 @@ impl Storage {
     pub(crate) fn flush(&mut self, offset: u32, len: u32) -> io::Result<()> {
         if let Some(backing) = &self.file {
             let start = offset as usize;
-            backing
-                .file
-                .write_all_at(&self.cells[start..start + len as usize], u64::from(offset))?;
+            write_all_at(
+                &backing.file,
+                &self.cells[start..start + len as usize],
+                u64::from(offset),
+            )?;
             if backing.sync_each_op {
                 backing.file.sync_data()?;
             }
@@ -108,7 +109,7 @@ impl Storage {
     pub(crate) fn replace(&mut self, image: &[u8]) -> io::Result<()> {
         self.cells.copy_from_slice(image);
         if let Some(backing) = &self.file {
-            backing.file.write_all_at(&self.cells, 0)?;
+            write_all_at(&backing.file, &self.cells, 0)?;
         }
         Ok(())
     }
@@ -129,4 +130,21 @@ impl Storage {
     pub(crate) fn path(&self) -> Option<&Path> {
         self.file.as_ref().map(|b| b.path.as_path())
     }
+}
+
+/// One positioned write of all of `buf` at `offset`: `pwrite` on Unix (the
+/// file position is untouched), a seek and a write elsewhere (Windows).
+#[cfg(unix)]
+fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(buf, offset)
+}
+
+/// One positioned write of all of `buf` at `offset`: `pwrite` on Unix (the
+/// file position is untouched), a seek and a write elsewhere (Windows).
+#[cfg(not(unix))]
+fn write_all_at(mut file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    file.seek(SeekFrom::Start(offset))?;
+    file.write_all(buf)
 }

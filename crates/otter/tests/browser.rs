@@ -344,6 +344,57 @@ fn firmware_upload_then_rollback() {
     assert!(!st["last_rollback"].is_null(), "{st:#}");
 }
 
+/// (e) A device running Tasmota (its app descriptor's project name and
+/// version are empty) is shown as running that image, not as "No image
+/// runs.".
+#[test]
+fn an_image_with_an_empty_version_is_shown_as_running() {
+    let fw = util::corpus_file("app-images/tasmota-sml/tasmota32s3_ottelo_tas-15.5.0.bin");
+    let dev = Device::create(&["--firmware", &s(&fw)]).run(&[]);
+    let st = dev.status();
+    assert_eq!(st["running"]["version"], "", "{st:#}");
+    let sha = sha_of(&fw);
+    assert_eq!(st["running"]["sha256"], sha.as_str());
+    let res = scenario(&dev, "empty_version", json!({ "shaPrefix": &sha[..12] }));
+    assert_eq!(res["messages"]["version"], "(no version)", "{res}");
+    let shown = res["messages"]["status"].as_str().unwrap_or_default();
+    assert!(
+        shown.starts_with(&format!(
+            "(no project name) (no version) (sha256 {})",
+            &sha[..12]
+        )),
+        "{res}"
+    );
+}
+
+/// (f) A rollback is shown red while it is the device's present state, and
+/// no longer once a later update has confirmed.
+#[test]
+fn a_rollback_stops_being_red_once_a_later_update_confirms() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dev = Device::create(&["--rollback"]).run(&["--selftest-window", "0.3"]);
+    let push = |version: &str| {
+        let fw = firmware(work.path(), version);
+        let out = run_otter(["push", &s(&fw), "--to", &dev.url, "--timeout", "30"]);
+        assert!(out.status.success(), "push {version}: {}", stderr(&out));
+        dev.wait_until(
+            |st| st["running"]["version"] == version && st["running"]["state"] == "valid",
+            "the pushed image confirmed",
+        );
+    };
+    push("2.0.0");
+    let (code, body) = dev.curl("/api/ota/rollback", &["-X", "POST"]);
+    assert_eq!(code, 200, "{body}");
+    dev.wait_until(|st| st["running"]["label"] == "factory", "the rollback");
+    let res = scenario(&dev, "rollback_status", json!({ "rollbackStale": false }));
+    assert_eq!(res["messages"]["statusClass"], "msg err", "{res}");
+
+    push("3.0.0");
+    assert_eq!(dev.status()["last_rollback"]["stale"], true);
+    let res = scenario(&dev, "rollback_status", json!({ "rollbackStale": true }));
+    assert_eq!(res["messages"]["statusClass"], "msg ok", "{res}");
+}
+
 /// (b) A new web UI through the picker: the bar moves, the device reboots
 /// and serves the new index.html from the other slot.
 #[test]

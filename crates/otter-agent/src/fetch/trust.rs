@@ -20,7 +20,10 @@ use super::{FetchError, TlsFailure};
 pub enum Trust {
     /// Servers whose chain leads to one of these CA certificates, and no
     /// other root. Host name and validity period are checked (webpki). A
-    /// self-signed server certificate can be its own CA here.
+    /// self-signed server certificate can be its own CA here, even when it
+    /// says `CA:TRUE` (as `openssl req -x509` makes them): a server
+    /// certificate byte-identical to one of these is accepted as pinned,
+    /// once webpki has checked its validity period and its name matches.
     Ca(Vec<CertificateDer<'static>>),
     /// Exactly this end-entity certificate, byte for byte. The handshake
     /// signature is still checked against its key, so a server must hold the
@@ -114,6 +117,7 @@ pub(super) fn tls_connector(trust: Trust) -> Result<TlsConnector, FetchError> {
                 return Err(FetchError::NoCaCertificates);
             }
             let mut roots = RootCertStore::empty();
+            let certs_kept = certs.clone();
             for (index, cert) in certs.into_iter().enumerate() {
                 roots
                     .add(cert)
@@ -123,7 +127,13 @@ pub(super) fn tls_connector(trust: Trust) -> Result<TlsConnector, FetchError> {
                 .build()
                 // Only possible causes: no roots (checked above) or CRLs (none given).
                 .map_err(|_| FetchError::NoCaCertificates)?;
-            builder.with_webpki_verifier(verifier).with_no_client_auth()
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(CaVerifier {
+                    webpki: verifier,
+                    anchors: certs_kept,
+                }))
+                .with_no_client_auth()
         }
         Trust::Pinned(cert) => builder
             .dangerous()
@@ -132,6 +142,73 @@ pub(super) fn tls_connector(trust: Trust) -> Result<TlsConnector, FetchError> {
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// webpki's verification, plus one case it refuses: a server certificate
+/// that is itself one of the trusted CA certificates (a self-signed
+/// certificate with `CA:TRUE`). webpki checks an end-entity's validity
+/// period before its basic constraints, so `CaUsedAsEndEntity` means the
+/// period was fine; the name is checked here. Everything else is webpki's.
+#[derive(Debug)]
+struct CaVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    anchors: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for CaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(other)))
+                if matches!(
+                    other.0.downcast_ref::<webpki::Error>(),
+                    Some(webpki::Error::CaUsedAsEndEntity)
+                ) && self
+                    .anchors
+                    .iter()
+                    .any(|a| a.as_ref() == end_entity.as_ref()) =>
+            {
+                let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// The marker a [`PinnedVerifier`] rejects with, so the failure can be told

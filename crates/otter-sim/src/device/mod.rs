@@ -5,6 +5,7 @@
 //! | file | what |
 //! |---|---|
 //! | `flash.bin` | a raw image of the whole flash (byte `n` is flash address `n`), so esptool and otter read it at the usual offsets |
+//! | `agent.lock` | locked by the agent that runs the device ([`lock`]); `agent.json` says who it is |
 //! | `device.json` | chip, flash size, table offset, bootloader options (rollback, anti-rollback), the eFuse secure-version counter, the API token |
 //!
 //! The flash file is the device's state. Every flash operation is written
@@ -21,6 +22,7 @@
 //! model ([`otter_ota::boot`]) and then the start-up step every otter
 //! firmware runs first ([`otter_ota::lifecycle::recover`]).
 
+pub mod lock;
 mod status;
 pub mod www;
 
@@ -45,7 +47,8 @@ use serde::{Deserialize, Serialize};
 use crate::{SimFlash, SimFlashError};
 
 pub use status::{
-    LastRollback, OtadataEntryStatus, OtadataStatus, RunningStatus, SlotLabel, SlotStatus, Status,
+    image_summary, or_placeholder, LastRollback, OtadataEntryStatus, OtadataStatus, RunningStatus,
+    SlotLabel, SlotStatus, Status, NO_PROJECT, NO_VERSION,
 };
 
 /// The flash file's name inside a device directory.
@@ -74,7 +77,9 @@ pub const DEFAULT_CHIP: Chip = Chip::Esp32s3;
 pub const DEFAULT_FLASH_SIZE: u32 = 16 << 20;
 /// Version of the firmware a device gets when none is given.
 pub const DEFAULT_FIRMWARE_VERSION: &str = "1.0.0";
-/// Project name of the firmware a device gets when none is given.
+/// Project name of the firmware a device gets when none is given, and of
+/// the images `otter image build` makes without `--project`: one name, so a
+/// fresh device accepts a release of such an image as its own product.
 pub const DEFAULT_PROJECT: &str = "otter-virtual";
 
 /// Everything that can go wrong creating, opening or running a device.

@@ -48,6 +48,39 @@ pub struct RunningStatus {
     /// SHA-256 of the image as stored (all `image_len` bytes), hex: equal to
     /// the SHA-256 of the file that was uploaded.
     pub sha256: Option<String>,
+    /// What runs, for people, never blank: `PROJECT VERSION (sha256
+    /// PREFIX)`, with [`NO_VERSION`] / [`NO_PROJECT`] standing in for an
+    /// empty descriptor field (Tasmota's images have an empty version). An
+    /// image that runs is never shown as "nothing runs": that is `running:
+    /// null`.
+    pub summary: String,
+}
+
+/// Shown for an app descriptor's empty version.
+pub const NO_VERSION: &str = "(no version)";
+/// Shown for an app descriptor's empty project name.
+pub const NO_PROJECT: &str = "(no project name)";
+
+/// `text`, or `placeholder` when it is empty.
+pub fn or_placeholder<'a>(text: &'a str, placeholder: &'a str) -> &'a str {
+    if text.is_empty() {
+        placeholder
+    } else {
+        text
+    }
+}
+
+/// The [`RunningStatus::summary`] of an image.
+pub fn image_summary(project: &str, version: &str, sha256: Option<&str>) -> String {
+    let mut s = format!(
+        "{} {}",
+        or_placeholder(project, NO_PROJECT),
+        or_placeholder(version, NO_VERSION)
+    );
+    if let Some(prefix) = sha256.and_then(|h| h.get(..12)) {
+        s.push_str(&format!(" (sha256 {prefix})"));
+    }
+    s
 }
 
 /// One app slot.
@@ -105,11 +138,20 @@ pub struct OtadataStatus {
 }
 
 /// The last rollback, read from otadata: the newest entry is ABORTED or
-/// INVALID and another image runs.
+/// INVALID and another image runs. (A running agent replaces it with what it
+/// saw, which is exact where flash is ambiguous: after two rollbacks in a
+/// row both entries are INVALID.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LastRollback {
     /// The slot rolled back from.
     pub from: String,
+    /// The slot the bootloader booted instead (`null` when nothing boots).
+    pub to: Option<String>,
+    /// `true` once a later update was confirmed: the rollback is history,
+    /// not the device's present state. Flash only shows a rollback while it
+    /// is the newest otadata entry, so this is `false` here; a running agent
+    /// sets it (docs/device-api.md).
+    pub stale: bool,
     /// The version that was rolled back, if its descriptor reads.
     pub version: Option<String>,
     /// `aborted` or `invalid`.
@@ -217,10 +259,13 @@ pub(super) fn status(
                 }
                 _ => None,
             };
+            let version = app.as_ref().map(|a| a.0.clone()).unwrap_or_default();
+            let project_name = app.as_ref().map(|a| a.1.clone()).unwrap_or_default();
             label_of(&map, slot).map(|l| RunningStatus {
                 slot: l,
-                version: app.as_ref().map(|a| a.0.clone()).unwrap_or_default(),
-                project_name: app.as_ref().map(|a| a.1.clone()).unwrap_or_default(),
+                summary: image_summary(&project_name, &version, sha256.as_deref()),
+                version,
+                project_name,
                 idf_ver: app.as_ref().map(|a| a.2.clone()).unwrap_or_default(),
                 secure_version: app.as_ref().map_or(0, |a| a.3),
                 state: state_name(report.and_then(|r| r.state)),
@@ -304,6 +349,8 @@ pub(super) fn status(
         };
         Some(LastRollback {
             from: from.to_string(),
+            to: shown.map(|s| s.to_string()),
+            stale: false,
             version,
             state: state_name(Some(state)).unwrap_or_default(),
             reason: reason.into(),

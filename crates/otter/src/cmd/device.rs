@@ -10,10 +10,10 @@ use anyhow::{bail, Context};
 use otter_agent::fetch::{FetchConfig, Trust, Url};
 use otter_agent::mdns::MdnsOptions;
 use otter_agent::pull::PullConfig;
-use otter_agent::runner::AGENT_FILE;
 use otter_agent::{Profile, RunEnd, RunOptions};
 use otter_format::chip::Chip;
 use otter_release::PublicKey;
+use otter_sim::device::lock::{AgentPresence, DeviceLock};
 use otter_sim::device::{self, chip_names, CreateOptions, Status, VirtualDevice};
 use serde_json::{json, Value};
 
@@ -539,12 +539,17 @@ async fn shutdown_signal() -> std::io::Result<()> {
     }
 }
 
-/// The running agent recorded in DIR/agent.json, if its process is alive.
-pub fn live_agent(dir: &Path) -> Option<Value> {
-    let text = std::fs::read_to_string(dir.join(AGENT_FILE)).ok()?;
-    let v: Value = serde_json::from_str(&text).ok()?;
-    let pid = v.get("pid")?.as_u64()?;
-    Path::new(&format!("/proc/{pid}")).exists().then_some(v)
+/// The agent that runs DIR, if one does: the device's lock says whether one
+/// runs, its DIR/agent.json what it recorded (`pid` and `url` are `null`
+/// until it has written that).
+pub fn live_agent(dir: &Path) -> anyhow::Result<Option<Value>> {
+    let presence = DeviceLock::presence(dir)
+        .with_context(|| format!("asking whether an agent runs {}", dir.display()))?;
+    Ok(match presence {
+        AgentPresence::Stopped => None,
+        AgentPresence::Running(Some(h)) => Some(h.record),
+        AgentPresence::Running(None) => Some(json!({ "pid": null, "url": null })),
+    })
 }
 
 fn status(a: &StatusArgs) -> anyhow::Result<ExitCode> {
@@ -553,7 +558,7 @@ fn status(a: &StatusArgs) -> anyhow::Result<ExitCode> {
     };
     let mut dev = VirtualDevice::open(dir)
         .with_context(|| format!("opening the virtual device in {}", dir.display()))?;
-    let agent = live_agent(dir);
+    let agent = live_agent(dir)?;
     let running = agent
         .as_ref()
         .and_then(|v| v.get("running")?.as_str().map(str::to_string))
@@ -592,14 +597,16 @@ pub fn print_status(dir: &Path, st: &Status, agent: Option<&Value>) {
     match agent {
         Some(a) => println!(
             "agent:   running (pid {}, {})",
-            a.get("pid").and_then(Value::as_u64).unwrap_or(0),
-            a.get("url").and_then(Value::as_str).unwrap_or("?")
+            a.get("pid")
+                .and_then(Value::as_u64)
+                .map_or_else(|| "not recorded yet".to_string(), |p| p.to_string()),
+            a.get("url").and_then(Value::as_str).unwrap_or("no URL yet")
         ),
         None => println!("agent:   not running"),
     }
     match &st.running {
         Some(r) => println!(
-            "{} {} @ {:#x}: {} {} (state {}, secure_version {})",
+            "{} {} @ {:#x}: {} (state {}, secure_version {})",
             if st.predicted {
                 "next power-on boots:"
             } else {
@@ -607,8 +614,7 @@ pub fn print_status(dir: &Path, st: &Status, agent: Option<&Value>) {
             },
             r.slot.label,
             r.slot.offset,
-            r.project_name,
-            r.version,
+            r.summary,
             r.state.as_deref().unwrap_or("none"),
             r.secure_version
         ),
@@ -634,7 +640,9 @@ pub fn print_status(dir: &Path, st: &Status, agent: Option<&Value>) {
             s.slot.offset,
             human_size(u64::from(s.slot.size)),
             s.verdict,
-            s.version.as_deref().unwrap_or("-"),
+            s.version
+                .as_deref()
+                .map_or("-", |v| device::or_placeholder(v, device::NO_VERSION)),
             s.state.as_deref().unwrap_or("-"),
             s.error.as_deref().unwrap_or("")
         );
@@ -662,9 +670,18 @@ pub fn print_status(dir: &Path, st: &Status, agent: Option<&Value>) {
     }
     if let Some(r) = &st.last_rollback {
         println!(
-            "last rollback: from {} ({}): {}",
+            "last rollback{}: from {} ({}){}: {}",
+            if r.stale {
+                " (superseded by a later confirmed update)"
+            } else {
+                ""
+            },
             r.from,
-            r.version.as_deref().unwrap_or("?"),
+            r.version
+                .as_deref()
+                .map_or("?", |v| device::or_placeholder(v, device::NO_VERSION)),
+            r.to.as_deref()
+                .map_or_else(String::new, |t| format!(" to {t}")),
             r.reason
         );
     }

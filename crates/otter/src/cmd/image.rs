@@ -448,8 +448,16 @@ fn print_info(i: &ImageInfo) {
     }
     if let Some(d) = &i.app_desc {
         println!();
-        println!("  Project name:   {}", d.project_name());
-        println!("  App version:    {}", d.version());
+        let (project, version) = (d.project_name().to_string(), d.version().to_string());
+        let shown = |t: &str, none| otter_sim::device::or_placeholder(t, none).to_string();
+        println!(
+            "  Project name:   {}",
+            shown(&project, otter_sim::device::NO_PROJECT)
+        );
+        println!(
+            "  App version:    {}",
+            shown(&version, otter_sim::device::NO_VERSION)
+        );
         println!("  Compile time:   {} {}", d.date(), d.time());
         println!("  ELF SHA256:     {}", hex(&d.app_elf_sha256()));
         println!("  ESP-IDF:        {}", d.idf_ver());
