@@ -161,10 +161,8 @@ fn replay<'a>(tags: &[Tag<'a>]) -> Result<Log<'a>, Corruption> {
                     grow(&mut log.slots, id);
                 }
             }
-            CLASS_SPLICE if t.ty == ty::DELETE => {
-                if id < log.slots.len() {
-                    log.slots.remove(id);
-                }
+            CLASS_SPLICE if t.ty == ty::DELETE && id < log.slots.len() => {
+                log.slots.remove(id);
             }
             CLASS_TAIL => {
                 let d = t.data;
