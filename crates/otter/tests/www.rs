@@ -43,7 +43,12 @@ const READ_ALL: &str = r#"
 import sys, json, base64
 from littlefs import LittleFS
 data = open(sys.argv[1], 'rb').read()
-fs = LittleFS(block_size=4096, block_count=len(data) // 4096, mount=False)
+# Configured as esp_littlefs configures littlefs by default (Kconfig:
+# read/write 128, cache 512, lookahead 128, block cycles 512,
+# CONFIG_LITTLEFS_OBJ_NAME_LEN 64).
+fs = LittleFS(block_size=4096, block_count=len(data) // 4096, read_size=128,
+              prog_size=128, cache_size=512, lookahead_size=128, block_cycles=512,
+              name_max=64, mount=False)
 fs.context.buffer = bytearray(data)
 fs.mount()
 out = {}
@@ -52,7 +57,8 @@ for root, dirs, files in fs.walk('/'):
         p = (root.rstrip('/') + '/' + f)
         with fs.open(p, 'rb') as fh:
             out[p] = base64.b64encode(fh.read()).decode()
-print(json.dumps({"block_count": fs.fs_stat().block_count, "files": out}))
+st = fs.fs_stat()
+print(json.dumps({"block_count": st.block_count, "name_max": st.name_max, "disk_version": st.disk_version, "files": out}))
 "#;
 
 const BUILD: &str = r#"
@@ -109,6 +115,8 @@ fn otter_image_reads_identically_in_littlefs_python() {
 
     let v = python_json(READ_ALL, &[img.to_str().unwrap()]);
     assert_eq!(v["block_count"], 128);
+    assert_eq!(v["name_max"], 64);
+    assert_eq!(v["disk_version"], 0x0002_0001);
     let got = v["files"].as_object().unwrap();
     assert_eq!(got.len(), files.len(), "{got:?}");
     for (rel, bytes) in &files {
