@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system tools otter's end-to-end tests drive, when missing:
 # curl (a real HTTP client), unshare (util-linux) and ip (iproute2) for the
-# mDNS tests, which run in a private network namespace, and libclang, which
-# the littlefs2 crate's build needs to generate its C bindings; Chromium for
-# the Update page's browser tests; nginx, the static web server the pull
-# tests download releases from; openssl. Debian packages.
+# mDNS tests, which run in a private network namespace; Chromium for the
+# Update page's browser tests; nginx, the static web server the pull tests
+# download releases from; openssl. Debian packages. (Building otter itself
+# needs only the Rust toolchain.)
 set -euo pipefail
 need=()
 command -v curl >/dev/null || need+=(curl)
@@ -17,7 +17,6 @@ command -v openssl >/dev/null || need+=(openssl)
 # The browser-test driver (playwright-core) needs Node.js 20 or later.
 node_major=$(node --version 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/' || true)
 [ "${node_major:-0}" -ge 20 ] 2>/dev/null || need+=(nodejs npm)
-ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' || need+=(libclang-dev)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -4,8 +4,9 @@
 #   1. installs the reference tools the tests compare against (esptool from
 #      PyPI, into .venv) and cargo-fuzz when missing;
 #   2. checks formatting and clippy;
-#   3. proves the device-side crates build without std and without an allocator,
-#      and the host crates for Windows (x86_64-pc-windows-gnu);
+#   3. proves the host build needs no libclang (no bindgen), the device-side
+#      crates build without std and without an allocator, and the host crates
+#      build for Windows (x86_64-pc-windows-gnu);
 #   4. runs every fuzz target for a bounded time;
 #   5. runs every test of the workspace (unit, integration, property, oracle,
 #      end-to-end against the real binary and the shared corpus).
@@ -25,7 +26,7 @@ export OTTER_CORPUS="${OTTER_CORPUS:-$root/../shared/corpus}"
 step "installing test oracles (esptool, requests) into .venv"
 bash scripts/setup-oracles.sh
 
-step "system packages: curl, unshare, ip, libclang, chromium, nginx, openssl"
+step "system packages: curl, unshare, ip, chromium, nginx, openssl"
 bash scripts/setup-system.sh
 
 step "browser test driver: playwright-core (npm, tests/browser)"
@@ -36,6 +37,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "host build without libclang: no bindgen, LIBCLANG_PATH=/nonexistent"
+bash scripts/check-no-libclang.sh
 
 step "no_std: otter-format without std and without alloc"
 bash scripts/check-no-std.sh

@@ -68,7 +68,7 @@ fn erased_flash_does_not_mount() {
     assert!(!mounts(&[0u8; 100]));
     assert!(matches!(
         list(&vec![0u8; 8192]),
-        Err(WwwError::NotMountable { blocks: 2 })
+        Err(WwwError::NotMountable(crate::read::ReadError::NoSuperblock))
     ));
 }
 

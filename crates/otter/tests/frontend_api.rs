@@ -303,7 +303,7 @@ fn refused_uploads_leave_the_ui_and_nvs_untouched() {
             vec![],
             422,
             "bad_web_ui",
-            "128 blocks",
+            "block count is 128, but the slot holds 256 blocks",
         ),
         (
             "wrong SHA-256",
@@ -700,18 +700,21 @@ fn otter_push_www() {
     assert_eq!(boot_count(&dev.status()), before, "nothing was sent");
 }
 
-/// littlefs-python (the reference implementation) builds a UI at disk
-/// version 2.0: for the slot's block count the device takes it and serves
-/// it; built for 128 blocks and padded to the slot, otter reads the block
-/// count from the superblock and refuses it, as esp_littlefs would.
+/// littlefs-python (the reference implementation) builds UIs as ESP-IDF
+/// projects do. Accepted and served: esp_littlefs's build rule
+/// (`littlefs-python create --name-max=64 --block-size=4096`, disk version
+/// 2.1) through `otter push --www`, and a disk version 2.0 image through
+/// POST. Refused, naming the field, as esp_littlefs's default configuration
+/// would refuse to mount them: littlefs-python's default `name_max` (255 >
+/// 64), and an image built for 128 blocks padded to the 256-block slot.
 #[test]
 fn littlefs_python_images_and_the_superblock_check() {
     const BUILD: &str = r#"
 import json, sys
 from littlefs import LittleFS
-out, blocks, pad = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out, blocks, pad, ver, name_max = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4], 16), int(sys.argv[5])
 fs = LittleFS(block_size=4096, block_count=blocks, read_size=128, prog_size=128,
-              disk_version=0x00020000)
+              disk_version=ver, name_max=name_max)
 with fs.open('/index.html', 'wb') as f:
     f.write(b'<h1>from littlefs-python</h1>')
 fs.mkdir('/js')
@@ -723,12 +726,41 @@ open(out, 'wb').write(data)
 print(json.dumps({"len": len(data)}))
 "#;
     let work = tempfile::tempdir().expect("tempdir");
-    let good = work.path().join("good.bin");
+    let v20 = work.path().join("v20.bin");
     let padded = work.path().join("padded.bin");
-    let r = python_json(BUILD, &[&s(&good), "256", &SLOT.to_string()]);
+    let r = python_json(
+        BUILD,
+        &[&s(&v20), "256", &SLOT.to_string(), "0x20000", "64"],
+    );
     assert_eq!(r["len"], SLOT);
-    let r = python_json(BUILD, &[&s(&padded), "128", &SLOT.to_string()]);
+    let r = python_json(
+        BUILD,
+        &[&s(&padded), "128", &SLOT.to_string(), "0x20000", "64"],
+    );
     assert_eq!(r["len"], SLOT);
+    // The CLI, as esp_littlefs's littlefs_create_partition_image runs it, and
+    // with its defaults.
+    let src = work.path().join("site");
+    std::fs::create_dir_all(src.join("js")).expect("mkdir");
+    let index = b"<h1>from littlefs-python create</h1>".to_vec();
+    std::fs::write(src.join("index.html"), &index).expect("write");
+    let script: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(src.join("js/app.js"), &script).expect("write");
+    let cli = python().with_file_name("littlefs-python");
+    let esp = work.path().join("esp.bin");
+    let default = work.path().join("default.bin");
+    for (out, extra) in [(&esp, vec!["--name-max=64"]), (&default, vec![])] {
+        let o = Command::new(&cli)
+            .arg("create")
+            .arg(&src)
+            .arg(out)
+            .arg(format!("--fs-size={SLOT}"))
+            .arg("--block-size=4096")
+            .args(extra)
+            .output()
+            .expect("littlefs-python create");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
 
     let dev = Device::create(&[]).run(&[]);
     let before = unchanged(&dev);
@@ -740,15 +772,38 @@ print(json.dumps({"len": len(data)}))
     );
     let msg = body["message"].as_str().unwrap_or("");
     assert!(
-        msg.contains("128 blocks") && msg.contains("256 blocks"),
+        msg.contains("block count is 128, but the slot holds 256 blocks"),
+        "{msg}"
+    );
+    let (code, body) = upload(&dev, &default, &[]);
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (422, Some("bad_web_ui")),
+        "{body}"
+    );
+    let msg = body["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("name_max is 255, but the device's littlefs allows at most 64"),
         "{msg}"
     );
     assert_eq!(unchanged(&dev), before);
 
-    let (code, body) = upload(&dev, &good, &[]);
+    // esp_littlefs's build rule, pushed with otter.
+    let o = run_otter(["push", "--www", &s(&esp), "--to", &dev.url, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let rep: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(rep["slot"], "www_1");
+    let (code, _, body) = get(&dev.url, "/", &[]);
+    assert_eq!((code, body), (200, index));
+    let (code, _, body) = get(&dev.url, "/js/app.js", &[]);
+    assert_eq!((code, body), (200, script));
+
+    // Disk version 2.0, POSTed.
+    let boots = boot_count(&dev.status());
+    let (code, body) = upload(&dev, &v20, &[]);
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["files"], 2);
-    wait_for_www(&dev, "www_1", 1);
+    wait_for_www(&dev, "www_0", boots);
     let (code, heads, body) = get(&dev.url, "/", &[]);
     assert_eq!(
         (code, body),

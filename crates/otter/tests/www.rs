@@ -43,7 +43,12 @@ const READ_ALL: &str = r#"
 import sys, json, base64
 from littlefs import LittleFS
 data = open(sys.argv[1], 'rb').read()
-fs = LittleFS(block_size=4096, block_count=len(data) // 4096, mount=False)
+# Configured as esp_littlefs configures littlefs by default (Kconfig:
+# read/write 128, cache 512, lookahead 128, block cycles 512,
+# CONFIG_LITTLEFS_OBJ_NAME_LEN 64).
+fs = LittleFS(block_size=4096, block_count=len(data) // 4096, read_size=128,
+              prog_size=128, cache_size=512, lookahead_size=128, block_cycles=512,
+              name_max=64, mount=False)
 fs.context.buffer = bytearray(data)
 fs.mount()
 out = {}
@@ -52,7 +57,8 @@ for root, dirs, files in fs.walk('/'):
         p = (root.rstrip('/') + '/' + f)
         with fs.open(p, 'rb') as fh:
             out[p] = base64.b64encode(fh.read()).decode()
-print(json.dumps({"block_count": fs.fs_stat().block_count, "files": out}))
+st = fs.fs_stat()
+print(json.dumps({"block_count": st.block_count, "name_max": st.name_max, "disk_version": st.disk_version, "files": out}))
 "#;
 
 const BUILD: &str = r#"
@@ -109,6 +115,8 @@ fn otter_image_reads_identically_in_littlefs_python() {
 
     let v = python_json(READ_ALL, &[img.to_str().unwrap()]);
     assert_eq!(v["block_count"], 128);
+    assert_eq!(v["name_max"], 64);
+    assert_eq!(v["disk_version"], 0x0002_0001);
     let got = v["files"].as_object().unwrap();
     assert_eq!(got.len(), files.len(), "{got:?}");
     for (rel, bytes) in &files {
@@ -174,27 +182,67 @@ fn littlefs_python_image_lists_and_reads_in_otter() {
     }
 }
 
-/// littlefs2 pins on-disk version 2.0, so images in version 2.1 (littlefs-python's
-/// default, and newer littlefs's) are refused cleanly rather than misread. A
-/// known gap: see the crate docs.
+/// littlefs-python's own defaults (disk version 2.1, name_max 255) and
+/// esp_littlefs's build rule (`--name-max=64 --block-size=4096`), both made
+/// by the `littlefs-python create` command: listed and extracted byte for
+/// byte.
 #[test]
-fn disk_version_2_1_is_refused_cleanly() {
+fn littlefs_python_create_images_list_and_extract() {
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("site");
-    site(&src);
-    let img = t.path().join("py21.bin");
-    python_json(
-        BUILD,
-        &[
-            src.to_str().unwrap(),
-            img.to_str().unwrap(),
-            "524288",
-            "0x00020001",
-        ],
-    );
-    let o = run_otter(["www".as_ref(), "ls".as_ref(), img.as_os_str()]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("not a mountable"), "{}", stderr(&o));
+    let files = site(&src);
+    let cli = util::python().with_file_name("littlefs-python");
+    for (name, extra) in [("default", None), ("esp", Some("--name-max=64"))] {
+        let img = t.path().join(format!("{name}.bin"));
+        let o = std::process::Command::new(&cli)
+            .arg("create")
+            .arg(&src)
+            .arg(&img)
+            .arg("--fs-size=1MB")
+            .arg("--block-size=4096")
+            .args(extra)
+            .output()
+            .expect("littlefs-python create");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let image = std::fs::read(&img).unwrap();
+        let sb = otter_www::read::superblock(&image).expect("superblock");
+        let want_name_max = if extra.is_some() { 64 } else { 255 };
+        assert_eq!((sb.disk_version, sb.name_max), (0x0002_0001, want_name_max));
+
+        let o = run_otter([
+            "www".as_ref(),
+            "ls".as_ref(),
+            img.as_os_str(),
+            "--json".as_ref(),
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(v["blocks"], 256);
+        let entries = v["entries"].as_array().unwrap();
+        for (rel, bytes) in &files {
+            let e = entries
+                .iter()
+                .find(|e| e["path"] == format!("/{rel}"))
+                .unwrap_or_else(|| panic!("{name}: {rel} not listed: {entries:?}"));
+            assert_eq!(e["size"], bytes.len());
+        }
+        let out = t.path().join(format!("out-{name}"));
+        let o = run_otter([
+            "www".as_ref(),
+            "extract".as_ref(),
+            img.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        for (rel, bytes) in &files {
+            assert_eq!(
+                &std::fs::read(out.join(rel)).unwrap(),
+                bytes,
+                "{name}: {rel}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -1,7 +1,12 @@
-//! LittleFS images as a slot holds them: the superblock's geometry, and
-//! whether the image mounts and holds `/index.html`.
+//! LittleFS images as a slot holds them: whether the device's littlefs
+//! (esp_littlefs's default configuration for the slot) would mount the
+//! superblock, and whether the image mounts and holds `/index.html`.
 
-use super::{INDEX_HTML, LFS_BLOCK_SIZE, MAX_UI_FILES};
+use otter_www::limits::{check, MountLimits, MountRefusal};
+use otter_www::read::ReadError;
+pub use otter_www::read::Superblock;
+
+use super::{INDEX_HTML, MAX_UI_FILES};
 
 /// Why a slot's contents cannot be mounted as the web UI.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -10,22 +15,13 @@ pub enum UiProblem {
     /// No committed LittleFS superblock in blocks 0 and 1.
     #[error("it holds no LittleFS superblock (erased, damaged, or not a LittleFS image)")]
     NoSuperblock,
-    /// The superblock's geometry is not the slot's: esp_littlefs would
-    /// refuse to mount it.
-    #[error("it is a LittleFS image of {image_blocks} blocks of {block_size} bytes, but the slot is {slot_blocks} blocks of 4096 bytes, which esp_littlefs refuses to mount; build the image with the slot's size ({slot_size} bytes)")]
-    Geometry {
-        /// Block count in the superblock.
-        image_blocks: u32,
-        /// Block size in the superblock.
-        block_size: u32,
-        /// The slot's block count.
-        slot_blocks: u32,
-        /// The slot's size in bytes.
-        slot_size: u32,
-    },
-    /// littlefs refused it.
+    /// The device's littlefs would refuse the superblock; the refusal names
+    /// the field (disk version, block size, block count, name_max).
+    #[error("the device's littlefs would not mount it: {0}")]
+    Refused(MountRefusal),
+    /// The superblock passes but the image does not read (damaged).
     #[error("it does not mount as LittleFS: {0}")]
-    NotMountable(String),
+    NotMountable(ReadError),
     /// It mounts but has no `/index.html`.
     #[error(
         "it mounts but has no /index.html at its root, so there would be nothing to serve at /"
@@ -34,6 +30,19 @@ pub enum UiProblem {
     /// More files than [`MAX_UI_FILES`].
     #[error("it holds {0} files and directories, more than the {MAX_UI_FILES} a UI may have")]
     TooManyFiles(usize),
+}
+
+impl UiProblem {
+    /// A stable code for the problem.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoSuperblock => "lfs_no_superblock",
+            Self::Refused(r) => r.code(),
+            Self::NotMountable(_) => "lfs_unreadable",
+            Self::NoIndexHtml => "no_index_html",
+            Self::TooManyFiles(_) => "too_many_files",
+        }
+    }
 }
 
 /// What a slot holds, when it passes [`inspect_ui`].
@@ -45,130 +54,34 @@ pub struct UiSummary {
     pub index_html_len: u64,
 }
 
-/// The superblock fields otter checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Superblock {
-    /// On-disk version (major << 16 | minor).
-    pub version: u32,
-    /// Block size.
-    pub block_size: u32,
-    /// Block count.
-    pub block_count: u32,
-}
-
-/// littlefs's CRC: reflected CRC-32 (0xEDB88320), no final XOR.
-pub(super) fn lfs_crc(mut crc: u32, data: &[u8]) -> u32 {
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    crc
-}
-
-const LFS_TYPE_INLINESTRUCT: u32 = 0x201;
-const LFS_TYPE_CCRC: u32 = 0x500;
-
-/// The superblock of one metadata block: the last inline-struct tag for
-/// id 0 in the last commit whose CRC checks, with the block's revision.
-fn superblock_in(block: &[u8]) -> Option<(u32, Superblock)> {
-    let rev_bytes = block.get(0..4)?;
-    let rev = u32::from_le_bytes(rev_bytes.try_into().ok()?);
-    let mut crc = lfs_crc(0xFFFF_FFFF, rev_bytes);
-    let mut ptag: u32 = 0xFFFF_FFFF;
-    let mut off = 0usize;
-    let mut pending: Option<Superblock> = None;
-    let mut committed: Option<Superblock> = None;
-    let dsize = |tag: u32| {
-        let deleted = (tag & 0x3ff) == 0x3ff;
-        4 + if deleted { 0 } else { (tag & 0x3ff) as usize }
-    };
-    loop {
-        off = off.checked_add(dsize(ptag))?;
-        let Some(raw) = block.get(off..off + 4) else {
-            break;
-        };
-        crc = lfs_crc(crc, raw);
-        let tag = u32::from_be_bytes(raw.try_into().ok()?) ^ ptag;
-        if tag & 0x8000_0000 != 0 {
-            break;
-        }
-        if off + dsize(tag) > block.len() {
-            break;
-        }
-        ptag = tag;
-        let type3 = (tag & 0x7ff0_0000) >> 20;
-        let type2 = (tag & 0x7800_0000) >> 20;
-        if type2 == LFS_TYPE_CCRC {
-            let d = block.get(off + 4..off + 8)?;
-            if crc != u32::from_le_bytes(d.try_into().ok()?) {
-                break;
-            }
-            ptag ^= ((tag >> 20) & 1) << 31;
-            if pending.is_some() {
-                committed = pending;
-            }
-            crc = 0xFFFF_FFFF;
-            continue;
-        }
-        let data = block.get(off + 4..off + dsize(tag))?;
-        crc = lfs_crc(crc, data);
-        let id = (tag & 0x000f_fc00) >> 10;
-        if type3 == LFS_TYPE_INLINESTRUCT && id == 0 && data.len() >= 12 {
-            let w = |i: usize| u32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
-            pending = Some(Superblock {
-                version: w(0),
-                block_size: w(4),
-                block_count: w(8),
-            });
-        }
-    }
-    committed.map(|s| (rev, s))
-}
-
-/// Reads the LittleFS superblock from blocks 0 and 1 of `image` (4096-byte
-/// blocks), the newer revision first as littlefs does.
+/// Reads the LittleFS superblock from blocks 0 and 1 of `image`, the newer
+/// revision first as littlefs does.
 pub fn superblock(image: &[u8]) -> Option<Superblock> {
-    let bs = LFS_BLOCK_SIZE as usize;
-    let a = image.get(0..bs).and_then(superblock_in);
-    let b = image.get(bs..2 * bs).and_then(superblock_in);
-    match (a, b) {
-        (Some((ra, sa)), Some((rb, sb))) => {
-            // lfs_scmp: sequence comparison of revisions.
-            Some(if (rb.wrapping_sub(ra) as i32) > 0 {
-                sb
-            } else {
-                sa
-            })
-        }
-        (Some((_, s)), None) | (None, Some((_, s))) => Some(s),
-        (None, None) => None,
-    }
+    otter_www::read::superblock(image).ok()
 }
 
-/// Checks that `image` (a whole slot's bytes) would mount on a device whose
-/// slot has exactly `image.len()` bytes, and holds `/index.html`.
+/// Checks that `image` (a whole slot's bytes) would mount on a device
+/// running esp_littlefs with its default configuration, whose slot has
+/// exactly `image.len()` bytes, and holds `/index.html`.
 pub fn inspect_ui(image: &[u8]) -> Result<UiSummary, UiProblem> {
     let slot_size = u32::try_from(image.len()).unwrap_or(u32::MAX);
-    let slot_blocks = slot_size / LFS_BLOCK_SIZE;
+    inspect_ui_with(image, &MountLimits::esp_littlefs(slot_size))
+}
+
+/// [`inspect_ui`] against a device whose littlefs is configured as `limits`.
+pub fn inspect_ui_with(image: &[u8], limits: &MountLimits) -> Result<UiSummary, UiProblem> {
     let sb = superblock(image).ok_or(UiProblem::NoSuperblock)?;
-    if sb.block_size != LFS_BLOCK_SIZE
-        || sb.block_count != slot_blocks
-        || slot_size % LFS_BLOCK_SIZE != 0
-    {
-        return Err(UiProblem::Geometry {
-            image_blocks: sb.block_count,
-            block_size: sb.block_size,
-            slot_blocks,
-            slot_size,
-        });
+    check(&sb, limits).map_err(UiProblem::Refused)?;
+    if image.len() as u64 != u64::from(limits.block_size) * u64::from(limits.block_count) {
+        // A slot that is not a whole number of blocks: its last partial
+        // block is outside littlefs.
+        return Err(UiProblem::Refused(MountRefusal::BlockCount {
+            found: sb.block_count,
+            expected: limits.block_count,
+            block_size: limits.block_size,
+        }));
     }
-    let entries = otter_www::list(image).map_err(|e| UiProblem::NotMountable(e.to_string()))?;
+    let entries = list(image)?;
     if entries.len() > MAX_UI_FILES {
         return Err(UiProblem::TooManyFiles(entries.len()));
     }
@@ -182,9 +95,22 @@ pub fn inspect_ui(image: &[u8]) -> Result<UiSummary, UiProblem> {
     })
 }
 
+fn unreadable(e: otter_www::WwwError) -> UiProblem {
+    match e {
+        otter_www::WwwError::NotMountable(ReadError::NoSuperblock) => UiProblem::NoSuperblock,
+        otter_www::WwwError::NotMountable(r) => UiProblem::NotMountable(r),
+        // The reader reports nothing else for a file list() returned.
+        _ => UiProblem::NotMountable(ReadError::NoSuperblock),
+    }
+}
+
+fn list(image: &[u8]) -> Result<Vec<otter_www::Entry>, UiProblem> {
+    otter_www::list(image).map_err(unreadable)
+}
+
 /// Every file of a UI image, path and contents (what a mounted UI serves).
 pub fn read_ui_files(image: &[u8]) -> Result<Vec<(String, Vec<u8>)>, UiProblem> {
-    let entries = otter_www::list(image).map_err(|e| UiProblem::NotMountable(e.to_string()))?;
+    let entries = list(image)?;
     if entries.len() > MAX_UI_FILES {
         return Err(UiProblem::TooManyFiles(entries.len()));
     }
@@ -194,7 +120,7 @@ pub fn read_ui_files(image: &[u8]) -> Result<Vec<(String, Vec<u8>)>, UiProblem> 
         .map(|e| {
             otter_www::read_file(image, &e.path)
                 .map(|b| (e.path.clone(), b))
-                .map_err(|err| UiProblem::NotMountable(err.to_string()))
+                .map_err(unreadable)
         })
         .collect()
 }

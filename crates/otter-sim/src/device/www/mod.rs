@@ -26,8 +26,11 @@
 //! real device. otter requires **both**: the upload is exactly the slot's
 //! size, and the LittleFS superblock (read from the image's metadata log,
 //! CRCs checked, the newest commit winning, as littlefs's `lfs_dir_fetch`
-//! does) records the slot's block count and a 4096-byte block size. The
-//! mount itself (otter-www, the C littlefs) then proves the rest.
+//! does) must pass the checks esp_littlefs's littlefs makes with its default
+//! configuration (`otter_www::limits`): disk version 2.0 or 2.1, block
+//! size 4096, the slot's block count, `name_max` at most 64. A refusal names
+//! the field, the value found and the one expected. The mount itself
+//! (otter-www's reader) then proves the rest.
 //!
 //! # The update ([`FrontendUpdate`])
 //!
@@ -49,7 +52,9 @@
 mod image;
 mod update;
 
-pub use image::{inspect_ui, read_ui_files, superblock, Superblock, UiProblem, UiSummary};
+pub use image::{
+    inspect_ui, inspect_ui_with, read_ui_files, superblock, Superblock, UiProblem, UiSummary,
+};
 pub use update::{FrontendError, FrontendUpdate, Switched};
 
 use std::path::PathBuf;
@@ -406,8 +411,8 @@ fn scratch_dir() -> Result<PathBuf, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::image::lfs_crc;
     use super::*;
+    use otter_www::limits::MountRefusal;
 
     #[test]
     fn superblock_of_built_images_matches_their_size() {
@@ -429,11 +434,11 @@ mod tests {
             "otter-www's lenient mount accepts it"
         );
         match inspect_ui(&img) {
-            Err(UiProblem::Geometry {
-                image_blocks: 128,
-                slot_blocks: 256,
-                ..
-            }) => {}
+            Err(UiProblem::Refused(MountRefusal::BlockCount {
+                found: 128,
+                expected: 256,
+                block_size: 4096,
+            })) => {}
             other => panic!("{other:?}"),
         }
     }
@@ -453,10 +458,54 @@ mod tests {
         assert_eq!(inspect_ui(&[]), Err(UiProblem::NoSuperblock));
     }
 
+    /// Each superblock field the device's littlefs checks is named, with
+    /// the value found and the one expected.
     #[test]
-    fn lfs_crc_matches_reference() {
-        // zlib.crc32(b"123456789") ^ 0xffffffff with initial 0xffffffff.
-        assert_eq!(lfs_crc(0xFFFF_FFFF, b"123456789"), !0xCBF4_3926u32);
+    fn refusals_name_the_field() {
+        let img = default_ui(0x10000).expect("builds");
+        let esp = otter_www::limits::MountLimits::esp_littlefs(0x10000);
+        let refused = |limits| match inspect_ui_with(&img, &limits) {
+            Err(UiProblem::Refused(r)) => (r.code(), r.to_string()),
+            other => panic!("{other:?}"),
+        };
+        let (code, msg) = refused(otter_www::limits::MountLimits {
+            name_max: 32,
+            ..esp
+        });
+        assert_eq!(code, "lfs_name_max");
+        assert!(
+            msg.starts_with("name_max is 64, but the device's littlefs allows at most 32"),
+            "{msg}"
+        );
+        let (code, msg) = refused(otter_www::limits::MountLimits {
+            disk_version_max: 0x0002_0000,
+            ..esp
+        });
+        assert_eq!(code, "lfs_disk_version");
+        assert!(
+            msg.starts_with("disk version is 2.1, but the device mounts 2.0 up to 2.0"),
+            "{msg}"
+        );
+        let (code, msg) = refused(otter_www::limits::MountLimits {
+            block_size: 512,
+            block_count: 128,
+            ..esp
+        });
+        assert_eq!(code, "lfs_block_size");
+        assert!(
+            msg.starts_with("block size is 4096 bytes, but the device uses 512"),
+            "{msg}"
+        );
+        let (code, msg) = refused(otter_www::limits::MountLimits {
+            block_count: 32,
+            ..esp
+        });
+        assert_eq!(code, "lfs_block_count");
+        assert!(
+            msg.starts_with("block count is 16, but the slot holds 32 blocks"),
+            "{msg}"
+        );
+        assert_eq!(inspect_ui_with(&img, &esp).expect("passes").files, 1);
     }
 
     /// Damaged images (seeded byte flips in the metadata blocks, where a
