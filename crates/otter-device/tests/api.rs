@@ -1490,3 +1490,44 @@ fn a_stalled_upload_times_out_and_is_recorded() {
     assert_eq!(r.dev.last_update().unwrap().result.name(), "aborted");
     assert_eq!(r.boot_choice(), Some(SlotId::Ota(0)));
 }
+
+#[test]
+fn a_refused_upload_is_answered_at_once_and_its_body_drained() {
+    let mut r = Rig::new();
+    let bad = app(Chip::Esp32s3, "9", 0, 72_000);
+    let req = post("/update", &[], &bad);
+    let mut head = [0u8; 2048];
+    let mut tx = vec![0u8; 8192];
+    let mut c = otter_device::service::Connection::new(&mut r.dev, &mut head, 0);
+    // The head and the first 2 KB: the chip is known, the answer goes out.
+    let head_len = req.len() - bad.len();
+    let mut input = &req[..head_len + 2048];
+    let mut answered = Vec::new();
+    while !input.is_empty() {
+        let o = c.handle(&mut r.dev, &mut r.flash, &mut r.plat, input, 0, &mut tx);
+        answered.extend_from_slice(&tx[..o.written]);
+        input = &input[o.consumed..];
+        assert_eq!(o.action, Action::Read, "still draining");
+    }
+    let text = String::from_utf8_lossy(&answered).to_string();
+    assert!(text.starts_with("HTTP/1.1 422"), "{text}");
+    assert!(text.contains("\"error\":\"wrong_chip\""), "{text}");
+    // The rest of the body is read and discarded; then the connection closes.
+    let o = c.handle(
+        &mut r.dev,
+        &mut r.flash,
+        &mut r.plat,
+        &req[head_len + 2048..],
+        0,
+        &mut tx,
+    );
+    assert_eq!(o.consumed, bad.len() - 2048);
+    assert_eq!(o.written, 0);
+    assert_eq!(o.action, Action::Close);
+    assert!(
+        r.flash.contents()[0x110000..0x111000]
+            .iter()
+            .all(|&b| b == 0xFF),
+        "nothing erased"
+    );
+}

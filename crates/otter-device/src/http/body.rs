@@ -104,38 +104,42 @@ impl BodyReader {
     }
 
     /// Consumes body bytes from `input` (never past the body's end) and
-    /// hands the payload to `sink`. Returns the input bytes consumed.
-    pub fn feed<S>(&mut self, input: &[u8], now: u64, sink: &mut S) -> Result<usize, DeviceError>
+    /// hands the payload to `sink`. Returns the input bytes consumed; on an
+    /// error (broken framing, or the sink's own), the bytes consumed up to
+    /// and including the failing piece, so the body can still be drained
+    /// with this reader.
+    pub fn feed<S>(&mut self, input: &[u8], sink: &mut S) -> Result<usize, (usize, DeviceError)>
     where
         S: FnMut(&[u8]) -> Result<(), DeviceError>,
     {
         let mut i = 0usize;
         while i < input.len() && !self.done() {
             let rest = input.get(i..).unwrap_or_default();
-            let used = match &mut self.state {
+            let (used, result) = match &mut self.state {
                 State::Length { left } => {
                     let n = usize::try_from(*left).unwrap_or(usize::MAX).min(rest.len());
                     let data = rest.get(..n).unwrap_or_default();
                     *left -= n as u64;
                     self.delivered += n as u64;
-                    sink(data)?;
-                    n
+                    (n, sink(data))
                 }
                 State::Chunked(c) => {
                     let at = self.consumed;
-                    let (used, data) = step_chunk(c, rest, at)?;
-                    if !data.is_empty() {
-                        self.delivered += data.len() as u64;
-                        sink(data)?;
+                    match step_chunk(c, rest, at) {
+                        Ok((used, data)) if !data.is_empty() => {
+                            self.delivered += data.len() as u64;
+                            (used, sink(data))
+                        }
+                        Ok((used, _)) => (used, Ok(())),
+                        Err(e) => return Err((i, e)),
                     }
-                    used
                 }
             };
             i += used;
             self.consumed += used as u64;
             self.window_bytes += used as u64;
+            result.map_err(|e| (i, e))?;
         }
-        let _ = now;
         Ok(i)
     }
 }

@@ -34,7 +34,7 @@ fn chunked_decodes_split_anywhere() {
         let mut out = Vec::new();
         for piece in enc.chunks(split) {
             let n = b
-                .feed(piece, 0, &mut |d: &[u8]| {
+                .feed(piece, &mut |d: &[u8]| {
                     out.extend_from_slice(d);
                     Ok(())
                 })

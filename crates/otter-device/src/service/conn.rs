@@ -208,6 +208,10 @@ impl<'b> Connection<'b> {
                     Err((consumed, e)) => {
                         dev_fail(dev, sink, &e, body.delivered(), total, now);
                         let out = self.answer_error(&e, true, tx);
+                        if body.done() {
+                            self.state = State::Closed;
+                            return Output { consumed, ..out };
+                        }
                         self.state = State::Drain {
                             body,
                             until: now.saturating_add(self.limits.drain_ms),
@@ -223,7 +227,7 @@ impl<'b> Connection<'b> {
                 close,
             } => {
                 let mut sink = |_: &[u8]| Ok(());
-                match body.feed(input, now, &mut sink) {
+                match body.feed(input, &mut sink) {
                     Ok(n) if body.done() => {
                         self.finish_request(close, now);
                         Output {
@@ -1089,13 +1093,12 @@ fn feed_upload<F: NorFlash>(
     let r = match multipart {
         Some(m) => {
             let mut to_mp = |data: &[u8]| m.feed(data, &mut write);
-            body.feed(input, now, &mut to_mp)
+            body.feed(input, &mut to_mp)
         }
-        None => body.feed(input, now, &mut write),
+        None => body.feed(input, &mut write),
     };
-    // On error the consumed count is unknown: the rest of this read is
-    // drained with the body.
-    r.map_err(|e| (0, e))
+    let _ = now;
+    r
 }
 
 fn finish_firmware<F: NorFlash>(
