@@ -1531,3 +1531,39 @@ fn a_refused_upload_is_answered_at_once_and_its_body_drained() {
         "nothing erased"
     );
 }
+
+#[test]
+fn a_flash_failure_is_500_flash_error_and_nothing_switches() {
+    let mut r = Rig::new();
+    r.flash.inject_write_errors(0, 1000);
+    let a = r.one(&post("/update", &[], &fw()));
+    assert_eq!((a.status, a.code().as_str()), (500, "flash_error"));
+    r.flash.clear_write_errors();
+    assert_eq!(r.boot_choice(), Some(SlotId::Ota(0)));
+    assert_eq!(r.dev.last_update().unwrap().result.name(), "failed");
+    assert!(!r.dev.update_in_progress());
+}
+
+#[test]
+fn the_status_document_fits_the_minimum_response_buffer() {
+    // The largest status of this layout: a failed web-UI upload recorded
+    // (error message included), a rollback record, two slots, both otadata
+    // entries, the web UI.
+    let mut r = pending_rig();
+    assert_eq!(
+        r.one(&post("/api/ota/frontend", &[], &[0u8; 100])).code(),
+        "wrong_size"
+    );
+    let mut head = [0u8; 2048];
+    let mut tx = vec![0u8; otter_device::service::MIN_TX_BUF];
+    let mut c = otter_device::service::Connection::new(&mut r.dev, &mut head, 0);
+    let req = get("/api/ota/status", &[]);
+    let o = c.handle(&mut r.dev, &mut r.flash, &mut r.plat, &req, 0, &mut tx);
+    let text = String::from_utf8_lossy(&tx[..o.written]).to_string();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    let j: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(j["last_update"]["error"]["error"], "wrong_size");
+    assert_eq!(j["otadata"]["entries"].as_array().unwrap().len(), 2);
+    println!("status document: {} bytes of {}", o.written, tx.len());
+}
