@@ -479,6 +479,17 @@ fn cases() -> Vec<Case> {
             After::Untouched
         ),
         case!(
+            "multipart with an empty file",
+            rig,
+            || {
+                let b = multipart_body("e1", "file", Some("f.bin"), b"", false);
+                post_multipart("/update", "e1", &b, &[])
+            },
+            400,
+            "empty",
+            After::Untouched
+        ),
+        case!(
             "multipart missing boundary",
             rig,
             || post("/update", &["Content-Type: multipart/form-data"], &fw()),
@@ -1303,7 +1314,7 @@ fn one_update_at_a_time() {
     let req = post("/update", &[], &f);
     let mut head1 = [0u8; 2048];
     let mut tx = vec![0u8; 8192];
-    let mut c1 = otter_device::service::Connection::new(&mut r.dev, &mut head1, 0);
+    let mut c1 = otter_device::service::Connection::new(&r.dev, &mut head1, 0);
     let mut input = &req[..2000];
     while !input.is_empty() {
         let o = c1.handle(&mut r.dev, &mut r.flash, &mut r.plat, input, 0, &mut tx);
@@ -1446,7 +1457,7 @@ fn slowloris_head_times_out() {
     let mut r = Rig::new();
     let mut head = [0u8; 2048];
     let mut tx = vec![0u8; 8192];
-    let mut c = otter_device::service::Connection::new(&mut r.dev, &mut head, 0);
+    let mut c = otter_device::service::Connection::new(&r.dev, &mut head, 0);
     for (i, b) in b"GET /api/ota/st".iter().enumerate() {
         let o = c.handle(
             &mut r.dev,
@@ -1472,7 +1483,7 @@ fn a_stalled_upload_times_out_and_is_recorded() {
     let req = post("/update", &[], &f);
     let mut head = [0u8; 2048];
     let mut tx = vec![0u8; 8192];
-    let mut c = otter_device::service::Connection::new(&mut r.dev, &mut head, 0);
+    let mut c = otter_device::service::Connection::new(&r.dev, &mut head, 0);
     let mut input = &req[..3000];
     while !input.is_empty() {
         let o = c.handle(&mut r.dev, &mut r.flash, &mut r.plat, input, 0, &mut tx);
@@ -1498,7 +1509,7 @@ fn a_refused_upload_is_answered_at_once_and_its_body_drained() {
     let req = post("/update", &[], &bad);
     let mut head = [0u8; 2048];
     let mut tx = vec![0u8; 8192];
-    let mut c = otter_device::service::Connection::new(&mut r.dev, &mut head, 0);
+    let mut c = otter_device::service::Connection::new(&r.dev, &mut head, 0);
     // The head and the first 2 KB: the chip is known, the answer goes out.
     let head_len = req.len() - bad.len();
     let mut input = &req[..head_len + 2048];
@@ -1556,7 +1567,7 @@ fn the_status_document_fits_the_minimum_response_buffer() {
     );
     let mut head = [0u8; 2048];
     let mut tx = vec![0u8; otter_device::service::MIN_TX_BUF];
-    let mut c = otter_device::service::Connection::new(&mut r.dev, &mut head, 0);
+    let mut c = otter_device::service::Connection::new(&r.dev, &mut head, 0);
     let req = get("/api/ota/status", &[]);
     let o = c.handle(&mut r.dev, &mut r.flash, &mut r.plat, &req, 0, &mut tx);
     let text = String::from_utf8_lossy(&tx[..o.written]).to_string();

@@ -15,7 +15,7 @@ fn drive(mut r: Rig, req: &[u8], splits: &[usize]) -> Rig {
     let mut head = [0u8; 2048];
     let mut tx = vec![0u8; 8192];
     let mut now = 0u64;
-    let mut conn = Connection::new(&mut r.dev, &mut head, now);
+    let mut conn = Connection::new(&r.dev, &mut head, now);
     let mut at = 0usize;
     let mut k = 0usize;
     while at < req.len() && !conn.is_closed() {

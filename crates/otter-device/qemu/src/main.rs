@@ -294,7 +294,7 @@ extern "C" fn scenario() -> ! {
     };
     let mut head_buf = [0u8; 2048];
     let mut tx = [0u8; 4096];
-    let mut conn = Connection::new(&mut dev, &mut head_buf, 0);
+    let mut conn = Connection::new(&dev, &mut head_buf, 0);
     let mut answer_len = 0usize;
     let mut answer = [0u8; 512];
     let mut action = Action::Read;

@@ -121,7 +121,6 @@ pub struct Connection<'b> {
     limits: Limits,
     reader: HeadReader,
     state: State,
-    owner: u32,
     idle_since: u64,
 }
 
@@ -129,15 +128,12 @@ impl<'b> Connection<'b> {
     /// A connection that reads request heads into `head_buf` (at least
     /// [`crate::http::MIN_HEAD_BUF`] bytes; the head limit is the smaller of
     /// it and the device's limit), accepted at `now`.
-    pub fn new(device: &mut Device, head_buf: &'b mut [u8], now: u64) -> Self {
-        let owner = device.next_owner;
-        device.next_owner = device.next_owner.wrapping_add(1);
+    pub fn new(device: &Device, head_buf: &'b mut [u8], now: u64) -> Self {
         Self {
             head_buf,
             limits: device.opts.limits,
             reader: HeadReader::new(),
             state: State::Head,
-            owner,
             idle_since: now,
         }
     }
@@ -769,7 +765,6 @@ impl<'b> Connection<'b> {
             close: head.close,
             total,
         };
-        let _ = self.owner;
         Output::read(0, written)
     }
 
@@ -799,7 +794,8 @@ impl<'b> Connection<'b> {
             None => Ok(()),
         };
         let result = check.and_then(|()| match upload {
-            Upload::Firmware { session, .. } => finish_firmware(flash, session),
+            Upload::Firmware { session } if session.received() == 0 => Err(DeviceError::Empty),
+            Upload::Firmware { session } => finish_firmware(flash, session),
             Upload::Www { upload, .. } => {
                 if upload.received() == 0 {
                     return Err(DeviceError::Empty);

@@ -308,7 +308,6 @@ pub struct Device {
     pub(crate) last_update: Option<LastUpdate>,
     pub(crate) last_rollback: Option<LastRollback>,
     pub(crate) upload: Upload,
-    pub(crate) next_owner: u32,
     pub(crate) www: Option<WwwState>,
     /// SHA-256 of the running image, computed once per boot.
     pub(crate) running_sha: Option<(SlotId, u32, [u8; 32])>,
@@ -326,7 +325,6 @@ impl Device {
             last_update: None,
             last_rollback: None,
             upload: Upload::Idle,
-            next_owner: 1,
             www: None,
             running_sha: None,
         }

@@ -237,7 +237,7 @@ impl Rig {
     /// one connection and collects the answers.
     pub fn exchange(&mut self, req: &[u8], split: usize) -> Vec<Answer> {
         let mut head = [0u8; 2048];
-        let mut conn = Connection::new(&mut self.dev, &mut head, self.now);
+        let mut conn = Connection::new(&self.dev, &mut head, self.now);
         let mut out_bytes: Vec<u8> = Vec::new();
         let mut tx = vec![0u8; 8192];
         let mut actions = Vec::new();
