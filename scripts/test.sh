@@ -4,7 +4,8 @@
 #   1. installs the reference tools the tests compare against (esptool from
 #      PyPI, into .venv) and cargo-fuzz when missing;
 #   2. checks formatting and clippy;
-#   3. proves the device-side crates build without std and without an allocator;
+#   3. proves the device-side crates build without std and without an
+#      allocator, and runs the device core on riscv32 under QEMU;
 #   4. runs every fuzz target for a bounded time;
 #   5. runs every test of the workspace (unit, integration, property, oracle,
 #      end-to-end against the real binary and the shared corpus).
@@ -24,7 +25,7 @@ export OTTER_CORPUS="${OTTER_CORPUS:-$root/../shared/corpus}"
 step "installing test oracles (esptool, requests) into .venv"
 bash scripts/setup-oracles.sh
 
-step "system packages: curl, unshare, ip, libclang, chromium, nginx, openssl"
+step "system packages: curl, unshare, ip, libclang, chromium, nginx, openssl, qemu"
 bash scripts/setup-system.sh
 
 step "browser test driver: playwright-core (npm, tests/browser)"
@@ -38,6 +39,9 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "no_std: otter-format without std and without alloc"
 bash scripts/check-no-std.sh
+
+step "otter-device on riscv32imc under qemu-system-riscv32"
+bash scripts/qemu-device.sh
 
 step "fuzzing every parser for ${OTTER_FUZZ_SECONDS:-20}s each"
 bash scripts/fuzz.sh "${OTTER_FUZZ_SECONDS:-20}"
