@@ -1109,12 +1109,26 @@ fn check_after(r: &mut Rig, after: After, name: &str) {
         After::WwwSwitched => {
             assert_eq!(r.plat.pointer, Some(1), "{name}: pointer");
             assert_eq!(
+                otter_device::www::WwwPointer::read(&mut r.plat, &mut r.flash).unwrap(),
+                Some(1),
+                "{name}: NVS otter/www_slot"
+            );
+            assert_eq!(
                 r.www_slot_bytes(WWW1),
                 &ui_image()[..],
                 "{name}: www_1 holds the image"
             );
         }
-        After::WwwUnchanged => assert_eq!(r.plat.pointer, None, "{name}: pointer changed"),
+        After::WwwUnchanged => {
+            assert_eq!(r.plat.pointer, None, "{name}: pointer changed");
+            if r.dev.www().is_some() {
+                assert_eq!(
+                    otter_device::www::WwwPointer::read(&mut r.plat, &mut r.flash).unwrap(),
+                    Some(0),
+                    "{name}: NVS otter/www_slot changed"
+                );
+            }
+        }
     }
 }
 
@@ -1577,4 +1591,32 @@ fn the_status_document_fits_the_minimum_response_buffer() {
     assert_eq!(j["last_update"]["error"]["error"], "wrong_size");
     assert_eq!(j["otadata"]["entries"].as_array().unwrap().len(), 2);
     println!("status document: {} bytes of {}", o.written, tx.len());
+}
+
+#[test]
+fn a_web_ui_upload_mounts_the_other_slot_after_the_reboot() {
+    let mut r = Rig::new();
+    assert_eq!(r.dev.www().unwrap().active, Some(0));
+    let ui = ui_image();
+    let a = r.one(&post(
+        "/api/ota/frontend",
+        &[&format!("X-Otter-Sha256: {}", sha_hex(&ui))],
+        &ui,
+    ));
+    assert_eq!(a.action, Action::Reboot(RebootReason::Www));
+    let j = a.json();
+    assert_eq!(
+        (j["slot"].as_str(), j["kind"].as_str()),
+        (Some("www_1"), Some("www"))
+    );
+    assert_eq!(j["sha256"], sha_hex(&ui));
+    r.boot();
+    let s = r.one(&get("/api/ota/status", &[])).json();
+    assert_eq!(s["www"]["active"], "www_1");
+    assert_eq!(s["www"]["selected"], "www_1");
+    assert_eq!(s["www"]["nvs_value"], 1);
+    assert_eq!(s["last_update"]["kind"], "www");
+    // The next upload goes back to www_0.
+    let a = r.one(&post("/api/ota/frontend", &[], &ui));
+    assert_eq!(a.json()["slot"], "www_0");
 }

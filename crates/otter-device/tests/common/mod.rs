@@ -83,21 +83,59 @@ pub struct TestPlatform {
     pub reject_ui: bool,
 }
 
+/// Where the NVS partition of [`CSV`] is.
+pub const NVS_AT: u32 = 0x9000;
+pub const NVS_SIZE: u32 = 0x5000;
+
+fn read_nvs(f: &mut SimFlash) -> Result<Vec<u8>, PointerError> {
+    use otter_sim::embedded_storage::nor_flash::ReadNorFlash;
+    let mut buf = vec![0u8; NVS_SIZE as usize];
+    f.read(NVS_AT, &mut buf).map_err(|_| {
+        PointerError::Flash(otter_sim::embedded_storage::nor_flash::NorFlashErrorKind::Other)
+    })?;
+    Ok(buf)
+}
+
+/// The pointer kept in a real NVS partition (otter-format's `nvs_set_u8`
+/// plan), as the virtual device keeps it; `nvs_full` makes it refuse.
 impl WwwPointer<SimFlash> for TestPlatform {
-    fn read(&mut self, _f: &mut SimFlash) -> Result<Option<u8>, PointerError> {
-        Ok(self.pointer)
+    fn read(&mut self, f: &mut SimFlash) -> Result<Option<u8>, PointerError> {
+        let part = read_nvs(f)?;
+        let nvs = otter_format::nvs::Nvs::parse(&part).map_err(|_| PointerError::Nvs)?;
+        Ok(nvs.get_u8("otter", "www_slot"))
     }
-    fn can_select(&mut self, _f: &mut SimFlash, _slot: u8) -> Result<(), PointerError> {
+    fn can_select(&mut self, f: &mut SimFlash, slot: u8) -> Result<(), PointerError> {
         if self.nvs_full {
-            Err(PointerError::Nvs)
-        } else {
-            Ok(())
+            return Err(PointerError::Nvs);
         }
+        let part = read_nvs(f)?;
+        otter_format::nvs::plan_set_u8(&part, "otter", "www_slot", slot)
+            .map_err(|_| PointerError::Nvs)?;
+        Ok(())
     }
     fn select(&mut self, f: &mut SimFlash, slot: u8) -> Result<(), PointerError> {
+        use otter_sim::embedded_storage::nor_flash::NorFlash;
         self.can_select(f, slot)?;
-        self.pointer = Some(slot);
-        Ok(())
+        let part = read_nvs(f)?;
+        let ops = otter_format::nvs::plan_set_u8(&part, "otter", "www_slot", slot)
+            .map_err(|_| PointerError::Nvs)?;
+        // NVS clears more bits of its bitmap words in place, as NOR allows.
+        let mode = f.mode();
+        f.set_mode(otter_sim::ProgramMode::Relaxed);
+        let r = ops
+            .iter()
+            .try_for_each(|op| f.write(NVS_AT + op.offset as u32, &op.bytes));
+        f.set_mode(mode);
+        r.map_err(|_| {
+            PointerError::Flash(otter_sim::embedded_storage::nor_flash::NorFlashErrorKind::Other)
+        })?;
+        match self.read(f)? {
+            Some(v) if v == slot => {
+                self.pointer = Some(slot);
+                Ok(())
+            }
+            _ => Err(PointerError::Nvs),
+        }
     }
 }
 
@@ -197,6 +235,12 @@ impl Rig {
         let mut flash = SimFlash::new(4 << 20).expect("4 MiB flash");
         flash.load(0x8000, &bin).expect("table fits");
         flash.load(0x10000, image).expect("image fits");
+        let nvs = otter_sim::device::www::initial_nvs(NVS_SIZE, 0).expect("NVS image");
+        flash.load(NVS_AT, &nvs).expect("NVS fits");
+        let ui = ui_image();
+        if csv.contains("www_0") {
+            flash.load(WWW0, &ui).expect("UI fits");
+        }
         let mut rig = Self {
             flash,
             dev: Device::new(o),
