@@ -86,6 +86,7 @@ fn auth() -> String {
     format!("Authorization: Bearer {TOKEN}")
 }
 
+#[rustfmt::skip]
 fn cases() -> Vec<Case> {
     macro_rules! case {
         ($name:expr, $setup:expr, $req:expr, $status:expr, $code:expr, $after:expr) => {
@@ -101,982 +102,111 @@ fn cases() -> Vec<Case> {
     }
     vec![
         // ---- firmware uploads
-        case!(
-            "raw upload",
-            rig,
-            || post("/update", &[], &fw()),
-            200,
-            "",
-            After::BootsOta1
-        ),
-        case!(
-            "raw upload with sha",
-            rig,
-            || {
-                let f = fw();
-                post(
-                    "/update",
-                    &[&format!("X-Otter-Sha256: {}", sha_hex(&f))],
-                    &f,
-                )
-            },
-            200,
-            "",
-            After::BootsOta1
-        ),
-        case!(
-            "raw upload uppercase sha",
-            rig,
-            || {
-                let f = fw();
-                post(
-                    "/update",
-                    &[&format!("x-otter-sha256: {}", sha_hex(&f).to_uppercase())],
-                    &f,
-                )
-            },
-            200,
-            "",
-            After::BootsOta1
-        ),
-        case!(
-            "chunked upload",
-            rig,
-            || post_chunked("/update", &fw(), 1000),
-            200,
-            "",
-            After::BootsOta1
-        ),
-        case!(
-            "chunked upload, 1-byte chunks",
-            rig,
-            || post_chunked("/update", &fw()[..], 3),
-            200,
-            "",
-            After::BootsOta1
-        ),
-        case!(
-            "multipart upload (requests files=)",
-            rig,
-            || {
-                let b = multipart_body("abc123", "file", Some("fw.bin"), &fw(), false);
-                post_multipart("/update", "abc123", &b, &[])
-            },
-            200,
-            "",
-            After::BootsOta1
-        ),
-        case!(
-            "multipart upload after a text field",
-            rig,
-            || {
-                let b = multipart_body(
-                    "------------------------d74496d66958873e",
-                    "firmware",
-                    Some("fw.bin"),
-                    &fw(),
-                    true,
-                );
-                post_multipart(
-                    "/update",
-                    "------------------------d74496d66958873e",
-                    &b,
-                    &[],
-                )
-            },
-            200,
-            "",
-            After::BootsOta1
-        ),
-        case!(
-            "multipart, field named update without filename",
-            rig,
-            || {
-                let b = multipart_body("XyZ", "update", None, &fw(), false);
-                post_multipart("/update", "XyZ", &b, &[])
-            },
-            200,
-            "",
-            After::BootsOta1
-        ),
-        case!(
-            "multipart quoted boundary",
-            rig,
-            || {
-                let b = multipart_body("q-b", "file", Some("a"), &fw(), false);
-                post(
-                    "/update",
-                    &["Content-Type: multipart/form-data; boundary=\"q-b\""],
-                    &b,
-                )
-            },
-            200,
-            "",
-            After::BootsOta1
-        ),
-        case!(
-            "upload with token",
-            rig_token,
-            || post("/update", &[&auth()], &fw()),
-            200,
-            "",
-            After::BootsOta1
-        ),
-        case!(
-            "upload, expect 100-continue",
-            rig,
-            || post("/update", &["Expect: 100-continue"], &fw()),
-            200,
-            "",
-            After::BootsOta1
-        ),
-        case!(
-            "corpus esp32c3 image",
-            rig,
-            || post("/update", &[], &corpus_c3()),
-            200,
-            "",
-            After::BootsOta1
-        ),
-        case!(
-            "no token",
-            rig_token,
-            || post("/update", &[], &fw()),
-            401,
-            "unauthorized",
-            After::Untouched
-        ),
-        case!(
-            "basic auth is not bearer",
-            rig_token,
-            || post("/update", &["Authorization: Basic Zm9vOmJhcg=="], &fw()),
-            401,
-            "unauthorized",
-            After::Untouched
-        ),
-        case!(
-            "wrong token",
-            rig_token,
-            || post("/update", &["Authorization: Bearer nope"], &fw()),
-            403,
-            "forbidden",
-            After::Untouched
-        ),
-        case!(
-            "token prefix is wrong",
-            rig_token,
-            || post("/update", &["Authorization: Bearer s3cret"], &fw()),
-            403,
-            "forbidden",
-            After::Untouched
-        ),
-        case!(
-            "wrong chip",
-            rig,
-            || post("/update", &[], &app(Chip::Esp32s3, "2", 0, 72_000)),
-            422,
-            "wrong_chip",
-            After::Untouched
-        ),
-        case!(
-            "wrong chip, esp32",
-            rig,
-            || post("/update", &[], &app(Chip::Esp32, "2", 0, 72_000)),
-            422,
-            "wrong_chip",
-            After::Untouched
-        ),
-        case!(
-            "not an app: zeros",
-            rig,
-            || post("/update", &[], &vec![0u8; 4096]),
-            422,
-            "not_an_app",
-            After::Untouched
-        ),
-        case!(
-            "not an app: text",
-            rig,
-            || post(
-                "/update",
-                &[],
-                b"hello world, this is not firmware at all........"
-            ),
-            422,
-            "not_an_app",
-            After::Untouched
-        ),
-        case!(
-            "secure_version too low",
-            rig_anti,
-            || post("/update", &[], &app(Chip::Esp32c3, "2", 2, 72_000)),
-            422,
-            "secure_version_too_low",
-            After::Untouched
-        ),
-        case!(
-            "secure_version equal is fine",
-            rig_anti,
-            || post("/update", &[], &app(Chip::Esp32c3, "2", 3, 72_000)),
-            200,
-            "",
-            After::BootsOta1
-        ),
-        case!(
-            "too large by content-length",
-            rig,
-            || {
-                let mut v = post("/update", &[], b"");
-                let s = String::from_utf8(v.clone())
-                    .unwrap()
-                    .replace("Content-Length: 0", "Content-Length: 2000000");
-                v = s.into_bytes();
-                v
-            },
-            413,
-            "too_large",
-            After::Untouched
-        ),
-        case!(
-            "too large, 100-continue",
-            rig,
-            || {
-                let s = "POST /update HTTP/1.1\r\nContent-Length: 5000000\r\nExpect: 100-continue\r\n\r\n";
-                s.as_bytes().to_vec()
-            },
-            413,
-            "too_large",
-            After::Untouched
-        ),
-        case!(
-            "content-length beyond u32",
-            rig,
-            || {
-                b"POST /update HTTP/1.1\r\nContent-Length: 99999999999\r\nExpect: 100-continue\r\n\r\n".to_vec()
-            },
-            413,
-            "too_large",
-            After::Untouched
-        ),
-        case!(
-            "sha256 mismatch",
-            rig,
-            || post(
-                "/update",
-                &[&format!("X-Otter-Sha256: {}", "0".repeat(64))],
-                &fw()
-            ),
-            422,
-            "sha256_mismatch",
-            After::BootUnchanged
-        ),
-        case!(
-            "sha256 header too short",
-            rig,
-            || post("/update", &["X-Otter-Sha256: abcd"], &fw()),
-            400,
-            "bad_request",
-            After::Untouched
-        ),
-        case!(
-            "sha256 header not hex",
-            rig,
-            || post(
-                "/update",
-                &[&format!("X-Otter-Sha256: {}", "z".repeat(64))],
-                &fw()
-            ),
-            400,
-            "bad_request",
-            After::Untouched
-        ),
-        case!(
-            "checksum broken",
-            rig,
-            || {
-                let mut f = fw();
-                let n = f.len();
-                f[n - 33] ^= 0xFF;
-                post("/update", &[], &f)
-            },
-            422,
-            "integrity",
-            After::BootUnchanged
-        ),
-        case!(
-            "sha broken",
-            rig,
-            || {
-                let mut f = fw();
-                let n = f.len();
-                f[n - 1] ^= 0x01;
-                post("/update", &[], &f)
-            },
-            422,
-            "integrity",
-            After::BootUnchanged
-        ),
-        case!(
-            "payload byte flipped",
-            rig,
-            || {
-                let mut f = fw();
-                f[5000] ^= 0x10;
-                post("/update", &[], &f)
-            },
-            422,
-            "integrity",
-            After::BootUnchanged
-        ),
-        case!(
-            "truncated image",
-            rig,
-            || {
-                let f = fw();
-                post("/update", &[], &f[..f.len() / 2])
-            },
-            422,
-            "truncated",
-            After::BootUnchanged
-        ),
-        case!(
-            "trailing data",
-            rig,
-            || {
-                let mut f = fw();
-                f.extend_from_slice(&[0xAA; 64]);
-                post("/update", &[], &f)
-            },
-            422,
-            "trailing_data",
-            After::BootUnchanged
-        ),
-        case!(
-            "empty body",
-            rig,
-            || post("/update", &[], b""),
-            400,
-            "empty",
-            After::Untouched
-        ),
-        case!(
-            "no body at all",
-            rig,
-            || b"POST /update HTTP/1.1\r\nHost: d\r\n\r\n".to_vec(),
-            400,
-            "empty",
-            After::Untouched
-        ),
-        case!(
-            "multipart without a file",
-            rig,
-            || {
-                let b = b"--b1\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--b1--\r\n".to_vec();
-                post_multipart("/update", "b1", &b, &[])
-            },
-            400,
-            "empty",
-            After::Untouched
-        ),
-        case!(
-            "multipart with an empty file",
-            rig,
-            || {
-                let b = multipart_body("e1", "file", Some("f.bin"), b"", false);
-                post_multipart("/update", "e1", &b, &[])
-            },
-            400,
-            "empty",
-            After::Untouched
-        ),
-        case!(
-            "multipart missing boundary",
-            rig,
-            || post("/update", &["Content-Type: multipart/form-data"], &fw()),
-            400,
-            "bad_request",
-            After::Untouched
-        ),
-        case!(
-            "multipart never closed",
-            rig,
-            || {
-                let mut b = multipart_body("zz", "file", Some("f"), &fw(), false);
-                b.truncate(b.len() - 8);
-                post_multipart("/update", "zz", &b, &[])
-            },
-            400,
-            "bad_request",
-            After::BootUnchanged
-        ),
-        case!(
-            "multipart bad delimiter line",
-            rig,
-            || {
-                let b = b"--b1XX\r\n".to_vec();
-                post_multipart("/update", "b1", &b, &[])
-            },
-            400,
-            "bad_request",
-            After::Untouched
-        ),
-        case!(
-            "no ota slot",
-            rig_no_ota,
-            || post("/update", &[], &fw()),
-            503,
-            "no_ota_slot",
-            After::WwwUnchanged
-        ),
-        case!(
-            "lying content-length (body longer)",
-            rig,
-            || {
-                let f = fw();
-                let mut v = format!(
-                    "POST /update HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
-                    f.len() - 1000
-                )
-                .into_bytes();
-                v.extend_from_slice(&f);
-                v
-            },
-            422,
-            "truncated",
-            After::BootUnchanged
-        ),
+        case!("raw upload", rig, || post("/update", &[], &fw()), 200, "", After::BootsOta1),
+        case!("raw upload with sha", rig, || { let f = fw(); post("/update", &[&format!("X-Otter-Sha256: {}", sha_hex(&f))], &f) }, 200, "", After::BootsOta1),
+        case!("raw upload uppercase sha", rig, || { let f = fw(); post("/update", &[&format!("x-otter-sha256: {}", sha_hex(&f).to_uppercase())], &f) }, 200, "", After::BootsOta1),
+        case!("chunked upload", rig, || post_chunked("/update", &fw(), 1000), 200, "", After::BootsOta1),
+        case!("chunked upload, 1-byte chunks", rig, || post_chunked("/update", &fw()[..], 3), 200, "", After::BootsOta1),
+        case!("multipart upload (requests files=)", rig, || { let b = multipart_body("abc123", "file", Some("fw.bin"), &fw(), false); post_multipart("/update", "abc123", &b, &[]) }, 200, "", After::BootsOta1),
+        case!("multipart upload after a text field", rig, || { let b = multipart_body("------------------------d74496d66958873e", "firmware", Some("fw.bin"), &fw(), true); post_multipart("/update", "------------------------d74496d66958873e", &b, &[]) }, 200, "", After::BootsOta1),
+        case!("multipart, field named update without filename", rig, || { let b = multipart_body("XyZ", "update", None, &fw(), false); post_multipart("/update", "XyZ", &b, &[]) }, 200, "", After::BootsOta1),
+        case!("multipart quoted boundary", rig, || { let b = multipart_body("q-b", "file", Some("a"), &fw(), false); post("/update", &["Content-Type: multipart/form-data; boundary=\"q-b\""], &b) }, 200, "", After::BootsOta1),
+        case!("upload with token", rig_token, || post("/update", &[&auth()], &fw()), 200, "", After::BootsOta1),
+        case!("upload, expect 100-continue", rig, || post("/update", &["Expect: 100-continue"], &fw()), 200, "", After::BootsOta1),
+        case!("corpus esp32c3 image", rig, || post("/update", &[], &corpus_c3()), 200, "", After::BootsOta1),
+        case!("no token", rig_token, || post("/update", &[], &fw()), 401, "unauthorized", After::Untouched),
+        case!("basic auth is not bearer", rig_token, || post("/update", &["Authorization: Basic Zm9vOmJhcg=="], &fw()), 401, "unauthorized", After::Untouched),
+        case!("wrong token", rig_token, || post("/update", &["Authorization: Bearer nope"], &fw()), 403, "forbidden", After::Untouched),
+        case!("token prefix is wrong", rig_token, || post("/update", &["Authorization: Bearer s3cret"], &fw()), 403, "forbidden", After::Untouched),
+        case!("wrong chip", rig, || post("/update", &[], &app(Chip::Esp32s3, "2", 0, 72_000)), 422, "wrong_chip", After::Untouched),
+        case!("wrong chip, esp32", rig, || post("/update", &[], &app(Chip::Esp32, "2", 0, 72_000)), 422, "wrong_chip", After::Untouched),
+        case!("not an app: zeros", rig, || post("/update", &[], &vec![0u8; 4096]), 422, "not_an_app", After::Untouched),
+        case!("not an app: text", rig, || post("/update", &[], b"hello world, this is not firmware at all........" ), 422, "not_an_app", After::Untouched),
+        case!("secure_version too low", rig_anti, || post("/update", &[], &app(Chip::Esp32c3, "2", 2, 72_000)), 422, "secure_version_too_low", After::Untouched),
+        case!("secure_version equal is fine", rig_anti, || post("/update", &[], &app(Chip::Esp32c3, "2", 3, 72_000)), 200, "", After::BootsOta1),
+        case!("too large by content-length", rig, || { let mut v = post("/update", &[], b""); let s = String::from_utf8(v.clone()) .unwrap() .replace("Content-Length: 0", "Content-Length: 2000000"); v = s.into_bytes(); v }, 413, "too_large", After::Untouched),
+        case!("too large, 100-continue", rig, || { let s = "POST /update HTTP/1.1\r\nContent-Length: 5000000\r\nExpect: 100-continue\r\n\r\n"; s.as_bytes().to_vec() }, 413, "too_large", After::Untouched),
+        case!("content-length beyond u32", rig, || { b"POST /update HTTP/1.1\r\nContent-Length: 99999999999\r\nExpect: 100-continue\r\n\r\n".to_vec() }, 413, "too_large", After::Untouched),
+        case!("sha256 mismatch", rig, || post("/update", &[&format!("X-Otter-Sha256: {}", "0".repeat(64))], &fw() ), 422, "sha256_mismatch", After::BootUnchanged),
+        case!("sha256 header too short", rig, || post("/update", &["X-Otter-Sha256: abcd"], &fw()), 400, "bad_request", After::Untouched),
+        case!("sha256 header not hex", rig, || post("/update", &[&format!("X-Otter-Sha256: {}", "z".repeat(64))], &fw() ), 400, "bad_request", After::Untouched),
+        case!("checksum broken", rig, || { let mut f = fw(); let n = f.len(); f[n - 33] ^= 0xFF; post("/update", &[], &f) }, 422, "integrity", After::BootUnchanged),
+        case!("sha broken", rig, || { let mut f = fw(); let n = f.len(); f[n - 1] ^= 0x01; post("/update", &[], &f) }, 422, "integrity", After::BootUnchanged),
+        case!("payload byte flipped", rig, || { let mut f = fw(); f[5000] ^= 0x10; post("/update", &[], &f) }, 422, "integrity", After::BootUnchanged),
+        case!("truncated image", rig, || { let f = fw(); post("/update", &[], &f[..f.len() / 2]) }, 422, "truncated", After::BootUnchanged),
+        case!("trailing data", rig, || { let mut f = fw(); f.extend_from_slice(&[0xAA; 64]); post("/update", &[], &f) }, 422, "trailing_data", After::BootUnchanged),
+        case!("empty body", rig, || post("/update", &[], b""), 400, "empty", After::Untouched),
+        case!("no body at all", rig, || b"POST /update HTTP/1.1\r\nHost: d\r\n\r\n".to_vec(), 400, "empty", After::Untouched),
+        case!("multipart without a file", rig, || { let b = b"--b1\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--b1--\r\n".to_vec(); post_multipart("/update", "b1", &b, &[]) }, 400, "empty", After::Untouched),
+        case!("multipart with an empty file", rig, || { let b = multipart_body("e1", "file", Some("f.bin"), b"", false); post_multipart("/update", "e1", &b, &[]) }, 400, "empty", After::Untouched),
+        case!("multipart missing boundary", rig, || post("/update", &["Content-Type: multipart/form-data"], &fw()), 400, "bad_request", After::Untouched),
+        case!("multipart never closed", rig, || { let mut b = multipart_body("zz", "file", Some("f"), &fw(), false); b.truncate(b.len() - 8); post_multipart("/update", "zz", &b, &[]) }, 400, "bad_request", After::BootUnchanged),
+        case!("multipart bad delimiter line", rig, || { let b = b"--b1XX\r\n".to_vec(); post_multipart("/update", "b1", &b, &[]) }, 400, "bad_request", After::Untouched),
+        case!("no ota slot", rig_no_ota, || post("/update", &[], &fw()), 503, "no_ota_slot", After::WwwUnchanged),
+        case!("lying content-length (body longer)", rig, || { let f = fw(); let mut v = format!("POST /update HTTP/1.1\r\nContent-Length: {}\r\n\r\n", f.len() - 1000 ) .into_bytes(); v.extend_from_slice(&f); v }, 422, "truncated", After::BootUnchanged),
         // ---- status, confirm, rollback, reboot, check
-        case!(
-            "status",
-            rig,
-            || get("/api/ota/status", &[]),
-            200,
-            "",
-            After::Untouched
-        ),
-        case!(
-            "status needs token",
-            rig_token,
-            || get("/api/ota/status", &[]),
-            401,
-            "unauthorized",
-            After::Untouched
-        ),
-        case!(
-            "status with token",
-            rig_token,
-            || get("/api/ota/status", &[&auth()]),
-            200,
-            "",
-            After::Untouched
-        ),
-        case!(
-            "status HEAD",
-            rig,
-            || b"HEAD /api/ota/status HTTP/1.1\r\n\r\n".to_vec(),
-            200,
-            "",
-            After::Untouched
-        ),
-        case!(
-            "status POST is 405",
-            rig,
-            || post("/api/ota/status", &[], b""),
-            405,
-            "method_not_allowed",
-            After::Untouched
-        ),
-        case!(
-            "confirm, nothing pending",
-            rig,
-            || post("/api/ota/confirm", &[], b""),
-            200,
-            "",
-            After::Untouched
-        ),
-        case!(
-            "confirm GET is 405",
-            rig,
-            || get("/api/ota/confirm", &[]),
-            405,
-            "method_not_allowed",
-            After::Untouched
-        ),
-        case!(
-            "confirm needs token",
-            rig_token,
-            || post("/api/ota/confirm", &[], b""),
-            401,
-            "unauthorized",
-            After::Untouched
-        ),
-        case!(
-            "rollback impossible",
-            rig,
-            || post("/api/ota/rollback", &[], b""),
-            409,
-            "rollback_impossible",
-            After::Untouched
-        ),
-        case!(
-            "rollback wrong token",
-            rig_token,
-            || post("/api/ota/rollback", &["Authorization: Bearer x"], b""),
-            403,
-            "forbidden",
-            After::Untouched
-        ),
-        case!(
-            "reboot",
-            rig,
-            || post("/api/ota/reboot", &[], b""),
-            200,
-            "",
-            After::Untouched
-        ),
-        case!(
-            "reboot PUT is 405",
-            rig,
-            || b"PUT /api/ota/reboot HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_vec(),
-            405,
-            "method_not_allowed",
-            After::Untouched
-        ),
-        case!(
-            "check without pull",
-            rig,
-            || post("/api/ota/check", &[], b""),
-            404,
-            "pull_not_configured",
-            After::Untouched
-        ),
-        case!(
-            "check with pull",
-            rig_pull,
-            || post("/api/ota/check", &[], b""),
-            202,
-            "",
-            After::Untouched
-        ),
-        case!(
-            "update page",
-            rig,
-            || get("/update", &[]),
-            200,
-            "",
-            After::Untouched
-        ),
-        case!(
-            "update page needs no token",
-            rig_token,
-            || get("/update", &[]),
-            200,
-            "",
-            After::Untouched
-        ),
-        case!(
-            "update DELETE is 405",
-            rig,
-            || b"DELETE /update HTTP/1.1\r\n\r\n".to_vec(),
-            405,
-            "method_not_allowed",
-            After::Untouched
-        ),
+        case!("status", rig, || get("/api/ota/status", &[]), 200, "", After::Untouched),
+        case!("status needs token", rig_token, || get("/api/ota/status", &[]), 401, "unauthorized", After::Untouched),
+        case!("status with token", rig_token, || get("/api/ota/status", &[&auth()]), 200, "", After::Untouched),
+        case!("status HEAD", rig, || b"HEAD /api/ota/status HTTP/1.1\r\n\r\n".to_vec(), 200, "", After::Untouched),
+        case!("status POST is 405", rig, || post("/api/ota/status", &[], b""), 405, "method_not_allowed", After::Untouched),
+        case!("confirm, nothing pending", rig, || post("/api/ota/confirm", &[], b""), 200, "", After::Untouched),
+        case!("confirm GET is 405", rig, || get("/api/ota/confirm", &[]), 405, "method_not_allowed", After::Untouched),
+        case!("confirm needs token", rig_token, || post("/api/ota/confirm", &[], b""), 401, "unauthorized", After::Untouched),
+        case!("rollback impossible", rig, || post("/api/ota/rollback", &[], b""), 409, "rollback_impossible", After::Untouched),
+        case!("rollback wrong token", rig_token, || post("/api/ota/rollback", &["Authorization: Bearer x"], b""), 403, "forbidden", After::Untouched),
+        case!("reboot", rig, || post("/api/ota/reboot", &[], b""), 200, "", After::Untouched),
+        case!("reboot PUT is 405", rig, || b"PUT /api/ota/reboot HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_vec(), 405, "method_not_allowed", After::Untouched),
+        case!("check without pull", rig, || post("/api/ota/check", &[], b""), 404, "pull_not_configured", After::Untouched),
+        case!("check with pull", rig_pull, || post("/api/ota/check", &[], b""), 202, "", After::Untouched),
+        case!("update page", rig, || get("/update", &[]), 200, "", After::Untouched),
+        case!("update page needs no token", rig_token, || get("/update", &[]), 200, "", After::Untouched),
+        case!("update DELETE is 405", rig, || b"DELETE /update HTTP/1.1\r\n\r\n".to_vec(), 405, "method_not_allowed", After::Untouched),
         // ---- web UI files
-        case!(
-            "no web ui mounted",
-            rig,
-            || get("/", &[]),
-            503,
-            "no_web_ui",
-            After::Untouched
-        ),
-        case!(
-            "unknown path",
-            rig,
-            || get("/nope", &[]),
-            404,
-            "not_found",
-            After::Untouched
-        ),
-        case!(
-            "unknown POST path",
-            rig,
-            || post("/nope", &[], b"x"),
-            404,
-            "not_found",
-            After::Untouched
-        ),
-        case!(
-            "index",
-            rig_files,
-            || get("/", &[]),
-            200,
-            "",
-            After::Untouched
-        ),
-        case!(
-            "dir index",
-            rig_files,
-            || get("/dir/", &[]),
-            200,
-            "",
-            After::Untouched
-        ),
-        case!(
-            "large file streamed",
-            rig_files,
-            || get("/app.js", &[]),
-            200,
-            "",
-            After::Untouched
-        ),
-        case!(
-            "missing file",
-            rig_files,
-            || get("/missing.css", &[]),
-            404,
-            "not_found",
-            After::Untouched
-        ),
-        case!(
-            "dotdot",
-            rig_files,
-            || get("/../etc/passwd", &[]),
-            400,
-            "bad_path",
-            After::Untouched
-        ),
-        case!(
-            "escaped dotdot",
-            rig_files,
-            || get("/%2e%2e/x", &[]),
-            400,
-            "bad_path",
-            After::Untouched
-        ),
-        case!(
-            "backslash",
-            rig_files,
-            || get("/a%5cb", &[]),
-            400,
-            "bad_path",
-            After::Untouched
-        ),
-        case!(
-            "nul",
-            rig_files,
-            || get("/a%00b", &[]),
-            400,
-            "bad_path",
-            After::Untouched
-        ),
-        case!(
-            "bad escape",
-            rig_files,
-            || get("/a%zz", &[]),
-            400,
-            "bad_path",
-            After::Untouched
-        ),
-        case!(
-            "dot segment",
-            rig_files,
-            || get("/./index.html", &[]),
-            400,
-            "bad_path",
-            After::Untouched
-        ),
+        case!("no web ui mounted", rig, || get("/", &[]), 503, "no_web_ui", After::Untouched),
+        case!("unknown path", rig, || get("/nope", &[]), 404, "not_found", After::Untouched),
+        case!("unknown POST path", rig, || post("/nope", &[], b"x"), 404, "not_found", After::Untouched),
+        case!("index", rig_files, || get("/", &[]), 200, "", After::Untouched),
+        case!("dir index", rig_files, || get("/dir/", &[]), 200, "", After::Untouched),
+        case!("large file streamed", rig_files, || get("/app.js", &[]), 200, "", After::Untouched),
+        case!("missing file", rig_files, || get("/missing.css", &[]), 404, "not_found", After::Untouched),
+        case!("dotdot", rig_files, || get("/../etc/passwd", &[]), 400, "bad_path", After::Untouched),
+        case!("escaped dotdot", rig_files, || get("/%2e%2e/x", &[]), 400, "bad_path", After::Untouched),
+        case!("backslash", rig_files, || get("/a%5cb", &[]), 400, "bad_path", After::Untouched),
+        case!("nul", rig_files, || get("/a%00b", &[]), 400, "bad_path", After::Untouched),
+        case!("bad escape", rig_files, || get("/a%zz", &[]), 400, "bad_path", After::Untouched),
+        case!("dot segment", rig_files, || get("/./index.html", &[]), 400, "bad_path", After::Untouched),
         // ---- web UI upload
-        case!(
-            "www upload",
-            rig,
-            || post("/api/ota/frontend", &[], &ui_image()),
-            200,
-            "",
-            After::WwwSwitched
-        ),
-        case!(
-            "www upload with sha",
-            rig,
-            || {
-                let u = ui_image();
-                post(
-                    "/api/ota/frontend",
-                    &[&format!("X-Otter-Sha256: {}", sha_hex(&u))],
-                    &u,
-                )
-            },
-            200,
-            "",
-            After::WwwSwitched
-        ),
-        case!(
-            "www multipart",
-            rig,
-            || {
-                let b = multipart_body("wb", "www", Some("www.bin"), &ui_image(), false);
-                post_multipart("/api/ota/frontend", "wb", &b, &[])
-            },
-            200,
-            "",
-            After::WwwSwitched
-        ),
-        case!(
-            "www chunked",
-            rig,
-            || post_chunked("/api/ota/frontend", &ui_image(), 4000),
-            200,
-            "",
-            After::WwwSwitched
-        ),
-        case!(
-            "www too large",
-            rig,
-            || {
-                let mut u = ui_image();
-                u.extend_from_slice(&[0; 4096]);
-                post("/api/ota/frontend", &[], &u)
-            },
-            413,
-            "too_large",
-            After::WwwUnchanged
-        ),
-        case!(
-            "www wrong size",
-            rig,
-            || {
-                let u = ui_image();
-                post("/api/ota/frontend", &[], &u[..u.len() - 4096])
-            },
-            422,
-            "wrong_size",
-            After::WwwUnchanged
-        ),
-        case!(
-            "www not littlefs",
-            rig,
-            || post("/api/ota/frontend", &[], &vec![0x55u8; WWW_SIZE as usize]),
-            422,
-            "bad_web_ui",
-            After::WwwUnchanged
-        ),
-        case!(
-            "www built for another size",
-            rig,
-            || {
-                let mut u = otter_sim::device::www::default_ui(0x20000).unwrap();
-                u.resize(WWW_SIZE as usize, 0xFF);
-                post("/api/ota/frontend", &[], &u)
-            },
-            422,
-            "bad_web_ui",
-            After::WwwUnchanged
-        ),
-        case!(
-            "www rejected by inspector",
-            rig_ui_bad,
-            || post("/api/ota/frontend", &[], &ui_image()),
-            422,
-            "bad_web_ui",
-            After::WwwUnchanged
-        ),
-        case!(
-            "www sha mismatch",
-            rig,
-            || post(
-                "/api/ota/frontend",
-                &[&format!("X-Otter-Sha256: {}", "1".repeat(64))],
-                &ui_image()
-            ),
-            422,
-            "sha256_mismatch",
-            After::WwwUnchanged
-        ),
-        case!(
-            "www no slots",
-            rig_no_www,
-            || post("/api/ota/frontend", &[], &ui_image()),
-            503,
-            "no_www_slot",
-            After::Untouched
-        ),
-        case!(
-            "www nvs full",
-            rig_nvs_full,
-            || post("/api/ota/frontend", &[], &ui_image()),
-            500,
-            "nvs_error",
-            After::WwwUnchanged
-        ),
-        case!(
-            "www empty",
-            rig,
-            || post("/api/ota/frontend", &[], b""),
-            400,
-            "empty",
-            After::WwwUnchanged
-        ),
-        case!(
-            "www needs token",
-            rig_token,
-            || post("/api/ota/frontend", &[], &ui_image()),
-            401,
-            "unauthorized",
-            After::WwwUnchanged
-        ),
-        case!(
-            "www GET is 405",
-            rig,
-            || get("/api/ota/frontend", &[]),
-            405,
-            "method_not_allowed",
-            After::WwwUnchanged
-        ),
+        case!("www upload", rig, || post("/api/ota/frontend", &[], &ui_image()), 200, "", After::WwwSwitched),
+        case!("www upload with sha", rig, || { let u = ui_image(); post("/api/ota/frontend", &[&format!("X-Otter-Sha256: {}", sha_hex(&u))], &u) }, 200, "", After::WwwSwitched),
+        case!("www multipart", rig, || { let b = multipart_body("wb", "www", Some("www.bin"), &ui_image(), false); post_multipart("/api/ota/frontend", "wb", &b, &[]) }, 200, "", After::WwwSwitched),
+        case!("www chunked", rig, || post_chunked("/api/ota/frontend", &ui_image(), 4000), 200, "", After::WwwSwitched),
+        case!("www too large", rig, || { let mut u = ui_image(); u.extend_from_slice(&[0; 4096]); post("/api/ota/frontend", &[], &u) }, 413, "too_large", After::WwwUnchanged),
+        case!("www wrong size", rig, || { let u = ui_image(); post("/api/ota/frontend", &[], &u[..u.len() - 4096]) }, 422, "wrong_size", After::WwwUnchanged),
+        case!("www not littlefs", rig, || post("/api/ota/frontend", &[], &vec![0x55u8; WWW_SIZE as usize]), 422, "bad_web_ui", After::WwwUnchanged),
+        case!("www built for another size", rig, || { let mut u = otter_sim::device::www::default_ui(0x20000).unwrap(); u.resize(WWW_SIZE as usize, 0xFF); post("/api/ota/frontend", &[], &u) }, 422, "bad_web_ui", After::WwwUnchanged),
+        case!("www rejected by inspector", rig_ui_bad, || post("/api/ota/frontend", &[], &ui_image()), 422, "bad_web_ui", After::WwwUnchanged),
+        case!("www sha mismatch", rig, || post("/api/ota/frontend", &[&format!("X-Otter-Sha256: {}", "1".repeat(64))], &ui_image() ), 422, "sha256_mismatch", After::WwwUnchanged),
+        case!("www no slots", rig_no_www, || post("/api/ota/frontend", &[], &ui_image()), 503, "no_www_slot", After::Untouched),
+        case!("www nvs full", rig_nvs_full, || post("/api/ota/frontend", &[], &ui_image()), 500, "nvs_error", After::WwwUnchanged),
+        case!("www empty", rig, || post("/api/ota/frontend", &[], b""), 400, "empty", After::WwwUnchanged),
+        case!("www needs token", rig_token, || post("/api/ota/frontend", &[], &ui_image()), 401, "unauthorized", After::WwwUnchanged),
+        case!("www GET is 405", rig, || get("/api/ota/frontend", &[]), 405, "method_not_allowed", After::WwwUnchanged),
         // ---- malformed HTTP
-        case!(
-            "bad request line",
-            rig,
-            || b"GARBAGE\r\n\r\n".to_vec(),
-            400,
-            "bad_request",
-            After::Untouched
-        ),
-        case!(
-            "bad version",
-            rig,
-            || b"GET / HTTP/9.9\r\n\r\n".to_vec(),
-            400,
-            "bad_request",
-            After::Untouched
-        ),
-        case!(
-            "absolute-form target",
-            rig,
-            || b"GET http://x/ HTTP/1.1\r\n\r\n".to_vec(),
-            400,
-            "bad_request",
-            After::Untouched
-        ),
-        case!(
-            "bad header name",
-            rig,
-            || b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n".to_vec(),
-            400,
-            "bad_request",
-            After::Untouched
-        ),
-        case!(
-            "oversize header",
-            rig,
-            || {
-                let mut v = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
-                v.extend(vec![b'a'; 5000]);
-                v.extend_from_slice(b"\r\n\r\n");
-                v
-            },
-            431,
-            "headers_too_large",
-            After::Untouched
-        ),
-        case!(
-            "too many headers",
-            rig,
-            || {
-                let mut s = String::from("GET / HTTP/1.1\r\n");
-                for i in 0..40 {
-                    s.push_str(&format!("X-{i}: v\r\n"));
-                }
-                s.push_str("\r\n");
-                s.into_bytes()
-            },
-            431,
-            "headers_too_large",
-            After::Untouched
-        ),
-        case!(
-            "non-numeric content-length",
-            rig,
-            || b"POST /update HTTP/1.1\r\nContent-Length: 12a\r\n\r\n".to_vec(),
-            400,
-            "bad_request",
-            After::Untouched
-        ),
-        case!(
-            "two content-lengths",
-            rig,
-            || b"POST /update HTTP/1.1\r\nContent-Length: 10\r\nContent-Length: 11\r\n\r\n"
-                .to_vec(),
-            400,
-            "bad_request",
-            After::Untouched
-        ),
-        case!(
-            "length and chunked",
-            rig,
-            || b"POST /update HTTP/1.1\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n"
-                .to_vec(),
-            400,
-            "bad_request",
-            After::Untouched
-        ),
-        case!(
-            "gzip transfer-encoding",
-            rig,
-            || b"POST /update HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(),
-            400,
-            "bad_request",
-            After::Untouched
-        ),
-        case!(
-            "broken chunk size",
-            rig,
-            || {
-                let mut v =
-                    b"POST /update HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec();
-                v.extend(fw());
-                v
-            },
-            400,
-            "bad_request",
-            After::Untouched
-        ),
-        case!(
-            "chunk data without CRLF",
-            rig,
-            || {
-                let f = fw();
-                let mut v = b"POST /update HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-                v.extend(format!("{:x}\r\n", 400).as_bytes());
-                v.extend(&f[..400]);
-                v.extend(b"XX");
-                v
-            },
-            400,
-            "bad_request",
-            After::Untouched
-        ),
-        case!(
-            "huge chunk size",
-            rig,
-            || b"POST /update HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n"
-                .to_vec(),
-            400,
-            "bad_request",
-            After::Untouched
-        ),
-        case!(
-            "more data than announced",
-            rig,
-            || {
-                let mut v = post("/api/ota/confirm", &[], b"");
-                v.extend_from_slice(b"garbage after the body\r\n\r\n");
-                v
-            },
-            200,
-            "",
-            After::Untouched
-        ),
+        case!("bad request line", rig, || b"GARBAGE\r\n\r\n".to_vec(), 400, "bad_request", After::Untouched),
+        case!("bad version", rig, || b"GET / HTTP/9.9\r\n\r\n".to_vec(), 400, "bad_request", After::Untouched),
+        case!("absolute-form target", rig, || b"GET http://x/ HTTP/1.1\r\n\r\n".to_vec(), 400, "bad_request", After::Untouched),
+        case!("bad header name", rig, || b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n".to_vec(), 400, "bad_request", After::Untouched),
+        case!("oversize header", rig, || { let mut v = b"GET / HTTP/1.1\r\nX-Big: ".to_vec(); v.extend(vec![b'a'; 5000]); v.extend_from_slice(b"\r\n\r\n"); v }, 431, "headers_too_large", After::Untouched),
+        case!("too many headers", rig, || { let mut s = String::from("GET / HTTP/1.1\r\n"); for i in 0..40 { s.push_str(&format!("X-{i}: v\r\n")); } s.push_str("\r\n"); s.into_bytes() }, 431, "headers_too_large", After::Untouched),
+        case!("non-numeric content-length", rig, || b"POST /update HTTP/1.1\r\nContent-Length: 12a\r\n\r\n".to_vec(), 400, "bad_request", After::Untouched),
+        case!("two content-lengths", rig, || b"POST /update HTTP/1.1\r\nContent-Length: 10\r\nContent-Length: 11\r\n\r\n" .to_vec(), 400, "bad_request", After::Untouched),
+        case!("length and chunked", rig, || b"POST /update HTTP/1.1\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n" .to_vec(), 400, "bad_request", After::Untouched),
+        case!("gzip transfer-encoding", rig, || b"POST /update HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(), 400, "bad_request", After::Untouched),
+        case!("broken chunk size", rig, || { let mut v = b"POST /update HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(); v.extend(fw()); v }, 400, "bad_request", After::Untouched),
+        case!("chunk data without CRLF", rig, || { let f = fw(); let mut v = b"POST /update HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(); v.extend(format!("{:x}\r\n", 400).as_bytes()); v.extend(&f[..400]); v.extend(b"XX"); v }, 400, "bad_request", After::Untouched),
+        case!("huge chunk size", rig, || b"POST /update HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n" .to_vec(), 400, "bad_request", After::Untouched),
+        case!("more data than announced", rig, || { let mut v = post("/api/ota/confirm", &[], b""); v.extend_from_slice(b"garbage after the body\r\n\r\n"); v }, 200, "", After::Untouched),
     ]
 }
 
