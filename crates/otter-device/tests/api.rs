@@ -750,3 +750,44 @@ fn a_web_ui_upload_mounts_the_other_slot_after_the_reboot() {
     let a = r.one(&post("/api/ota/frontend", &[], &ui));
     assert_eq!(a.json()["slot"], "www_0");
 }
+
+#[test]
+fn events_say_what_happened_oldest_first() {
+    let mut r = Rig::new();
+    assert_eq!(
+        r.one(&post("/update", &[], &app(Chip::Esp32s3, "x", 0, 72_000)))
+            .code(),
+        "wrong_chip"
+    );
+    assert_eq!(r.one(&post("/update", &[], &fw())).status, 200);
+    r.boot();
+    let s = r.one(&get("/api/ota/status", &[])).json();
+    let messages: Vec<&str> = s["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "booted ota_0",
+            "firmware update started",
+            "firmware update rejected: wrong_chip",
+            "firmware update started",
+            "firmware update ok",
+            "booted ota_1",
+        ]
+    );
+    assert_eq!(s["events"][5]["boot"], 2);
+    // The ring keeps the last EVENTS.
+    for _ in 0..10 {
+        r.one(&post("/api/ota/confirm", &[], b""));
+        r.boot();
+    }
+    let s = r.one(&get("/api/ota/status", &[])).json();
+    assert_eq!(
+        s["events"].as_array().unwrap().len(),
+        otter_device::service::EVENTS
+    );
+}

@@ -26,7 +26,10 @@
 //! unchecked, and the stored image's SHA-256 would no longer be the file's.
 
 mod conn;
+mod events;
 mod status;
+
+pub use events::{Event, EventKind, Events, EVENTS};
 
 pub use conn::{Action, Connection, Output, RebootReason, MIN_TX_BUF};
 
@@ -311,6 +314,9 @@ pub struct Device {
     pub(crate) www: Option<WwwState>,
     /// SHA-256 of the running image, computed once per boot.
     pub(crate) running_sha: Option<(SlotId, u32, [u8; 32])>,
+    pub(crate) events: Events,
+    /// `now` of the latest call that passed it, for event times.
+    pub(crate) last_now: u64,
 }
 
 impl Device {
@@ -327,6 +333,8 @@ impl Device {
             upload: Upload::Idle,
             www: None,
             running_sha: None,
+            events: Events::default(),
+            last_now: 0,
         }
     }
 
@@ -382,6 +390,8 @@ impl Device {
         self.upload = Upload::Idle;
         self.running_sha = None;
         self.selftest = SelfTest::NotNeeded;
+        self.last_now = now;
+        self.event(EventKind::Boot { slot: running });
         if let Some(slot) = running {
             let state = running_state(flash, &self.opts.cfg, slot)
                 .map_err(|e| DeviceError::from_ota(&e))?;
@@ -403,6 +413,7 @@ impl Device {
         platform: &mut P,
         now: u64,
     ) -> Result<Option<RebootReason>, DeviceError> {
+        self.last_now = now;
         let SelfTest::Running { deadline } = self.selftest else {
             return Ok(None);
         };
@@ -443,6 +454,7 @@ impl Device {
         let cfg = self.opts.cfg;
         let done = confirm(flash, &cfg, running).map_err(|e| DeviceError::from_ota(&e))?;
         if done {
+            self.event(EventKind::Confirmed { slot: running });
             if matches!(self.selftest, SelfTest::Running { .. }) {
                 self.selftest = SelfTest::Passed;
             }
@@ -483,6 +495,7 @@ impl Device {
         let from = self.running.ok_or(DeviceError::NotRunning)?;
         let version = self.slot_version(flash, from);
         mark_invalid_and_rollback(flash, &self.opts.cfg).map_err(|e| DeviceError::from_ota(&e))?;
+        self.event(EventKind::RolledBack { from, reason });
         self.last_rollback = Some(LastRollback {
             from,
             version,
@@ -527,6 +540,25 @@ impl Device {
     }
 
     pub(crate) fn record(&mut self, r: LastUpdate) {
+        self.last_now = r.at;
+        self.event(EventKind::Update {
+            kind: r.kind,
+            result: r.result,
+            code: r.error.as_ref().map(DeviceError::code),
+        });
         self.last_update = Some(r);
+    }
+
+    pub(crate) fn event(&mut self, kind: EventKind) {
+        self.events.push(Event {
+            boot: self.boot_count,
+            uptime_ms: self.last_now.saturating_sub(self.boot_at),
+            kind,
+        });
+    }
+
+    /// The recent events, oldest first.
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter()
     }
 }

@@ -403,7 +403,16 @@ pub(crate) fn write_status<F: NorFlash, P: Platform<F>>(
         j.raw(",")
             .key("update_in_progress")
             .bool(dev.update_in_progress());
-        j.raw(",\"events\":[],\"api\":{\"update\":\"/update\",\"status\":\"/api/ota/status\",\"confirm\":\"/api/ota/confirm\",\"rollback\":\"/api/ota/rollback\",\"reboot\":\"/api/ota/reboot\",\"frontend\":\"/api/ota/frontend\",\"check\":\"/api/ota/check\",\"sha256_header\":\"x-otter-sha256\"}}");
+        j.raw(",").key("events").raw("[");
+        for (i, e) in dev.events.iter().enumerate() {
+            if i > 0 {
+                j.raw(",");
+            }
+            j.raw("{").key("boot").num(u64::from(e.boot));
+            j.raw(",").key("uptime_ms").num(e.uptime_ms);
+            j.raw(",").key("message").display(&e.kind).raw("}");
+        }
+        j.raw("],\"api\":{\"update\":\"/update\",\"status\":\"/api/ota/status\",\"confirm\":\"/api/ota/confirm\",\"rollback\":\"/api/ota/rollback\",\"reboot\":\"/api/ota/reboot\",\"frontend\":\"/api/ota/frontend\",\"check\":\"/api/ota/check\",\"sha256_header\":\"x-otter-sha256\"}}");
     });
     written.ok_or(DeviceError::ResponseTooLarge)
 }

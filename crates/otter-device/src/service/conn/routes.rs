@@ -142,6 +142,7 @@ impl Connection<'_> {
                 let mut out = self.answer(head, 200, &[], now, tx, |j| {
                     j.raw("{\"result\":\"rebooting\"}");
                 });
+                dev.event(super::super::EventKind::RebootRequested);
                 out.action = Action::Reboot(RebootReason::Requested);
                 self.state = State::Closed;
                 out
