@@ -115,8 +115,8 @@ fuzz_target!(|data: &[u8]| {
             match o.action {
                 Action::Close | Action::Reboot(_) => break 'outer,
                 Action::Continue => {}
-                Action::Read if input.is_empty() => break,
-                Action::Read => {}
+                Action::Read | Action::CheckRelease if input.is_empty() => break,
+                Action::Read | Action::CheckRelease => {}
             }
         }
     }

@@ -791,3 +791,16 @@ fn events_say_what_happened_oldest_first() {
         otter_device::service::EVENTS
     );
 }
+
+#[test]
+fn check_asks_the_platform_to_check_the_manifest() {
+    let mut r = rig_pull();
+    let a = r.one(&post("/api/ota/check", &[], b""));
+    assert_eq!((a.status, a.action), (202, Action::CheckRelease));
+    let mut r = Rig::new();
+    let a = r.one(&post("/api/ota/check", &[], b""));
+    assert_eq!(
+        (a.status, a.code().as_str(), a.action),
+        (404, "pull_not_configured", Action::Read)
+    );
+}

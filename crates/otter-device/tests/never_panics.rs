@@ -37,8 +37,8 @@ fn drive(mut r: Rig, req: &[u8], splits: &[usize]) -> Rig {
             match o.action {
                 Action::Close | Action::Reboot(_) => break,
                 Action::Continue => continue,
-                Action::Read if input.is_empty() => break,
-                Action::Read => {}
+                Action::Read | Action::CheckRelease if input.is_empty() => break,
+                Action::Read | Action::CheckRelease => {}
             }
         }
         if k % 5 == 0 {

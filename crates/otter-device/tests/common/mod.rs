@@ -310,8 +310,8 @@ impl Rig {
                 match o.action {
                     Action::Close | Action::Reboot(_) => break 'outer,
                     Action::Continue => continue,
-                    Action::Read if input.is_empty() => break,
-                    Action::Read => {}
+                    Action::Read | Action::CheckRelease if input.is_empty() => break,
+                    Action::Read | Action::CheckRelease => {}
                 }
             }
         }

@@ -58,6 +58,9 @@ pub enum Action {
     Close,
     /// Close the connection, then reboot.
     Reboot(RebootReason),
+    /// `POST /api/ota/check` was accepted: start a release-manifest check
+    /// now, and keep reading this connection as for [`Action::Read`].
+    CheckRelease,
 }
 
 /// What one call produced.

@@ -151,9 +151,13 @@ impl Connection<'_> {
                 if !dev.opts.pull {
                     return self.refuse(head, &DeviceError::PullNotConfigured, now, tx);
                 }
-                self.answer(head, 202, &[], now, tx, |j| {
+                let mut out = self.answer(head, 202, &[], now, tx, |j| {
                     j.raw("{\"result\":\"checking\",\"message\":\"the release manifest is checked now; GET /api/ota/status shows the pull's step\"}");
-                })
+                });
+                if out.action == Action::Read {
+                    out.action = Action::CheckRelease;
+                }
+                out
             }
             Endpoint::Firmware => {
                 self.begin_upload(dev, flash, platform, head, Sink::Firmware, now, tx)
