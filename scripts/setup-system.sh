@@ -3,8 +3,9 @@
 # curl (a real HTTP client), unshare (util-linux) and ip (iproute2) for the
 # mDNS tests, which run in a private network namespace; Chromium for the
 # Update page's browser tests; nginx, the static web server the pull tests
-# download releases from; openssl. Debian packages. (Building otter itself
-# needs only the Rust toolchain.)
+# download releases from; openssl; qemu-system-misc for the device core's
+# riscv32 scenario. Debian packages. (Building otter itself needs only the
+# Rust toolchain.)
 set -euo pipefail
 need=()
 command -v curl >/dev/null || need+=(curl)
@@ -14,6 +15,8 @@ command -v sha256sum >/dev/null || need+=(coreutils)
 command -v chromium >/dev/null || need+=(chromium)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v openssl >/dev/null || need+=(openssl)
+# The device core's bare-metal scenario (scripts/qemu-device.sh).
+command -v qemu-system-riscv32 >/dev/null || need+=(qemu-system-misc)
 # The browser-test driver (playwright-core) needs Node.js 20 or later.
 node_major=$(node --version 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/' || true)
 [ "${node_major:-0}" -ge 20 ] 2>/dev/null || need+=(nodejs npm)

@@ -5,8 +5,9 @@
 #      PyPI, into .venv) and cargo-fuzz when missing;
 #   2. checks formatting and clippy;
 #   3. proves the host build needs no libclang (no bindgen), the device-side
-#      crates build without std and without an allocator, and the host crates
-#      build for Windows (x86_64-pc-windows-gnu);
+#      crates build without std and without an allocator, runs the device
+#      core on riscv32 under QEMU, and checks the host crates for Windows
+#      (x86_64-pc-windows-gnu);
 #   4. runs every fuzz target for a bounded time;
 #   5. runs every test of the workspace (unit, integration, property, oracle,
 #      end-to-end against the real binary and the shared corpus).
@@ -26,7 +27,7 @@ export OTTER_CORPUS="${OTTER_CORPUS:-$root/../shared/corpus}"
 step "installing test oracles (esptool, requests) into .venv"
 bash scripts/setup-oracles.sh
 
-step "system packages: curl, unshare, ip, chromium, nginx, openssl"
+step "system packages: curl, unshare, ip, chromium, nginx, openssl, qemu"
 bash scripts/setup-system.sh
 
 step "browser test driver: playwright-core (npm, tests/browser)"
@@ -46,6 +47,9 @@ bash scripts/check-no-std.sh
 
 step "Windows: cargo check --workspace --target x86_64-pc-windows-gnu"
 bash scripts/check-windows.sh
+
+step "otter-device on riscv32imc under qemu-system-riscv32"
+bash scripts/qemu-device.sh
 
 step "fuzzing every parser for ${OTTER_FUZZ_SECONDS:-20}s each"
 bash scripts/fuzz.sh "${OTTER_FUZZ_SECONDS:-20}"

@@ -4,7 +4,7 @@
 //!
 //! | property | value | embedded-storage constant |
 //! |---|---|---|
-//! | read unit | 1 byte | `READ_SIZE` |
+//! | read unit | 4 bytes, 4-byte-aligned offset and length in [`ProgramMode::Strict`]; 1 byte in [`ProgramMode::Relaxed`] | [`STRICT_READ_SIZE`], `READ_SIZE` |
 //! | program unit | 4 bytes, 4-byte-aligned offset and length | `WRITE_SIZE` |
 //! | erase unit | 4 KiB sector | `ERASE_SIZE` |
 //! | block erase | 64 KiB, 64 KiB aligned | [`SimFlash::erase_block64`] |
@@ -60,8 +60,15 @@ use crate::timing::TimingModel;
 
 /// Value of an erased byte.
 pub const ERASED: u8 = 0xFF;
-/// Read granularity in bytes.
+/// Read granularity in bytes that `ReadNorFlash::READ_SIZE` advertises: the
+/// relaxed mode's. In [`ProgramMode::Strict`] reads follow
+/// [`STRICT_READ_SIZE`].
 pub const READ_SIZE: usize = 1;
+/// Read granularity in [`ProgramMode::Strict`]: offset and length must be
+/// multiples of 4, as esp-storage's `FlashStorage` requires (its
+/// `READ_SIZE = 4` without the `bytewise-read` feature). A caller that reads
+/// single bytes works here only in relaxed mode, and would fail on a chip.
+pub const STRICT_READ_SIZE: usize = 4;
 /// Program granularity in bytes (offset and length).
 pub const WRITE_SIZE: usize = 4;
 /// Size of a sector, the smallest erase unit.
@@ -77,10 +84,13 @@ pub const MAX_CAPACITY: usize = 16 * 1024 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProgramMode {
     /// Programming any byte that is not `0xFF` is a caller bug:
-    /// [`SimFlashError::ProgramNotErased`], nothing written.
+    /// [`SimFlashError::ProgramNotErased`], nothing written. Reads must be
+    /// 4-byte units at 4-byte offsets ([`STRICT_READ_SIZE`], the real
+    /// driver's rule), else [`SimFlashError::NotAligned`].
     #[default]
     Strict,
-    /// Programming ANDs into whatever is there (real NOR behaviour).
+    /// Programming ANDs into whatever is there (real NOR behaviour); reads
+    /// of any length at any offset.
     Relaxed,
 }
 
@@ -596,7 +606,11 @@ impl ReadNorFlash for SimFlash {
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
         self.check_powered()?;
         let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        self.check_range(offset, len, 1)?;
+        let align = match self.mode {
+            ProgramMode::Strict => STRICT_READ_SIZE as u32,
+            ProgramMode::Relaxed => READ_SIZE as u32,
+        };
+        self.check_range(offset, len, align)?;
         let start = offset as usize;
         bytes.copy_from_slice(&self.storage.cells()[start..start + bytes.len()]);
         self.counters.add(OpKind::Read, len);

@@ -95,7 +95,7 @@ pub use error::SimFlashError;
 pub use faults::{Fault, FaultKind, FaultStatus};
 pub use flash::{
     EraseStrategy, ProgramMode, SimFlash, BLOCK64_SIZE, ERASED, MAX_CAPACITY, MIN_CAPACITY,
-    SECTOR_SIZE, WRITE_SIZE,
+    SECTOR_SIZE, STRICT_READ_SIZE, WRITE_SIZE,
 };
 pub use log::{Counters, LogPolicy, OpKind, OpLog, OpOutcome, OpRecord};
 pub use record::Recording;

@@ -137,11 +137,37 @@ fn out_of_bounds_is_rejected() {
 }
 
 #[test]
-fn reads_have_byte_granularity() {
-    let mut f = flash();
+fn relaxed_reads_have_byte_granularity() {
+    let mut f = flash().with_mode(ProgramMode::Relaxed);
     f.write(0, &[1, 2, 3, 4, 5, 6, 7, 8]).expect("write");
     assert_eq!(read_vec(&mut f, 3, 3), [4, 5, 6]);
     assert_eq!(read_vec(&mut f, MIB as u32 - 1, 1), [0xFF]);
+}
+
+#[test]
+fn strict_reads_follow_the_real_drivers_4_byte_units() {
+    let mut f = flash();
+    f.write(0, &[1, 2, 3, 4, 5, 6, 7, 8]).expect("write");
+    assert_eq!(read_vec(&mut f, 4, 4), [5, 6, 7, 8]);
+    let mut three = [0u8; 3];
+    assert!(matches!(
+        f.read(4, &mut three),
+        Err(SimFlashError::NotAligned {
+            offset: 4,
+            len: 3,
+            align: 4
+        })
+    ));
+    let mut four = [0u8; 4];
+    assert!(matches!(
+        f.read(3, &mut four),
+        Err(SimFlashError::NotAligned {
+            offset: 3,
+            len: 4,
+            align: 4
+        })
+    ));
+    assert_eq!(f.counters().read_ops, 1, "a refused read is not counted");
 }
 
 #[test]
@@ -272,8 +298,8 @@ fn counters_and_timing_for_a_known_sequence() {
     f.write(0x10FC, &[0u8; 8]).expect("straddles 2 pages");
     f.write(0x1200, &[0u8; 4]).expect("1 page");
     let mut buf = [0u8; 100];
-    f.read(10, &mut buf).expect("read");
-    f.read(0, &mut buf[..1]).expect("read");
+    f.read(12, &mut buf).expect("read");
+    f.read(0, &mut buf[..4]).expect("read");
 
     let c = *f.counters();
     assert_eq!(c.sector_erases, 2);
@@ -282,10 +308,10 @@ fn counters_and_timing_for_a_known_sequence() {
     assert_eq!(c.program_ops, 3);
     assert_eq!(c.bytes_programmed, 4096 + 8 + 4);
     assert_eq!(c.read_ops, 2);
-    assert_eq!(c.bytes_read, 101);
+    assert_eq!(c.bytes_read, 104);
     assert_eq!(f.mutating_ops(), 5);
     let expected =
-        Duration::from_millis(90) + Duration::from_micros(700) * 19 + Duration::from_micros(101);
+        Duration::from_millis(90) + Duration::from_micros(700) * 19 + Duration::from_micros(104);
     assert_eq!(f.elapsed(), expected);
     assert_eq!(f.log().len(), 7);
     assert_eq!(f.log().mutating().count(), 5);

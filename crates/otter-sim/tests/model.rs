@@ -84,7 +84,10 @@ impl Model {
 
     fn apply(&mut self, op: &Op) -> Expect {
         match *op {
-            Op::Read { offset, len } => self.range(offset, len, 1).unwrap_or(Expect::Ok),
+            // Strict mode reads in the real driver's 4-byte units.
+            Op::Read { offset, len } => self
+                .range(offset, len, if self.strict { 4 } else { 1 })
+                .unwrap_or(Expect::Ok),
             Op::Write { offset, ref data } => {
                 let len = data.len() as u32;
                 if let Some(e) = self.range(offset, len, 4) {

@@ -1,0 +1,183 @@
+//! Uploads: beginning, feeding and finishing a firmware or web-UI upload,
+//! and the record of a failed one.
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sink {
+    Firmware,
+    Www,
+}
+
+pub(super) enum Done {
+    Firmware {
+        slot: SlotId,
+        version: Option<Text32>,
+        project: Option<Text32>,
+        bytes: u64,
+    },
+    Www(crate::www::WwwDone),
+}
+
+pub(super) fn kind_of(sink: Sink) -> UpdateKind {
+    match sink {
+        Sink::Firmware => UpdateKind::Firmware,
+        Sink::Www => UpdateKind::Www,
+    }
+}
+
+pub(super) fn dev_fail(
+    dev: &mut Device,
+    sink: Sink,
+    e: &DeviceError,
+    received: u64,
+    total: Option<u64>,
+    now: u64,
+) {
+    dev.upload = Upload::Idle;
+    let result = match e {
+        DeviceError::Aborted { .. } | DeviceError::Timeout(_) | DeviceError::BadRequest(_) => {
+            UpdateResult::Aborted
+        }
+        DeviceError::Flash(_) | DeviceError::Nvs => UpdateResult::Failed,
+        _ => UpdateResult::Rejected,
+    };
+    let (slot, www_slot) = match dev.last_update.as_ref() {
+        Some(r) if r.result == UpdateResult::InProgress => (r.slot, r.www_slot),
+        _ => (None, None),
+    };
+    dev.record(LastUpdate {
+        result,
+        error: Some(e.clone()),
+        kind: kind_of(sink),
+        slot,
+        www_slot,
+        version: None,
+        received,
+        total,
+        boot: dev.boot_count,
+        at: now,
+    });
+}
+
+pub(super) fn begin_firmware<F: NorFlash>(
+    dev: &mut Device,
+    flash: &mut F,
+    running: SlotId,
+    size: Option<u64>,
+    announced: Option<u64>,
+    expected: Option<[u8; 32]>,
+) -> Result<Upload, DeviceError> {
+    let size32 = match size {
+        Some(n) => Some(u32::try_from(n).map_err(|_| DeviceError::TooLarge {
+            needed: n,
+            capacity: 0,
+        })?),
+        None => None,
+    };
+    let session = UpdateSession::begin(
+        flash,
+        &dev.opts.cfg,
+        running,
+        UpdateRequest::new(size32, expected),
+    )
+    .map_err(|e| DeviceError::from_ota(&e))?;
+    // A form's Content-Length is an upper bound: only refuse a form that
+    // could not fit even after its framing.
+    if let (None, Some(n)) = (size, announced) {
+        let _ = n;
+    }
+    Ok(Upload::Firmware { session })
+}
+
+pub(super) fn begin_www<F: NorFlash, P: Platform<F>>(
+    dev: &mut Device,
+    flash: &mut F,
+    platform: &mut P,
+    size: Option<u64>,
+    _announced: Option<u64>,
+    expected: Option<[u8; 32]>,
+) -> Result<Upload, DeviceError> {
+    let www = dev.www.ok_or(DeviceError::NoWwwSlot)?;
+    let target = match www.active {
+        Some(a) => 1 - a.min(1),
+        None => 1 - www.selected.min(1),
+    };
+    let region = *www
+        .slots
+        .get(usize::from(target))
+        .ok_or(DeviceError::NoWwwSlot)?;
+    let upload = WwwUpload::begin(flash, platform, target, region, size, expected)?;
+    Ok(Upload::Www { upload })
+}
+
+pub(super) fn feed_upload<F: NorFlash>(
+    dev: &mut Device,
+    flash: &mut F,
+    _sink: Sink,
+    body: &mut BodyReader,
+    multipart: Option<&mut Multipart>,
+    input: &[u8],
+    now: u64,
+) -> Result<usize, (usize, DeviceError)> {
+    let upload = &mut dev.upload;
+    let mut write = |data: &[u8]| -> Result<(), DeviceError> {
+        match upload {
+            Upload::Firmware { session, .. } => {
+                session
+                    .write(flash, data)
+                    .map_err(|e| DeviceError::from_ota(&e))?;
+                if let Some(len) = session.image_len() {
+                    if session.received() > len {
+                        return Err(DeviceError::TrailingData {
+                            image_len: len,
+                            extra: u64::from(session.received() - len),
+                        });
+                    }
+                }
+                Ok(())
+            }
+            Upload::Www { upload, .. } => upload.write(flash, data),
+            Upload::Idle => Err(DeviceError::Busy),
+        }
+    };
+    let r = match multipart {
+        Some(m) => {
+            let mut to_mp = |data: &[u8]| m.feed(data, &mut write);
+            body.feed(input, &mut to_mp)
+        }
+        None => body.feed(input, &mut write),
+    };
+    let _ = now;
+    r
+}
+
+pub(super) fn finish_firmware<F: NorFlash>(
+    flash: &mut F,
+    session: UpdateSession,
+) -> Result<Done, DeviceError> {
+    let received = session.received();
+    if let Some(len) = session.image_len() {
+        if received > len {
+            return Err(DeviceError::TrailingData {
+                image_len: len,
+                extra: u64::from(received - len),
+            });
+        }
+    }
+    let verified = session
+        .finish(flash)
+        .map_err(|e| DeviceError::from_ota(&e))?;
+    let desc = verified.image().app_desc.as_ref();
+    let version = desc.map(|d| Text32::of(d.version()));
+    let project = desc.map(|d| Text32::of(d.project_name()));
+    let slot = verified
+        .activate(flash)
+        .map_err(|e| DeviceError::from_ota(&e))?;
+    Ok(Done::Firmware {
+        slot,
+        version,
+        project,
+        bytes: u64::from(received),
+    })
+}

@@ -1,0 +1,437 @@
+//! The web UI's A/B slots (`www_0`, `www_1`): the upload writer, the
+//! read-back verification in fixed chunks, the LittleFS superblock check, and
+//! the traits the platform implements for the NVS pointer and for a full
+//! LittleFS content check.
+//!
+//! An upload goes to the slot that is not mounted:
+//!
+//! 1. The announced size must be exactly the slot's ([`WwwUpload::begin`]);
+//!    the pointer must be writable ([`WwwPointer::can_select`]) before a byte
+//!    is erased.
+//! 2. Each 4 KiB sector is erased just before it is programmed.
+//! 3. [`WwwUpload::finish`] reads the slot back in [`VERIFY_CHUNK`]-byte
+//!    pieces (never the whole slot) and hashes it: it must equal the streamed
+//!    SHA-256 (and `X-Otter-Sha256`); the superblock must have the slot's
+//!    geometry ([`check_superblock`]); the [`UiInspector`] must accept it.
+//! 4. Only then is the pointer switched ([`WwwPointer::select`]).
+
+use embedded_storage::nor_flash::NorFlash;
+use otter_ota::Region;
+use sha2::{Digest, Sha256};
+
+use crate::error::DeviceError;
+
+/// LittleFS block size esp_littlefs uses.
+pub const LFS_BLOCK_SIZE: u32 = 4096;
+/// Bytes read per step while verifying a written slot.
+pub const VERIFY_CHUNK: usize = 256;
+/// Bytes of each metadata block read for the superblock: the superblock is
+/// the first commit of blocks 0 and 1.
+pub const SUPERBLOCK_READ: usize = 512;
+/// Flash sector.
+const SECTOR: u32 = 4096;
+/// Bytes staged before a program (one flash page).
+const STAGE: usize = 256;
+
+/// Why a slot's contents cannot be the web UI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UiProblem {
+    /// No committed LittleFS superblock in blocks 0 and 1.
+    #[error("it holds no LittleFS superblock (erased, damaged, or not a LittleFS image)")]
+    NoSuperblock,
+    /// The superblock's geometry is not the slot's.
+    #[error("it is a LittleFS image of {image_blocks} blocks of {block_size} bytes, but the slot is {slot_blocks} blocks of 4096 bytes, which esp_littlefs refuses to mount")]
+    Geometry {
+        /// Block count in the superblock.
+        image_blocks: u32,
+        /// Block size in the superblock.
+        block_size: u32,
+        /// The slot's block count.
+        slot_blocks: u32,
+    },
+    /// The file system does not mount (reported by a [`UiInspector`]).
+    #[error("it does not mount as LittleFS")]
+    NotMountable,
+    /// It mounts but has no `/index.html`.
+    #[error("it mounts but has no /index.html at its root")]
+    NoIndexHtml,
+}
+
+/// The superblock fields otter checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Superblock {
+    /// On-disk version (major << 16 | minor).
+    pub version: u32,
+    /// Block size.
+    pub block_size: u32,
+    /// Block count.
+    pub block_count: u32,
+}
+
+/// What a [`UiInspector`] found in a slot that holds a usable UI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UiSummary {
+    /// Files in it, when the inspector counts them.
+    pub files: Option<u32>,
+}
+
+/// A LittleFS content check (mount, `/index.html`), reading the slot through
+/// the flash itself. The superblock geometry is checked before it is called.
+pub trait UiInspector<F: NorFlash> {
+    /// Inspects the UI in `slot`.
+    fn inspect(&mut self, flash: &mut F, slot: &Region) -> Result<UiSummary, InspectError>;
+}
+
+/// A [`UiInspector`] failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InspectError {
+    /// The image is not usable.
+    Problem(UiProblem),
+    /// The flash failed.
+    Flash(embedded_storage::nor_flash::NorFlashErrorKind),
+}
+
+/// The superblock check alone: accepts any image whose superblock has the
+/// slot's geometry. Until a no_std LittleFS reader plugs in, this is what a
+/// chip checks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SuperblockOnly;
+
+impl<F: NorFlash> UiInspector<F> for SuperblockOnly {
+    fn inspect(&mut self, _flash: &mut F, _slot: &Region) -> Result<UiSummary, InspectError> {
+        Ok(UiSummary::default())
+    }
+}
+
+/// The NVS pointer `otter`/`www_slot` (u8, 0 or 1), kept by the platform.
+pub trait WwwPointer<F: NorFlash> {
+    /// The pointer's value, `None` when the key is missing. `Err` when NVS
+    /// cannot be read.
+    fn read(&mut self, flash: &mut F) -> Result<Option<u8>, PointerError>;
+    /// Whether `slot` could be selected now (NVS readable and not full):
+    /// checked before anything is erased.
+    fn can_select(&mut self, flash: &mut F, slot: u8) -> Result<(), PointerError>;
+    /// Selects `slot` (as `nvs_set_u8` writes it) and reads it back.
+    fn select(&mut self, flash: &mut F, slot: u8) -> Result<(), PointerError>;
+}
+
+/// A [`WwwPointer`] failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointerError {
+    /// NVS is damaged or full.
+    Nvs,
+    /// The flash failed.
+    Flash(embedded_storage::nor_flash::NorFlashErrorKind),
+}
+
+impl From<PointerError> for DeviceError {
+    fn from(e: PointerError) -> Self {
+        match e {
+            PointerError::Nvs => DeviceError::Nvs,
+            PointerError::Flash(k) => DeviceError::Flash(crate::FlashFault(k)),
+        }
+    }
+}
+
+/// littlefs's CRC: reflected CRC-32 (0xEDB88320), no final XOR.
+fn lfs_crc(mut crc: u32, data: &[u8]) -> u32 {
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc
+}
+
+fn le32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The superblock in the head of one metadata block (the last inline-struct
+/// tag for id 0 in a commit whose CRC checks), with the block's revision.
+pub fn superblock_in(block: &[u8]) -> Option<(u32, Superblock)> {
+    const INLINESTRUCT: u32 = 0x201;
+    const CCRC: u32 = 0x500;
+    let rev = le32(block, 0)?;
+    let mut crc = lfs_crc(0xFFFF_FFFF, block.get(0..4)?);
+    let mut ptag: u32 = 0xFFFF_FFFF;
+    let mut off = 0usize;
+    let mut pending = None;
+    let mut committed = None;
+    let dsize = |tag: u32| {
+        4 + if tag & 0x3ff == 0x3ff {
+            0
+        } else {
+            (tag & 0x3ff) as usize
+        }
+    };
+    loop {
+        off = off.checked_add(dsize(ptag))?;
+        let Some(raw) = block.get(off..off + 4) else {
+            break;
+        };
+        crc = lfs_crc(crc, raw);
+        let tag = u32::from_be_bytes(raw.try_into().ok()?) ^ ptag;
+        if tag & 0x8000_0000 != 0 || off + dsize(tag) > block.len() {
+            break;
+        }
+        ptag = tag;
+        if (tag & 0x7800_0000) >> 20 == CCRC {
+            if crc != le32(block, off + 4)? {
+                break;
+            }
+            ptag ^= ((tag >> 20) & 1) << 31;
+            if pending.is_some() {
+                committed = pending;
+            }
+            crc = 0xFFFF_FFFF;
+            continue;
+        }
+        let data = block.get(off + 4..off + dsize(tag))?;
+        crc = lfs_crc(crc, data);
+        if (tag & 0x7ff0_0000) >> 20 == INLINESTRUCT && (tag & 0x000f_fc00) >> 10 == 0 {
+            if let (Some(version), Some(block_size), Some(block_count)) =
+                (le32(data, 0), le32(data, 4), le32(data, 8))
+            {
+                pending = Some(Superblock {
+                    version,
+                    block_size,
+                    block_count,
+                });
+            }
+        }
+    }
+    committed.map(|s| (rev, s))
+}
+
+/// Reads the superblock of the LittleFS image in `slot` (blocks 0 and 1,
+/// the newer revision wins) and checks its geometry against the slot.
+pub fn check_superblock<F: NorFlash>(
+    flash: &mut F,
+    slot: &Region,
+) -> Result<Result<Superblock, UiProblem>, DeviceError> {
+    let mut found: Option<(u32, Superblock)> = None;
+    let mut buf = [0u8; SUPERBLOCK_READ];
+    for block in 0..2u32 {
+        let at = block * LFS_BLOCK_SIZE;
+        if at + SUPERBLOCK_READ as u32 > slot.size {
+            break;
+        }
+        flash
+            .read(slot.offset + at, &mut buf)
+            .map_err(DeviceError::flash)?;
+        if let Some((rev, sb)) = superblock_in(&buf) {
+            found = match found {
+                Some((r, s)) if (rev.wrapping_sub(r) as i32) <= 0 => Some((r, s)),
+                _ => Some((rev, sb)),
+            };
+        }
+    }
+    let Some((_, sb)) = found else {
+        return Ok(Err(UiProblem::NoSuperblock));
+    };
+    let slot_blocks = slot.size / LFS_BLOCK_SIZE;
+    if sb.block_size != LFS_BLOCK_SIZE || sb.block_count != slot_blocks {
+        return Ok(Err(UiProblem::Geometry {
+            image_blocks: sb.block_count,
+            block_size: sb.block_size,
+            slot_blocks,
+        }));
+    }
+    Ok(Ok(sb))
+}
+
+/// Hashes `len` bytes of `slot` from its start, [`VERIFY_CHUNK`] at a time.
+pub fn hash_region<F: NorFlash>(
+    flash: &mut F,
+    slot: &Region,
+    len: u32,
+) -> Result<[u8; 32], DeviceError> {
+    let mut h = Sha256::new();
+    let mut buf = [0u8; VERIFY_CHUNK];
+    let mut at = 0u32;
+    while at < len {
+        let n = (len - at).min(VERIFY_CHUNK as u32);
+        // Reads stay in 4-byte units: round up and hash only what is asked.
+        let read = n.div_ceil(4) * 4;
+        let chunk = buf.get_mut(..read as usize).unwrap_or_default();
+        flash
+            .read(slot.offset + at, chunk)
+            .map_err(DeviceError::flash)?;
+        h.update(chunk.get(..n as usize).unwrap_or_default());
+        at += n;
+    }
+    Ok(h.finalize().into())
+}
+
+/// A web-UI upload in progress; see the module docs.
+#[derive(Debug, Clone)]
+pub struct WwwUpload {
+    /// Index of the target slot (0 or 1).
+    pub target: u8,
+    /// The target slot.
+    pub region: Region,
+    expected: Option<[u8; 32]>,
+    received: u32,
+    programmed: u32,
+    erased_to: u32,
+    stage: [u8; STAGE],
+    stage_len: usize,
+    hasher: Sha256,
+}
+
+/// A finished web-UI upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WwwDone {
+    /// The slot now selected.
+    pub target: u8,
+    /// Bytes written.
+    pub bytes: u32,
+    /// SHA-256 of the slot.
+    pub sha256: [u8; 32],
+    /// Files, when the inspector counts them.
+    pub files: Option<u32>,
+}
+
+impl WwwUpload {
+    /// Starts an upload of `size` bytes (if announced) into `region`
+    /// (slot `target`).
+    pub fn begin<F: NorFlash, P: WwwPointer<F>>(
+        flash: &mut F,
+        pointer: &mut P,
+        target: u8,
+        region: Region,
+        size: Option<u64>,
+        expected: Option<[u8; 32]>,
+    ) -> Result<Self, DeviceError> {
+        if let Some(n) = size {
+            if n > u64::from(region.size) {
+                return Err(DeviceError::TooLarge {
+                    needed: n,
+                    capacity: region.size,
+                });
+            }
+            if n != u64::from(region.size) {
+                return Err(DeviceError::WrongSize {
+                    len: n,
+                    size: region.size,
+                });
+            }
+        }
+        pointer.can_select(flash, target)?;
+        Ok(Self {
+            target,
+            region,
+            expected,
+            received: 0,
+            programmed: 0,
+            erased_to: 0,
+            stage: [0xFF; STAGE],
+            stage_len: 0,
+            hasher: Sha256::new(),
+        })
+    }
+
+    /// Bytes received.
+    pub fn received(&self) -> u32 {
+        self.received
+    }
+
+    /// Streams the next bytes into the slot.
+    pub fn write<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        mut data: &[u8],
+    ) -> Result<(), DeviceError> {
+        let total = u64::from(self.received) + data.len() as u64;
+        if total > u64::from(self.region.size) {
+            return Err(DeviceError::TooLarge {
+                needed: total,
+                capacity: self.region.size,
+            });
+        }
+        self.hasher.update(data);
+        self.received = total as u32;
+        while !data.is_empty() {
+            let n = (STAGE - self.stage_len).min(data.len());
+            let (now, rest) = data.split_at(n);
+            if let Some(d) = self.stage.get_mut(self.stage_len..self.stage_len + n) {
+                d.copy_from_slice(now);
+            }
+            self.stage_len += n;
+            data = rest;
+            if self.stage_len == STAGE {
+                self.flush(flash)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush<F: NorFlash>(&mut self, flash: &mut F) -> Result<(), DeviceError> {
+        if self.stage_len == 0 {
+            return Ok(());
+        }
+        let ws = F::WRITE_SIZE.max(1);
+        let len = self.stage_len.div_ceil(ws) * ws;
+        if let Some(p) = self.stage.get_mut(self.stage_len..len) {
+            p.fill(0xFF);
+        }
+        let end = self.programmed + len as u32;
+        while self.erased_to < end {
+            let at = self.region.offset + self.erased_to;
+            flash.erase(at, at + SECTOR).map_err(DeviceError::flash)?;
+            self.erased_to += SECTOR;
+        }
+        let data = self.stage.get(..len).unwrap_or_default();
+        flash
+            .write(self.region.offset + self.programmed, data)
+            .map_err(DeviceError::flash)?;
+        self.programmed = end;
+        self.stage_len = 0;
+        Ok(())
+    }
+
+    /// Verifies the slot as written (read back in chunks), checks the UI and
+    /// switches the pointer.
+    pub fn finish<F: NorFlash, P: WwwPointer<F> + UiInspector<F>>(
+        mut self,
+        flash: &mut F,
+        platform: &mut P,
+    ) -> Result<WwwDone, DeviceError> {
+        if self.received != self.region.size {
+            return Err(DeviceError::WrongSize {
+                len: u64::from(self.received),
+                size: self.region.size,
+            });
+        }
+        self.flush(flash)?;
+        let streamed: [u8; 32] = self.hasher.clone().finalize().into();
+        if self.expected.is_some_and(|e| e != streamed) {
+            return Err(DeviceError::Sha256Mismatch);
+        }
+        let stored = hash_region(flash, &self.region, self.region.size)?;
+        if stored != streamed {
+            return Err(DeviceError::Flash(crate::FlashFault(
+                embedded_storage::nor_flash::NorFlashErrorKind::Other,
+            )));
+        }
+        check_superblock(flash, &self.region)?.map_err(DeviceError::BadWebUi)?;
+        let summary = platform.inspect(flash, &self.region).map_err(|e| match e {
+            InspectError::Problem(p) => DeviceError::BadWebUi(p),
+            InspectError::Flash(k) => DeviceError::Flash(crate::FlashFault(k)),
+        })?;
+        platform.select(flash, self.target)?;
+        Ok(WwwDone {
+            target: self.target,
+            bytes: self.received,
+            sha256: stored,
+            files: summary.files,
+        })
+    }
+}
