@@ -114,19 +114,11 @@ impl WwwPointer<SimFlash> for TestPlatform {
         Ok(())
     }
     fn select(&mut self, f: &mut SimFlash, slot: u8) -> Result<(), PointerError> {
-        use otter_sim::embedded_storage::nor_flash::NorFlash;
         self.can_select(f, slot)?;
         let part = read_nvs(f)?;
         let ops = otter_format::nvs::plan_set_u8(&part, "otter", "www_slot", slot)
             .map_err(|_| PointerError::Nvs)?;
-        // NVS clears more bits of its bitmap words in place, as NOR allows.
-        let mode = f.mode();
-        f.set_mode(otter_sim::ProgramMode::Relaxed);
-        let r = ops
-            .iter()
-            .try_for_each(|op| f.write(NVS_AT + op.offset as u32, &op.bytes));
-        f.set_mode(mode);
-        r.map_err(|_| {
+        otter_sim::nvs::apply(f, NVS_AT, &ops).map_err(|_| {
             PointerError::Flash(otter_sim::embedded_storage::nor_flash::NorFlashErrorKind::Other)
         })?;
         match self.read(f)? {
