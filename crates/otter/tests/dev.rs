@@ -419,3 +419,30 @@ fn a_crash_loop_with_rollback_off_is_reported_by_the_status_document() {
     };
     assert_eq!(status.code(), Some(1));
 }
+
+/// Regression (issue 12): with rollback off, `otter push` of an image that
+/// crashes at every boot waited out its whole timeout and ended
+/// "unreachable"; it now reports the boot loop the device knows about and
+/// exits 1 long before the timeout.
+#[test]
+fn push_reports_the_boot_loop_of_a_crashing_image_with_rollback_off() {
+    let dev = Device::create(&[]).run(&["--behavior", "2.0.0=crash-on-boot"]);
+    let img = image(dev.path(), "esp32s3", "2.0.0", &[]);
+    let started = std::time::Instant::now();
+    let out = run_otter(["push", &s(&img), "--to", &dev.url, "--timeout", "60"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}{err}", stdout(&out));
+    assert!(
+        err.contains("rollback is off"),
+        "warned before uploading: {err}"
+    );
+    assert!(
+        err.contains("2.0.0 does not stay up: the device reports a boot loop (")
+            && err.contains("crashes so far; the device stops after 5)"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "reported before the timeout"
+    );
+}

@@ -11,6 +11,7 @@ use otter_format::image::ImageInfo;
 use otter_release::compare_versions;
 use serde_json::Value;
 
+use super::client::Answer;
 use crate::output::human_size;
 
 /// Why push refuses an image it could send (overridden by `--force`).
@@ -88,6 +89,26 @@ pub fn warnings(version: &str, status: &Value) -> Vec<String> {
         ));
     }
     out
+}
+
+/// The device's own report of a boot loop (503 `boot_loop`, which a device
+/// with rollback off answers while the image it runs crashes at every
+/// boot), as a sentence: what loops, how often, and what to do.
+pub fn boot_loop(answer: &Answer) -> Option<String> {
+    if answer.status != 503 || answer.body.get("error").and_then(Value::as_str) != Some("boot_loop")
+    {
+        return None;
+    }
+    let l = answer.body.get("boot_loop");
+    let field = |k: &str| l.and_then(|l| l.get(k)).and_then(Value::as_u64);
+    let count = match (field("crashes"), field("limit")) {
+        (Some(n), Some(limit)) => format!(" ({n} crashes so far; the device stops after {limit})"),
+        _ => String::new(),
+    };
+    Some(format!(
+        "the device reports a boot loop{count}: {}; nothing rolls it back, so flash a working image over serial",
+        answer.message()
+    ))
 }
 
 /// Why the device did not come back after the upload, from the last status

@@ -238,13 +238,6 @@ impl Client {
         Self::status_of(self.get("/api/ota/status")?)
     }
 
-    /// The device's status once, without retrying: `None` while it is
-    /// unreachable or answers anything but its status.
-    pub fn status_once(&self) -> Option<Value> {
-        self.get_once("/api/ota/status")
-            .and_then(|a| Self::status_of(a).ok())
-    }
-
     /// An answer of `GET /api/ota/status` as the status, or why not.
     pub fn status_of(a: Answer) -> anyhow::Result<Value> {
         match a.status {

@@ -269,7 +269,16 @@ pub fn push(
             return Ok(report);
         }
         std::thread::sleep(Duration::from_millis(200));
-        let Some(st) = client.status_once() else {
+        let Some(answer) = client.get_once("/api/ota/status") else {
+            continue;
+        };
+        if let Some(why) = checks::boot_loop(&answer) {
+            report.result = "boot_loop";
+            report.message = Some(format!("{version} does not stay up: {why}"));
+            report.status = None;
+            return Ok(report);
+        }
+        let Ok(st) = Client::status_of(answer) else {
             continue;
         };
         let boot = st.get("boot_count").and_then(Value::as_u64);
@@ -410,7 +419,16 @@ pub fn push_www(
             return Ok(report);
         }
         std::thread::sleep(Duration::from_millis(200));
-        let Some(st) = client.status_once() else {
+        let Some(answer) = client.get_once("/api/ota/status") else {
+            continue;
+        };
+        if let Some(why) = checks::boot_loop(&answer) {
+            report.result = "boot_loop";
+            report.message = Some(format!("the firmware does not stay up: {why}"));
+            report.status = None;
+            return Ok(report);
+        }
+        let Ok(st) = Client::status_of(answer) else {
             continue;
         };
         let boot = st.get("boot_count").and_then(Value::as_u64);
