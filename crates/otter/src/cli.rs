@@ -50,6 +50,11 @@ enum Command {
     Keygen(cmd::keygen::Args),
     /// Write a signed release folder, or verify one.
     Release(cmd::release::Args),
+    /// Sign an image with a Secure Boot v2 key (as espsecure sign-data --version 2).
+    Sign(cmd::sign::Args),
+    /// Secure Boot key helpers: the eFuse key digest.
+    #[command(subcommand)]
+    Keys(cmd::keys::Command),
 }
 
 /// Runs the selected command and returns its exit code.
@@ -69,5 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Www(c) => cmd::www::run(c),
         Command::Keygen(a) => cmd::keygen::run(a),
         Command::Release(a) => cmd::release::run(a),
+        Command::Sign(a) => cmd::sign::run(a),
+        Command::Keys(c) => cmd::keys::run(c),
     }
 }
