@@ -67,6 +67,16 @@ pub enum SignError {
     /// The sector already holds three blocks.
     #[error("the signature sector already holds {MAX_BLOCKS} blocks")]
     SectorFull,
+    /// The new key's scheme differs from the existing blocks'. A chip
+    /// checks one scheme (its eFuse-selected one), so every block of a
+    /// sector must use it; espsecure cannot verify a mixed sector either.
+    #[error("the image's blocks are {existing}, the new key is {new}: all blocks of a sector must use one scheme")]
+    SchemeMismatch {
+        /// The existing blocks' scheme.
+        existing: Scheme,
+        /// The new key's scheme.
+        new: Scheme,
+    },
     /// An existing block does not sign these bytes, so a new block next to
     /// it would make a sector the bootloader cannot fully trust.
     #[error("existing signature block {block} does not sign this image: {source}")]
@@ -103,6 +113,7 @@ impl SignError {
         match self {
             SignError::AlreadySigned { .. } => "already_signed",
             SignError::SectorFull => "sector_full",
+            SignError::SchemeMismatch { .. } => "scheme_mismatch",
             SignError::ExistingBlock { .. } => "existing_block",
             SignError::TrailingData { .. } => "trailing_data",
             SignError::Crypto { .. } => "crypto",
@@ -425,10 +436,12 @@ pub fn sign_image(
             block: e_block(&e),
             source: e,
         })?;
+        let mut existing = None;
         for slot in slots.iter() {
             if let Slot::Block(b) = slot {
                 blocks += 1;
                 kept.extend_from_slice(b.as_bytes());
+                existing = Some(b.scheme());
             }
         }
         if mode == SignMode::Fresh {
@@ -436,6 +449,12 @@ pub fn sign_image(
         }
         if usize::from(blocks) >= MAX_BLOCKS {
             return Err(SignError::SectorFull);
+        }
+        if let Some(existing) = existing.filter(|s| *s != key.scheme()) {
+            return Err(SignError::SchemeMismatch {
+                existing,
+                new: key.scheme(),
+            });
         }
     } else if let Some(pos) = tail.iter().position(|b| *b != 0xFF) {
         return Err(SignError::TrailingData {

@@ -171,34 +171,64 @@ fn no_trusted_keys_is_caller_misuse() {
     );
 }
 
+fn second_p256() -> SigningKey {
+    // A second P-256 key, made from a fixed scalar (tests only).
+    let scalar = [0x42u8; 32];
+    SigningKey::P256(p256::ecdsa::SigningKey::from_slice(&scalar).expect("scalar"))
+}
+
+fn third_p256() -> SigningKey {
+    SigningKey::P256(p256::ecdsa::SigningKey::from_slice(&[0x17u8; 32]).expect("scalar"))
+}
+
 #[test]
 fn append_adds_blocks_up_to_three() {
-    let (out, len) = signed(RSA);
+    let (out, len) = signed(P256);
     assert_eq!(
-        sign_image(&out, len, &key(P256), SignMode::Fresh),
+        sign_image(&out, len, &second_p256(), SignMode::Fresh),
         Err(SignError::AlreadySigned { blocks: 1 })
     );
-    let two = sign_image(&out, len, &key(P256), SignMode::Append).expect("append");
-    let three = sign_image(&two, len, &key(P384), SignMode::Append).expect("append");
+    let two = sign_image(&out, len, &second_p256(), SignMode::Append).expect("append");
+    let three = sign_image(&two, len, &third_p256(), SignMode::Append).expect("append");
     assert_eq!(
         sign_image(&three, len, &key(P256), SignMode::Append),
         Err(SignError::SectorFull)
     );
-    // Each key verifies its own block; the old blocks are kept byte for byte.
-    assert_eq!(
-        &three[..two.len() - SECTOR_LEN + 2 * BLOCK_LEN],
-        &two[..two.len() - SECTOR_LEN + 2 * BLOCK_LEN]
-    );
-    for (pem, block) in [(RSA, 0), (P256, 1), (P384, 2)] {
-        let d = [digest(pem)];
+    // The old blocks are kept byte for byte.
+    let kept = out.len() - SECTOR_LEN + BLOCK_LEN;
+    assert_eq!(&two[..kept], &out[..kept]);
+    assert_eq!(&three[..kept + BLOCK_LEN], &two[..kept + BLOCK_LEN]);
+    let digests = [
+        digest(P256),
+        second_p256().public_key().digest(),
+        third_p256().public_key().digest(),
+    ];
+    for (block, d) in digests.iter().enumerate() {
+        let d = [*d];
         let v = verify_v2(&three, len, &TrustedKeys::new(&d)).expect("verifies");
-        assert_eq!((v.block, v.blocks), (block, 3));
+        assert_eq!((v.block, v.blocks), (block as u8, 3));
     }
     // Revoking the first key leaves the second to verify (rotation).
-    let all = [digest(RSA), digest(P256)];
-    let revoked = [digest(RSA)];
-    let v = verify_v2(&three, len, &TrustedKeys::new(&all).revoking(&revoked)).expect("rotated");
+    let revoked = [digests[0]];
+    let v = verify_v2(
+        &three,
+        len,
+        &TrustedKeys::new(&digests[..2]).revoking(&revoked),
+    )
+    .expect("rotated");
     assert_eq!(v.block, 1);
+}
+
+#[test]
+fn append_refuses_a_second_scheme() {
+    let (out, len) = signed(RSA);
+    assert_eq!(
+        sign_image(&out, len, &key(P256), SignMode::Append),
+        Err(SignError::SchemeMismatch {
+            existing: Scheme::Rsa3072,
+            new: Scheme::EcdsaP256
+        })
+    );
 }
 
 #[test]
