@@ -183,7 +183,21 @@ pub fn verify_v2(
     image_len: u32,
     trust: &TrustedKeys<'_>,
 ) -> Result<Verified, SignatureError> {
-    let mut v = StreamVerifier::new(image_len);
+    // With the whole file at hand, hash with SHA-384 only when a block needs it.
+    let needs_sha384 = usize::try_from(signed_len(image_len))
+        .ok()
+        .and_then(|at| file.get(at..))
+        .and_then(|sector| parse_sector(sector, 0).ok())
+        .is_none_or(|slots| {
+            slots
+                .iter()
+                .any(|s| matches!(s, Slot::Block(b) if b.scheme() == Scheme::EcdsaP384))
+        });
+    let mut v = if needs_sha384 {
+        StreamVerifier::new(image_len)
+    } else {
+        StreamVerifier::sha256_only(image_len)
+    };
     v.update(file);
     match v.finish(trust) {
         Err(SignatureError::Unsigned { expected_offset }) => {
