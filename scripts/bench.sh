@@ -4,7 +4,8 @@
 #   1. criterion benches of otter-format (image verification whole-file and
 #      streamed, raw SHA-256 of the same bytes, partition-table conversion);
 #   2. the same jobs as whole commands, `otter` (release) against esptool's
-#      `image-info` and gen_esp32part-equivalent work, timed over repeated runs.
+#      `image-info` and gen_esp32part-equivalent work, timed over repeated runs;
+#   3. Secure Boot v2 signing and verification against espsecure.
 #
 # Figures go to standard output; BENCHMARKS.md records a run.
 set -euo pipefail
@@ -25,6 +26,11 @@ trap 'rm -rf "$work"' EXIT
 .venv/bin/python scripts/bench_compare.py \
     "$root/target/release/otter" "$root/.venv/bin/python" \
     "$work/4mb.bin" "$OTTER_CORPUS/app-images/tasmota-sml/tasmota32_ottelo_tas-15.5.0.bin"
+
+echo "==> Secure Boot v2: otter sign / image verify vs espsecure, same image and keys, same run"
+.venv/bin/python scripts/bench_sign.py "$root/target/release/otter" "$root/.venv/bin/python" \
+    "$OTTER_CORPUS/app-images/tasmota-sml/tasmota32_ottelo_tas-15.5.0.bin" \
+    "$root/crates/otter-format/tests/data/secure-boot" 7
 
 echo "==> device pipeline: HTTP upload into a virtual device vs raw SHA-256, same run"
 .venv/bin/python scripts/bench_upload.py "$root/target/release/otter" 1900000 10

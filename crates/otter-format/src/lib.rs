@@ -12,6 +12,9 @@
 //!   heap.
 //! - [`otadata`]: the two 32-byte `esp_ota_select_entry_t` records, their CRC,
 //!   and the bootloader's choice of the active entry.
+//! - [`secure_boot`]: Secure Boot v2 signature blocks (RSA-3072, ECDSA
+//!   P-256/P-384) and v1 blocks: parsing, verification against trusted key
+//!   digests, and (feature `sign`) signing.
 //! - [`chip`]: per-chip facts (image chip id, bootloader offset, address map).
 //!
 //! It is pure data in, data out: no flash access, no I/O. It is `#![no_std]`
@@ -35,6 +38,7 @@ pub mod image;
 pub mod nvs;
 pub mod otadata;
 pub mod partition;
+pub mod secure_boot;
 
 /// Size of one flash sector, the erase unit (`SPI_FLASH_SEC_SIZE`).
 pub const SECTOR_SIZE: u32 = 0x1000;

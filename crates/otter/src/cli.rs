@@ -52,6 +52,11 @@ enum Command {
     Keygen(cmd::keygen::Args),
     /// Write a signed release folder, or verify one.
     Release(cmd::release::Args),
+    /// Sign an image with a Secure Boot v2 key (as espsecure sign-data --version 2).
+    Sign(cmd::sign::Args),
+    /// Secure Boot key helpers: the eFuse key digest.
+    #[command(subcommand)]
+    Keys(cmd::keys::Command),
     /// Print a shell completion script: `otter completions bash > /etc/bash_completion.d/otter`.
     Completions(CompletionsArgs),
     /// Print the man page (roff): `otter man > otter.1; man -l otter.1`; or
@@ -91,6 +96,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Www(c) => cmd::www::run(c),
         Command::Keygen(a) => cmd::keygen::run(a),
         Command::Release(a) => cmd::release::run(a),
+        Command::Sign(a) => cmd::sign::run(a),
+        Command::Keys(c) => cmd::keys::run(c),
         Command::Completions(a) => {
             // Generated into memory first: clap_complete panics on a write
             // error, and a closed pipe must stay a quiet success.

@@ -36,8 +36,10 @@ pub const PARTITION_MAGIC: [u8; 2] = [0xAA, 0x50];
 pub const FIRST_APP_OFFSET: u32 = 0x1_0000;
 /// Magic byte of a Secure Boot v2 signature block.
 pub const SBV2_BLOCK_MAGIC: u8 = 0xE7;
-/// Version byte of a Secure Boot v2 signature block.
+/// Version byte of a Secure Boot v2 RSA-3072 signature block.
 pub const SBV2_BLOCK_VERSION: u8 = 0x02;
+/// Version byte of a Secure Boot v2 ECDSA signature block.
+pub const SBV2_BLOCK_VERSION_ECDSA: u8 = 0x03;
 /// Length of a Secure Boot v1 signature block (version word + ECDSA sig).
 pub const SBV1_BLOCK_LEN: u32 = 68;
 /// Length of the Secure Boot v2 signature sector.
@@ -87,7 +89,8 @@ pub enum SignatureScheme {
     /// 64-byte ECDSA signature) right after the image.
     SecureBootV1,
     /// Secure Boot v2: a 4 KiB sector of up to three 1216-byte blocks, each
-    /// starting with 0xE7, at the first 4 KiB boundary after the image.
+    /// starting with 0xE7 and version 0x02 (RSA) or 0x03 (ECDSA), at the
+    /// first 4 KiB boundary after the image.
     SecureBootV2,
 }
 
@@ -101,8 +104,8 @@ impl SignatureScheme {
     }
 }
 
-/// A signature found after the image. otter detects it but does not check it
-/// (that needs the device's public key digest).
+/// A signature found after the image. Detection only: checking it needs the
+/// device's key digests (see [`crate::secure_boot`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SignatureInfo {
     /// The scheme.
@@ -209,7 +212,9 @@ pub(crate) fn find_signature(
     let sb = image_len
         .div_ceil(SBV2_SECTOR_LEN)
         .checked_mul(SBV2_SECTOR_LEN)?;
-    if probes.have(8, 9) && probes.sbv2 == [SBV2_BLOCK_MAGIC, SBV2_BLOCK_VERSION] {
+    let sbv2 = probes.sbv2 == [SBV2_BLOCK_MAGIC, SBV2_BLOCK_VERSION]
+        || probes.sbv2 == [SBV2_BLOCK_MAGIC, SBV2_BLOCK_VERSION_ECDSA];
+    if probes.have(8, 9) && sbv2 {
         let present = file_len.saturating_sub(u64::from(sb));
         let len = u32::try_from(present.min(u64::from(SBV2_SECTOR_LEN))).unwrap_or(0);
         return Some(SignatureInfo {

@@ -12,6 +12,7 @@ use otter_format::image::{
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
+use super::signature::{self, TrustArgs};
 use crate::output::{check_exit, hex, human_size, print_json};
 
 /// `otter image` subcommands.
@@ -26,7 +27,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check that a file is a valid, flashable app image (exit 1 if not).
+    /// Check that a file is a valid, flashable app image (exit 1 if not),
+    /// and with --key or --key-digest its Secure Boot signature.
     Verify {
         /// Image file.
         file: PathBuf,
@@ -42,6 +44,8 @@ pub enum Command {
         /// Expected SHA-256 of the whole file (64 hex digits).
         #[arg(long)]
         sha256: Option<String>,
+        #[command(flatten)]
+        trust: TrustArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -84,6 +88,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             slot_size,
             min_secure_version,
             sha256,
+            trust,
             json,
         } => {
             let mut opts = VerifyOptions::new();
@@ -99,7 +104,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             if let Some(h) = sha256 {
                 opts = opts.expected_sha256(parse_sha256(&h)?);
             }
-            verify_cmd(&file, &opts, json)
+            verify_cmd(&file, &opts, &trust, json)
         }
         Command::Build {
             chip,
@@ -189,9 +194,11 @@ fn info(file: &PathBuf, as_json: bool) -> anyhow::Result<ExitCode> {
     let info =
         inspect(&bytes).with_context(|| format!("{} is not a readable image", file.display()))?;
     if as_json {
-        print_json(&info_json(&info))?;
+        let mut v = info_json(&info);
+        v["signature"] = signature::describe(&bytes, &info).0;
+        print_json(&v)?;
     } else {
-        print_info(&info);
+        print_info(&info, &signature::describe(&bytes, &info).1);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -230,16 +237,27 @@ fn slot_fit_message(bytes: &[u8], e: &ImageError) -> Option<(&'static str, Strin
     })
 }
 
-fn verify_cmd(file: &PathBuf, opts: &VerifyOptions, as_json: bool) -> anyhow::Result<ExitCode> {
+fn verify_cmd(
+    file: &PathBuf,
+    opts: &VerifyOptions,
+    trust: &TrustArgs,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
     let bytes = read(file)?;
+    let trust = trust.any().then(|| signature::load(trust)).transpose()?;
     let verdict = verify(&bytes, opts);
     let fit = verdict
         .as_ref()
         .err()
         .and_then(|e| slot_fit_message(&bytes, e));
+    let sig = match (&verdict, &trust) {
+        (Ok(i), Some(t)) => Some(signature::check(&bytes, i, t)),
+        _ => None,
+    };
+    let sig_ok = sig.as_ref().is_none_or(signature::Outcome::ok);
     if as_json {
-        let v = match (&verdict, &fit) {
-            (Ok(i), _) => json!({ "valid": true, "error": null, "image": info_json(i) }),
+        let mut v = match (&verdict, &fit) {
+            (Ok(i), _) => json!({ "valid": sig_ok, "error": null, "image": info_json(i) }),
             (Err(_), Some((code, message))) => {
                 json!({ "valid": false, "error": code, "message": message })
             }
@@ -247,6 +265,13 @@ fn verify_cmd(file: &PathBuf, opts: &VerifyOptions, as_json: bool) -> anyhow::Re
                 json!({ "valid": false, "error": error_code(e), "message": e.to_string() })
             }
         };
+        if let Some(s) = &sig {
+            if let signature::Outcome::Failed { code, message } = s {
+                v["error"] = json!(code);
+                v["message"] = json!(message);
+            }
+            v["signature"] = s.to_json();
+        }
         print_json(&v)?;
     } else {
         match &verdict {
@@ -267,8 +292,13 @@ fn verify_cmd(file: &PathBuf, opts: &VerifyOptions, as_json: bool) -> anyhow::Re
                 None => eprintln!("{}: {e}", file.display()),
             },
         }
+        match &sig {
+            Some(s) if s.ok() => println!("{}: {}", file.display(), s.to_text()),
+            Some(s) => eprintln!("{}: {}", file.display(), s.to_text()),
+            None => {}
+        }
     }
-    Ok(check_exit(verdict.is_ok()))
+    Ok(check_exit(verdict.is_ok() && sig_ok))
 }
 
 /// A stable machine-readable name for an error variant.
@@ -364,7 +394,7 @@ fn info_json(i: &ImageInfo) -> Value {
     })
 }
 
-fn print_info(i: &ImageInfo) {
+fn print_info(i: &ImageInfo, signature_lines: &[String]) {
     let h = &i.header;
     let what = match i.kind {
         ImageKind::App => "app image",
@@ -438,13 +468,8 @@ fn print_info(i: &ImageInfo) {
         ),
         None => println!("  Validation hash: not appended"),
     }
-    if let Some(sig) = &i.signature {
-        println!(
-            "  Signature:      {} at {:#x} ({} bytes, not checked)",
-            sig.scheme.name(),
-            sig.offset,
-            sig.len
-        );
+    for line in signature_lines {
+        println!("  {line}");
     }
     if let Some(d) = &i.app_desc {
         println!();
