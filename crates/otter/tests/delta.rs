@@ -387,3 +387,47 @@ fn the_patch_is_small_on_consecutive_releases() {
     let ratio = read(&patch).len() as f64 / read(&new).len() as f64;
     assert!(ratio <= 0.08, "patch is {:.2}% of the image", ratio * 100.0);
 }
+
+#[test]
+fn release_compress_and_delta_from_write_artifacts_that_decode_to_the_firmware() {
+    let d = tmp();
+    let p = |rel: &str| d.path().join(rel);
+    let o = run_otter(["keygen".as_ref(), "-o".as_ref(), p("rel").as_os_str()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (bo, bn) = builder_pair();
+    let old = write(d.path(), "old.bin", &bo);
+    let new = write(d.path(), "new.bin", &bn);
+    let key = p("rel.key");
+    let rel = |fw: &Path, out: &Path, extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "release".as_ref(),
+            "--firmware".as_ref(),
+            fw.as_os_str(),
+            "--key".as_ref(),
+            key.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ];
+        args.extend(extra.iter().map(|s| std::ffi::OsStr::new(*s)));
+        let o = run_otter(args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        util::stdout(&o)
+    };
+    rel(&old, &p("releases/1.0.0"), &[]);
+    let from = p("releases");
+    let text = rel(&new, &p("out"), &["--compress", "--delta-from", from.to_str().unwrap()]);
+    assert!(text.contains("firmware.bin.gz"), "{text}");
+    assert!(text.contains("delta-from-1.0.0.patch"), "{text}");
+
+    // The gzip artifact is what Python's gzip reads back as the firmware.
+    let gz = p("out/firmware.bin.gz");
+    let back = p("back.bin");
+    py(
+        "import sys, gzip\nopen(sys.argv[2], 'wb').write(gzip.open(sys.argv[1]).read())\n",
+        &[&gz, &back],
+    );
+    assert!(read(&back) == bn);
+    // The delta is what detools turns the previous release into the new one with.
+    detools_apply(&old, &p("out/delta-from-1.0.0.patch"), &back);
+    assert!(read(&back) == bn);
+}
