@@ -61,7 +61,10 @@ fn main() {
     let t = Instant::now();
     for _ in 0..runs {
         let mut ap = PatchApplier::new(sha, new.len() as u64);
-        let mut io = Mem { base: &old, out: Vec::with_capacity(new.len()) };
+        let mut io = Mem {
+            base: &old,
+            out: Vec::with_capacity(new.len()),
+        };
         for p in patch.chunks(1460) {
             ap.feed(p, &mut io).expect("apply");
         }

@@ -161,8 +161,13 @@ pub fn sequential_patch(
 }
 
 /// heatshrink-compress `data` (one stream, as detools writes it).
-pub fn heatshrink_encode(data: &[u8], window_bits: u8, lookahead_bits: u8) -> Result<Vec<u8>, EncodeError> {
-    let cfg = heatshrink::Config::new(window_bits, lookahead_bits).map_err(|_| EncodeError::Heatshrink)?;
+pub fn heatshrink_encode(
+    data: &[u8],
+    window_bits: u8,
+    lookahead_bits: u8,
+) -> Result<Vec<u8>, EncodeError> {
+    let cfg = heatshrink::Config::new(window_bits, lookahead_bits)
+        .map_err(|_| EncodeError::Heatshrink)?;
     let mut dst = std::vec![0u8; data.len() + data.len() / 8 + 64];
     let n = heatshrink::encode(data, &mut dst, &cfg)
         .map_err(|_| EncodeError::Heatshrink)?

@@ -155,7 +155,7 @@ enum Header {
     /// FCOMMENT, zero-terminated.
     Comment,
     /// FHCRC, `left` bytes to skip.
-    HeaderCrc { left: u8 },
+    Hcrc { left: u8 },
 }
 
 const FHCRC: u8 = 0x02;
@@ -168,7 +168,9 @@ enum Phase {
     Header(Header),
     Deflate,
     /// gzip trailer, `n` of 8 bytes seen.
-    Trailer { n: u8 },
+    Trailer {
+        n: u8,
+    },
     Done,
 }
 
@@ -269,7 +271,8 @@ impl Inflater {
                     let b = input[0];
                     input = &input[1..];
                     self.consumed += 1;
-                    self.header_byte(h, b).map_err(|e| e.map_sink(|n| match n {}))?;
+                    self.header_byte(h, b)
+                        .map_err(|e| e.map_sink(|n| match n {}))?;
                 }
                 Phase::Deflate => {
                     let used = self.deflate(input, sink)?;
@@ -280,7 +283,8 @@ impl Inflater {
                     input = &input[1..];
                     self.consumed += 1;
                     if n == 7 {
-                        self.check_trailer().map_err(|e| e.map_sink(|n| match n {}))?;
+                        self.check_trailer()
+                            .map_err(|e| e.map_sink(|n| match n {}))?;
                         self.phase = Phase::Done;
                     } else {
                         self.phase = Phase::Trailer { n: n + 1 };
@@ -308,8 +312,12 @@ impl Inflater {
         let next = match h {
             Header::Fixed { n } => {
                 match n {
-                    0 if b != 0x1f => return Err(InflateError::GzipHeader(GzipHeaderFault::BadMagic)),
-                    1 if b != 0x8b => return Err(InflateError::GzipHeader(GzipHeaderFault::BadMagic)),
+                    0 if b != 0x1f => {
+                        return Err(InflateError::GzipHeader(GzipHeaderFault::BadMagic))
+                    }
+                    1 if b != 0x8b => {
+                        return Err(InflateError::GzipHeader(GzipHeaderFault::BadMagic))
+                    }
                     2 if b != 8 => return Err(InflateError::UnsupportedMethod(b)),
                     3 if b & 0xe0 != 0 => {
                         return Err(InflateError::GzipHeader(GzipHeaderFault::ReservedFlags(b)))
@@ -356,11 +364,11 @@ impl Inflater {
                     Some(Header::Comment)
                 }
             }
-            Header::HeaderCrc { left } => {
+            Header::Hcrc { left } => {
                 if left == 1 {
                     None
                 } else {
-                    Some(Header::HeaderCrc { left: left - 1 })
+                    Some(Header::Hcrc { left: left - 1 })
                 }
             }
         };
@@ -382,7 +390,7 @@ impl Inflater {
                     FEXTRA => Header::ExtraLen { n: 0, len: 0 },
                     FNAME => Header::Name,
                     FCOMMENT => Header::Comment,
-                    _ => Header::HeaderCrc { left: 2 },
+                    _ => Header::Hcrc { left: 2 },
                 });
             }
         }

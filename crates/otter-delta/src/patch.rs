@@ -193,9 +193,7 @@ impl<E> PatchError<E> {
         match self {
             Self::BadMagic { .. } => "bad_patch_magic",
             Self::WrongBase { .. } => "wrong_base",
-            Self::UnsupportedPatchType(_) | Self::UnsupportedCompression(_) => {
-                "unsupported_patch"
-            }
+            Self::UnsupportedPatchType(_) | Self::UnsupportedCompression(_) => "unsupported_patch",
             Self::Heatshrink(_) => "unsupported_patch",
             Self::TooLarge { .. } => "too_large",
             Self::Corrupt { .. } => "corrupt_patch",
@@ -350,7 +348,11 @@ impl PatchApplier {
     }
 
     /// Feed the next piece of the patch.
-    pub fn feed<I: PatchIo>(&mut self, mut input: &[u8], io: &mut I) -> Result<(), PatchError<I::Error>> {
+    pub fn feed<I: PatchIo>(
+        &mut self,
+        mut input: &[u8],
+        io: &mut I,
+    ) -> Result<(), PatchError<I::Error>> {
         while !input.is_empty() {
             match self.outer {
                 Outer::Body => {
@@ -417,7 +419,9 @@ impl PatchApplier {
                 let patch_type = (b >> 4) & 0x7;
                 let compression = b & 0xf;
                 if b & 0x80 != 0 || patch_type != PATCH_TYPE_SEQUENTIAL {
-                    return Err(PatchError::UnsupportedPatchType(patch_type | (b & 0x80) >> 4));
+                    return Err(PatchError::UnsupportedPatchType(
+                        patch_type | (b & 0x80) >> 4,
+                    ));
                 }
                 self.compression = match compression {
                     COMPRESSION_NONE => Compression::None,
@@ -429,7 +433,8 @@ impl PatchApplier {
             Outer::ToSize => {
                 let corrupt = |fault| PatchError::Corrupt { to_pos: 0, fault };
                 if let Some(v) = self.varint.push(b).map_err(corrupt)? {
-                    let to_size = u64::try_from(v).map_err(|_| corrupt(CorruptFault::NegativeSize))?;
+                    let to_size =
+                        u64::try_from(v).map_err(|_| corrupt(CorruptFault::NegativeSize))?;
                     if to_size > self.limit {
                         return Err(PatchError::TooLarge {
                             to_size,
@@ -486,15 +491,26 @@ impl Sequential {
         Ok(Some(len))
     }
 
-    fn feed<I: PatchIo>(&mut self, mut data: &[u8], io: &mut I) -> Result<(), PatchError<I::Error>> {
+    fn feed<I: PatchIo>(
+        &mut self,
+        mut data: &[u8],
+        io: &mut I,
+    ) -> Result<(), PatchError<I::Error>> {
         while !data.is_empty() {
             match self.state {
                 Inner::Diff { left } => {
-                    let n = data.len().min(BASE_CHUNK).min(usize::try_from(left).unwrap_or(BASE_CHUNK));
+                    let n = data
+                        .len()
+                        .min(BASE_CHUNK)
+                        .min(usize::try_from(left).unwrap_or(BASE_CHUNK));
                     self.diff(&data[..n], io)?;
                     data = &data[n..];
                     let left = left - n as u64;
-                    self.state = if left == 0 { Inner::ExtraSize } else { Inner::Diff { left } };
+                    self.state = if left == 0 {
+                        Inner::ExtraSize
+                    } else {
+                        Inner::Diff { left }
+                    };
                 }
                 Inner::Extra { left } => {
                     let n = data.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -502,7 +518,11 @@ impl Sequential {
                     self.to_pos += n as u64;
                     data = &data[n..];
                     let left = left - n as u64;
-                    self.state = if left == 0 { Inner::Adjust } else { Inner::Extra { left } };
+                    self.state = if left == 0 {
+                        Inner::Adjust
+                    } else {
+                        Inner::Extra { left }
+                    };
                 }
                 Inner::Done => return Err(PatchError::TrailingData),
                 state => {

@@ -104,7 +104,10 @@ fn otter_patches_are_applied_by_detools_byte_for_byte() {
     let (bo, bn) = builder_pair();
     let pairs = [
         (corpus_file(OLD), corpus_file(NEW)),
-        (write(d.path(), "b-old.bin", &bo), write(d.path(), "b-new.bin", &bn)),
+        (
+            write(d.path(), "b-old.bin", &bo),
+            write(d.path(), "b-new.bin", &bn),
+        ),
     ];
     for (old, new) in &pairs {
         for compression in ["heatshrink", "none"] {
@@ -121,7 +124,10 @@ fn otter_patches_are_applied_by_detools_byte_for_byte() {
             assert!(o.status.success(), "{}", stderr(&o));
             let made = d.path().join("made.bin");
             detools_apply(old, &patch, &made);
-            assert!(read(&made) == read(new), "{compression}: detools made another image");
+            assert!(
+                read(&made) == read(new),
+                "{compression}: detools made another image"
+            );
             // The header names esptool's validation hash of OLD.
             let sha = inspect(&read(old)).unwrap().sha256.unwrap().stored;
             assert_eq!(&read(&patch)[4..36], &sha);
@@ -239,7 +245,11 @@ fn detools_patches_are_applied_by_otter_on_the_simulator() {
     let (bo, bn) = builder_pair();
     let pairs = [
         (Chip::Esp32, corpus_file(OLD), corpus_file(NEW)),
-        (Chip::Esp32c3, write(d.path(), "b-old.bin", &bo), write(d.path(), "b-new.bin", &bn)),
+        (
+            Chip::Esp32c3,
+            write(d.path(), "b-old.bin", &bo),
+            write(d.path(), "b-new.bin", &bn),
+        ),
     ];
     for (chip, old, new) in &pairs {
         for compression in ["heatshrink", "none"] {
@@ -291,10 +301,20 @@ fn bad_patches_are_refused_with_a_code_and_nothing_switched() {
     };
 
     // Wrong base: another image runs.
-    let other = AppImageBuilder::new(Chip::Esp32c3).version("0.9.0").size(300_000).build().unwrap();
+    let other = AppImageBuilder::new(Chip::Esp32c3)
+        .version("0.9.0")
+        .size(300_000)
+        .build()
+        .unwrap();
     check(&other, Chip::Esp32c3, &patch, "wrong_base", true);
     // Truncated.
-    check(&bo, Chip::Esp32c3, &patch[..patch.len() / 2], "truncated", false);
+    check(
+        &bo,
+        Chip::Esp32c3,
+        &patch[..patch.len() / 2],
+        "truncated",
+        false,
+    );
     check(&bo, Chip::Esp32c3, &patch[..40], "truncated", true);
     // Not a patch.
     check(&bo, Chip::Esp32c3, &bn, "bad_patch_magic", true);
@@ -304,7 +324,9 @@ fn bad_patches_are_refused_with_a_code_and_nothing_switched() {
     let mut dev = Device::new(Chip::Esp32c3, &bo);
     let got = dev.apply(&bad, 1000).unwrap_err();
     assert!(
-        ["corrupt_patch", "truncated", "trailing_data"].contains(&got.as_str()) || got.starts_with("image:") || got.starts_with("ota:"),
+        ["corrupt_patch", "truncated", "trailing_data"].contains(&got.as_str())
+            || got.starts_with("image:")
+            || got.starts_with("ota:"),
         "{got}"
     );
     assert_eq!(dev.booted().0, SlotId::Factory);
@@ -315,7 +337,11 @@ fn bad_patches_are_refused_with_a_code_and_nothing_switched() {
         let mut dev = Device::new(Chip::Esp32c3, &bo);
         let got = dev.apply(&bad, 1000).unwrap_err();
         assert!(!got.is_empty());
-        assert_eq!(dev.booted(), (SlotId::Factory, bo.clone()), "corrupt at {at}: {got}");
+        assert_eq!(
+            dev.booted(),
+            (SlotId::Factory, bo.clone()),
+            "corrupt at {at}: {got}"
+        );
     }
     // Oversize: the patch declares more than the 1 MiB slot.
     let mut big = patch[..65].to_vec();
@@ -324,7 +350,11 @@ fn bad_patches_are_refused_with_a_code_and_nothing_switched() {
     check(&bo, Chip::Esp32c3, &big, "too_large", true);
     // Wrong chip: a valid patch from an esp32c3 image to an esp32s3 image;
     // the session refuses the new image's header.
-    let s3 = AppImageBuilder::new(Chip::Esp32s3).version("1.0.1").size(300_000).build().unwrap();
+    let s3 = AppImageBuilder::new(Chip::Esp32s3)
+        .version("1.0.1")
+        .size(300_000)
+        .build()
+        .unwrap();
     let sha = inspect(&bo).unwrap().sha256.unwrap().stored;
     let p = otter_delta::encode::esp_delta_patch(&sha, &bo, &s3, Default::default()).unwrap();
     check(&bo, Chip::Esp32c3, &p, "image:", false);
@@ -366,8 +396,15 @@ fn python_gzip_and_zlib_streams_are_inflated() {
         assert!(out == want);
         // One byte less of room: the bomb limit trips.
         let mut inf = Inflater::new(c, want.len() as u64 - 1);
-        let e = read(path).chunks(1460).try_for_each(|p| inf.feed(p, &mut Vec::new()));
-        assert_eq!(e, Err(InflateError::TooLarge { limit: want.len() as u64 - 1 }));
+        let e = read(path)
+            .chunks(1460)
+            .try_for_each(|p| inf.feed(p, &mut Vec::new()));
+        assert_eq!(
+            e,
+            Err(InflateError::TooLarge {
+                limit: want.len() as u64 - 1
+            })
+        );
     }
 }
 
@@ -415,7 +452,11 @@ fn release_compress_and_delta_from_write_artifacts_that_decode_to_the_firmware()
     };
     rel(&old, &p("releases/1.0.0"), &[]);
     let from = p("releases");
-    let text = rel(&new, &p("out"), &["--compress", "--delta-from", from.to_str().unwrap()]);
+    let text = rel(
+        &new,
+        &p("out"),
+        &["--compress", "--delta-from", from.to_str().unwrap()],
+    );
     assert!(text.contains("firmware.bin.gz"), "{text}");
     assert!(text.contains("delta-from-1.0.0.patch"), "{text}");
 

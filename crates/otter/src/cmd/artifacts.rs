@@ -73,7 +73,10 @@ pub fn write_deltas(
         let fw = prev.join("firmware.bin");
         let old = std::fs::read(&fw).with_context(|| format!("reading {}", fw.display()))?;
         let Ok(info) = inspect(&old) else {
-            notes.push(format!("{}: not a readable app image, skipped", fw.display()));
+            notes.push(format!(
+                "{}: not a readable app image, skipped",
+                fw.display()
+            ));
             continue;
         };
         let Some(sha) = info.sha256 else {
@@ -97,7 +100,13 @@ pub fn write_deltas(
             .with_context(|| format!("making the patch from {}", fw.display()))?;
         let name: String = version
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let path = dir.join(format!("delta-from-{name}.patch"));
         std::fs::write(&path, &patch).with_context(|| format!("writing {}", path.display()))?;

@@ -52,8 +52,10 @@ pub struct Args {
 
 /// Runs `otter delta`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let old = std::fs::read(&args.old).with_context(|| format!("reading {}", args.old.display()))?;
-    let new = std::fs::read(&args.new).with_context(|| format!("reading {}", args.new.display()))?;
+    let old =
+        std::fs::read(&args.old).with_context(|| format!("reading {}", args.old.display()))?;
+    let new =
+        std::fs::read(&args.new).with_context(|| format!("reading {}", args.new.display()))?;
     let old_info = inspect(&old)
         .with_context(|| format!("{} is not a readable ESP32 app image", args.old.display()))?;
     let new_info = inspect(&new)

@@ -213,11 +213,15 @@ fn write_cmd(a: WriteArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "  {:<8} {}  {} ({} bytes, {:.1}% of the image){}",
                 e.kind,
-                e.path.file_name().map_or_else(Default::default, |n| n.to_string_lossy()),
+                e.path
+                    .file_name()
+                    .map_or_else(Default::default, |n| n.to_string_lossy()),
                 human_size(e.size),
                 e.size,
                 100.0 * e.size as f64 / firmware.len().max(1) as f64,
-                e.base_version.as_ref().map_or_else(String::new, |v| format!(", from {v}"))
+                e.base_version
+                    .as_ref()
+                    .map_or_else(String::new, |v| format!(", from {v}"))
             );
         }
         for n in &notes {
