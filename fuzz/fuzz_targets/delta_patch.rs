@@ -20,7 +20,10 @@ impl PatchIo for Mem<'_> {
     }
     fn read_base(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ()> {
         let o = usize::try_from(offset).map_err(|_| ())?;
-        let src = self.base.get(o..o + buf.len()).expect("applier reads inside the base");
+        let src = self
+            .base
+            .get(o..o + buf.len())
+            .expect("applier reads inside the base");
         buf.copy_from_slice(src);
         Ok(())
     }
@@ -33,7 +36,10 @@ impl PatchIo for Mem<'_> {
 const SHA: [u8; 32] = [7; 32];
 
 fn apply(a: &mut PatchApplier, base: &[u8], patch: &[u8], piece: usize) -> Result<Vec<u8>, ()> {
-    let mut io = Mem { base, out: Vec::new() };
+    let mut io = Mem {
+        base,
+        out: Vec::new(),
+    };
     for p in patch.chunks(piece.max(1)) {
         a.feed(p, &mut io).map_err(|_| ())?;
     }
@@ -53,14 +59,33 @@ fuzz_target!(|data: &[u8]| {
     framed.extend_from_slice(&SHA);
     framed.resize(64, 0);
     framed.extend_from_slice(rest);
-    let _ = apply(&mut PatchApplier::new(SHA, 1 << 16), &base, &framed, usize::from(ctl));
-    let _ = apply(&mut PatchApplier::bare(1 << 16), &base, rest, usize::from(ctl));
+    let _ = apply(
+        &mut PatchApplier::new(SHA, 1 << 16),
+        &base,
+        &framed,
+        usize::from(ctl),
+    );
+    let _ = apply(
+        &mut PatchApplier::bare(1 << 16),
+        &base,
+        rest,
+        usize::from(ctl),
+    );
 
     if rest.len() < 8192 {
         let (old, new) = rest.split_at(rest.len() / 2);
-        let c = if ctl & 1 == 0 { PatchCompression::None } else { PatchCompression::default() };
+        let c = if ctl & 1 == 0 {
+            PatchCompression::None
+        } else {
+            PatchCompression::default()
+        };
         let p = esp_delta_patch(&SHA, old, new, c).expect("encoder takes any input");
-        let made = apply(&mut PatchApplier::new(SHA, 1 << 16), old, &p, usize::from(ctl >> 1));
+        let made = apply(
+            &mut PatchApplier::new(SHA, 1 << 16),
+            old,
+            &p,
+            usize::from(ctl >> 1),
+        );
         assert_eq!(made.as_deref(), Ok(new));
     }
 });
