@@ -7,7 +7,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 target=riscv32imc-unknown-none-elf
-crates=(otter-format otter-ota otter-device)
+crates=(otter-format otter-ota otter-device otter-delta)
 if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
     rustup target add "$target" || true
 fi

@@ -48,6 +48,8 @@ enum Command {
     /// Build and inspect LittleFS web-UI images.
     #[command(subcommand)]
     Www(cmd::www::Command),
+    /// Write an esp_delta_ota patch from one app image to the next.
+    Delta(cmd::delta::Args),
     /// Make an Ed25519 signing key pair for releases.
     Keygen(cmd::keygen::Args),
     /// Write a signed release folder, or verify one.
@@ -94,6 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Discover(a) => cmd::discover::run(a),
         Command::Www(c) => cmd::www::run(c),
+        Command::Delta(a) => cmd::delta::run(a),
         Command::Keygen(a) => cmd::keygen::run(a),
         Command::Release(a) => cmd::release::run(a),
         Command::Sign(a) => cmd::sign::run(a),

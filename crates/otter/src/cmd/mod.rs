@@ -1,5 +1,7 @@
 //! One module per top-level command.
 
+pub mod artifacts;
+pub mod delta;
 pub mod demo;
 pub mod device;
 pub mod discover;

@@ -25,6 +25,7 @@ use otter_release::{
 };
 use serde_json::json;
 
+use crate::cmd::artifacts;
 use crate::output::{human_size, print_json, refuse};
 
 /// Arguments of `otter release`.
@@ -70,6 +71,13 @@ struct WriteArgs {
     /// Write into DIR even when it is not empty (files of the same names are replaced).
     #[arg(long)]
     force: bool,
+    /// Also write firmware.bin.gz (gzip -9) for devices that inflate as they write.
+    #[arg(long)]
+    compress: bool,
+    /// Also write an esp_delta_ota patch from each earlier release in this
+    /// folder (subfolders holding firmware.bin) for the same chip.
+    #[arg(long, value_name = "DIR")]
+    delta_from: Option<PathBuf>,
     /// Report as JSON.
     #[arg(long)]
     json: bool,
@@ -163,10 +171,29 @@ fn write_cmd(a: WriteArgs) -> anyhow::Result<ExitCode> {
     let verified = verify_folder(out, &publics, created.unix())
         .with_context(|| format!("re-reading the release in {}", out.display()))?;
 
+    let mut extras = Vec::new();
+    let mut notes = Vec::new();
+    if a.compress {
+        extras.push(artifacts::write_gzip(out, &firmware)?);
+    }
+    if let Some(from) = &a.delta_from {
+        let (e, n) = artifacts::write_deltas(out, from, &firmware)?;
+        extras.extend(e);
+        notes.extend(n);
+    }
+
     if a.json {
         print_json(&json!({
             "ok": true,
             "dir": out.display().to_string(),
+            "extra": extras.iter().map(|e| json!({
+                "kind": e.kind,
+                "file": e.path.display().to_string(),
+                "size": e.size,
+                "percent": (10_000.0 * e.size as f64 / firmware.len().max(1) as f64).round() / 100.0,
+                "base_version": e.base_version,
+            })).collect::<Vec<_>>(),
+            "notes": notes,
             "manifest": written.manifest,
             "signed_by": written.keyids.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "files": written.files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
@@ -182,6 +209,24 @@ fn write_cmd(a: WriteArgs) -> anyhow::Result<ExitCode> {
             out.display()
         );
         print_artifacts(&verified);
+        for e in &extras {
+            println!(
+                "  {:<8} {}  {} ({} bytes, {:.1}% of the image){}",
+                e.kind,
+                e.path
+                    .file_name()
+                    .map_or_else(Default::default, |n| n.to_string_lossy()),
+                human_size(e.size),
+                e.size,
+                100.0 * e.size as f64 / firmware.len().max(1) as f64,
+                e.base_version
+                    .as_ref()
+                    .map_or_else(String::new, |v| format!(", from {v}"))
+            );
+        }
+        for n in &notes {
+            println!("  note: {n}");
+        }
         println!(
             "  expires {} (in {})",
             m.expires,
