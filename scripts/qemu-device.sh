@@ -15,7 +15,9 @@ if ! rustup target list --installed 2>/dev/null | grep -qx riscv32imc-unknown-no
     echo "FAILED: the riscv32imc-unknown-none-elf target is missing (rustup target add riscv32imc-unknown-none-elf)" >&2
     exit 1
 fi
+# Built into the repository's target directory, so CI's cache of it holds this too.
+out="$root/target/qemu"
 cd "$root/crates/otter-device/qemu"
-cargo build --quiet --release
+cargo build --quiet --release --target-dir "$out"
 timeout 120 qemu-system-riscv32 -machine virt -bios none -nographic -icount shift=0 \
-    -kernel target/riscv32imc-unknown-none-elf/release/otter-device-qemu
+    -kernel "$out/riscv32imc-unknown-none-elf/release/otter-device-qemu"
