@@ -41,9 +41,10 @@ fn options() -> impl Strategy<Value = VerifyOptions> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(chip, slot, min_sv, require_app, integrity, hash_image)| VerifyOptions {
+            |(chip, slot, min_sv, require_app, integrity, hash_image, require_sha256)| VerifyOptions {
                 chip,
                 slot_size: slot,
                 min_secure_version: min_sv,
@@ -51,6 +52,7 @@ fn options() -> impl Strategy<Value = VerifyOptions> {
                 require_app,
                 check_integrity: integrity,
                 hash_image,
+                require_sha256,
             },
         )
 }
