@@ -200,6 +200,43 @@ fn push_refuses_downgrade_same_version_other_project_and_the_rolled_back_image()
     assert_eq!(dev.status()["running"]["version"], "1.5.0");
 }
 
+#[test]
+fn push_refuses_the_rolled_back_image_by_its_sha256_not_by_its_version() {
+    use sha2::{Digest, Sha256};
+    let dev = devproc::Device::create(&["--rollback"]).run(&["--behavior", "3.0.0=crash-on-boot"]);
+    let d = dev.path();
+    let v3 = devproc::image(d, "esp32s3", "3.0.0", &[]);
+    let rebuilt_dir = d.join("rebuilt");
+    std::fs::create_dir_all(&rebuilt_dir).expect("mkdir");
+    let rebuilt = devproc::image(&rebuilt_dir, "esp32s3", "3.0.0", &["--size", "200000"]);
+    let push = |img: &Path| {
+        let o = run_otter(["push", s(img), "--to", &dev.url, "--json"]);
+        (o.status.code(), json_of(&o))
+    };
+    let (code, v) = push(&v3);
+    assert_eq!((code, v["result"].as_str()), (Some(1), Some("rolled_back")), "{v:#}");
+
+    // The status names the rolled-back image by the uploaded file's digest.
+    let file_sha: String = Sha256::digest(std::fs::read(&v3).expect("read"))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let st = dev.status();
+    assert_eq!(st["last_rollback"]["sha256"], file_sha.as_str(), "{st:#}");
+    assert_eq!(st["last_rollback"]["version"], "3.0.0", "{st:#}");
+
+    // That exact file is refused before a byte is sent...
+    let (code, v) = push(&v3);
+    assert_eq!((code, v["error"].as_str()), (Some(1), Some("rolled_back")), "{v:#}");
+    assert_eq!(v["bytes"], 0);
+    // ...but a rebuild with the same version is another image: it is sent
+    // (and, crashing like its predecessor, rolls back in turn).
+    let (code, v) = push(&rebuilt);
+    assert_eq!(code, Some(1), "{v:#}");
+    assert_eq!(v["result"], "rolled_back", "sent and rolled back: {v:#}");
+    assert!(v["bytes"].as_u64().unwrap_or(0) > 0, "it was uploaded: {v:#}");
+}
+
 // ---- 11: rollback off: warn before uploading; a crash loop is named, not "unreachable".
 
 #[test]
