@@ -237,6 +237,23 @@ fn push_refuses_the_rolled_back_image_by_its_sha256_not_by_its_version() {
     assert!(v["bytes"].as_u64().unwrap_or(0) > 0, "it was uploaded: {v:#}");
 }
 
+#[test]
+fn device_create_force_refuses_a_running_device() {
+    let dev = devproc::Device::create(&[]).run(&[]);
+    let d = dev.path();
+    let flash_before = std::fs::read(d.join("flash.bin")).expect("flash.bin");
+    let o = run_otter(["device", "create", s(d), "--force", "--rollback"]);
+    let err = stderr(&o);
+    // 2: the command cannot run while the device does (README's exit codes).
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.matches("is already running").count(), 1, "said once: {err}");
+    assert!(err.contains("is already running"), "{err}");
+    assert!(err.contains("stop it first"), "{err}");
+    // Its flash and its running agent are untouched.
+    assert_eq!(std::fs::read(d.join("flash.bin")).expect("flash.bin"), flash_before);
+    assert_eq!(dev.status()["rollback"], false);
+}
+
 // ---- 11: rollback off: warn before uploading; a crash loop is named, not "unreachable".
 
 #[test]

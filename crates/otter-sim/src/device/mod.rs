@@ -105,6 +105,10 @@ pub enum DeviceError {
     /// `create` would overwrite an existing device.
     #[error("{0} already holds a virtual device (flash.bin exists); pass --force to replace it, or choose another directory")]
     Exists(PathBuf),
+    /// `create` (even with `force`) would replace the flash of a device
+    /// whose agent is running: stop it first.
+    #[error(transparent)]
+    Locked(#[from] lock::LockError),
     /// An input of `create` is unusable (table, firmware, bootloader, size).
     #[error("{0}")]
     Input(String),
@@ -288,6 +292,17 @@ pub fn placeholder_bootloader(chip: Chip) -> Result<Vec<u8>, DeviceError> {
         .map_err(|e| DeviceError::Input(format!("building the placeholder bootloader: {e}")))
 }
 
+/// Holds the directory's agent lock while a device is created in it, so a
+/// running agent's flash is never replaced under it (`force` included) and
+/// no agent starts on a half-written device. A directory that does not exist
+/// yet has no agent.
+fn lock_for_create(dir: &Path) -> Result<Option<lock::DeviceLock>, DeviceError> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    Ok(Some(lock::DeviceLock::acquire(dir)?))
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DeviceError + '_ {
     move |source| DeviceError::Io {
         path: path.to_path_buf(),
@@ -309,6 +324,7 @@ pub fn parse_table(bytes: &[u8]) -> Result<OwnedTable, String> {
 
 /// Creates a virtual device in `dir` (see the module docs for the layout).
 pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> {
+    let _lock = lock_for_create(dir)?;
     let flash_path = dir.join(FLASH_FILE);
     if flash_path.exists() && !opts.force {
         return Err(DeviceError::Exists(dir.to_path_buf()));
@@ -581,6 +597,7 @@ pub fn create_from_flash(
     image: &[u8],
     opts: &FromFlashOptions,
 ) -> Result<FromFlash, DeviceError> {
+    let _lock = lock_for_create(dir)?;
     let flash_path = dir.join(FLASH_FILE);
     if flash_path.exists() && !opts.force {
         return Err(DeviceError::Exists(dir.to_path_buf()));
