@@ -254,6 +254,38 @@ fn device_create_force_refuses_a_running_device() {
     assert_eq!(dev.status()["rollback"], false);
 }
 
+#[test]
+fn device_sizes_are_said_in_mib() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = run_otter([
+        "device",
+        "create",
+        s(&dir.path().join("d")),
+        "--flash-size",
+        "0x123000",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("16 MiB of flash"), "{err}");
+    assert!(!err.contains("MB"), "one unit convention, MiB: {err}");
+    // A table that does not fit the flash says so in MiB too.
+    let o = run_otter([
+        "device",
+        "create",
+        s(&dir.path().join("e")),
+        "--flash-size",
+        "3MB",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("configured flash size 3 MiB"), "{err}");
+    assert!(!err.contains("MB"), "one unit convention, MiB: {err}");
+    let o = run_otter(["device", "create", "--help"]);
+    let help = stdout(&o);
+    assert!(help.contains("16 MiB"), "{help}");
+    assert!(!help.contains(" MB"), "{help}");
+}
+
 // ---- 11: rollback off: warn before uploading; a crash loop is named, not "unreachable".
 
 #[test]

@@ -61,8 +61,8 @@ pub const LOG_RECORDS: usize = 4096;
 pub const CONFIG_FORMAT: u32 = 1;
 
 /// The default partition table: the seeds' factory + ota_0 + ota_1 layout
-/// (seed 001: NVS, otadata, phy_init, a 2 MB factory app and two 2 MB OTA
-/// slots), plus two 1 MB LittleFS slots for the web UI.
+/// (seed 001: NVS, otadata, phy_init, a 2 MiB factory app and two 2 MiB OTA
+/// slots), plus two 1 MiB LittleFS slots for the web UI.
 pub const DEFAULT_PARTITIONS_CSV: &str = concat!(
     crate::powercut::layouts::seed001_rows!(),
     "\
@@ -73,7 +73,7 @@ www_1,    data, littlefs, 0x720000, 0x100000,
 
 /// The default chip of a new device.
 pub const DEFAULT_CHIP: Chip = Chip::Esp32s3;
-/// The default flash size of a new device: 16 MB.
+/// The default flash size of a new device: 16 MiB.
 pub const DEFAULT_FLASH_SIZE: u32 = 16 << 20;
 /// Version of the firmware a device gets when none is given.
 pub const DEFAULT_FIRMWARE_VERSION: &str = "1.0.0";
@@ -213,7 +213,7 @@ pub struct CreateOptions {
 }
 
 impl CreateOptions {
-    /// The defaults: esp32s3, 16 MB, the default table, a built firmware,
+    /// The defaults: esp32s3, 16 MiB, the default table, a built firmware,
     /// no rollback, no anti-rollback, no token.
     pub fn new() -> Self {
         Self {
@@ -332,7 +332,7 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
     let size = opts.flash_size as usize;
     crate::flash::validate_capacity(size).map_err(|_| {
         DeviceError::Input(format!(
-            "flash size {size:#x} is not supported: a virtual device has 1, 2, 4, 8 or 16 MB of flash"
+            "flash size {size:#x} is not supported: a virtual device has 1, 2, 4, 8 or 16 MiB of flash"
         ))
     })?;
 
@@ -540,7 +540,7 @@ pub struct FromFlashOptions {
     pub chip: Option<Chip>,
     /// Flash size; `None` reads it from the bootloader's header (the size
     /// `esptool` wrote there), else rounds the image up to 1, 2, 4, 8 or
-    /// 16 MB.
+    /// 16 MiB.
     pub flash_size: Option<u32>,
     /// Flash offset of the partition table.
     pub table_offset: Option<u32>,
@@ -624,7 +624,7 @@ pub fn create_from_flash(
                 .find(|&s| s as usize >= image.len())
                 .ok_or_else(|| {
                     DeviceError::Input(format!(
-                        "the image is {} bytes, more than the 16 MB a virtual device has",
+                        "the image is {} bytes, more than the 16 MiB a virtual device has",
                         image.len()
                     ))
                 })?;
@@ -633,7 +633,7 @@ pub fn create_from_flash(
     };
     crate::flash::validate_capacity(flash_size as usize).map_err(|_| {
         DeviceError::Input(format!(
-            "flash size {flash_size:#x} is not supported: a virtual device has 1, 2, 4, 8 or 16 MB of flash"
+            "flash size {flash_size:#x} is not supported: a virtual device has 1, 2, 4, 8 or 16 MiB of flash"
         ))
     })?;
     if image.len() > flash_size as usize {
