@@ -141,11 +141,23 @@ pub struct DeviceConfigFile {
     /// How re-selecting the running slot is written: `v6` (in place) or `v5`.
     #[serde(default = "default_rule")]
     pub otadata_rule: String,
+    /// The longest file name the device's littlefs accepts
+    /// (`CONFIG_LITTLEFS_OBJ_NAME_LEN`): a web-UI image whose `name_max` is
+    /// larger is refused. esp_littlefs's default, 64, when absent.
+    #[serde(default = "default_lfs_name_max")]
+    pub lfs_name_max: u32,
 }
 
 fn default_rule() -> String {
     "v6".into()
 }
+
+fn default_lfs_name_max() -> u32 {
+    otter_www::limits::ESP_NAME_MAX
+}
+
+/// The largest `name_max` littlefs supports (`LFS_NAME_MAX` <= 1022).
+pub const LFS_NAME_MAX_LIMIT: u32 = 1022;
 
 impl DeviceConfigFile {
     /// The engine's view of this config.
@@ -210,6 +222,9 @@ pub struct CreateOptions {
     /// size); `None` builds the built-in default UI
     /// ([`www::DEFAULT_INDEX_HTML`]) when the table has web-UI slots.
     pub www: Option<Vec<u8>>,
+    /// The device's littlefs name limit (`CONFIG_LITTLEFS_OBJ_NAME_LEN`),
+    /// 1..=[`LFS_NAME_MAX_LIMIT`]; esp_littlefs's default is 64.
+    pub lfs_name_max: u32,
 }
 
 impl CreateOptions {
@@ -228,6 +243,7 @@ impl CreateOptions {
             token: None,
             force: false,
             www: None,
+            lfs_name_max: otter_www::limits::ESP_NAME_MAX,
         }
     }
 }
@@ -425,6 +441,12 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
         )));
     }
 
+    if !(1..=LFS_NAME_MAX_LIMIT).contains(&opts.lfs_name_max) {
+        return Err(DeviceError::Input(format!(
+            "littlefs name limit {} is out of range: littlefs accepts 1 to {LFS_NAME_MAX_LIMIT} (esp_littlefs's default is 64)",
+            opts.lfs_name_max
+        )));
+    }
     let www = initial_www(&table, opts)?;
 
     fs::create_dir_all(dir).map_err(io(dir))?;
@@ -446,6 +468,7 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
         anti_rollback: opts.anti_rollback,
         token: opts.token.clone(),
         otadata_rule: default_rule(),
+        lfs_name_max: opts.lfs_name_max,
     };
     write_config(dir, &config)?;
 
@@ -492,7 +515,9 @@ fn initial_www(
     table: &OwnedTable,
     opts: &CreateOptions,
 ) -> Result<Vec<(u32, Vec<u8>, String)>, DeviceError> {
-    let Some(layout) = www::WwwLayout::from_table(table) else {
+    let Some(layout) =
+        www::WwwLayout::from_table(table).map(|l| l.with_name_max(opts.lfs_name_max))
+    else {
         if opts.www.is_some() {
             return Err(DeviceError::Input(
                 "web UI: the partition table has no web-UI slots (data partitions labelled www_0 and www_1) to put it in".into(),
@@ -511,7 +536,7 @@ fn initial_www(
                     slot.size
                 )));
             }
-            www::inspect_ui(img)
+            www::inspect_ui_with(img, &layout.limits(img.len()))
                 .map_err(|e| DeviceError::Input(format!("web UI: the image is not usable: {e}")))?;
             (img.clone(), "web UI in www_0")
         }
@@ -665,6 +690,7 @@ pub fn create_from_flash(
         anti_rollback: opts.anti_rollback,
         token: opts.token.clone(),
         otadata_rule: default_rule(),
+        lfs_name_max: default_lfs_name_max(),
     };
     write_config(dir, &config)?;
     let dev = VirtualDevice::open(dir)?;
@@ -890,7 +916,8 @@ impl VirtualDevice {
             (Some(a), Some(b)) if b > a => Some((a, b)),
             _ => None,
         };
-        let www = www::WwwLayout::read(&mut self.flash, self.cfg.table_offset)
+        let www = self
+            .www_layout()
             .map(|layout| www::mount(&mut self.flash, &layout));
         self.www_boot.clone_from(&www);
         self.www_slots = None;
@@ -926,6 +953,7 @@ impl VirtualDevice {
     /// The web-UI slots, `None` when the table has none.
     pub fn www_layout(&mut self) -> Option<www::WwwLayout> {
         www::WwwLayout::read(&mut self.flash, self.cfg.table_offset)
+            .map(|l| l.with_name_max(self.config.lfs_name_max))
     }
 
     /// The flash, for writing the web-UI slots or NVS: the cached slot

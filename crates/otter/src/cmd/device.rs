@@ -96,9 +96,14 @@ pub struct CreateArgs {
     /// Require this bearer token on the device's API.
     #[arg(long)]
     token: Option<String>,
-    /// Replace a device already in DIR.
+    /// Replace a device already in DIR (never one whose agent is running).
     #[arg(long)]
     force: bool,
+    /// The longest web-UI file name the device's littlefs accepts
+    /// (CONFIG_LITTLEFS_OBJ_NAME_LEN, 1..1022); 255 takes littlefs-python's
+    /// default images.
+    #[arg(long, value_name = "N", default_value_t = otter_www::limits::ESP_NAME_MAX)]
+    lfs_name_max: u32,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -332,6 +337,7 @@ fn create(a: &CreateArgs) -> anyhow::Result<ExitCode> {
     opts.anti_rollback = a.anti_rollback;
     opts.token = a.token.clone();
     opts.force = a.force;
+    opts.lfs_name_max = a.lfs_name_max;
     let created = device::create(&a.dir, &opts)
         .with_context(|| format!("creating a virtual device in {}", a.dir.display()))?;
     let version = created
