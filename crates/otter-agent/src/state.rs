@@ -452,7 +452,11 @@ mod tests {
             ),
             ("ota_1", Some("ota_0"), "aborted", false)
         );
-        assert_eq!(shown.sha256, Some("ab".repeat(32)), "flash's digest of the slot");
+        assert_eq!(
+            shown.sha256,
+            Some("ab".repeat(32)),
+            "flash's digest of the slot"
+        );
         let other = LastRollback {
             from: "ota_0".into(),
             ..flash

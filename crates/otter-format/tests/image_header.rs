@@ -37,7 +37,10 @@ fn verdict(bytes: &[u8], opts: VerifyOptions) -> Result<(), ImageError> {
             }
         }
         let streamed = v.finish().map(|_| ());
-        assert_eq!(streamed, whole, "chunk {chunk}: streaming and whole-file disagree");
+        assert_eq!(
+            streamed, whole,
+            "chunk {chunk}: streaming and whole-file disagree"
+        );
     }
     whole
 }
@@ -179,7 +182,10 @@ fn flipping_the_hash_flag_is_refused_when_the_sha256_is_required() {
     assert_eq!(err.code(), "sha256_required");
     // The unmodified image passes the same policy.
     let orig = corpus_bytes(APP);
-    assert_eq!(verdict(&orig, VerifyOptions::new().require_sha256(true)), Ok(()));
+    assert_eq!(
+        verdict(&orig, VerifyOptions::new().require_sha256(true)),
+        Ok(())
+    );
 }
 
 #[test]

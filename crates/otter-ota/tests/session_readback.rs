@@ -110,8 +110,8 @@ fn a_default_device_refuses_an_image_without_digest_at_its_header() {
     let path = common::corpus().join("app-images/esp-serial-flasher/hello_world-esp32s3.bin");
     let mut real = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     real[23] = 0;
-    let mut s = UpdateSession::begin(&mut flash, &cfg, SlotId::Factory, UpdateRequest::default())
-        .unwrap();
+    let mut s =
+        UpdateSession::begin(&mut flash, &cfg, SlotId::Factory, UpdateRequest::default()).unwrap();
     let err = s.write(&mut flash, &real).unwrap_err();
     assert!(
         matches!(err, OtaError::Image(ImageError::Sha256Required)),

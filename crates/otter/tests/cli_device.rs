@@ -214,7 +214,11 @@ fn push_refuses_the_rolled_back_image_by_its_sha256_not_by_its_version() {
         (o.status.code(), json_of(&o))
     };
     let (code, v) = push(&v3);
-    assert_eq!((code, v["result"].as_str()), (Some(1), Some("rolled_back")), "{v:#}");
+    assert_eq!(
+        (code, v["result"].as_str()),
+        (Some(1), Some("rolled_back")),
+        "{v:#}"
+    );
 
     // The status names the rolled-back image by the uploaded file's digest.
     let file_sha: String = Sha256::digest(std::fs::read(&v3).expect("read"))
@@ -227,14 +231,21 @@ fn push_refuses_the_rolled_back_image_by_its_sha256_not_by_its_version() {
 
     // That exact file is refused before a byte is sent...
     let (code, v) = push(&v3);
-    assert_eq!((code, v["error"].as_str()), (Some(1), Some("rolled_back")), "{v:#}");
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (Some(1), Some("rolled_back")),
+        "{v:#}"
+    );
     assert_eq!(v["bytes"], 0);
     // ...but a rebuild with the same version is another image: it is sent
     // (and, crashing like its predecessor, rolls back in turn).
     let (code, v) = push(&rebuilt);
     assert_eq!(code, Some(1), "{v:#}");
     assert_eq!(v["result"], "rolled_back", "sent and rolled back: {v:#}");
-    assert!(v["bytes"].as_u64().unwrap_or(0) > 0, "it was uploaded: {v:#}");
+    assert!(
+        v["bytes"].as_u64().unwrap_or(0) > 0,
+        "it was uploaded: {v:#}"
+    );
 }
 
 #[test]
@@ -246,11 +257,18 @@ fn device_create_force_refuses_a_running_device() {
     let err = stderr(&o);
     // 2: the command cannot run while the device does (README's exit codes).
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert_eq!(err.matches("is already running").count(), 1, "said once: {err}");
+    assert_eq!(
+        err.matches("is already running").count(),
+        1,
+        "said once: {err}"
+    );
     assert!(err.contains("is already running"), "{err}");
     assert!(err.contains("stop it first"), "{err}");
     // Its flash and its running agent are untouched.
-    assert_eq!(std::fs::read(d.join("flash.bin")).expect("flash.bin"), flash_before);
+    assert_eq!(
+        std::fs::read(d.join("flash.bin")).expect("flash.bin"),
+        flash_before
+    );
     assert_eq!(dev.status()["rollback"], false);
 }
 
