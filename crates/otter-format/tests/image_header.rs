@@ -77,10 +77,13 @@ fn hash_flag_off_unmutated_is_valid_to_both() {
     assert_eq!(esptool_warnings(&b, "plain.bin"), Vec::<String>::new());
 }
 
+/// A named header mutation, the error it must give and esptool's warning.
+type Mutation = (&'static str, fn(&mut Vec<u8>), ImageError, &'static str);
+
 #[test]
 fn flash_nibbles_esptool_warns_on_are_refused() {
     let base = hash_off(APP);
-    let cases: [(&str, fn(&mut Vec<u8>), ImageError, &str); 3] = [
+    let cases: [Mutation; 3] = [
         (
             "mode",
             |b| b[2] = 9,
@@ -198,5 +201,37 @@ fn every_corpus_app_keeps_passing_with_the_hash_flag_off() {
             .into_owned();
         let b = hash_off(&rel);
         assert_eq!(verdict(&b, VerifyOptions::new()), Ok(()), "{rel}");
+    }
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Any mutation of the header (hash flag kept off): the streaming and
+        /// whole-file verdicts agree (checked in `verdict`), and an accepted
+        /// image has every field valid and its entry point in a loaded segment.
+        #[test]
+        fn an_accepted_mutated_header_is_valid(at in 1usize..23, value in any::<u8>()) {
+            let mut b = hash_off(APP);
+            b[at] = value;
+            if verdict(&b, VerifyOptions::new()).is_ok() {
+                let info = verify(&b, &VerifyOptions::new()).expect("accepted");
+                let h = info.header;
+                prop_assert!(h.flash_mode().is_some());
+                prop_assert!(h.flash_size().is_some());
+                prop_assert!(info.chip.flash_freq_name(h.flash_freq_code()).is_some());
+                let entry = h.entry_addr;
+                let inside = info.segments().iter().any(|s| {
+                    s.kind != otter_format::image::SegmentKind::Padding
+                        && entry >= s.load_addr
+                        && u64::from(entry) < u64::from(s.load_addr) + u64::from(s.len)
+                });
+                prop_assert!(inside, "entry {:#x} in no loaded segment", entry);
+            }
+        }
     }
 }
