@@ -1,6 +1,7 @@
 //! Fuzz the image verifier: whole-file and streaming verification (with chunk
 //! sizes taken from the input) must give the same verdict, in both verify and
-//! inspect modes, and nothing may panic.
+//! inspect modes, with and without the appended-SHA-256 requirement, and
+//! nothing may panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -20,6 +21,8 @@ fuzz_target!(|data: &[u8]| {
     } else {
         opts
     };
+    // A device's policy: an appended SHA-256 required.
+    let opts = opts.require_sha256(ctl & 4 != 0);
     let whole = verify(rest, &opts);
     // Chunk sizes cycle through the input's own bytes (1..=256).
     let mut v = StreamingVerifier::new(opts);

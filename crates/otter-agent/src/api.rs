@@ -129,6 +129,7 @@ fn image_error(e: &ImageError) -> ApiError {
         }
         ImageError::ChecksumMismatch { .. } | ImageError::ShaMismatch { .. } => "integrity",
         ImageError::FileShaMismatch { .. } => "sha256_mismatch",
+        ImageError::Sha256Required => "sha256_required",
         ImageError::Truncated { .. } => "truncated",
         ImageError::BadMagic { .. }
         | ImageError::Esp8266 { .. }

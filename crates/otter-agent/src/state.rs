@@ -137,15 +137,17 @@ impl RollbackRecord {
         running: Option<&RunningStatus>,
     ) -> LastRollback {
         let stale = self.superseded(boot, running);
-        let state = match flash {
-            Some(lr) if lr.from == self.from => lr.state.clone(),
-            _ => self.state.to_string(),
-        };
+        let same = flash.filter(|lr| lr.from == self.from);
+        let state = same.map_or_else(|| self.state.to_string(), |lr| lr.state.clone());
+        // The slot still holds the image rolled back from; flash's entry
+        // carries its digest when it names the same slot.
+        let sha256 = same.and_then(|lr| lr.sha256.clone());
         LastRollback {
             from: self.from,
             to: self.to,
             stale,
             version: self.version,
+            sha256,
             state,
             reason: self.reason,
         }
@@ -436,6 +438,7 @@ mod tests {
             to: Some("factory".into()),
             stale: false,
             version: Some("3.0.0".into()),
+            sha256: Some("ab".repeat(32)),
             state: "aborted".into(),
             reason: "flash".into(),
         };
@@ -449,14 +452,19 @@ mod tests {
             ),
             ("ota_1", Some("ota_0"), "aborted", false)
         );
+        assert_eq!(
+            shown.sha256,
+            Some("ab".repeat(32)),
+            "flash's digest of the slot"
+        );
         let other = LastRollback {
             from: "ota_0".into(),
             ..flash
         };
         let shown = record().shown(Some(&other), &boot(4), Some(&running("ota_0", "valid")));
         assert_eq!(
-            (shown.from.as_str(), shown.state.as_str()),
-            ("ota_1", "invalid")
+            (shown.from.as_str(), shown.state.as_str(), shown.sha256),
+            ("ota_1", "invalid", None)
         );
     }
 }

@@ -133,7 +133,8 @@ pub enum DeviceError {
     },
     /// 422: the image is not a valid app for this device; the code comes
     /// from the [`ImageError`] (`not_an_app`, `wrong_chip`,
-    /// `secure_version_too_low`, `integrity`, `truncated`, `bad_image`).
+    /// `secure_version_too_low`, `integrity`, `sha256_required`, `truncated`,
+    /// `bad_image`).
     #[error("update image rejected: {0}")]
     Image(ImageError),
     /// 422 `sha256_mismatch`: the file's SHA-256 differs from `X-Otter-Sha256`.
@@ -295,6 +296,7 @@ fn image_code(e: &ImageError) -> &'static str {
         ImageError::ImageTooLarge { .. } | ImageError::FileTooLarge { .. } => "too_large",
         ImageError::ChecksumMismatch { .. } | ImageError::ShaMismatch { .. } => "integrity",
         ImageError::FileShaMismatch { .. } => "sha256_mismatch",
+        ImageError::Sha256Required => "sha256_required",
         ImageError::Truncated { .. } => "truncated",
         ImageError::BadMagic { .. }
         | ImageError::Esp8266 { .. }
@@ -303,5 +305,20 @@ fn image_code(e: &ImageError) -> &'static str {
         | ImageError::IsRamOnly
         | ImageError::MissingAppDesc => "not_an_app",
         _ => "bad_image",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_policy_and_header_errors_are_422_with_their_codes() {
+        let e = DeviceError::from_ota::<NorFlashErrorKind>(&OtaError::Image(
+            ImageError::Sha256Required,
+        ));
+        assert_eq!((e.status(), e.code()), (422, "sha256_required"));
+        let e = DeviceError::Image(ImageError::EntryOutsideSegments { entry: 0xdead_beef });
+        assert_eq!((e.status(), e.code()), (422, "bad_image"));
     }
 }

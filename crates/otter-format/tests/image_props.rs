@@ -41,16 +41,20 @@ fn options() -> impl Strategy<Value = VerifyOptions> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(chip, slot, min_sv, require_app, integrity, hash_image)| VerifyOptions {
-                chip,
-                slot_size: slot,
-                min_secure_version: min_sv,
-                expected_sha256: None,
-                require_app,
-                check_integrity: integrity,
-                hash_image,
+            |(chip, slot, min_sv, require_app, integrity, hash_image, require_sha256)| {
+                VerifyOptions {
+                    chip,
+                    slot_size: slot,
+                    min_secure_version: min_sv,
+                    expected_sha256: None,
+                    require_app,
+                    check_integrity: integrity,
+                    hash_image,
+                    require_sha256,
+                }
             },
         )
 }

@@ -64,11 +64,17 @@ pub struct DeviceConfig {
     pub anti_rollback: Option<u32>,
     /// How re-selecting the already active slot is written (ESP-IDF v6 or v5).
     pub same_slot_rule: SameSlotRule,
+    /// Refuse an update image without an appended SHA-256
+    /// ([`otter_format::image::ImageError::Sha256Required`]). On by default:
+    /// without the digest nothing protects the image header, whose fields the
+    /// verifier can only check for plausibility.
+    pub require_sha256: bool,
 }
 
 impl DeviceConfig {
     /// A device with ESP-IDF's defaults: table at 0x8000, no rollback, no
-    /// anti-rollback, v6 otadata rules.
+    /// anti-rollback, v6 otadata rules; update images must carry an appended
+    /// SHA-256.
     pub const fn new(chip: Chip) -> Self {
         Self {
             chip,
@@ -76,7 +82,14 @@ impl DeviceConfig {
             rollback: false,
             anti_rollback: None,
             same_slot_rule: SameSlotRule::InPlace,
+            require_sha256: true,
         }
+    }
+
+    /// The same configuration with the appended-SHA-256 requirement on or off.
+    pub const fn with_require_sha256(mut self, on: bool) -> Self {
+        self.require_sha256 = on;
+        self
     }
 
     /// The same configuration with app rollback on or off.

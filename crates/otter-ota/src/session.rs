@@ -380,6 +380,7 @@ impl UpdateSession {
         opts.min_secure_version = cfg.anti_rollback;
         opts.expected_sha256 = req.expected_sha256;
         opts.require_app = true;
+        opts.require_sha256 = cfg.require_sha256;
         // The stream is checked for structure, chip, size and secure_version as
         // it arrives; its SHA-256 is computed once, over what is in flash, in
         // `finish`.
@@ -584,6 +585,7 @@ impl UpdateSession {
         let mut opts = VerifyOptions::new();
         opts.chip = Some(self.cfg.chip);
         opts.min_secure_version = self.cfg.anti_rollback;
+        opts.require_sha256 = self.cfg.require_sha256;
         let in_flash = verify_slot(flash, &self.region, opts)?.map_err(OtaError::Image)?;
         if in_flash.image_len != image_len {
             return Err(OtaError::Sha256Mismatch);

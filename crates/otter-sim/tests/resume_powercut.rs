@@ -428,6 +428,8 @@ fn an_image_with_an_erased_sector_still_ends_correct() {
     }));
     let mut params = ImageParams::new(Chip::Esp32s3);
     params.app_desc_segment = Some(0);
+    // The entry point must lie in a loaded segment.
+    params.entry = 0x3C00_0020;
     let bytes = build_image(&params, &[(0x3C00_0020, &seg)]).expect("image");
     assert!(
         bytes

@@ -92,7 +92,7 @@ pub enum MountRefusal {
         block_size: u32,
     },
     /// The image allows longer names than the device.
-    #[error("name_max is {found}, but the device's littlefs allows at most {max}; build the image with a name limit of {max} or less")]
+    #[error("name_max is {found}, but the device's littlefs allows at most {max} (CONFIG_LITTLEFS_OBJ_NAME_LEN); build the image with a name limit of {max} or less (littlefs-python: --name-max={max}), or configure the device's littlefs for names of {found} bytes")]
     NameMax {
         /// The superblock's `name_max`.
         found: u32,

@@ -200,6 +200,110 @@ fn push_refuses_downgrade_same_version_other_project_and_the_rolled_back_image()
     assert_eq!(dev.status()["running"]["version"], "1.5.0");
 }
 
+#[test]
+fn push_refuses_the_rolled_back_image_by_its_sha256_not_by_its_version() {
+    use sha2::{Digest, Sha256};
+    let dev = devproc::Device::create(&["--rollback"]).run(&["--behavior", "3.0.0=crash-on-boot"]);
+    let d = dev.path();
+    let v3 = devproc::image(d, "esp32s3", "3.0.0", &[]);
+    let rebuilt_dir = d.join("rebuilt");
+    std::fs::create_dir_all(&rebuilt_dir).expect("mkdir");
+    let rebuilt = devproc::image(&rebuilt_dir, "esp32s3", "3.0.0", &["--size", "200000"]);
+    let push = |img: &Path| {
+        let o = run_otter(["push", s(img), "--to", &dev.url, "--json"]);
+        (o.status.code(), json_of(&o))
+    };
+    let (code, v) = push(&v3);
+    assert_eq!(
+        (code, v["result"].as_str()),
+        (Some(1), Some("rolled_back")),
+        "{v:#}"
+    );
+
+    // The status names the rolled-back image by the uploaded file's digest.
+    let file_sha: String = Sha256::digest(std::fs::read(&v3).expect("read"))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let st = dev.status();
+    assert_eq!(st["last_rollback"]["sha256"], file_sha.as_str(), "{st:#}");
+    assert_eq!(st["last_rollback"]["version"], "3.0.0", "{st:#}");
+
+    // That exact file is refused before a byte is sent...
+    let (code, v) = push(&v3);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (Some(1), Some("rolled_back")),
+        "{v:#}"
+    );
+    assert_eq!(v["bytes"], 0);
+    // ...but a rebuild with the same version is another image: it is sent
+    // (and, crashing like its predecessor, rolls back in turn).
+    let (code, v) = push(&rebuilt);
+    assert_eq!(code, Some(1), "{v:#}");
+    assert_eq!(v["result"], "rolled_back", "sent and rolled back: {v:#}");
+    assert!(
+        v["bytes"].as_u64().unwrap_or(0) > 0,
+        "it was uploaded: {v:#}"
+    );
+}
+
+#[test]
+fn device_create_force_refuses_a_running_device() {
+    let dev = devproc::Device::create(&[]).run(&[]);
+    let d = dev.path();
+    let flash_before = std::fs::read(d.join("flash.bin")).expect("flash.bin");
+    let o = run_otter(["device", "create", s(d), "--force", "--rollback"]);
+    let err = stderr(&o);
+    // 2: the command cannot run while the device does (README's exit codes).
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.matches("is already running").count(),
+        1,
+        "said once: {err}"
+    );
+    assert!(err.contains("is already running"), "{err}");
+    assert!(err.contains("stop it first"), "{err}");
+    // Its flash and its running agent are untouched.
+    assert_eq!(
+        std::fs::read(d.join("flash.bin")).expect("flash.bin"),
+        flash_before
+    );
+    assert_eq!(dev.status()["rollback"], false);
+}
+
+#[test]
+fn device_sizes_are_said_in_mib() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = run_otter([
+        "device",
+        "create",
+        s(&dir.path().join("d")),
+        "--flash-size",
+        "0x123000",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("16 MiB of flash"), "{err}");
+    assert!(!err.contains("MB"), "one unit convention, MiB: {err}");
+    // A table that does not fit the flash says so in MiB too.
+    let o = run_otter([
+        "device",
+        "create",
+        s(&dir.path().join("e")),
+        "--flash-size",
+        "3MB",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("configured flash size 3 MiB"), "{err}");
+    assert!(!err.contains("MB"), "one unit convention, MiB: {err}");
+    let o = run_otter(["device", "create", "--help"]);
+    let help = stdout(&o);
+    assert!(help.contains("16 MiB"), "{help}");
+    assert!(!help.contains(" MB"), "{help}");
+}
+
 // ---- 11: rollback off: warn before uploading; a crash loop is named, not "unreachable".
 
 #[test]

@@ -823,7 +823,7 @@ fn create_refuses_bad_inputs_with_clear_messages() {
         (vec!["--chip".into(), "esp33".into()], "unknown chip"),
         (vec!["--firmware".into(), s(&c3)], "ESP32-C3"),
         (vec!["--flash-size".into(), "2MB".into()], "flash"),
-        (vec!["--flash-size".into(), "32MB".into()], "16 MB"),
+        (vec!["--flash-size".into(), "32MB".into()], "16 MiB"),
     ];
     for (args, want) in cases {
         let target = d.join("dev");
@@ -873,4 +873,38 @@ fn sha256_hex(b: &[u8]) -> String {
         .next()
         .unwrap()
         .to_string()
+}
+
+/// Issue 19: a real ESP-IDF image with its hash flag flipped to 0 is refused
+/// by a default device (an appended SHA-256 is required), with 422 and the
+/// policy's code; nothing is switched.
+#[test]
+fn an_image_without_appended_sha256_is_refused_with_422() {
+    let dev = Device::create(&[]).run(&[]);
+    let before = dev.status();
+    let t = tempfile::tempdir().expect("tempdir");
+    let mut b = std::fs::read(util::corpus_file(
+        "app-images/esp-serial-flasher/hello_world-esp32s3.bin",
+    ))
+    .expect("corpus");
+    b[23] = 0;
+    let f = t.path().join("no-hash.bin");
+    std::fs::write(&f, &b).expect("write");
+    let (code, body) = dev.curl(
+        "/update",
+        &["-X", "POST", "--data-binary", &format!("@{}", f.display())],
+    );
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (422, Some("sha256_required")),
+        "{body}"
+    );
+    let msg = body["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("no appended SHA-256") && msg.contains("requires one"),
+        "{msg}"
+    );
+    let after = dev.status();
+    assert_eq!(after["running"], before["running"], "nothing was switched");
+    assert_eq!(after["boot_count"], before["boot_count"]);
 }

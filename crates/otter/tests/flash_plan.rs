@@ -576,7 +576,7 @@ fn seed_table_larger_than_the_flash() {
     assert_eq!(v["error"], "table-exceeds-flash");
     let msg = v["message"].as_str().unwrap();
     assert!(
-        msg.contains("does not fit in configured flash size 2MB"),
+        msg.contains("does not fit in the configured flash size 2 MiB"),
         "{msg}"
     );
     assert!(

@@ -852,3 +852,60 @@ fn a_web_ui_upload_waits_for_the_running_firmware_to_confirm() {
     assert_eq!(st["running"]["version"], "2.0.0", "the firmware stayed");
     assert_eq!(get(&dev.url, "/", &[]).2, index);
 }
+
+/// littlefs-python's default image (`littlefs-python create` without
+/// `--name-max`: name_max 255) installs on a device whose littlefs is
+/// configured for 255-byte names and is served; a default device (esp_littlefs's
+/// 64) refuses it, saying how to build a fitting image or configure the device.
+#[test]
+fn a_littlefs_python_default_image_installs_on_a_device_configured_for_it() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = work.path().join("site");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let index = b"<h1>littlefs-python, default settings</h1>".to_vec();
+    std::fs::write(src.join("index.html"), &index).expect("write");
+    let img = work.path().join("default.bin");
+    let o = Command::new(python().with_file_name("littlefs-python"))
+        .arg("create")
+        .arg(&src)
+        .arg(&img)
+        .arg(format!("--fs-size={SLOT}"))
+        .arg("--block-size=4096")
+        .output()
+        .expect("littlefs-python create");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let plain = Device::create(&[]).run(&[]);
+    let (code, body) = upload(&plain, &img, &[]);
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (422, Some("bad_web_ui")),
+        "{body}"
+    );
+    let msg = body["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("name_max is 255, but the device's littlefs allows at most 64"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("--name-max=64"),
+        "says how to build a fitting image: {msg}"
+    );
+    assert!(msg.contains("configure the device"), "{msg}");
+    drop(plain);
+
+    let dev = Device::create(&["--lfs-name-max", "255"]).run(&[]);
+    let cfg: Value = serde_json::from_slice(
+        &std::fs::read(dev.path().join("device.json")).expect("device.json"),
+    )
+    .expect("json");
+    assert_eq!(cfg["lfs_name_max"], 255);
+    let o = run_otter(["push", "--www", &s(&img), "--to", &dev.url, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let rep: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(rep["slot"], "www_1", "{rep}");
+    let (code, _, body) = get(&dev.url, "/", &[]);
+    assert_eq!((code, body), (200, index));
+    let st = dev.status();
+    assert_eq!(st["www"]["active"], "www_1", "{st:#}");
+}

@@ -186,6 +186,32 @@ fn verify_exit_codes() {
     assert_eq!(j["error"], "checksum_mismatch");
 }
 
+/// Issue 19: with the hash flag flipped off, a header that esptool warns
+/// about, or an entry point in no segment, is not "valid".
+#[test]
+fn verify_refuses_a_bad_header_when_the_hash_flag_is_off() {
+    let c3 = corpus_file("app-images/esp-serial-flasher/hello_world-esp32c3.bin");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orig = std::fs::read(&c3).expect("read");
+    let cases: [(usize, &[u8], &str); 3] = [
+        (4, &0xdead_beefu32.to_le_bytes(), "entry_outside_segments"),
+        (3, &[0xF0], "invalid_flash_size"),
+        (2, &[9], "invalid_flash_mode"),
+    ];
+    for (at, bytes, want) in cases {
+        let mut b = orig.clone();
+        b[23] = 0;
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        let f = dir.path().join(format!("{want}.bin"));
+        std::fs::write(&f, &b).expect("write");
+        let (code, msg) = verify(&["--json"], &f);
+        assert_eq!(code, 1, "{want}: {msg}");
+        let j: serde_json::Value = serde_json::from_str(&msg).expect("json");
+        assert_eq!(j["error"], want, "{j}");
+        assert_eq!(j["valid"], false);
+    }
+}
+
 #[test]
 fn build_then_verify_then_esptool_agrees() {
     let dir = tempfile::tempdir().expect("tempdir");

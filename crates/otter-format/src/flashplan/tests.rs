@@ -8,6 +8,8 @@ fn bootloader(chip: Chip) -> Vec<u8> {
     let mut params = ImageParams::new(chip);
     params.flash_mode = FlashMode::Dio;
     params.flash_size_freq = 0x10;
+    // A real bootloader's entry point lies in its IRAM segment.
+    params.entry = chip.facts().iram_load_addr;
     let data = [0x5Au8; 0x400];
     build_image(&params, &[(chip.facts().iram_load_addr, &data)]).unwrap()
 }

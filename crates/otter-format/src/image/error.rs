@@ -74,6 +74,60 @@ pub enum ImageError {
         /// The chip named in the image header.
         got: Chip,
     },
+    /// The header's flash mode byte (offset 2) is no SPI mode.
+    #[error("image header at offset 2 has flash mode {code}, which is no SPI flash mode (QIO 0 .. SLOW_READ 5); the header is corrupt")]
+    InvalidFlashMode {
+        /// The mode byte found.
+        code: u8,
+    },
+    /// The header's flash size nibble (high nibble of offset 3) is no size.
+    #[error("image header at offset 3 has flash size code {code:#x}, which is no flash size (0 = 1 MiB .. 7 = 128 MiB); the header is corrupt")]
+    InvalidFlashSize {
+        /// The size nibble found.
+        code: u8,
+    },
+    /// The header's flash frequency nibble (low nibble of offset 3) is no
+    /// frequency of the chip.
+    #[error("image header at offset 3 has flash frequency code {code:#x}, which {chip} does not have; the header is corrupt")]
+    InvalidFlashFreq {
+        /// The chip named by the header.
+        chip: Chip,
+        /// The frequency nibble found.
+        code: u8,
+    },
+    /// The minimum chip revision is above the maximum.
+    #[error("image header names chip revisions v{}.{} to v{}.{}: the minimum (offset 15) is above the maximum (offset 17), so no chip can run it; the header is corrupt", .min / 100, .min % 100, .max / 100, .max % 100)]
+    ChipRevRange {
+        /// `min_chip_rev_full`.
+        min: u16,
+        /// `max_chip_rev_full`.
+        max: u16,
+    },
+    /// A segment's load range runs past the end of the address space or out
+    /// of the flash-mapped range it starts in.
+    #[error("segment {index} loads {len:#x} bytes at {load_addr:#010x}, which runs out of the {chip} memory region it starts in; the image is corrupt")]
+    SegmentOutOfRange {
+        /// Segment index.
+        index: u8,
+        /// The chip named by the header.
+        chip: Chip,
+        /// Load address.
+        load_addr: u32,
+        /// Data length.
+        len: u32,
+    },
+    /// The entry point lies in no loaded segment: the bootloader would jump
+    /// into nothing.
+    #[error("the entry point {entry:#010x} (image header offset 4) lies in no loaded segment of the image; the bootloader would jump into nothing; the header is corrupt")]
+    EntryOutsideSegments {
+        /// The entry address found.
+        entry: u32,
+    },
+    /// The device requires an appended SHA-256 and the image has none
+    /// (`hash_appended` is 0), so its header is protected only by a one-byte
+    /// checksum that does not cover it.
+    #[error("the image has no appended SHA-256 (hash_appended at offset 23 is 0) and this device requires one; build it with ESP-IDF's default image settings (esptool elf2image appends the digest unless told not to)")]
+    Sha256Required,
     /// More segments than the bootloader accepts (16).
     #[error("image header at offset 1 declares {count} segments; the bootloader accepts at most 16 (the header is corrupt or the linker script is broken)")]
     TooManySegments {
@@ -192,4 +246,54 @@ pub enum ImageError {
     /// A valid image that loads only into RAM: it cannot run from a flash slot.
     #[error("this is a RAM-only image (no flash-mapped segment, no app descriptor), loadable over serial but not bootable from an OTA slot; upload a normal app image (build/<project>.bin)")]
     IsRamOnly,
+}
+
+impl ImageError {
+    /// A stable machine-readable code for the error (snake case).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ImageError::BadMagic { .. } => "bad_magic",
+            ImageError::Esp8266 { .. } => "esp8266",
+            ImageError::UnknownChip { .. } => "unknown_chip",
+            ImageError::WrongChip { .. } => "wrong_chip",
+            ImageError::InvalidFlashMode { .. } => "invalid_flash_mode",
+            ImageError::InvalidFlashSize { .. } => "invalid_flash_size",
+            ImageError::InvalidFlashFreq { .. } => "invalid_flash_freq",
+            ImageError::ChipRevRange { .. } => "chip_rev_range",
+            ImageError::SegmentOutOfRange { .. } => "segment_out_of_range",
+            ImageError::EntryOutsideSegments { .. } => "entry_outside_segments",
+            ImageError::Sha256Required => "sha256_required",
+            ImageError::TooManySegments { .. } => "too_many_segments",
+            ImageError::SegmentLenUnaligned { .. } => "segment_len_unaligned",
+            ImageError::SegmentTooLong { .. } => "segment_too_long",
+            ImageError::SegmentMisaligned { .. } => "segment_misaligned",
+            ImageError::InvalidMmuPageSize { .. } => "invalid_mmu_page_size",
+            ImageError::Truncated { .. } => "truncated",
+            ImageError::ChecksumMismatch { .. } => "checksum_mismatch",
+            ImageError::ShaMismatch { .. } => "sha_mismatch",
+            ImageError::ImageTooLarge { .. } => "image_too_large",
+            ImageError::FileTooLarge { .. } => "file_too_large",
+            ImageError::SecureVersionTooLow { .. } => "secure_version_too_low",
+            ImageError::MissingAppDesc => "missing_app_desc",
+            ImageError::FileShaMismatch { .. } => "file_sha_mismatch",
+            ImageError::IsBootloader => "is_bootloader",
+            ImageError::IsMergedFlash => "is_merged_flash",
+            ImageError::IsRamOnly => "is_ram_only",
+        }
+    }
+
+    /// Whether the error is a header field that is not valid for the chip
+    /// (as opposed to damaged data or an unwanted but valid image).
+    pub fn is_bad_header(&self) -> bool {
+        matches!(
+            self,
+            ImageError::InvalidFlashMode { .. }
+                | ImageError::InvalidFlashSize { .. }
+                | ImageError::InvalidFlashFreq { .. }
+                | ImageError::ChipRevRange { .. }
+                | ImageError::SegmentOutOfRange { .. }
+                | ImageError::EntryOutsideSegments { .. }
+                | ImageError::TooManySegments { .. }
+        )
+    }
 }

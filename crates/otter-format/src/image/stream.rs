@@ -6,8 +6,9 @@
 //! | After | Known | Refused here |
 //! |---|---|---|
 //! | 1 byte | magic | not an ESP image |
-//! | 24 bytes | header: chip, segment count, hash flag | ESP8266, unknown or wrong chip, > 16 segments |
-//! | each segment header | load address, length | bad length, unmappable flash segment |
+//! | 24 bytes | header: chip, segment count, hash flag, flash fields | ESP8266, unknown or wrong chip, no SHA-256 when required, > 16 segments, invalid flash mode/size/frequency or revision range |
+//! | each segment header | load address, length | bad length, load range out of its region, unmappable flash segment |
+//! | last segment header | every load range | entry point in no loaded segment |
 //! | 0x120 bytes (or end of segment 0) | app descriptor, `secure_version` | anti-rollback |
 //! | last segment header | total image length | does not fit the slot |
 //! | checksum byte, SHA-256 | integrity | corrupt image |
@@ -393,14 +394,21 @@ impl StreamingVerifier {
                 });
             }
         }
+        if self.opts.require_sha256 && !h.has_hash() {
+            return Err(ImageError::Sha256Required);
+        }
         if usize::from(h.segment_count) > MAX_SEGMENTS {
             return Err(ImageError::TooManySegments {
                 count: h.segment_count,
             });
         }
+        if self.opts.check_integrity {
+            check_header_fields(&h, chip)?;
+        }
         self.header = Some(h);
         self.chip = Some(chip);
         if h.segment_count == 0 {
+            self.check_entry()?;
             self.resolve_desc()?;
             self.end_of_segments()?;
         } else {
@@ -451,6 +459,9 @@ impl StreamingVerifier {
                 len: sh.data_len,
             });
         }
+        if self.opts.check_integrity {
+            self.check_load_range(index, sh)?;
+        }
         if let Some(slot) = self.segs.get_mut(usize::from(index)) {
             *slot = sh;
         }
@@ -460,6 +471,7 @@ impl StreamingVerifier {
         }
         let last = self.header.map_or(0, |h| h.segment_count);
         if self.seg_seen == last {
+            self.check_entry()?;
             self.set_image_len(data_offset.saturating_add(sh.data_len))?;
         }
         self.phase = Phase::SegData {
@@ -469,6 +481,57 @@ impl StreamingVerifier {
             self.end_of_segment()?;
         }
         Ok(n)
+    }
+
+    /// Refuses a segment whose load range wraps past the end of the address
+    /// space, or runs out of the flash-mapped range (IROM or DROM) it starts
+    /// in. Padding segments (below 0x10000) are not loaded and not checked.
+    fn check_load_range(&self, index: u8, sh: SegmentHeader) -> Result<(), ImageError> {
+        let Some(chip) = self.chip else { return Ok(()) };
+        if SegmentKind::classify(chip, sh.load_addr) == SegmentKind::Padding {
+            return Ok(());
+        }
+        let end = u64::from(sh.load_addr) + u64::from(sh.data_len);
+        let facts = chip.facts();
+        let limit = [facts.irom, facts.drom]
+            .iter()
+            .find(|r| r.contains(sh.load_addr))
+            .map_or(1u64 << 32, |r| u64::from(r.end));
+        if end > limit {
+            return Err(ImageError::SegmentOutOfRange {
+                index,
+                chip,
+                load_addr: sh.load_addr,
+                len: sh.data_len,
+            });
+        }
+        Ok(())
+    }
+
+    /// Once every segment header is known: the entry point must lie inside a
+    /// loaded (non-padding) segment.
+    fn check_entry(&self) -> Result<(), ImageError> {
+        let (Some(h), Some(chip)) = (self.header, self.chip) else {
+            return Ok(());
+        };
+        if !self.opts.check_integrity {
+            return Ok(());
+        }
+        let entry = h.entry_addr;
+        let inside = self
+            .segs
+            .iter()
+            .take(usize::from(self.seg_seen))
+            .filter(|s| SegmentKind::classify(chip, s.load_addr) != SegmentKind::Padding)
+            .any(|s| {
+                entry >= s.load_addr
+                    && u64::from(entry) < u64::from(s.load_addr) + u64::from(s.data_len)
+            });
+        if inside {
+            Ok(())
+        } else {
+            Err(ImageError::EntryOutsideSegments { entry })
+        }
     }
 
     /// Checks that a flash-mapped segment can be mapped. When the app
@@ -709,6 +772,35 @@ impl StreamingVerifier {
             self.hasher.update(data);
         }
     }
+}
+
+/// Every header field the chip gives a meaning to must have a valid value:
+/// the checksum does not cover the header, so without an appended SHA-256
+/// these checks are all that stands between a flipped bit and a boot loop.
+fn check_header_fields(h: &ImageHeader, chip: Chip) -> Result<(), ImageError> {
+    if h.flash_mode().is_none() {
+        return Err(ImageError::InvalidFlashMode { code: h.spi_mode });
+    }
+    if h.flash_size().is_none() {
+        return Err(ImageError::InvalidFlashSize {
+            code: h.flash_size_code(),
+        });
+    }
+    if chip.flash_freq_name(h.flash_freq_code()).is_none() {
+        return Err(ImageError::InvalidFlashFreq {
+            chip,
+            code: h.flash_freq_code(),
+        });
+    }
+    if let Some(max) = h.max_chip_rev() {
+        if h.min_chip_rev_full > max {
+            return Err(ImageError::ChipRevRange {
+                min: h.min_chip_rev_full,
+                max,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn digest(h: Sha256) -> [u8; 32] {

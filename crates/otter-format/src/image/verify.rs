@@ -10,10 +10,15 @@
 //! In file order, failing on the first problem:
 //!
 //! 1. magic 0xE9; an ESP32 extended header (else [`ImageError::Esp8266`]); a
-//!    known chip id; the expected chip; at most 16 segments;
-//! 2. per segment: length a multiple of 4 and below 16 MiB; for flash-mapped
-//!    segments, data file offset ≡ load address (mod MMU page; 64 KiB unless
-//!    the app descriptor names another size);
+//!    known chip id; the expected chip; an appended SHA-256 when
+//!    [`VerifyOptions::require_sha256`]; at most 16 segments; every header
+//!    field valid for the chip: flash mode, flash size and frequency nibbles,
+//!    minimum revision not above the maximum;
+//! 2. per segment: length a multiple of 4 and below 16 MiB; a load range that
+//!    stays in the memory region it starts in; for flash-mapped segments,
+//!    data file offset ≡ load address (mod MMU page; 64 KiB unless the app
+//!    descriptor names another size); once the last segment header is read,
+//!    the entry point lies in a loaded (non-padding) segment;
 //! 3. the app descriptor at 0x20: anti-rollback `secure_version`;
 //! 4. once the last segment header is read: the image fits the slot;
 //! 5. the XOR checksum, then the appended SHA-256 (when `hash_appended`);
@@ -21,8 +26,11 @@
 //! 7. at the end: the file is complete, it is an app (see
 //!    [`super::classify`]), and its SHA-256 is the expected one.
 //!
+//! The header checks matter most when `hash_appended` is 0: the XOR checksum
+//! covers only segment data, so nothing else protects the header.
+//!
 //! [`inspect`] skips the integrity checks (checksum, SHA-256, lengths,
-//! alignment) and the app requirement, and reports them in [`ImageInfo`]
+//! alignment, header fields, entry point) and the app requirement, and reports them in [`ImageInfo`]
 //! instead, so a damaged or non-app image can still be described.
 
 use crate::chip::{Chip, DEFAULT_MMU_PAGE_SIZE};
@@ -55,6 +63,10 @@ pub struct VerifyOptions {
     /// afterwards, so the bytes are hashed once (the OTA session verifies what
     /// is in flash).
     pub hash_image: bool,
+    /// Refuse an image without an appended SHA-256 ([`ImageError::Sha256Required`]):
+    /// a device policy, off by default here (a file on disk may be described
+    /// and verified without one).
+    pub require_sha256: bool,
 }
 
 impl Default for VerifyOptions {
@@ -74,6 +86,7 @@ impl VerifyOptions {
             require_app: true,
             check_integrity: true,
             hash_image: true,
+            require_sha256: false,
         }
     }
 
@@ -107,6 +120,12 @@ impl VerifyOptions {
     /// Requires the whole file to hash to `digest`.
     pub const fn expected_sha256(mut self, digest: [u8; 32]) -> Self {
         self.expected_sha256 = Some(digest);
+        self
+    }
+
+    /// Sets whether an image without an appended SHA-256 is refused.
+    pub const fn require_sha256(mut self, yes: bool) -> Self {
+        self.require_sha256 = yes;
         self
     }
 

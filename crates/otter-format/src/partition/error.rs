@@ -462,7 +462,7 @@ pub enum ValidationError {
     },
     /// The last partition ends past the flash size.
     #[error(
-        "partitions tables occupies {}.{}MB of flash ({end} bytes) which does not fit in \
+        "the partitions occupy {}.{} MiB of flash ({end} bytes), which does not fit in the \
          configured flash size {}; choose a larger flash size or shrink the partitions",
         end / (1024 * 1024), (end % (1024 * 1024)) * 10 / (1024 * 1024),
         FlashSize(*flash_size)
@@ -486,7 +486,7 @@ struct FlashSize(u64);
 impl fmt::Display for FlashSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0 % (1024 * 1024) == 0 {
-            write!(f, "{}MB", self.0 / (1024 * 1024))
+            write!(f, "{} MiB", self.0 / (1024 * 1024))
         } else {
             write!(f, "{:#x} bytes", self.0)
         }

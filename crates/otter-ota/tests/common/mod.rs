@@ -5,6 +5,11 @@ use otter_format::partition::{CsvOptions, OwnedTable};
 use otter_sim::powercut::layouts;
 use otter_sim::SimFlash;
 
+#[path = "../../../../tests/support/paths.rs"]
+mod paths;
+#[allow(unused_imports)]
+pub use paths::*;
+
 /// Factory + ota_0 + ota_1, 1 MiB each, otadata at 0xd000: the power-cut
 /// harness's `factory+2ota/4MB` layout.
 pub const FACTORY_TWO_OTA: &str = layouts::FACTORY_2OTA_4MB.csv;

@@ -188,4 +188,26 @@ mod tests {
         );
         let _again = DeviceLock::acquire(dir.path()).unwrap();
     }
+
+    #[test]
+    fn create_with_force_refuses_a_running_device_and_keeps_its_flash() {
+        use crate::device::{create, CreateOptions, DeviceError, FLASH_FILE};
+        let dir = tempfile::tempdir().unwrap();
+        create(dir.path(), &CreateOptions::new()).unwrap();
+        let before = std::fs::read(dir.path().join(FLASH_FILE)).unwrap();
+        let agent = DeviceLock::acquire(dir.path()).unwrap();
+        let mut force = CreateOptions::new();
+        force.force = true;
+        force.rollback = true;
+        let err = create(dir.path(), &force).unwrap_err();
+        assert!(
+            matches!(&err, DeviceError::Locked(e) if e.code() == "device_running"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("already running"), "{err}");
+        assert_eq!(std::fs::read(dir.path().join(FLASH_FILE)).unwrap(), before);
+        drop(agent);
+        // Stopped, the same --force replaces it.
+        create(dir.path(), &force).unwrap();
+    }
 }

@@ -61,8 +61,8 @@ pub const LOG_RECORDS: usize = 4096;
 pub const CONFIG_FORMAT: u32 = 1;
 
 /// The default partition table: the seeds' factory + ota_0 + ota_1 layout
-/// (seed 001: NVS, otadata, phy_init, a 2 MB factory app and two 2 MB OTA
-/// slots), plus two 1 MB LittleFS slots for the web UI.
+/// (seed 001: NVS, otadata, phy_init, a 2 MiB factory app and two 2 MiB OTA
+/// slots), plus two 1 MiB LittleFS slots for the web UI.
 pub const DEFAULT_PARTITIONS_CSV: &str = concat!(
     crate::powercut::layouts::seed001_rows!(),
     "\
@@ -73,7 +73,7 @@ www_1,    data, littlefs, 0x720000, 0x100000,
 
 /// The default chip of a new device.
 pub const DEFAULT_CHIP: Chip = Chip::Esp32s3;
-/// The default flash size of a new device: 16 MB.
+/// The default flash size of a new device: 16 MiB.
 pub const DEFAULT_FLASH_SIZE: u32 = 16 << 20;
 /// Version of the firmware a device gets when none is given.
 pub const DEFAULT_FIRMWARE_VERSION: &str = "1.0.0";
@@ -105,6 +105,10 @@ pub enum DeviceError {
     /// `create` would overwrite an existing device.
     #[error("{0} already holds a virtual device (flash.bin exists); pass --force to replace it, or choose another directory")]
     Exists(PathBuf),
+    /// `create` (even with `force`) would replace the flash of a device
+    /// whose agent is running: stop it first.
+    #[error(transparent)]
+    Locked(#[from] lock::LockError),
     /// An input of `create` is unusable (table, firmware, bootloader, size).
     #[error("{0}")]
     Input(String),
@@ -137,11 +141,23 @@ pub struct DeviceConfigFile {
     /// How re-selecting the running slot is written: `v6` (in place) or `v5`.
     #[serde(default = "default_rule")]
     pub otadata_rule: String,
+    /// The longest file name the device's littlefs accepts
+    /// (`CONFIG_LITTLEFS_OBJ_NAME_LEN`): a web-UI image whose `name_max` is
+    /// larger is refused. esp_littlefs's default, 64, when absent.
+    #[serde(default = "default_lfs_name_max")]
+    pub lfs_name_max: u32,
 }
 
 fn default_rule() -> String {
     "v6".into()
 }
+
+fn default_lfs_name_max() -> u32 {
+    otter_www::limits::ESP_NAME_MAX
+}
+
+/// The largest `name_max` littlefs supports (`LFS_NAME_MAX` <= 1022).
+pub const LFS_NAME_MAX_LIMIT: u32 = 1022;
 
 impl DeviceConfigFile {
     /// The engine's view of this config.
@@ -206,10 +222,13 @@ pub struct CreateOptions {
     /// size); `None` builds the built-in default UI
     /// ([`www::DEFAULT_INDEX_HTML`]) when the table has web-UI slots.
     pub www: Option<Vec<u8>>,
+    /// The device's littlefs name limit (`CONFIG_LITTLEFS_OBJ_NAME_LEN`),
+    /// 1..=[`LFS_NAME_MAX_LIMIT`]; esp_littlefs's default is 64.
+    pub lfs_name_max: u32,
 }
 
 impl CreateOptions {
-    /// The defaults: esp32s3, 16 MB, the default table, a built firmware,
+    /// The defaults: esp32s3, 16 MiB, the default table, a built firmware,
     /// no rollback, no anti-rollback, no token.
     pub fn new() -> Self {
         Self {
@@ -224,6 +243,7 @@ impl CreateOptions {
             token: None,
             force: false,
             www: None,
+            lfs_name_max: otter_www::limits::ESP_NAME_MAX,
         }
     }
 }
@@ -288,6 +308,17 @@ pub fn placeholder_bootloader(chip: Chip) -> Result<Vec<u8>, DeviceError> {
         .map_err(|e| DeviceError::Input(format!("building the placeholder bootloader: {e}")))
 }
 
+/// Holds the directory's agent lock while a device is created in it, so a
+/// running agent's flash is never replaced under it (`force` included) and
+/// no agent starts on a half-written device. A directory that does not exist
+/// yet has no agent.
+fn lock_for_create(dir: &Path) -> Result<Option<lock::DeviceLock>, DeviceError> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    Ok(Some(lock::DeviceLock::acquire(dir)?))
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DeviceError + '_ {
     move |source| DeviceError::Io {
         path: path.to_path_buf(),
@@ -309,6 +340,7 @@ pub fn parse_table(bytes: &[u8]) -> Result<OwnedTable, String> {
 
 /// Creates a virtual device in `dir` (see the module docs for the layout).
 pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> {
+    let _lock = lock_for_create(dir)?;
     let flash_path = dir.join(FLASH_FILE);
     if flash_path.exists() && !opts.force {
         return Err(DeviceError::Exists(dir.to_path_buf()));
@@ -316,7 +348,7 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
     let size = opts.flash_size as usize;
     crate::flash::validate_capacity(size).map_err(|_| {
         DeviceError::Input(format!(
-            "flash size {size:#x} is not supported: a virtual device has 1, 2, 4, 8 or 16 MB of flash"
+            "flash size {size:#x} is not supported: a virtual device has 1, 2, 4, 8 or 16 MiB of flash"
         ))
     })?;
 
@@ -409,6 +441,12 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
         )));
     }
 
+    if !(1..=LFS_NAME_MAX_LIMIT).contains(&opts.lfs_name_max) {
+        return Err(DeviceError::Input(format!(
+            "littlefs name limit {} is out of range: littlefs accepts 1 to {LFS_NAME_MAX_LIMIT} (esp_littlefs's default is 64)",
+            opts.lfs_name_max
+        )));
+    }
     let www = initial_www(&table, opts)?;
 
     fs::create_dir_all(dir).map_err(io(dir))?;
@@ -430,6 +468,7 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
         anti_rollback: opts.anti_rollback,
         token: opts.token.clone(),
         otadata_rule: default_rule(),
+        lfs_name_max: opts.lfs_name_max,
     };
     write_config(dir, &config)?;
 
@@ -476,7 +515,9 @@ fn initial_www(
     table: &OwnedTable,
     opts: &CreateOptions,
 ) -> Result<Vec<(u32, Vec<u8>, String)>, DeviceError> {
-    let Some(layout) = www::WwwLayout::from_table(table) else {
+    let Some(layout) =
+        www::WwwLayout::from_table(table).map(|l| l.with_name_max(opts.lfs_name_max))
+    else {
         if opts.www.is_some() {
             return Err(DeviceError::Input(
                 "web UI: the partition table has no web-UI slots (data partitions labelled www_0 and www_1) to put it in".into(),
@@ -495,7 +536,7 @@ fn initial_www(
                     slot.size
                 )));
             }
-            www::inspect_ui(img)
+            www::inspect_ui_with(img, &layout.limits(img.len()))
                 .map_err(|e| DeviceError::Input(format!("web UI: the image is not usable: {e}")))?;
             (img.clone(), "web UI in www_0")
         }
@@ -524,7 +565,7 @@ pub struct FromFlashOptions {
     pub chip: Option<Chip>,
     /// Flash size; `None` reads it from the bootloader's header (the size
     /// `esptool` wrote there), else rounds the image up to 1, 2, 4, 8 or
-    /// 16 MB.
+    /// 16 MiB.
     pub flash_size: Option<u32>,
     /// Flash offset of the partition table.
     pub table_offset: Option<u32>,
@@ -581,6 +622,7 @@ pub fn create_from_flash(
     image: &[u8],
     opts: &FromFlashOptions,
 ) -> Result<FromFlash, DeviceError> {
+    let _lock = lock_for_create(dir)?;
     let flash_path = dir.join(FLASH_FILE);
     if flash_path.exists() && !opts.force {
         return Err(DeviceError::Exists(dir.to_path_buf()));
@@ -607,7 +649,7 @@ pub fn create_from_flash(
                 .find(|&s| s as usize >= image.len())
                 .ok_or_else(|| {
                     DeviceError::Input(format!(
-                        "the image is {} bytes, more than the 16 MB a virtual device has",
+                        "the image is {} bytes, more than the 16 MiB a virtual device has",
                         image.len()
                     ))
                 })?;
@@ -616,7 +658,7 @@ pub fn create_from_flash(
     };
     crate::flash::validate_capacity(flash_size as usize).map_err(|_| {
         DeviceError::Input(format!(
-            "flash size {flash_size:#x} is not supported: a virtual device has 1, 2, 4, 8 or 16 MB of flash"
+            "flash size {flash_size:#x} is not supported: a virtual device has 1, 2, 4, 8 or 16 MiB of flash"
         ))
     })?;
     if image.len() > flash_size as usize {
@@ -648,6 +690,7 @@ pub fn create_from_flash(
         anti_rollback: opts.anti_rollback,
         token: opts.token.clone(),
         otadata_rule: default_rule(),
+        lfs_name_max: default_lfs_name_max(),
     };
     write_config(dir, &config)?;
     let dev = VirtualDevice::open(dir)?;
@@ -873,7 +916,8 @@ impl VirtualDevice {
             (Some(a), Some(b)) if b > a => Some((a, b)),
             _ => None,
         };
-        let www = www::WwwLayout::read(&mut self.flash, self.cfg.table_offset)
+        let www = self
+            .www_layout()
             .map(|layout| www::mount(&mut self.flash, &layout));
         self.www_boot.clone_from(&www);
         self.www_slots = None;
@@ -909,6 +953,7 @@ impl VirtualDevice {
     /// The web-UI slots, `None` when the table has none.
     pub fn www_layout(&mut self) -> Option<www::WwwLayout> {
         www::WwwLayout::read(&mut self.flash, self.cfg.table_offset)
+            .map(|l| l.with_name_max(self.config.lfs_name_max))
     }
 
     /// The flash, for writing the web-UI slots or NVS: the cached slot

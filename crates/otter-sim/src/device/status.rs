@@ -154,6 +154,10 @@ pub struct LastRollback {
     pub stale: bool,
     /// The version that was rolled back, if its descriptor reads.
     pub version: Option<String>,
+    /// SHA-256 (hex) of the rolled-back image as its slot holds it (all
+    /// `image_len` bytes: the uploaded file's digest), when the slot still
+    /// holds a readable image.
+    pub sha256: Option<String>,
     /// `aborted` or `invalid`.
     pub state: String,
     /// Why, in words.
@@ -200,6 +204,23 @@ fn state_name(s: Option<OtaState>) -> Option<String> {
         OtaState::Unknown(raw) => format!("unknown({raw:#x})"),
         s => s.name().to_string(),
     })
+}
+
+/// SHA-256 (hex) of the `image_len` bytes of the app image in `slot`.
+fn image_sha256<F: ReadNorFlash>(
+    flash: &mut F,
+    map: &SlotMap,
+    slot: SlotId,
+    image_len: Option<u32>,
+) -> Result<Option<String>, F::Error> {
+    match (image_len, map.region(slot)) {
+        (Some(len), Some(r)) => {
+            let mut buf = vec![0u8; len as usize];
+            flash.read(r.offset, &mut buf)?;
+            Ok(Some(hex(&Sha256::digest(&buf))))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn label_of(map: &SlotMap, slot: SlotId) -> Option<SlotLabel> {
@@ -251,14 +272,7 @@ pub(super) fn status(
             let report = d.slot(slot);
             let app = report.and_then(|r| summary(&r.app));
             let image_len = report.and_then(|r| r.image_len);
-            let sha256 = match (image_len, map.region(slot)) {
-                (Some(len), Some(r)) => {
-                    let mut buf = vec![0u8; len as usize];
-                    flash.read(r.offset, &mut buf)?;
-                    Some(hex(&Sha256::digest(&buf)))
-                }
-                _ => None,
-            };
+            let sha256 = image_sha256(flash, &map, slot, image_len)?;
             let version = app.as_ref().map(|a| a.0.clone()).unwrap_or_default();
             let project_name = app.as_ref().map(|a| a.1.clone()).unwrap_or_default();
             label_of(&map, slot).map(|l| RunningStatus {
@@ -342,20 +356,31 @@ pub(super) fn status(
             return None;
         }
         let version = d.slot(from).and_then(|r| summary(&r.app)).map(|a| a.0);
+        let image_len = d.slot(from).and_then(|r| r.image_len);
         let reason = if state == OtaState::Aborted {
             "it was still pending verification at the next reboot (it crashed, hung or lost power before confirming), so the bootloader marked it ABORTED and booted the previous image"
         } else {
             "the firmware marked it INVALID (its self-test failed, or a rollback was requested), and the bootloader booted the previous image"
         };
-        Some(LastRollback {
+        Some((from, image_len, LastRollback {
             from: from.to_string(),
             to: shown.map(|s| s.to_string()),
             stale: false,
             version,
+            sha256: None,
             state: state_name(Some(state)).unwrap_or_default(),
             reason: reason.into(),
-        })
+        }))
     });
+    // The rolled-back image's SHA-256, so a client can refuse that exact
+    // image again (`otter push` does).
+    let last_rollback = match last_rollback {
+        Some((from, image_len, mut lr)) => {
+            lr.sha256 = image_sha256(flash, &map, from, image_len)?;
+            Some(lr)
+        }
+        None => None,
+    };
 
     Ok(Status {
         chip: cfg.chip.name().into(),

@@ -65,13 +65,13 @@ pub struct CreateArgs {
     /// esp32p4) [default: esp32s3, or the bootloader's with --from-flash].
     #[arg(long)]
     chip: Option<String>,
-    /// Flash size (1MB .. 16MB) [default: 16MB, or the bootloader header's with --from-flash].
+    /// Flash size, 1 MiB .. 16 MiB, written 4MB, 4M or 0x400000 [default: 16 MiB, or the bootloader header's with --from-flash].
     #[arg(long, value_parser = parse_size)]
     flash_size: Option<u64>,
     /// Use a real full-flash image (esptool merge-bin / read-flash) as the device's flash.
     #[arg(long, value_name = "FLASH_BIN", conflicts_with_all = ["partitions", "firmware", "bootloader"])]
     from_flash: Option<PathBuf>,
-    /// Partition table, CSV or binary (default: factory, ota_0, ota_1 of 2 MB, www_0/www_1).
+    /// Partition table, CSV or binary (default: factory, ota_0, ota_1 of 2 MiB, www_0/www_1 of 1 MiB).
     #[arg(long)]
     partitions: Option<PathBuf>,
     /// Flash offset of the partition table.
@@ -96,9 +96,14 @@ pub struct CreateArgs {
     /// Require this bearer token on the device's API.
     #[arg(long)]
     token: Option<String>,
-    /// Replace a device already in DIR.
+    /// Replace a device already in DIR (never one whose agent is running).
     #[arg(long)]
     force: bool,
+    /// The longest web-UI file name the device's littlefs accepts
+    /// (CONFIG_LITTLEFS_OBJ_NAME_LEN, 1..1022); 255 takes littlefs-python's
+    /// default images.
+    #[arg(long, value_name = "N", default_value_t = otter_www::limits::ESP_NAME_MAX)]
+    lfs_name_max: u32,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -242,7 +247,7 @@ fn flash_size_arg(a: &CreateArgs) -> anyhow::Result<Option<u32>> {
         .map(|s| {
             u32::try_from(s)
                 .ok()
-                .context("the flash size must be at most 16MB")
+                .context("the flash size must be at most 16 MiB")
         })
         .transpose()
 }
@@ -332,6 +337,7 @@ fn create(a: &CreateArgs) -> anyhow::Result<ExitCode> {
     opts.anti_rollback = a.anti_rollback;
     opts.token = a.token.clone();
     opts.force = a.force;
+    opts.lfs_name_max = a.lfs_name_max;
     let created = device::create(&a.dir, &opts)
         .with_context(|| format!("creating a virtual device in {}", a.dir.display()))?;
     let version = created

@@ -324,7 +324,9 @@ fn error_code(e: &ImageError) -> &'static str {
         ImageError::IsBootloader => "bootloader",
         ImageError::IsMergedFlash => "merged_flash",
         ImageError::IsRamOnly => "ram_only",
-        _ => "invalid_image",
+        // Header fields, the entry point, the SHA-256 policy: the
+        // verifier's own stable codes.
+        e => e.code(),
     }
 }
 

@@ -100,6 +100,10 @@ pub struct WwwLayout {
     pub slots: [Region; 2],
     /// The NVS partition, when the table has one.
     pub nvs: Option<Region>,
+    /// The longest file name the device's littlefs accepts
+    /// (`CONFIG_LITTLEFS_OBJ_NAME_LEN`; esp_littlefs's default is
+    /// [`otter_www::limits::ESP_NAME_MAX`]).
+    pub name_max: u32,
 }
 
 fn region(p: &otter_format::partition::Partition) -> Region {
@@ -132,7 +136,28 @@ impl WwwLayout {
             .find(|p| p.label.as_str() == Some("nvs"))
             .or_else(|| nvs_parts.first())
             .map(|p| region(p));
-        Some(Self { slots, nvs })
+        Some(Self {
+            slots,
+            nvs,
+            name_max: otter_www::limits::ESP_NAME_MAX,
+        })
+    }
+
+    /// The same layout on a device whose littlefs accepts names of up to
+    /// `name_max` bytes.
+    pub fn with_name_max(mut self, name_max: u32) -> Self {
+        self.name_max = name_max;
+        self
+    }
+
+    /// What the device's littlefs mounts in a slot of `slot_size` bytes:
+    /// esp_littlefs's configuration with this device's name limit.
+    pub fn limits(&self, slot_size: usize) -> otter_www::limits::MountLimits {
+        let size = u32::try_from(slot_size).unwrap_or(u32::MAX);
+        otter_www::limits::MountLimits {
+            name_max: self.name_max,
+            ..otter_www::limits::MountLimits::esp_littlefs(size)
+        }
     }
 
     /// Reads the partition table at `table_offset` and finds the slots;
@@ -236,7 +261,9 @@ pub fn mount(flash: &mut SimFlash, layout: &WwwLayout) -> WwwBoot {
     let check = |flash: &mut SimFlash, i: usize| -> Result<(), String> {
         let img =
             read_slot(flash, &layout.slots[i]).map_err(|e| format!("reading it failed: {e}"))?;
-        inspect_ui(&img).map(|_| ()).map_err(|e| e.to_string())
+        inspect_ui_with(&img, &layout.limits(img.len()))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     };
     match check(flash, sel) {
         Ok(()) => WwwBoot {
@@ -316,7 +343,7 @@ pub fn slot_statuses(
             sha256: None,
             error: None,
         };
-        match inspect_ui(&img) {
+        match inspect_ui_with(&img, &layout.limits(img.len())) {
             Ok(sum) => {
                 s.mounts = true;
                 s.files = sum.files;

@@ -6,7 +6,7 @@ use otter_format::nvs::{plan_set_u8, Nvs, NvsError};
 use sha2::{Digest, Sha256};
 
 use super::{
-    inspect_ui, read_pointer, read_slot, Region, UiProblem, WwwLayout, NVS_KEY, NVS_NAMESPACE,
+    inspect_ui_with, read_pointer, read_slot, Region, UiProblem, WwwLayout, NVS_KEY, NVS_NAMESPACE,
 };
 use crate::device::status::hex;
 use crate::{SimFlash, SimFlashError, SECTOR_SIZE};
@@ -249,9 +249,11 @@ impl FrontendUpdate {
         if stored != streamed {
             return Err(FrontendError::Readback { slot: slot.name });
         }
-        let summary = inspect_ui(&img).map_err(|problem| FrontendError::BadUi {
-            slot: slot.name.clone(),
-            problem,
+        let summary = inspect_ui_with(&img, &self.layout.limits(img.len())).map_err(|problem| {
+            FrontendError::BadUi {
+                slot: slot.name.clone(),
+                problem,
+            }
         })?;
         let want = self.target as u8;
         let part = read_nvs(flash, &self.nvs)?;

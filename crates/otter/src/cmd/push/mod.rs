@@ -479,7 +479,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     client.quiet = args.json;
     let report = if let Some(path) = &args.www {
         let image = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        if let Err(e) = otter_sim::device::www::inspect_ui(&image) {
+        // The device judges the name limit (it is configurable); the rest of
+        // esp_littlefs's configuration is checked before uploading.
+        let limits = otter_www::limits::MountLimits {
+            name_max: otter_sim::device::LFS_NAME_MAX_LIMIT,
+            ..otter_www::limits::MountLimits::esp_littlefs(
+                u32::try_from(image.len()).unwrap_or(u32::MAX),
+            )
+        };
+        if let Err(e) = otter_sim::device::www::inspect_ui_with(&image, &limits) {
             let m = format!("{} is not a usable web-UI image: {e}", path.display());
             return output::refuse(args.json, "bad_web_ui", &m);
         }
