@@ -5,6 +5,7 @@
 //!
 //! Wi-Fi credentials come from the build environment:
 //! `OTTER_WIFI_SSID` and `OTTER_WIFI_PASSWORD` (empty: an open network).
+//! `OTTER_FIRMWARE_HEALTHY=0` builds an image whose self-test fails.
 #![no_std]
 #![no_main]
 
@@ -50,9 +51,11 @@ const UI_BUDGET: u32 = 64 * 1024;
 const UPDATE_PAGE: &[u8] = include_bytes!("update.html");
 
 /// The application's health check at the end of the self-test window: the
-/// image got this far with Wi-Fi up and the server running.
+/// image got this far with Wi-Fi up and the server running. A build with
+/// `OTTER_FIRMWARE_HEALTHY=0` fails it (the rollback test of
+/// `scripts/hil.sh`).
 fn healthy() -> bool {
-    true
+    !matches!(option_env!("OTTER_FIRMWARE_HEALTHY"), Some("0"))
 }
 
 struct TaskWdt(Wdt<esp_hal::peripherals::TIMG1<'static>>);
