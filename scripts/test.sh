@@ -59,6 +59,13 @@ bash scripts/fuzz.sh "${OTTER_FUZZ_SECONDS:-20}"
 step "firmware: ESP32-C3 and ESP32-C6 on stable (scripts/build-firmware.sh)"
 rustup target add riscv32imc-unknown-none-elf riscv32imac-unknown-none-elf
 bash scripts/build-firmware.sh
+(cd firmware && cargo fmt --all -- --check)
+for pair in esp32c3:riscv32imc esp32c6:riscv32imac; do
+    (cd firmware && CARGO_TARGET_DIR="$root/target/firmware" cargo clippy --release --locked \
+        -p otter-esp -p otter-firmware \
+        --features "otter-firmware/${pair%%:*},otter-esp/${pair%%:*}" \
+        --target "${pair##*:}-unknown-none-elf" -- -D warnings)
+done
 bash -n scripts/hil.sh
 bash scripts/hil.sh --check
 

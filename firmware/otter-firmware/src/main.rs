@@ -110,11 +110,7 @@ async fn main(spawner: Spawner) -> ! {
     let wdt = WDT.init(RefCell::new(TaskWdt(wdt)));
 
     let desc = &ESP_APP_DESC;
-    log::info!(
-        "otter-firmware {} on {:?}",
-        desc.version(),
-        CHIP
-    );
+    log::info!("otter-firmware {} on {:?}", desc.version(), CHIP);
 
     // The device core on the flash.
     let mut flash = esp_storage::FlashStorage::new(peripherals.FLASH);
