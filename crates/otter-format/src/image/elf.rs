@@ -503,4 +503,121 @@ mod tests {
             [(0x3FC8_0000, 12), (0x3FC8_0100, 4), (0x4200_0000, 4)]
         );
     }
+
+    /// A minimal ELF32 RISC-V file with `sections` (name, address, data).
+    fn synth(entry: u32, sections: &[(&str, u32, Vec<u8>)]) -> Vec<u8> {
+        let mut names = alloc::vec![0u8];
+        let mut data = alloc::vec![0u8; 0x34];
+        let mut headers = alloc::vec![[0u32; 10]];
+        for (name, addr, bytes) in sections {
+            let n = names.len() as u32;
+            names.extend_from_slice(name.as_bytes());
+            names.push(0);
+            let off = data.len() as u32;
+            data.extend_from_slice(bytes);
+            headers.push([n, 1, 2, *addr, off, bytes.len() as u32, 0, 0, 4, 0]);
+        }
+        let strtab = data.len() as u32;
+        let shstr_name = names.len() as u32;
+        names.extend_from_slice(b".shstrtab\0");
+        data.extend_from_slice(&names);
+        headers.push([shstr_name, 3, 0, 0, strtab, names.len() as u32, 0, 0, 1, 0]);
+        while data.len() % 4 != 0 {
+            data.push(0);
+        }
+        let shoff = data.len() as u32;
+        for h in &headers {
+            for w in h {
+                data.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        data[..6].copy_from_slice(b"\x7fELF\x01\x01");
+        data[0x10] = 2;
+        data[0x12] = 0xF3;
+        data[0x18..0x1C].copy_from_slice(&entry.to_le_bytes());
+        data[0x20..0x24].copy_from_slice(&shoff.to_le_bytes());
+        data[0x2E] = 0x28;
+        data[0x30..0x32].copy_from_slice(&(headers.len() as u16).to_le_bytes());
+        data[0x32..0x34].copy_from_slice(&(headers.len() as u16 - 1).to_le_bytes());
+        data
+    }
+
+    #[test]
+    fn flash_segments_land_on_their_mmu_offsets() {
+        let elf = synth(
+            0x4200_0010,
+            &[
+                (".iram", 0x4038_0000, alloc::vec![0x11; 0x3000]),
+                (".dram", 0x3FC8_0000, alloc::vec![0x22; 0x800]),
+                (".text", 0x4201_0020, alloc::vec![0x33; 0x1234]),
+                (".rodata", 0x3C02_0020, alloc::vec![0x44; 0x101]),
+            ],
+        );
+        let img = elf_to_image(&elf, Chip::Esp32c3).expect("converts");
+        let info = crate::image::inspect(&img).expect("a valid image");
+        assert!(info.checksum_valid());
+        for seg in info.segments() {
+            if C3.is_flash(seg.load_addr) {
+                assert_eq!(
+                    seg.data_offset % 0x10000,
+                    seg.load_addr % 0x10000,
+                    "{seg:?}"
+                );
+            }
+        }
+        // Rodata is padded to 4 bytes; every section's bytes are in the image.
+        let total: u32 = info
+            .segments()
+            .iter()
+            .filter(|s| s.load_addr != 0)
+            .map(|s| s.len)
+            .sum();
+        assert_eq!(total, 0x3000 + 0x800 + 0x1234 + 0x104);
+    }
+
+    #[test]
+    fn two_flash_sections_in_one_page_are_refused() {
+        let elf = synth(
+            0,
+            &[
+                (".a", 0x4200_0020, alloc::vec![1; 16]),
+                (".b", 0x4200_8000, alloc::vec![2; 16]),
+            ],
+        );
+        assert_eq!(
+            elf_to_image(&elf, Chip::Esp32c3),
+            Err(ElfError::SharedMmuPage {
+                first: 0x4200_0020,
+                second: 0x4200_8000,
+                page: 0x10000
+            })
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = elf_to_image(&data, Chip::Esp32c6);
+        }
+
+        #[test]
+        fn any_ram_sections_make_a_valid_image(
+            lens in proptest::collection::vec(1usize..3000, 1..6),
+            gaps in proptest::collection::vec(0u32..64, 6),
+        ) {
+            let mut at = 0x3FC8_0000u32;
+            let mut secs = alloc::vec::Vec::new();
+            for (i, n) in lens.iter().enumerate() {
+                secs.push(("s", at, alloc::vec![i as u8 + 1; *n]));
+                at += (*n as u32).next_multiple_of(4) + gaps[i] * 4;
+            }
+            let elf = synth(0x3FC8_0000, &secs);
+            let img = elf_to_image(&elf, Chip::Esp32c3).expect("converts");
+            let info = crate::image::inspect(&img).expect("valid");
+            proptest::prop_assert!(info.checksum_valid());
+            let sum: u32 = info.segments().iter().map(|s| s.len).sum();
+            let want: u32 = lens.iter().map(|n| (*n as u32).next_multiple_of(4)).sum();
+            proptest::prop_assert_eq!(sum, want);
+        }
+    }
 }
