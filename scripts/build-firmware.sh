@@ -26,7 +26,7 @@ cd "$root/firmware"
 for chip in "${chips[@]}"; do
     t="$(triple "$chip")"
     echo "== otter-firmware for $chip ($t)"
-    cargo build --release --locked -p otter-firmware --features "$chip" --target "$t"
+    cargo build --release --locked -p otter-firmware --bin otter-firmware --features "$chip" --target "$t"
 done
 for chip in "${chips[@]}"; do
     t="$(triple "$chip")"
