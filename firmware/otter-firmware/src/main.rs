@@ -22,7 +22,7 @@ use esp_hal::rng::Rng;
 use esp_hal::timer::timg::{MwdtStage, TimerGroup, Wdt};
 use esp_radio::wifi::sta::StationConfig;
 use esp_radio::wifi::{AuthenticationMethodConfig, Config, Interface, WifiController};
-use otter_device::service::{Device, DeviceOptions, UpdateKind, UpdateResult};
+use otter_device::service::{Device, DeviceOptions, UpdateKind};
 use otter_esp::{net::now_ms, EspPlatform, Shared, Watchdog};
 use otter_format::chip::Chip;
 use otter_ota::DeviceConfig;
@@ -68,27 +68,24 @@ impl Watchdog for TaskWdt {
 
 static LAST_PERCENT: AtomicU8 = AtomicU8::new(u8::MAX);
 
-/// Logs an update's progress every 5 %.
+/// Logs an update's progress every 5 % (of the announced length).
 fn progress(dev: &Device) {
-    let Some(u) = dev.last_update() else { return };
-    if u.result != UpdateResult::InProgress {
+    let (Some(received), Some(u)) = (dev.upload_received(), dev.last_update()) else {
         LAST_PERCENT.store(u8::MAX, Ordering::Relaxed);
         return;
-    }
+    };
     let Some(total) = u.total.filter(|t| *t > 0) else {
         return;
     };
-    let pct = (u.received.saturating_mul(100) / total).min(100) as u8;
-    let step = pct / 5 * 5;
+    let step = ((received.saturating_mul(100) / total).min(100) as u8) / 5 * 5;
     let last = LAST_PERCENT.load(Ordering::Relaxed);
     if last == u8::MAX || step > last {
         LAST_PERCENT.store(step, Ordering::Relaxed);
-        let what = if u.kind == UpdateKind::Firmware {
-            "firmware"
-        } else {
-            "www"
+        let what = match u.kind {
+            UpdateKind::Firmware => "firmware",
+            UpdateKind::Www => "www",
         };
-        log::info!("{what} update: {step}% ({} of {total} bytes)", u.received);
+        log::info!("{what} update: {step}% ({received} of {total} bytes)");
     }
 }
 
