@@ -9,7 +9,9 @@
 #      core on riscv32 under QEMU, and checks the host crates for Windows
 #      (x86_64-pc-windows-gnu);
 #   4. runs every fuzz target for a bounded time;
-#   5. runs every test of the workspace (unit, integration, property, oracle,
+#   5. builds the firmware for the ESP32-C3 and ESP32-C6 (firmware/) and
+#      checks the hardware-in-the-loop script;
+#   6. runs every test of the workspace (unit, integration, property, oracle,
 #      end-to-end against the real binary and the shared corpus).
 #
 # Environment: OTTER_FUZZ_SECONDS (default 20 per target), OTTER_CORPUS
@@ -53,6 +55,19 @@ bash scripts/qemu-device.sh
 
 step "fuzzing every parser for ${OTTER_FUZZ_SECONDS:-20}s each"
 bash scripts/fuzz.sh "${OTTER_FUZZ_SECONDS:-20}"
+
+step "firmware: ESP32-C3 and ESP32-C6 on stable (scripts/build-firmware.sh)"
+rustup target add riscv32imc-unknown-none-elf riscv32imac-unknown-none-elf
+bash scripts/build-firmware.sh
+(cd firmware && cargo fmt --all -- --check)
+for pair in esp32c3:riscv32imc esp32c6:riscv32imac; do
+    (cd firmware && CARGO_TARGET_DIR="$root/target/firmware" cargo clippy --release --locked \
+        -p otter-esp -p otter-firmware \
+        --features "otter-firmware/${pair%%:*},otter-esp/${pair%%:*}" \
+        --target "${pair##*:}-unknown-none-elf" -- -D warnings)
+done
+bash -n scripts/hil.sh
+bash scripts/hil.sh --check
 
 step "cargo test --workspace"
 cargo test --workspace --all-features --no-fail-fast

@@ -804,3 +804,43 @@ fn check_asks_the_platform_to_check_the_manifest() {
         (404, "pull_not_configured", Action::Read)
     );
 }
+
+/// `Device::upload_received` follows a firmware upload piece by piece and is
+/// `None` before it starts and after it ends.
+#[test]
+fn upload_received_follows_a_firmware_upload() {
+    use otter_device::service::Connection;
+    let mut r = rig();
+    let img = c3("2.0.0");
+    let req = post("/update", &[], &img);
+    let head_len = req.len() - img.len();
+    assert_eq!(r.dev.upload_received(), None);
+    let mut head = [0u8; 2048];
+    let mut tx = vec![0u8; 8192];
+    let mut conn = Connection::new(&r.dev, &mut head, r.now);
+    let mut seen = Vec::new();
+    let mut fed = 0;
+    for piece in req.chunks(4096) {
+        let mut input = piece;
+        while !input.is_empty() {
+            let o = conn.handle(&mut r.dev, &mut r.flash, &mut r.plat, input, r.now, &mut tx);
+            input = &input[o.consumed..];
+            fed += o.consumed;
+            if o.consumed == 0 {
+                break;
+            }
+        }
+        if fed < req.len() {
+            seen.push((fed.saturating_sub(head_len) as u64, r.dev.upload_received()));
+        }
+    }
+    assert!(seen.len() > 5, "{seen:?}");
+    for (body, got) in &seen {
+        assert_eq!(*got, Some(*body), "{seen:?}");
+    }
+    assert_eq!(r.dev.upload_received(), None, "the upload ended");
+    assert_eq!(
+        r.dev.last_update().map(|u| u.received),
+        Some(img.len() as u64)
+    );
+}

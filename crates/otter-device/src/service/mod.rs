@@ -368,6 +368,16 @@ impl Device {
         !matches!(self.upload, Upload::Idle)
     }
 
+    /// Bytes of the update being written received so far (for progress
+    /// logs), `None` when no update is in progress.
+    pub fn upload_received(&self) -> Option<u64> {
+        match &self.upload {
+            Upload::Idle => None,
+            Upload::Firmware { session } => Some(u64::from(session.received())),
+            Upload::Www { upload } => Some(u64::from(upload.received())),
+        }
+    }
+
     /// The web UI as found at boot.
     pub fn www(&self) -> Option<&WwwState> {
         self.www.as_ref()

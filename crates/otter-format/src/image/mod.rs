@@ -17,6 +17,8 @@
 pub mod build;
 pub mod classify;
 pub mod desc;
+#[cfg(feature = "alloc")]
+pub mod elf;
 pub mod error;
 pub mod header;
 pub mod segment;
@@ -27,6 +29,8 @@ pub mod verify;
 pub use build::{build_image, AppImageBuilder, BuildError, ImageParams};
 pub use classify::{ImageKind, SignatureInfo, SignatureScheme};
 pub use desc::{AppDesc, BootloaderDesc, FixedStr, APP_DESC_MAGIC};
+#[cfg(feature = "alloc")]
+pub use elf::{elf_to_image, Elf, ElfError, ElfSection};
 pub use error::{ImageError, ImagePart};
 pub use header::{FlashMode, ImageHeader, SegmentHeader, IMAGE_MAGIC};
 pub use segment::{Segment, SegmentKind};

@@ -76,12 +76,34 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Convert a firmware ELF into an app image, byte for byte as esptool's
+    /// `elf2image` does with its defaults (ESP32-C3 and ESP32-C6).
+    FromElf {
+        /// The firmware ELF.
+        elf: PathBuf,
+        /// Target chip (esp32c3 or esp32c6).
+        #[arg(long)]
+        chip: String,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
 }
 
 /// Runs an `otter image` subcommand.
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Info { file, json } => info(&file, json),
+        Command::FromElf { elf, chip, output } => {
+            let chip = parse_chip(&chip)?;
+            let data = std::fs::read(&elf).with_context(|| format!("reading {}", elf.display()))?;
+            let img = otter_format::image::elf_to_image(&data, chip)
+                .with_context(|| format!("converting {}", elf.display()))?;
+            std::fs::write(&output, &img)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("{}: {} bytes", output.display(), img.len());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Verify {
             file,
             chip,

@@ -1,0 +1,234 @@
+//! otter on an ESP32-C3 or ESP32-C6: joins Wi-Fi as a station (DHCP) and
+//! serves otter's device API (`docs/device-api.md`) on port 3232 and 80
+//! through `otter-device`, with the web UI of the active `www` slot at `/`
+//! and the Update page at `/update`.
+//!
+//! Wi-Fi credentials come from the build environment:
+//! `OTTER_WIFI_SSID` and `OTTER_WIFI_PASSWORD` (empty: an open network).
+//! `OTTER_FIRMWARE_HEALTHY=0` builds an image whose self-test fails.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use core::cell::RefCell;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use embassy_executor::Spawner;
+use embassy_net::{Runner, StackResources};
+use embassy_time::{Duration, Timer};
+use esp_hal::clock::CpuClock;
+use esp_hal::rng::Rng;
+use esp_hal::timer::timg::{MwdtStage, TimerGroup, Wdt};
+use esp_radio::wifi::sta::StationConfig;
+use esp_radio::wifi::{AuthenticationMethodConfig, Config, Interface, WifiController};
+use otter_device::service::{Device, DeviceOptions, UpdateKind};
+use otter_esp::{net::now_ms, EspPlatform, Shared, Watchdog};
+use otter_format::chip::Chip;
+use otter_ota::DeviceConfig;
+use static_cell::StaticCell;
+
+use esp_backtrace as _;
+
+esp_bootloader_esp_idf::esp_app_desc!();
+
+#[cfg(feature = "esp32c3")]
+const CHIP: Chip = Chip::Esp32c3;
+#[cfg(feature = "esp32c6")]
+const CHIP: Chip = Chip::Esp32c6;
+
+const SSID: &str = match option_env!("OTTER_WIFI_SSID") {
+    Some(s) => s,
+    None => "",
+};
+const PASSWORD: &str = match option_env!("OTTER_WIFI_PASSWORD") {
+    Some(s) => s,
+    None => "",
+};
+/// The largest web-UI slot mounted into RAM.
+const UI_BUDGET: u32 = 64 * 1024;
+/// The Update page served at `/update`.
+const UPDATE_PAGE: &[u8] = include_bytes!("update.html");
+
+/// The application's health check at the end of the self-test window: the
+/// image got this far with Wi-Fi up and the server running. A build with
+/// `OTTER_FIRMWARE_HEALTHY=0` fails it (the rollback test of
+/// `scripts/hil.sh`).
+fn healthy() -> bool {
+    !matches!(option_env!("OTTER_FIRMWARE_HEALTHY"), Some("0"))
+}
+
+struct TaskWdt(Wdt<esp_hal::peripherals::TIMG1<'static>>);
+
+impl Watchdog for TaskWdt {
+    fn feed(&mut self) {
+        self.0.feed();
+    }
+}
+
+static LAST_PERCENT: AtomicU8 = AtomicU8::new(u8::MAX);
+
+/// Logs an update's progress every 5 % (of the announced length).
+fn progress(dev: &Device) {
+    let (Some(received), Some(u)) = (dev.upload_received(), dev.last_update()) else {
+        LAST_PERCENT.store(u8::MAX, Ordering::Relaxed);
+        return;
+    };
+    let Some(total) = u.total.filter(|t| *t > 0) else {
+        return;
+    };
+    let step = ((received.saturating_mul(100) / total).min(100) as u8) / 5 * 5;
+    let last = LAST_PERCENT.load(Ordering::Relaxed);
+    if last == u8::MAX || step > last {
+        LAST_PERCENT.store(step, Ordering::Relaxed);
+        let what = match u.kind {
+            UpdateKind::Firmware => "firmware",
+            UpdateKind::Www => "www",
+        };
+        log::info!("{what} update: {step}% ({received} of {total} bytes)");
+    }
+}
+
+#[esp_rtos::main]
+async fn main(spawner: Spawner) -> ! {
+    esp_println::logger::init_logger_from_env();
+    let peripherals = esp_hal::init(esp_hal::Config::default().with_cpu_clock(CpuClock::max()));
+    esp_alloc::heap_allocator!(#[esp_hal::ram(reclaimed)] size: 64 * 1024);
+    esp_alloc::heap_allocator!(size: 100 * 1024);
+
+    let timg0 = TimerGroup::new(peripherals.TIMG0);
+    esp_rtos::start(timg0.timer0, peripherals.FROM_CPU_INTR0);
+
+    let timg1 = TimerGroup::new(peripherals.TIMG1);
+    let mut wdt = timg1.wdt;
+    wdt.set_timeout(MwdtStage::Stage0, esp_hal::time::Duration::from_secs(10));
+    wdt.enable();
+    static WDT: StaticCell<RefCell<TaskWdt>> = StaticCell::new();
+    let wdt = WDT.init(RefCell::new(TaskWdt(wdt)));
+
+    let desc = &ESP_APP_DESC;
+    log::info!("otter-firmware {} on {:?}", desc.version(), CHIP);
+
+    // The device core on the flash.
+    let mut flash = esp_storage::FlashStorage::new(peripherals.FLASH);
+    let running = otter_esp::running_slot(&mut flash);
+    let cfg = DeviceConfig::new(CHIP).with_rollback(true);
+    let mut opts = DeviceOptions::new(cfg);
+    opts.update_page = UPDATE_PAGE;
+    opts.selftest_window_ms = 10_000;
+    let mut platform = EspPlatform::new(&mut flash, cfg.table_offset, healthy, UI_BUDGET);
+    let mut device = Device::new(opts);
+    if let Err(e) = device.boot(&mut flash, &mut platform, running, now_ms()) {
+        log::error!("device boot: {}", e.code());
+    }
+    let active = device
+        .www()
+        .and_then(|w| w.active.and_then(|i| w.slots.get(usize::from(i)).copied()));
+    platform.mount(&mut flash, active);
+    log::info!(
+        "running {:?}, anti-rollback counter {:?}",
+        running,
+        otter_esp::efuse_secure_version()
+    );
+    static SHARED: StaticCell<RefCell<Shared>> = StaticCell::new();
+    let shared = SHARED.init(RefCell::new(Shared {
+        device,
+        flash,
+        platform,
+    }));
+
+    // Wi-Fi station and the network stack.
+    let mut controller = match WifiController::new(peripherals.WIFI, Default::default()) {
+        Ok(c) => c,
+        Err(e) => panic!("Wi-Fi init: {e:?}"),
+    };
+    let iface = Interface::station();
+    let auth = if PASSWORD.is_empty() {
+        AuthenticationMethodConfig::Open
+    } else {
+        match PASSWORD.try_into() {
+            Ok(p) => AuthenticationMethodConfig::Wpa2Personal(p),
+            Err(_) => panic!("OTTER_WIFI_PASSWORD is too long"),
+        }
+    };
+    let ssid = match SSID.try_into() {
+        Ok(s) => s,
+        Err(_) => panic!("OTTER_WIFI_SSID is too long"),
+    };
+    let sta = StationConfig::default()
+        .with_ssid(ssid)
+        .with_authentication(auth);
+    if let Err(e) = controller.set_config(&Config::Station(sta)) {
+        log::error!("Wi-Fi config: {e:?}");
+    }
+    let rng = Rng::new();
+    let seed = (u64::from(rng.random()) << 32) | u64::from(rng.random());
+    static RESOURCES: StaticCell<StackResources<4>> = StaticCell::new();
+    let (stack, runner) = embassy_net::new(
+        iface,
+        embassy_net::Config::dhcpv4(Default::default()),
+        RESOURCES.init(StackResources::new()),
+        seed,
+    );
+    match net_task(runner) {
+        Ok(t) => spawner.spawn(t),
+        Err(_) => panic!("net task"),
+    }
+    match wifi_task(controller) {
+        Ok(t) => spawner.spawn(t),
+        Err(_) => panic!("Wi-Fi task"),
+    }
+
+    stack.wait_config_up().await;
+    if let Some(c) = stack.config_v4() {
+        log::info!("listening on {}:3232 and :80", c.address.address());
+    }
+
+    let ticker = async {
+        loop {
+            Timer::after(Duration::from_millis(250)).await;
+            wdt.borrow_mut().feed();
+            let mut s = shared.borrow_mut();
+            let Shared {
+                device,
+                flash,
+                platform,
+            } = &mut *s;
+            match device.tick(flash, platform, now_ms()) {
+                Ok(Some(reason)) => {
+                    log::warn!("self-test: {reason:?}, rebooting");
+                    otter_esp::reboot();
+                }
+                Ok(None) => {}
+                Err(e) => log::error!("self-test: {}", e.code()),
+            }
+        }
+    };
+    embassy_futures::join::join3(
+        otter_esp::serve(stack, 3232, shared, wdt, progress),
+        otter_esp::serve(stack, 80, shared, wdt, progress),
+        ticker,
+    )
+    .await;
+    otter_esp::reboot()
+}
+
+#[embassy_executor::task]
+async fn net_task(mut runner: Runner<'static, Interface>) {
+    runner.run().await
+}
+
+#[embassy_executor::task]
+async fn wifi_task(mut controller: WifiController<'static>) {
+    loop {
+        match controller.connect_async().await {
+            Ok(_) => {
+                log::info!("Wi-Fi connected to {SSID}");
+                let _ = controller.wait_for_disconnect_async().await;
+                log::warn!("Wi-Fi disconnected");
+            }
+            Err(e) => log::warn!("Wi-Fi connect: {e:?}"),
+        }
+        Timer::after(Duration::from_secs(5)).await;
+    }
+}
