@@ -343,6 +343,12 @@ impl Device {
         &self.opts.cfg
     }
 
+    /// The options, to change between boots (the eFuse counter the
+    /// bootloader raised, the behaviour profile shown in the status).
+    pub fn options_mut(&mut self) -> &mut DeviceOptions {
+        &mut self.opts
+    }
+
     /// The running slot.
     pub fn running(&self) -> Option<SlotId> {
         self.running
