@@ -1,0 +1,311 @@
+//! The virtual device on `otter-device`: a tokio adapter that reads TCP
+//! bytes into the core's [`Connection`] machine with the time, writes out
+//! what it answers and acts on its [`Action`]s (reboots and release checks
+//! go to the caller's [`Hooks`]), and the [`Platform`](platform::SimPlatform)
+//! over the simulator's flash.
+//!
+//! The core owns every deadline; the adapter only calls
+//! [`Connection::poll`] every [`POLL`] while a socket is quiet, and
+//! [`Device::tick`] as often for the self-test window. At most
+//! [`MAX_CONNECTIONS`] sockets are served: one more evicts the one idle the
+//! longest.
+
+pub mod platform;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use otter_device::http::DEFAULT_MAX_HEAD;
+use otter_device::service::{
+    Action, Connection, Device, DeviceOptions, Output, RebootReason, MIN_TX_BUF,
+};
+use otter_sim::device::{DeviceError, PowerOn, VirtualDevice};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::task::JoinHandle;
+
+use crate::behavior::Behavior;
+use platform::SimPlatform;
+
+/// Sockets served at once.
+pub const MAX_CONNECTIONS: usize = 8;
+/// How often quiet sockets and the self-test are polled.
+pub const POLL: Duration = Duration::from_millis(50);
+const RX_BUF: usize = 16 * 1024;
+const TX_BUF: usize = 2 * MIN_TX_BUF;
+
+/// The device: its flash, the core's state and the platform, behind one lock.
+pub struct Core {
+    /// The simulator's device (flash, config).
+    pub vd: VirtualDevice,
+    /// The core's device state.
+    pub dev: Device,
+    /// The platform.
+    pub plat: SimPlatform,
+    epoch: Instant,
+}
+
+impl Core {
+    /// The core over `vd`, with the token and self-test window given.
+    pub fn new(vd: VirtualDevice, token: Option<&str>, selftest_window: Duration) -> Self {
+        let mut opts = DeviceOptions::new(*vd.config());
+        opts.token_sha256 = token.map(|t| Sha256::digest(t.as_bytes()).into());
+        opts.selftest_window_ms = u64::try_from(selftest_window.as_millis()).unwrap_or(u64::MAX);
+        opts.update_page = crate::api::UPDATE_PAGE.as_bytes();
+        Self {
+            vd,
+            dev: Device::new(opts),
+            plat: SimPlatform::default(),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the core was made: the `now` of every call.
+    pub fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The power-on: the bootloader model and start-up recovery
+    /// ([`VirtualDevice::power_on`]), then the core's boot (self-test
+    /// window, web-UI mount) running `behavior`, then the UI's files.
+    pub fn power_on(&mut self, behavior: Behavior) -> Result<PowerOn, DeviceError> {
+        let power = self.vd.power_on()?;
+        let now = self.now();
+        let opts = self.dev.options_mut();
+        opts.cfg = *self.vd.config();
+        opts.behavior = behavior.name();
+        self.plat.behavior = behavior;
+        self.plat.nvs = self
+            .vd
+            .www_layout()
+            .and_then(|l| l.nvs)
+            .map(|r| (r.offset, r.size));
+        let Self { vd, dev, plat, .. } = self;
+        if let Err(e) = dev.boot(vd.flash(), plat, power.running, now) {
+            tracing::warn!("the device core's boot failed: {e}");
+        }
+        let slot = dev
+            .www()
+            .and_then(|w| w.active.and_then(|a| w.slots.get(usize::from(a)).copied()));
+        if let Err(e) = plat.mount(vd.flash(), slot.as_ref()) {
+            tracing::warn!("web UI: mounting failed: {e}");
+        }
+        Ok(power)
+    }
+
+    fn handle(&mut self, conn: &mut Connection<'_>, input: &[u8], tx: &mut [u8]) -> Output {
+        let now = self.now();
+        let Self { vd, dev, plat, .. } = self;
+        let out = conn.handle(dev, vd.flash(), plat, input, now, tx);
+        self.persist_efuse();
+        out
+    }
+
+    /// Runs the core's timers: the self-test verdict.
+    pub fn tick(&mut self) -> Option<RebootReason> {
+        let now = self.now();
+        let Self { vd, dev, plat, .. } = self;
+        let r = dev.tick(vd.flash(), plat, now);
+        self.persist_efuse();
+        match r {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("self-test: {e}");
+                None
+            }
+        }
+    }
+
+    fn persist_efuse(&mut self) {
+        if let Some(v) = self.plat.burned.take() {
+            if let Err(e) = self.vd.raise_anti_rollback(v) {
+                tracing::warn!("burning the anti-rollback counter to {v}: {e}");
+            }
+        }
+    }
+}
+
+/// Locks the core (a panicked holder does not stop the device).
+pub fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the adapter hands to the rest of the agent.
+#[derive(Clone)]
+pub struct Hooks {
+    /// Where reboot requests go (after the answer was flushed).
+    pub reboot: mpsc::UnboundedSender<RebootReason>,
+    /// Starts a release check (`POST /api/ota/check`).
+    pub check: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+struct Slot {
+    id: u64,
+    last: Arc<AtomicU64>,
+    evict: Arc<Notify>,
+}
+
+/// Serves `listener` until `stop` fires (or is dropped).
+pub fn serve(
+    listener: TcpListener,
+    core: Arc<Mutex<Core>>,
+    hooks: Hooks,
+    mut stop: oneshot::Receiver<()>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let slots: Arc<Mutex<Vec<Slot>>> = Arc::default();
+        let mut next_id = 0u64;
+        let mut tick = tokio::time::interval(POLL);
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tick.tick() => {
+                    if let Some(r) = lock(&core).tick() {
+                        let _ = hooks.reboot.send(r);
+                    }
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                accepted = listener.accept() => {
+                    let Ok((sock, peer)) = accepted else { continue };
+                    next_id += 1;
+                    let slot = admit(&slots, next_id, lock(&core).now());
+                    let (core, hooks, slots) = (core.clone(), hooks.clone(), slots.clone());
+                    tasks.spawn(async move {
+                        if let Err(e) = connection(&core, sock, &hooks, &slot).await {
+                            tracing::debug!("{peer}: {e}");
+                        }
+                        lock_slots(&slots).retain(|s| s.id != slot.id);
+                    });
+                }
+            }
+        }
+        tasks.abort_all();
+    })
+}
+
+fn lock_slots(s: &Mutex<Vec<Slot>>) -> MutexGuard<'_, Vec<Slot>> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Registers a new socket, evicting the one idle the longest when full.
+fn admit(slots: &Mutex<Vec<Slot>>, id: u64, now: u64) -> Slot {
+    let mut s = lock_slots(slots);
+    if s.len() >= MAX_CONNECTIONS {
+        if let Some(i) = (0..s.len()).min_by_key(|&i| s[i].last.load(Ordering::Relaxed)) {
+            s.remove(i).evict.notify_one();
+        }
+    }
+    let slot = Slot {
+        id,
+        last: Arc::new(AtomicU64::new(now)),
+        evict: Arc::new(Notify::new()),
+    };
+    s.push(Slot {
+        id,
+        last: slot.last.clone(),
+        evict: slot.evict.clone(),
+    });
+    slot
+}
+
+async fn connection(
+    core: &Mutex<Core>,
+    mut sock: TcpStream,
+    hooks: &Hooks,
+    slot: &Slot,
+) -> std::io::Result<()> {
+    let _ = sock.set_nodelay(true);
+    let mut head = vec![0u8; DEFAULT_MAX_HEAD];
+    let mut rx = vec![0u8; RX_BUF];
+    let mut tx = vec![0u8; TX_BUF];
+    let (mut start, mut end) = (0usize, 0usize);
+    let mut conn = {
+        let c = lock(core);
+        Connection::new(&c.dev, &mut head, c.now())
+    };
+    loop {
+        // Feed what was read until the core wants more.
+        loop {
+            let out = lock(core).handle(&mut conn, &rx[start..end], &mut tx);
+            start += out.consumed;
+            if let Some(done) = act(&mut sock, &tx, out, hooks).await? {
+                return Ok(done);
+            }
+            let progress = out.consumed > 0 || out.written > 0;
+            if out.action != Action::Continue && (start == end || !progress) {
+                break;
+            }
+        }
+        rx.copy_within(start..end, 0);
+        (start, end) = (0, end - start);
+        if end == rx.len() {
+            return Err(std::io::Error::other("the core consumed nothing"));
+        }
+        tokio::select! {
+            n = sock.read(&mut rx[end..]) => {
+                let n = n?;
+                if n == 0 {
+                    let mut c = lock(core);
+                    let now = c.now();
+                    conn.peer_closed(&mut c.dev, now);
+                    return Ok(());
+                }
+                end += n;
+                slot.last.store(lock(core).now(), Ordering::Relaxed);
+            }
+            _ = tokio::time::sleep(POLL) => {
+                let out = {
+                    let mut c = lock(core);
+                    let now = c.now();
+                    conn.poll(&mut c.dev, now, &mut tx)
+                };
+                if let Some(done) = act(&mut sock, &tx, out, hooks).await? {
+                    return Ok(done);
+                }
+            }
+            _ = slot.evict.notified() => {
+                let mut c = lock(core);
+                let now = c.now();
+                conn.peer_closed(&mut c.dev, now);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Sends an output and acts on it; `Some` when the connection is done.
+async fn act(
+    sock: &mut TcpStream,
+    tx: &[u8],
+    out: Output,
+    hooks: &Hooks,
+) -> std::io::Result<Option<()>> {
+    if let Some(b) = tx.get(..out.written).filter(|b| !b.is_empty()) {
+        sock.write_all(b).await?;
+    }
+    if !out.tail.is_empty() {
+        sock.write_all(out.tail).await?;
+    }
+    match out.action {
+        Action::Read | Action::Continue => Ok(None),
+        Action::CheckRelease => {
+            if let Some(check) = &hooks.check {
+                check();
+            }
+            Ok(None)
+        }
+        Action::Close => {
+            let _ = sock.shutdown().await;
+            Ok(Some(()))
+        }
+        Action::Reboot(r) => {
+            let _ = sock.shutdown().await;
+            let _ = hooks.reboot.send(r);
+            Ok(Some(()))
+        }
+    }
+}
