@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use otter_agent::net::{self, Core, Hooks, MAX_CONNECTIONS};
+use otter_agent::net::{self, Core, Hooks, Host, MAX_CONNECTIONS};
 use otter_agent::Behavior;
 use otter_device::service::RebootReason;
 use otter_ota::SlotId;
@@ -32,6 +32,7 @@ async fn bounded<F: Future>(test: F) -> F::Output {
 struct Served {
     url: String,
     core: Arc<Mutex<Core>>,
+    host: Arc<Mutex<VirtualDevice>>,
     reboots: mpsc::UnboundedReceiver<RebootReason>,
     _stop: oneshot::Sender<()>,
     _dir: tempfile::TempDir,
@@ -48,10 +49,11 @@ fn device(rollback: bool, anti: Option<u32>) -> tempfile::TempDir {
 }
 
 async fn serve(dir: tempfile::TempDir, behavior: Behavior, window: Duration) -> Served {
-    let vd = VirtualDevice::open(dir.path()).expect("the device opens");
-    let mut core = Core::new(vd, Some(TOKEN), window);
-    core.power_on(behavior).expect("power-on");
+    let mut vd = VirtualDevice::open(dir.path()).expect("the device opens");
+    let mut core = Core::new(&vd, Some(TOKEN), window);
+    core.power_on(&mut vd, behavior).expect("power-on");
     let core = Arc::new(Mutex::new(core));
+    let host = Arc::new(Mutex::new(vd));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, reboots) = mpsc::unbounded_channel();
@@ -60,10 +62,11 @@ async fn serve(dir: tempfile::TempDir, behavior: Behavior, window: Duration) -> 
         reboot: tx,
         check: None,
     };
-    net::serve(listener, core.clone(), hooks, stop_rx);
+    net::serve(listener, host.clone(), core.clone(), hooks, stop_rx);
     Served {
         url,
         core,
+        host,
         reboots,
         _stop: stop,
         _dir: dir,
@@ -177,7 +180,7 @@ async fn upload_selects_the_new_slot_and_asks_for_a_reboot() {
         .await;
         assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
         assert_eq!(s.reboots.recv().await, Some(RebootReason::Update));
-        let next = net::lock(&s.core).vd.predict_boot().expect("boot model");
+        let next = s.host.device().predict_boot().expect("boot model");
         assert_eq!(next, Some(SlotId::Ota(0)));
 
         // A second upload of a file that is no image is refused early.
@@ -194,7 +197,7 @@ async fn upload_selects_the_new_slot_and_asks_for_a_reboot() {
         assert_eq!(code, 422, "{}", String::from_utf8_lossy(&body));
         assert_eq!(json(&body)["error"], "not_an_app");
         assert_eq!(
-            net::lock(&s.core).vd.predict_boot().expect("boot"),
+            s.host.device().predict_boot().expect("boot"),
             Some(SlotId::Ota(0))
         );
     })
@@ -238,7 +241,9 @@ async fn boot_new_image(behavior: Behavior, anti: Option<u32>) -> (Served, Optio
     .await;
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(s.reboots.recv().await, Some(RebootReason::Update));
-    let power = net::lock(&s.core).power_on(behavior).expect("power-on");
+    let power = net::lock(&s.core)
+        .power_on(&mut s.host.device(), behavior)
+        .expect("power-on");
     assert_eq!(power.running, Some(SlotId::Ota(0)));
     let verdict = tokio::time::timeout(Duration::from_secs(2), s.reboots.recv())
         .await
@@ -254,11 +259,12 @@ async fn a_passing_self_test_confirms_and_burns_the_counter() {
         assert_eq!(verdict, None);
         let c = net::lock(&s.core);
         assert_eq!(c.dev.selftest().name(), "passed");
-        assert_eq!(c.vd.config().anti_rollback, Some(3));
+        let vd = s.host.device();
+        assert_eq!(vd.config().anti_rollback, Some(3));
         // The counter is in device.json: a reopened device has it.
         let again = VirtualDevice::open(s._dir.path()).expect("reopen");
         assert_eq!(again.config().anti_rollback, Some(3));
-        assert_eq!(c.vd.predict_boot().expect("boot"), Some(SlotId::Ota(0)));
+        assert_eq!(vd.predict_boot().expect("boot"), Some(SlotId::Ota(0)));
     })
     .await;
 }
@@ -270,7 +276,10 @@ async fn a_failing_self_test_rolls_back() {
         assert_eq!(verdict, Some(RebootReason::SelfTestFailed));
         let c = net::lock(&s.core);
         assert_eq!(c.dev.selftest().name(), "failed");
-        assert_eq!(c.vd.predict_boot().expect("boot"), Some(SlotId::Factory));
+        assert_eq!(
+            s.host.device().predict_boot().expect("boot"),
+            Some(SlotId::Factory)
+        );
     })
     .await;
 }

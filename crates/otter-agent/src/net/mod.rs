@@ -37,10 +37,27 @@ pub const POLL: Duration = Duration::from_millis(50);
 const RX_BUF: usize = 16 * 1024;
 const TX_BUF: usize = 2 * MIN_TX_BUF;
 
-/// The device: its flash, the core's state and the platform, behind one lock.
+/// Where the simulator's device (flash, config) lives: the core locks it
+/// for each call, after its own lock (never the other way round).
+pub trait Host: Send + Sync + 'static {
+    /// The device, locked.
+    fn device(&self) -> MutexGuard<'_, VirtualDevice>;
+}
+
+impl Host for Mutex<VirtualDevice> {
+    fn device(&self) -> MutexGuard<'_, VirtualDevice> {
+        self.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Host for crate::state::Shared {
+    fn device(&self) -> MutexGuard<'_, VirtualDevice> {
+        crate::state::Shared::device(self)
+    }
+}
+
+/// The core's state and the platform, behind one lock.
 pub struct Core {
-    /// The simulator's device (flash, config).
-    pub vd: VirtualDevice,
     /// The core's device state.
     pub dev: Device,
     /// The platform.
@@ -49,14 +66,13 @@ pub struct Core {
 }
 
 impl Core {
-    /// The core over `vd`, with the token and self-test window given.
-    pub fn new(vd: VirtualDevice, token: Option<&str>, selftest_window: Duration) -> Self {
+    /// The core for `vd`, with the token and self-test window given.
+    pub fn new(vd: &VirtualDevice, token: Option<&str>, selftest_window: Duration) -> Self {
         let mut opts = DeviceOptions::new(*vd.config());
         opts.token_sha256 = token.map(|t| Sha256::digest(t.as_bytes()).into());
         opts.selftest_window_ms = u64::try_from(selftest_window.as_millis()).unwrap_or(u64::MAX);
         opts.update_page = crate::api::UPDATE_PAGE.as_bytes();
         Self {
-            vd,
             dev: Device::new(opts),
             plat: SimPlatform::default(),
             epoch: Instant::now(),
@@ -71,19 +87,28 @@ impl Core {
     /// The power-on: the bootloader model and start-up recovery
     /// ([`VirtualDevice::power_on`]), then the core's boot (self-test
     /// window, web-UI mount) running `behavior`, then the UI's files.
-    pub fn power_on(&mut self, behavior: Behavior) -> Result<PowerOn, DeviceError> {
-        let power = self.vd.power_on()?;
+    pub fn power_on(
+        &mut self,
+        vd: &mut VirtualDevice,
+        behavior: Behavior,
+    ) -> Result<PowerOn, DeviceError> {
+        let power = vd.power_on()?;
+        self.boot(vd, &power, behavior);
+        Ok(power)
+    }
+
+    /// The core's part of a power-on that [`VirtualDevice::power_on`] made.
+    pub fn boot(&mut self, vd: &mut VirtualDevice, power: &PowerOn, behavior: Behavior) {
         let now = self.now();
         let opts = self.dev.options_mut();
-        opts.cfg = *self.vd.config();
+        opts.cfg = *vd.config();
         opts.behavior = behavior.name();
         self.plat.behavior = behavior;
-        self.plat.nvs = self
-            .vd
+        self.plat.nvs = vd
             .www_layout()
             .and_then(|l| l.nvs)
             .map(|r| (r.offset, r.size));
-        let Self { vd, dev, plat, .. } = self;
+        let Self { dev, plat, .. } = self;
         if let Err(e) = dev.boot(vd.flash(), plat, power.running, now) {
             tracing::warn!("the device core's boot failed: {e}");
         }
@@ -93,23 +118,28 @@ impl Core {
         if let Err(e) = plat.mount(vd.flash(), slot.as_ref()) {
             tracing::warn!("web UI: mounting failed: {e}");
         }
-        Ok(power)
     }
 
-    fn handle(&mut self, conn: &mut Connection<'_>, input: &[u8], tx: &mut [u8]) -> Output {
+    fn handle(
+        &mut self,
+        vd: &mut VirtualDevice,
+        conn: &mut Connection<'_>,
+        input: &[u8],
+        tx: &mut [u8],
+    ) -> Output {
         let now = self.now();
-        let Self { vd, dev, plat, .. } = self;
-        let out = conn.handle(dev, vd.flash(), plat, input, now, tx);
-        self.persist_efuse();
+        let Self { dev, plat, .. } = self;
+        let out = conn.handle(dev, vd.www_flash(), plat, input, now, tx);
+        self.persist_efuse(vd);
         out
     }
 
     /// Runs the core's timers: the self-test verdict.
-    pub fn tick(&mut self) -> Option<RebootReason> {
+    pub fn tick(&mut self, vd: &mut VirtualDevice) -> Option<RebootReason> {
         let now = self.now();
-        let Self { vd, dev, plat, .. } = self;
+        let Self { dev, plat, .. } = self;
         let r = dev.tick(vd.flash(), plat, now);
-        self.persist_efuse();
+        self.persist_efuse(vd);
         match r {
             Ok(r) => r,
             Err(e) => {
@@ -119,9 +149,9 @@ impl Core {
         }
     }
 
-    fn persist_efuse(&mut self) {
+    fn persist_efuse(&mut self, vd: &mut VirtualDevice) {
         if let Some(v) = self.plat.burned.take() {
-            if let Err(e) = self.vd.raise_anti_rollback(v) {
+            if let Err(e) = vd.raise_anti_rollback(v) {
                 tracing::warn!("burning the anti-rollback counter to {v}: {e}");
             }
         }
@@ -149,8 +179,9 @@ struct Slot {
 }
 
 /// Serves `listener` until `stop` fires (or is dropped).
-pub fn serve(
+pub fn serve<H: Host>(
     listener: TcpListener,
+    host: Arc<H>,
     core: Arc<Mutex<Core>>,
     hooks: Hooks,
     mut stop: oneshot::Receiver<()>,
@@ -164,7 +195,7 @@ pub fn serve(
             tokio::select! {
                 _ = &mut stop => break,
                 _ = tick.tick() => {
-                    if let Some(r) = lock(&core).tick() {
+                    if let Some(r) = lock(&core).tick(&mut host.device()) {
                         let _ = hooks.reboot.send(r);
                     }
                 }
@@ -174,8 +205,9 @@ pub fn serve(
                     next_id += 1;
                     let slot = admit(&slots, next_id, lock(&core).now());
                     let (core, hooks, slots) = (core.clone(), hooks.clone(), slots.clone());
+                    let host = host.clone();
                     tasks.spawn(async move {
-                        if let Err(e) = connection(&core, sock, &hooks, &slot).await {
+                        if let Err(e) = connection(&*host, &core, sock, &hooks, &slot).await {
                             tracing::debug!("{peer}: {e}");
                         }
                         lock_slots(&slots).retain(|s| s.id != slot.id);
@@ -212,7 +244,8 @@ fn admit(slots: &Mutex<Vec<Slot>>, id: u64, now: u64) -> Slot {
     slot
 }
 
-async fn connection(
+async fn connection<H: Host>(
+    host: &H,
     core: &Mutex<Core>,
     mut sock: TcpStream,
     hooks: &Hooks,
@@ -230,7 +263,7 @@ async fn connection(
     loop {
         // Feed what was read until the core wants more.
         loop {
-            let out = lock(core).handle(&mut conn, &rx[start..end], &mut tx);
+            let out = lock(core).handle(&mut host.device(), &mut conn, &rx[start..end], &mut tx);
             start += out.consumed;
             if let Some(done) = act(&mut sock, &tx, out, hooks).await? {
                 return Ok(done);
