@@ -304,13 +304,10 @@ async fn boot_loop(
     let mut streak: (Option<SlotId>, u32) = (None, 0);
     let mut advertiser: Option<Advertiser> = None;
     let core = opts.core_server.then(|| {
-        let mut c = crate::net::Core::new(
-            &shared.device(),
-            opts.token
-                .as_deref()
-                .or(shared.device().config_file().token.as_deref()),
-            opts.selftest_window,
-        );
+        let vd = shared.device();
+        let token = opts.token.as_deref().or(vd.config_file().token.as_deref());
+        let mut c = crate::net::Core::new(&vd, token, opts.selftest_window);
+        drop(vd);
         c.dev.options_mut().pull = shared.pull().is_some();
         Arc::new(std::sync::Mutex::new(c))
     });
