@@ -309,6 +309,7 @@ async fn boot_loop(
         let mut c = crate::net::Core::new(&vd, token, opts.selftest_window);
         drop(vd);
         c.dev.options_mut().pull = shared.pull().is_some();
+        c.plat.status = Some(host_status(shared.clone()));
         Arc::new(std::sync::Mutex::new(c))
     });
     let end = loop {
@@ -631,6 +632,34 @@ fn core_server(
         crate::net::Hooks { reboot: tx, check },
         stop,
     )
+}
+
+/// The status fields the boot loop and the pull client keep, for the core's
+/// status document: rollbacks seen across boots (crashes, hangs, reboots
+/// before a confirm) and the pull's state. Never locks the device (the core
+/// holds it while it writes the status).
+fn host_status(shared: Arc<Shared>) -> crate::net::platform::StatusSource {
+    use otter_device::service::StatusField;
+    crate::net::platform::StatusSource(Arc::new(move |field| match field {
+        StatusField::Pull => shared
+            .pull()
+            .and_then(|p| serde_json::to_string(&p.status()).ok()),
+        StatusField::LastRollback => {
+            let r = shared.last_rollback()?;
+            let boot = shared.boot();
+            let running = boot.running.map(|s| s.to_string());
+            let stale = boot.count > r.boot && r.to.is_some() && r.to != running;
+            let doc = otter_sim::device::LastRollback {
+                from: r.from,
+                to: r.to,
+                stale,
+                version: r.version,
+                state: r.state.to_string(),
+                reason: r.reason,
+            };
+            serde_json::to_string(&doc).ok()
+        }
+    }))
 }
 
 /// The device's mDNS record: an instance name derived from its directory

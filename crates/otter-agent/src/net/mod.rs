@@ -63,6 +63,8 @@ pub struct Core {
     /// The platform.
     pub plat: SimPlatform,
     epoch: Instant,
+    /// The last 5% mark of the upload logged.
+    progress: u64,
 }
 
 impl Core {
@@ -76,6 +78,7 @@ impl Core {
             dev: Device::new(opts),
             plat: SimPlatform::default(),
             epoch: Instant::now(),
+            progress: 0,
         }
     }
 
@@ -131,7 +134,42 @@ impl Core {
         let Self { dev, plat, .. } = self;
         let out = conn.handle(dev, vd.www_flash(), plat, input, now, tx);
         self.persist_efuse(vd);
+        self.log_progress();
         out
+    }
+
+    /// Logs each 5% of an upload whose length was announced.
+    fn log_progress(&mut self) {
+        use otter_device::service::UpdateResult;
+        let (received, total) = match self.dev.upload_progress() {
+            Some((r, Some(t))) => (r, t),
+            Some((_, None)) => return,
+            None => match self.dev.last_update() {
+                Some(u) if self.progress > 0 && u.result == UpdateResult::Ok => {
+                    let t = u.total.unwrap_or(u.received);
+                    (t, t)
+                }
+                _ => {
+                    self.progress = 0;
+                    return;
+                }
+            },
+        };
+        let pct = if total == 0 {
+            100
+        } else {
+            received.saturating_mul(100) / total
+        };
+        while self.progress + 5 <= pct.min(100) {
+            self.progress += 5;
+            tracing::info!(
+                "update progress: {}% ({received} of {total} bytes)",
+                self.progress
+            );
+        }
+        if self.progress >= 100 || self.dev.upload_progress().is_none() {
+            self.progress = 0;
+        }
     }
 
     /// Runs the core's timers: the self-test verdict.

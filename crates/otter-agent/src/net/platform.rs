@@ -4,10 +4,13 @@
 //! `/index.html`), the mounted UI's files, the anti-rollback eFuse and the
 //! behaviour profile's self-test verdict.
 
-use otter_device::service::{FileRef, FileSource, Platform, SelfTestVerdict};
+use std::sync::Arc;
+
+use otter_device::service::{FileRef, FileSource, Platform, SelfTestVerdict, StatusField};
 use otter_device::www::{
     InspectError, PointerError, UiInspector, UiProblem, UiSummary, WwwPointer,
 };
+use otter_device::JsonOut;
 use otter_format::nvs::{plan_set_u8, Nvs};
 use otter_ota::Region;
 use otter_sim::device::www::{self as image, NVS_KEY, NVS_NAMESPACE};
@@ -37,6 +40,20 @@ pub struct SimPlatform {
     pub behavior: Behavior,
     /// A counter the core asked to burn, for the caller to persist.
     pub burned: Option<u32>,
+    /// What the host keeps of the status document (boot-loop rollbacks, the
+    /// pull client).
+    pub status: Option<StatusSource>,
+}
+
+/// Status fields the host supplies: a field's JSON value, or `None` for the
+/// core's own.
+#[derive(Clone)]
+pub struct StatusSource(pub Arc<dyn Fn(StatusField) -> Option<String> + Send + Sync>);
+
+impl std::fmt::Debug for StatusSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatusSource")
+    }
 }
 
 impl SimPlatform {
@@ -132,6 +149,16 @@ impl FileSource for SimPlatform {
 }
 
 impl Platform<SimFlash> for SimPlatform {
+    fn status_field(&mut self, field: StatusField, out: &mut JsonOut<'_>) -> bool {
+        match self.status.as_ref().and_then(|s| (s.0)(field)) {
+            Some(v) => {
+                out.raw(&v);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn raise_secure_version(&mut self, secure_version: u32) -> bool {
         self.burned = Some(
             self.burned

@@ -73,8 +73,25 @@ pub enum SelfTestVerdict {
     Failed,
 }
 
+/// A status-document field whose value the platform may keep itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusField {
+    /// `pull`: the pull client's state (`null` without one).
+    Pull,
+    /// `last_rollback`: a platform that watches its boots (crashes, hangs,
+    /// reboots before a confirm) knows rollbacks the service never saw.
+    LastRollback,
+}
+
 /// The world outside the service.
 pub trait Platform<F: NorFlash>: WwwPointer<F> + UiInspector<F> + FileSource {
+    /// Writes the JSON value of `field` into `out` and returns `true`, or
+    /// returns `false` to let the service write its own (the default).
+    fn status_field(&mut self, field: StatusField, out: &mut crate::JsonOut<'_>) -> bool {
+        let _ = (field, out);
+        false
+    }
+
     /// Raises the anti-rollback eFuse counter to `secure_version`
     /// (`esp_efuse_update_secure_version`). `false` when the burn failed.
     fn raise_secure_version(&mut self, secure_version: u32) -> bool;
@@ -372,6 +389,17 @@ impl Device {
     /// Whether an update is being written.
     pub fn update_in_progress(&self) -> bool {
         !matches!(self.upload, Upload::Idle)
+    }
+
+    /// Bytes received by the update being written and the length announced,
+    /// `None` when none is.
+    pub fn upload_progress(&self) -> Option<(u64, Option<u64>)> {
+        let received = match &self.upload {
+            Upload::Idle => return None,
+            Upload::Firmware { session } => u64::from(session.received()),
+            Upload::Www { upload } => u64::from(upload.received()),
+        };
+        Some((received, self.last_update.as_ref().and_then(|r| r.total)))
     }
 
     /// The web UI as found at boot.

@@ -8,7 +8,7 @@ use otter_ota::diagnostics::{diagnostics, AppSummary, SlotVerdictKind};
 use otter_ota::{Region, SlotId, SlotMap};
 
 use super::conn::write_json;
-use super::{Device, Platform, RollbackReason, SelfTest, WwwState};
+use super::{Device, Platform, RollbackReason, SelfTest, StatusField, WwwState};
 use crate::error::DeviceError;
 use crate::json::JsonOut;
 use crate::www::{check_superblock, hash_region, WwwPointer};
@@ -107,7 +107,7 @@ fn desc_text(
 pub(crate) fn write_status<F: NorFlash, P: Platform<F>>(
     dev: &mut Device,
     flash: &mut F,
-    _platform: &mut P,
+    platform: &mut P,
     running: Option<SlotId>,
     now: u64,
     tx: &mut [u8],
@@ -359,8 +359,14 @@ pub(crate) fn write_status<F: NorFlash, P: Platform<F>>(
                 j.raw("null");
             }
         }
-        j.raw(",\"pull\":null,").key("last_rollback");
+        j.raw(",\"pull\":");
+        if !platform.status_field(StatusField::Pull, j) {
+            j.raw("null");
+        }
+        j.raw(",").key("last_rollback");
+        let supplied = platform.status_field(StatusField::LastRollback, j);
         match &dev.last_rollback {
+            _ if supplied => {}
             Some(r) => {
                 j.raw("{").key("from").display(&r.from);
                 j.raw(",")
