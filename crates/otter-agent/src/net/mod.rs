@@ -216,7 +216,9 @@ struct Slot {
     evict: Arc<Notify>,
 }
 
-/// Serves `listener` until `stop` fires (or is dropped).
+/// Serves `listener` until `stop` fires (or is dropped) or the core asks
+/// for a reboot: then the listener and every connection are dropped at
+/// once, as a chip's would be, and the reason goes to [`Hooks::reboot`].
 pub fn serve<H: Host>(
     listener: TcpListener,
     host: Arc<H>,
@@ -229,12 +231,23 @@ pub fn serve<H: Host>(
         let mut next_id = 0u64;
         let mut tick = tokio::time::interval(POLL);
         let mut tasks = tokio::task::JoinSet::new();
+        let (down, mut rebooting) = mpsc::unbounded_channel();
+        let inner = Hooks {
+            reboot: down,
+            check: hooks.check.clone(),
+        };
         loop {
             tokio::select! {
                 _ = &mut stop => break,
+                Some(r) = rebooting.recv() => {
+                    let _ = hooks.reboot.send(r);
+                    break;
+                }
                 _ = tick.tick() => {
-                    if let Some(r) = lock(&core).tick(&mut host.device()) {
+                    let due = lock(&core).tick(&mut host.device());
+                    if let Some(r) = due {
                         let _ = hooks.reboot.send(r);
+                        break;
                     }
                 }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -242,7 +255,7 @@ pub fn serve<H: Host>(
                     let Ok((sock, peer)) = accepted else { continue };
                     next_id += 1;
                     let slot = admit(&slots, next_id, lock(&core).now());
-                    let (core, hooks, slots) = (core.clone(), hooks.clone(), slots.clone());
+                    let (core, hooks, slots) = (core.clone(), inner.clone(), slots.clone());
                     let host = host.clone();
                     tasks.spawn(async move {
                         if let Err(e) = connection(&*host, &core, sock, &hooks, &slot).await {
