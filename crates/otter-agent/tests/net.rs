@@ -54,15 +54,8 @@ async fn serve(dir: tempfile::TempDir, behavior: Behavior, window: Duration) -> 
     core.power_on(&mut vd, behavior).expect("power-on");
     let core = Arc::new(Mutex::new(core));
     let host = Arc::new(Mutex::new(vd));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, reboots) = mpsc::unbounded_channel();
-    let (stop, stop_rx) = oneshot::channel();
-    let hooks = Hooks {
-        reboot: tx,
-        check: None,
-    };
-    net::serve(listener, host.clone(), core.clone(), hooks, stop_rx);
+    let (url, stop) = listen(&host, &core, tx).await;
     Served {
         url,
         core,
@@ -70,6 +63,47 @@ async fn serve(dir: tempfile::TempDir, behavior: Behavior, window: Duration) -> 
         reboots,
         _stop: stop,
         _dir: dir,
+    }
+}
+
+async fn listen(
+    host: &Arc<Mutex<VirtualDevice>>,
+    core: &Arc<Mutex<Core>>,
+    tx: mpsc::UnboundedSender<RebootReason>,
+) -> (String, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stop_rx) = oneshot::channel();
+    let hooks = Hooks {
+        reboot: tx,
+        check: None,
+    };
+    net::serve(listener, host.clone(), core.clone(), hooks, stop_rx);
+    (url, stop)
+}
+
+impl Served {
+    /// Waits for the reboot the core asked for (the API is down by then),
+    /// powers on running `behavior` and serves again.
+    async fn reboot(
+        &mut self,
+        want: RebootReason,
+        behavior: Behavior,
+    ) -> otter_sim::device::PowerOn {
+        assert_eq!(self.reboots.recv().await, Some(want));
+        assert!(
+            std::net::TcpStream::connect(self.url.trim_start_matches("http://")).is_err(),
+            "the API is down once a reboot was asked for"
+        );
+        let power = net::lock(&self.core)
+            .power_on(&mut self.host.device(), behavior)
+            .expect("power-on");
+        let (tx, reboots) = mpsc::unbounded_channel();
+        self.reboots = reboots;
+        let (url, stop) = listen(&self.host, &self.core, tx).await;
+        self.url = url;
+        self._stop = stop;
+        power
     }
 }
 
@@ -179,9 +213,10 @@ async fn upload_selects_the_new_slot_and_asks_for_a_reboot() {
         ])
         .await;
         assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-        assert_eq!(s.reboots.recv().await, Some(RebootReason::Update));
         let next = s.host.device().predict_boot().expect("boot model");
         assert_eq!(next, Some(SlotId::Ota(0)));
+        let power = s.reboot(RebootReason::Update, Behavior::Healthy).await;
+        assert_eq!(power.running, Some(SlotId::Ota(0)));
 
         // A second upload of a file that is no image is refused early.
         let junk = s._dir.path().join("junk.bin");
@@ -240,10 +275,7 @@ async fn boot_new_image(behavior: Behavior, anti: Option<u32>) -> (Served, Optio
     ])
     .await;
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(s.reboots.recv().await, Some(RebootReason::Update));
-    let power = net::lock(&s.core)
-        .power_on(&mut s.host.device(), behavior)
-        .expect("power-on");
+    let power = s.reboot(RebootReason::Update, behavior).await;
     assert_eq!(power.running, Some(SlotId::Ota(0)));
     let verdict = tokio::time::timeout(Duration::from_secs(2), s.reboots.recv())
         .await
