@@ -644,6 +644,8 @@ fn host_status(shared: Arc<Shared>) -> crate::net::platform::StatusSource {
         StatusField::Pull => shared
             .pull()
             .and_then(|p| serde_json::to_string(&p.status()).ok()),
+        StatusField::BootLoop => serde_json::to_string(&shared.boot_loop()?).ok(),
+        StatusField::Www => None,
         StatusField::LastRollback => {
             let r = shared.last_rollback()?;
             let boot = shared.boot();

@@ -107,6 +107,7 @@ impl Core {
         opts.cfg = *vd.config();
         opts.behavior = behavior.name();
         self.plat.behavior = behavior;
+        self.plat.www = power.www.clone().zip(vd.www_layout());
         self.plat.nvs = vd
             .www_layout()
             .and_then(|l| l.nvs)

@@ -40,6 +40,8 @@ pub struct SimPlatform {
     pub behavior: Behavior,
     /// A counter the core asked to burn, for the caller to persist.
     pub burned: Option<u32>,
+    /// What the last power-on mounted, and where the slots are.
+    pub www: Option<(image::WwwBoot, image::WwwLayout)>,
     /// What the host keeps of the status document (boot-loop rollbacks, the
     /// pull client).
     pub status: Option<StatusSource>,
@@ -149,8 +151,20 @@ impl FileSource for SimPlatform {
 }
 
 impl Platform<SimFlash> for SimPlatform {
-    fn status_field(&mut self, field: StatusField, out: &mut JsonOut<'_>) -> bool {
-        match self.status.as_ref().and_then(|s| (s.0)(field)) {
+    fn status_field(
+        &mut self,
+        flash: &mut SimFlash,
+        field: StatusField,
+        out: &mut JsonOut<'_>,
+    ) -> bool {
+        let text = match field {
+            StatusField::Www => self.www.as_ref().and_then(|(boot, layout)| {
+                let slots = image::slot_statuses(flash, layout).ok()?;
+                serde_json::to_string(&image::WwwStatus::new(boot, slots)).ok()
+            }),
+            _ => self.status.as_ref().and_then(|s| (s.0)(field)),
+        };
+        match text {
             Some(v) => {
                 out.raw(&v);
                 true

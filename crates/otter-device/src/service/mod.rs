@@ -81,14 +81,24 @@ pub enum StatusField {
     /// `last_rollback`: a platform that watches its boots (crashes, hangs,
     /// reboots before a confirm) knows rollbacks the service never saw.
     LastRollback,
+    /// `boot_loop`: a platform that counts crashes across boots.
+    BootLoop,
+    /// `www`: a platform with a LittleFS reader can say more of each slot
+    /// (files, `/index.html`, SHA-256, why it does not mount).
+    Www,
 }
 
 /// The world outside the service.
 pub trait Platform<F: NorFlash>: WwwPointer<F> + UiInspector<F> + FileSource {
     /// Writes the JSON value of `field` into `out` and returns `true`, or
     /// returns `false` to let the service write its own (the default).
-    fn status_field(&mut self, field: StatusField, out: &mut crate::JsonOut<'_>) -> bool {
-        let _ = (field, out);
+    fn status_field(
+        &mut self,
+        flash: &mut F,
+        field: StatusField,
+        out: &mut crate::JsonOut<'_>,
+    ) -> bool {
+        let _ = (flash, field, out);
         false
     }
 
