@@ -156,11 +156,10 @@ impl Core {
                 }
             },
         };
-        let pct = if total == 0 {
-            100
-        } else {
-            received.saturating_mul(100) / total
-        };
+        let pct = received
+            .saturating_mul(100)
+            .checked_div(total)
+            .unwrap_or(100);
         while self.progress + 5 <= pct.min(100) {
             self.progress += 5;
             tracing::info!(
