@@ -18,6 +18,7 @@ pub mod behavior;
 pub mod bootloop;
 pub mod fetch;
 pub mod mdns;
+pub mod net;
 pub mod pull;
 pub mod runner;
 pub mod state;

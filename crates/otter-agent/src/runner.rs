@@ -63,6 +63,9 @@ pub struct RunOptions {
     /// Pull releases from a signed manifest while the firmware runs
     /// (`None`: do not).
     pub pull: Option<PullConfig>,
+    /// Serve the API with the `otter-device` core ([`crate::net`]) instead
+    /// of the axum server; `OTTER_AGENT_SERVER=core` turns it on.
+    pub core_server: bool,
 }
 
 impl RunOptions {
@@ -81,6 +84,7 @@ impl RunOptions {
             token: None,
             mdns: None,
             pull: None,
+            core_server: std::env::var("OTTER_AGENT_SERVER").is_ok_and(|v| v == "core"),
         }
     }
 }
@@ -299,6 +303,15 @@ async fn boot_loop(
     let mut previous: Option<Previous> = None;
     let mut streak: (Option<SlotId>, u32) = (None, 0);
     let mut advertiser: Option<Advertiser> = None;
+    let core = opts.core_server.then(|| {
+        let vd = shared.device();
+        let token = opts.token.as_deref().or(vd.config_file().token.as_deref());
+        let mut c = crate::net::Core::new(&vd, token, opts.selftest_window);
+        drop(vd);
+        c.dev.options_mut().pull = shared.pull().is_some();
+        c.plat.status = Some(host_status(shared.clone()));
+        Arc::new(std::sync::Mutex::new(c))
+    });
     let end = loop {
         count += 1;
         let power = shared.device().power_on()?;
@@ -388,6 +401,9 @@ async fn boot_loop(
             ));
         }
         let pending = power.state == Some(OtaState::PendingVerify);
+        if let Some(c) = &core {
+            crate::net::lock(c).boot(&mut shared.device(), &power, behavior);
+        }
 
         match behavior {
             Behavior::CrashOnBoot | Behavior::Hang => {
@@ -491,14 +507,19 @@ async fn boot_loop(
                 let (tx, mut rx) = mpsc::unbounded_channel();
                 shared.set_reboot_channel(Some(tx.clone()));
                 let (sd_tx, sd_rx) = oneshot::channel::<()>();
-                let app = router(shared.clone());
-                let server = tokio::spawn(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = sd_rx.await;
+                let server = match &core {
+                    Some(c) => core_server(listener, &shared, c, tx.clone(), sd_rx),
+                    None => {
+                        let app = router(shared.clone());
+                        tokio::spawn(async move {
+                            let _ = axum::serve(listener, app)
+                                .with_graceful_shutdown(async {
+                                    let _ = sd_rx.await;
+                                })
+                                .await;
                         })
-                        .await
-                });
+                    }
+                };
                 if let Some(mdns) = &opts.mdns {
                     advertise(
                         &mut advertiser,
@@ -507,7 +528,7 @@ async fn boot_loop(
                     )
                     .await;
                 }
-                let selftest = if pending {
+                let selftest = if pending && core.is_none() {
                     Some(tokio::spawn(self_test(
                         shared.clone(),
                         slot,
@@ -572,6 +593,75 @@ async fn boot_loop(
     withdraw(&mut advertiser).await;
     let _ = std::fs::remove_file(opts.dir.join(AGENT_FILE));
     Ok(end)
+}
+
+/// Serves this boot's API with the `otter-device` core; its reboots go to
+/// the boot loop's channel, its release checks to the pull client.
+fn core_server(
+    listener: TcpListener,
+    shared: &Arc<Shared>,
+    core: &Arc<std::sync::Mutex<crate::net::Core>>,
+    reboot: mpsc::UnboundedSender<Reboot>,
+    stop: oneshot::Receiver<()>,
+) -> JoinHandle<()> {
+    use otter_device::service::RebootReason as R;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(r) = rx.recv().await {
+            let why = match r {
+                R::Update => Reboot::Update,
+                R::Www => Reboot::Frontend,
+                R::Rollback => Reboot::Rollback,
+                R::Requested => Reboot::Requested,
+                R::SelfTestFailed => Reboot::SelftestFailed,
+            };
+            let _ = reboot.send(why);
+        }
+    });
+    let check = shared.pull().cloned().map(|p| {
+        let f: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            let p = p.clone();
+            tokio::spawn(async move { p.check_now(Duration::from_secs(30)).await });
+        });
+        f
+    });
+    crate::net::serve(
+        listener,
+        shared.clone(),
+        core.clone(),
+        crate::net::Hooks { reboot: tx, check },
+        stop,
+    )
+}
+
+/// The status fields the boot loop and the pull client keep, for the core's
+/// status document: rollbacks seen across boots (crashes, hangs, reboots
+/// before a confirm) and the pull's state. Never locks the device (the core
+/// holds it while it writes the status).
+fn host_status(shared: Arc<Shared>) -> crate::net::platform::StatusSource {
+    use otter_device::service::StatusField;
+    crate::net::platform::StatusSource(Arc::new(move |field| match field {
+        StatusField::Pull => shared
+            .pull()
+            .and_then(|p| serde_json::to_string(&p.status()).ok()),
+        StatusField::BootLoop => serde_json::to_string(&shared.boot_loop()?).ok(),
+        StatusField::Www => None,
+        StatusField::LastRollback => {
+            let r = shared.last_rollback()?;
+            let boot = shared.boot();
+            let running = boot.running.map(|s| s.to_string());
+            let stale = boot.count > r.boot && r.to.is_some() && r.to != running;
+            let doc = otter_sim::device::LastRollback {
+                from: r.from,
+                to: r.to,
+                stale,
+                version: r.version,
+                state: r.state.to_string(),
+                reason: r.reason,
+            };
+            serde_json::to_string(&doc).ok()
+        }
+    }))
 }
 
 /// The device's mDNS record: an instance name derived from its directory

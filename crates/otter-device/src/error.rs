@@ -162,7 +162,7 @@ pub enum DeviceError {
     #[error("the web-UI image is not usable: {0}; the active UI is unchanged")]
     BadWebUi(UiProblem),
     /// 503 `no_ota_slot`: no OTA slot or no otadata.
-    #[error("this device cannot be updated over the air: the partition table has no OTA slot or no otadata")]
+    #[error("this device cannot be updated over the air: the partition table has no OTA slot (ota_0, ota_1, ...) or no otadata")]
     NoOtaSlot,
     /// 503 `not_running`: no image runs (the device was not booted).
     #[error("no image runs: the device has not booted an app")]

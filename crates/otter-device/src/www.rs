@@ -41,7 +41,7 @@ pub enum UiProblem {
     #[error("it holds no LittleFS superblock (erased, damaged, or not a LittleFS image)")]
     NoSuperblock,
     /// The superblock's geometry is not the slot's.
-    #[error("it is a LittleFS image of {image_blocks} blocks of {block_size} bytes, but the slot is {slot_blocks} blocks of 4096 bytes, which esp_littlefs refuses to mount")]
+    #[error("esp_littlefs would not mount it: block count is {image_blocks}, but the slot holds {slot_blocks} blocks (image block size {block_size}, the slot's 4096)")]
     Geometry {
         /// Block count in the superblock.
         image_blocks: u32,

@@ -703,8 +703,9 @@ fn a_flash_failure_is_500_flash_error_and_nothing_switches() {
 fn the_status_document_fits_the_minimum_response_buffer() {
     // The largest status of this layout: a failed web-UI upload recorded
     // (error message included), a rollback record, two slots, both otadata
-    // entries, the web UI.
+    // entries, the web UI. (A web UI waits for the confirm.)
     let mut r = pending_rig();
+    assert_eq!(r.one(&post("/api/ota/confirm", &[], b"")).status, 200);
     assert_eq!(
         r.one(&post("/api/ota/frontend", &[], &[0u8; 100])).code(),
         "wrong_size"
@@ -843,4 +844,22 @@ fn upload_received_follows_a_firmware_upload() {
         r.dev.last_update().map(|u| u.received),
         Some(img.len() as u64)
     );
+}
+
+#[test]
+fn a_byte_no_method_can_hold_is_refused_at_once() {
+    // ESPHome's uploader: five magic bytes, then it waits for an answer.
+    let mut r = Rig::new();
+    let a = r.one(&[0x6C, 0x26, 0xF7, 0x5C, 0x45]);
+    assert_eq!((a.status, a.code().as_str()), (400, "bad_request"));
+    assert_eq!(a.action, Action::Close);
+}
+
+#[test]
+fn a_web_ui_upload_waits_for_the_confirm() {
+    let mut r = pending_rig();
+    let before = r.www_slot_bytes(WWW1).to_vec();
+    let a = r.one(&post("/api/ota/frontend", &[], &ui_image()));
+    assert_eq!((a.status, a.code().as_str()), (409, "pending_verify"));
+    assert_eq!(r.www_slot_bytes(WWW1), &before[..]);
 }

@@ -232,6 +232,15 @@ impl HeadReader {
             if self.started_at.is_none() {
                 self.started_at = Some(now);
             }
+            // A method is a token: a byte that cannot be in one is refused
+            // at once, not after the peer's timeout (ESPHome's uploader
+            // sends five magic bytes and waits for an answer).
+            let in_method = !buf.get(..self.len).unwrap_or_default().contains(&b' ');
+            if in_method && b != b' ' && !is_tchar(b) {
+                return Err(DeviceError::BadRequest(BadRequest::Syntax(
+                    httparse::Error::Token,
+                )));
+            }
             let Some(slot) = buf.get_mut(self.len) else {
                 return Err(too_large);
             };
@@ -431,3 +440,8 @@ fn multipart_boundary(ct: &[u8]) -> Option<Option<&[u8]>> {
 
 #[cfg(test)]
 mod tests;
+
+/// A `tchar` of RFC 9110 5.6.2 (what a method is made of).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}

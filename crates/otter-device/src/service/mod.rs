@@ -73,8 +73,35 @@ pub enum SelfTestVerdict {
     Failed,
 }
 
+/// A status-document field whose value the platform may keep itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusField {
+    /// `pull`: the pull client's state (`null` without one).
+    Pull,
+    /// `last_rollback`: a platform that watches its boots (crashes, hangs,
+    /// reboots before a confirm) knows rollbacks the service never saw.
+    LastRollback,
+    /// `boot_loop`: a platform that counts crashes across boots.
+    BootLoop,
+    /// `www`: a platform with a LittleFS reader can say more of each slot
+    /// (files, `/index.html`, SHA-256, why it does not mount).
+    Www,
+}
+
 /// The world outside the service.
 pub trait Platform<F: NorFlash>: WwwPointer<F> + UiInspector<F> + FileSource {
+    /// Writes the JSON value of `field` into `out` and returns `true`, or
+    /// returns `false` to let the service write its own (the default).
+    fn status_field(
+        &mut self,
+        flash: &mut F,
+        field: StatusField,
+        out: &mut crate::JsonOut<'_>,
+    ) -> bool {
+        let _ = (flash, field, out);
+        false
+    }
+
     /// Raises the anti-rollback eFuse counter to `secure_version`
     /// (`esp_efuse_update_secure_version`). `false` when the burn failed.
     fn raise_secure_version(&mut self, secure_version: u32) -> bool;
@@ -343,6 +370,12 @@ impl Device {
         &self.opts.cfg
     }
 
+    /// The options, to change between boots (the eFuse counter the
+    /// bootloader raised, the behaviour profile shown in the status).
+    pub fn options_mut(&mut self) -> &mut DeviceOptions {
+        &mut self.opts
+    }
+
     /// The running slot.
     pub fn running(&self) -> Option<SlotId> {
         self.running
@@ -368,14 +401,21 @@ impl Device {
         !matches!(self.upload, Upload::Idle)
     }
 
+    /// Bytes received by the update being written and the length announced,
+    /// `None` when none is.
+    pub fn upload_progress(&self) -> Option<(u64, Option<u64>)> {
+        let received = match &self.upload {
+            Upload::Idle => return None,
+            Upload::Firmware { session } => u64::from(session.received()),
+            Upload::Www { upload } => u64::from(upload.received()),
+        };
+        Some((received, self.last_update.as_ref().and_then(|r| r.total)))
+    }
+
     /// Bytes of the update being written received so far (for progress
     /// logs), `None` when no update is in progress.
     pub fn upload_received(&self) -> Option<u64> {
-        match &self.upload {
-            Upload::Idle => None,
-            Upload::Firmware { session } => Some(u64::from(session.received())),
-            Upload::Www { upload } => Some(u64::from(upload.received())),
-        }
+        self.upload_progress().map(|(received, _)| received)
     }
 
     /// The web UI as found at boot.

@@ -8,7 +8,7 @@ use otter_ota::diagnostics::{diagnostics, AppSummary, SlotVerdictKind};
 use otter_ota::{Region, SlotId, SlotMap};
 
 use super::conn::write_json;
-use super::{Device, Platform, RollbackReason, SelfTest, WwwState};
+use super::{Device, Platform, RollbackReason, SelfTest, StatusField, WwwState};
 use crate::error::DeviceError;
 use crate::json::JsonOut;
 use crate::www::{check_superblock, hash_region, WwwPointer};
@@ -107,7 +107,7 @@ fn desc_text(
 pub(crate) fn write_status<F: NorFlash, P: Platform<F>>(
     dev: &mut Device,
     flash: &mut F,
-    _platform: &mut P,
+    platform: &mut P,
     running: Option<SlotId>,
     now: u64,
     tx: &mut [u8],
@@ -176,6 +176,16 @@ pub(crate) fn write_status<F: NorFlash, P: Platform<F>>(
                     Some(h) => j.hex(h),
                     None => j.raw("null"),
                 };
+                let text = |f: fn(&AppSummary) -> otter_format::image::FixedStr<'_>| {
+                    app.map(|a| super::Text32::of(f(a))).unwrap_or_default()
+                };
+                let (project, version) =
+                    (text(AppSummary::project_name), text(AppSummary::version));
+                j.raw(",").key("summary").display(&Summary {
+                    project: project.as_str(),
+                    version: version.as_str(),
+                    sha: running_sha.as_ref(),
+                });
                 j.raw("}");
             }
             None => {
@@ -313,7 +323,9 @@ pub(crate) fn write_status<F: NorFlash, P: Platform<F>>(
             }
         }
         j.raw(",").key("www");
+        let supplied = platform.status_field(flash, StatusField::Www, j);
         match &dev.www {
+            _ if supplied => {}
             Some(w) => {
                 let name = |i: u8| if i == 0 { "www_0" } else { "www_1" };
                 j.raw("{").key("active").opt_string(w.active.map(name));
@@ -359,8 +371,18 @@ pub(crate) fn write_status<F: NorFlash, P: Platform<F>>(
                 j.raw("null");
             }
         }
-        j.raw(",\"pull\":null,").key("last_rollback");
+        j.raw(",\"boot_loop\":");
+        if !platform.status_field(flash, StatusField::BootLoop, j) {
+            j.raw("null");
+        }
+        j.raw(",\"pull\":");
+        if !platform.status_field(flash, StatusField::Pull, j) {
+            j.raw("null");
+        }
+        j.raw(",").key("last_rollback");
+        let supplied = platform.status_field(flash, StatusField::LastRollback, j);
         match &dev.last_rollback {
+            _ if supplied => {}
             Some(r) => {
                 j.raw("{").key("from").display(&r.from);
                 j.raw(",")
@@ -415,4 +437,38 @@ pub(crate) fn write_status<F: NorFlash, P: Platform<F>>(
         j.raw("],\"api\":{\"update\":\"/update\",\"status\":\"/api/ota/status\",\"confirm\":\"/api/ota/confirm\",\"rollback\":\"/api/ota/rollback\",\"reboot\":\"/api/ota/reboot\",\"frontend\":\"/api/ota/frontend\",\"check\":\"/api/ota/check\",\"sha256_header\":\"x-otter-sha256\"}}");
     });
     written.ok_or(DeviceError::ResponseTooLarge)
+}
+
+/// `running.summary`: "PROJECT VERSION (sha256 PREFIX)", with placeholders
+/// for empty descriptor strings.
+struct Summary<'a> {
+    project: &'a str,
+    version: &'a str,
+    sha: Option<&'a [u8; 32]>,
+}
+
+impl core::fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        fn or<'x>(s: &'x str, none: &'x str) -> &'x str {
+            if s.is_empty() {
+                none
+            } else {
+                s
+            }
+        }
+        write!(
+            f,
+            "{} {}",
+            or(self.project, "(no project name)"),
+            or(self.version, "(no version)")
+        )?;
+        if let Some(h) = self.sha {
+            f.write_str(" (sha256 ")?;
+            for b in h.iter().take(6) {
+                write!(f, "{b:02x}")?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
 }

@@ -933,6 +933,16 @@ impl VirtualDevice {
         })
     }
 
+    /// Burns the anti-rollback eFuse counter up to `secure_version` (as
+    /// `esp_efuse_update_secure_version` does when the firmware confirms
+    /// itself); a lower value or a device without anti-rollback is a no-op.
+    pub fn raise_anti_rollback(&mut self, secure_version: u32) -> Result<(), DeviceError> {
+        match self.cfg.anti_rollback {
+            Some(c) if secure_version > c => self.note_efuse(Some(secure_version)),
+            _ => Ok(()),
+        }
+    }
+
     fn note_efuse(&mut self, counter: Option<u32>) -> Result<(), DeviceError> {
         if counter != self.cfg.anti_rollback {
             self.cfg.anti_rollback = counter;

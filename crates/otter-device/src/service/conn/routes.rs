@@ -246,8 +246,9 @@ impl Connection<'_> {
             return self.refuse(head, &DeviceError::NotRunning, now, tx);
         };
         // pending_verify is decided before the lock: a device that must
-        // first confirm says so even while another upload runs.
-        if sink == Sink::Firmware && dev.opts.cfg.rollback {
+        // first confirm says so even while another upload runs. A web UI
+        // waits too: its reboot would end the self-test unconfirmed.
+        if dev.opts.cfg.rollback {
             match running_state(flash, &dev.opts.cfg, running) {
                 Ok(Some(OtaState::PendingVerify)) => {
                     return self.refuse(head, &DeviceError::PendingVerify, now, tx)
