@@ -656,6 +656,9 @@ fn host_status(shared: Arc<Shared>) -> crate::net::platform::StatusSource {
                 to: r.to,
                 stale,
                 version: r.version,
+                // Not known without reading the slot, which this hook must
+                // not do (the core holds the device while it writes status).
+                sha256: None,
                 state: r.state.to_string(),
                 reason: r.reason,
             };

@@ -41,7 +41,7 @@ fn drive(mut r: Rig, req: &[u8], splits: &[usize]) -> Rig {
                 Action::Read | Action::CheckRelease => {}
             }
         }
-        if k % 5 == 0 {
+        if k.is_multiple_of(5) {
             let _ = conn.poll(&mut r.dev, now, &mut tx);
         }
     }

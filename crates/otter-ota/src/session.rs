@@ -216,7 +216,7 @@ fn erase_range<F: NorFlash>(
 ) -> Result<(), OtaError<F::Error>> {
     let mut at = from;
     while at < to {
-        let step = if at % BLOCK_SIZE == 0 && at + BLOCK_SIZE <= to {
+        let step = if at.is_multiple_of(BLOCK_SIZE) && at + BLOCK_SIZE <= to {
             BLOCK_SIZE
         } else {
             SECTOR_SIZE
@@ -309,7 +309,7 @@ impl UpdateSession {
             .size
             .ok_or(OtaError::Misuse("resuming an update needs the image size"))?;
         let end = erase_end(&s.region, size)?;
-        if at % SECTOR_SIZE != 0 || at >= size {
+        if !at.is_multiple_of(SECTOR_SIZE) || at >= size {
             return Err(OtaError::Misuse(
                 "the resume offset must be sector-aligned and inside the image",
             ));
@@ -556,7 +556,7 @@ impl UpdateSession {
             .max(needed.div_ceil(SECTOR_SIZE) * SECTOR_SIZE);
         while self.erased_to < needed {
             let at = self.erased_to;
-            let block_ok = at % BLOCK_SIZE == 0
+            let block_ok = at.is_multiple_of(BLOCK_SIZE)
                 && at + BLOCK_SIZE <= self.region.size
                 && (known.is_none() || at + BLOCK_SIZE <= limit);
             let step = if block_ok { BLOCK_SIZE } else { SECTOR_SIZE };

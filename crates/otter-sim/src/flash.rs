@@ -108,7 +108,9 @@ pub enum EraseStrategy {
 
 /// Checks that `capacity` is a multiple of 64 KiB from 1 MiB to 16 MiB.
 pub fn validate_capacity(capacity: usize) -> Result<(), SimFlashError> {
-    if (MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) && capacity % BLOCK64_SIZE as usize == 0 {
+    if (MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity)
+        && capacity.is_multiple_of(BLOCK64_SIZE as usize)
+    {
         Ok(())
     } else {
         Err(SimFlashError::InvalidCapacity {
@@ -500,7 +502,7 @@ impl SimFlash {
                 capacity: capacity as u32,
             });
         }
-        if offset % align != 0 || len % align != 0 {
+        if !offset.is_multiple_of(align) || !len.is_multiple_of(align) {
             return Err(SimFlashError::NotAligned { offset, len, align });
         }
         Ok(())
@@ -650,7 +652,7 @@ impl NorFlash for SimFlash {
         let mut cursor = from;
         while cursor < to {
             let block = self.erase_strategy == EraseStrategy::Auto
-                && cursor % BLOCK64_SIZE == 0
+                && cursor.is_multiple_of(BLOCK64_SIZE)
                 && to - cursor >= BLOCK64_SIZE;
             if block {
                 self.mutate(OpKind::EraseBlock64, cursor, BLOCK64_SIZE, None)?;

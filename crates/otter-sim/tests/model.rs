@@ -71,7 +71,7 @@ impl Model {
     fn range(&self, offset: u32, len: u32, align: u32) -> Option<Expect> {
         if u64::from(offset) + u64::from(len) > self.cells.len() as u64 {
             Some(Expect::Kind(NorFlashErrorKind::OutOfBounds))
-        } else if offset % align != 0 || len % align != 0 {
+        } else if !offset.is_multiple_of(align) || !len.is_multiple_of(align) {
             Some(Expect::Kind(NorFlashErrorKind::NotAligned))
         } else {
             None

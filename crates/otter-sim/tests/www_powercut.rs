@@ -262,7 +262,7 @@ fn cuts_of_an_update_on_the_default_1mb_slots() {
     let (v2, v2_index) = ui(size, "v2");
     // Every NVS write (the last operations), the first and last sectors, and
     // every 64th sector of the slot (an erase and a program per sector).
-    let keep = |op: u64, total: u64| op < 4 || op + 12 >= total || (op / 2) % 64 == 0;
+    let keep = |op: u64, total: u64| op < 4 || op + 12 >= total || (op / 2).is_multiple_of(64);
     let o = enumerate(
         "default www_0 -> www_1",
         &fx.flash,

@@ -72,7 +72,7 @@ pub enum WwwError {
 
 /// Block count of an image of `len` bytes, or why it is not a valid size.
 fn blocks_of(len: u64) -> Result<u32, WwwError> {
-    if len < 2 * u64::from(BLOCK_SIZE) || len % u64::from(BLOCK_SIZE) != 0 {
+    if len < 2 * u64::from(BLOCK_SIZE) || !len.is_multiple_of(u64::from(BLOCK_SIZE)) {
         return Err(WwwError::BadSize(len));
     }
     u32::try_from(len / u64::from(BLOCK_SIZE)).map_err(|_| WwwError::BadSize(len))

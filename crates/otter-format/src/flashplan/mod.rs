@@ -366,7 +366,7 @@ pub fn plan<'a>(inputs: &PlanInputs<'a>) -> Result<FlashPlan<'a>, PlanError> {
     let chip = inputs.chip;
     let table_offset = inputs.table_offset;
     let boot_offset = chip.bootloader_offset();
-    if table_offset % SECTOR_SIZE != 0 || table_offset <= boot_offset {
+    if !table_offset.is_multiple_of(SECTOR_SIZE) || table_offset <= boot_offset {
         return Err(PlanError::TableOffsetInvalid {
             offset: table_offset,
             chip,

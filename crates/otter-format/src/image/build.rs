@@ -307,7 +307,7 @@ fn alignment_needed(pos: usize, addr: u32, page: u32) -> usize {
 
 fn write_segment(out: &mut Vec<u8>, seg: &Seg, checksum: u8) -> Result<u8, BuildError> {
     let len = seg.data.len();
-    if len % 4 != 0 {
+    if !len.is_multiple_of(4) {
         return Err(BuildError::LenUnaligned {
             addr: seg.addr,
             len,

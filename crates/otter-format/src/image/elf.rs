@@ -281,7 +281,7 @@ struct Writer {
 
 impl Writer {
     fn segment(&mut self, addr: u32, mut data: Vec<u8>) -> Result<(), ElfError> {
-        if data.len() % 4 != 0 || data.len() >= 0x100_0000 {
+        if !data.len().is_multiple_of(4) || data.len() >= 0x100_0000 {
             return Err(ElfError::SegmentLength {
                 addr,
                 len: data.len(),
@@ -522,7 +522,7 @@ mod tests {
         names.extend_from_slice(b".shstrtab\0");
         data.extend_from_slice(&names);
         headers.push([shstr_name, 3, 0, 0, strtab, names.len() as u32, 0, 0, 1, 0]);
-        while data.len() % 4 != 0 {
+        while !data.len().is_multiple_of(4) {
             data.push(0);
         }
         let shoff = data.len() as u32;

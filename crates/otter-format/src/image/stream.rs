@@ -452,7 +452,7 @@ impl StreamingVerifier {
                 len: sh.data_len,
             });
         }
-        if self.opts.check_integrity && sh.data_len % 4 != 0 {
+        if self.opts.check_integrity && !sh.data_len.is_multiple_of(4) {
             return Err(ImageError::SegmentLenUnaligned {
                 index,
                 offset,

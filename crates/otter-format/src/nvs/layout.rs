@@ -116,7 +116,7 @@ impl Scan {
 
     /// Reads every page of `partition` as `mode` says.
     pub fn read_with(partition: &[u8], mode: ReadMode) -> Result<Scan, NvsError> {
-        if partition.is_empty() || partition.len() % PAGE_SIZE != 0 {
+        if partition.is_empty() || !partition.len().is_multiple_of(PAGE_SIZE) {
             return Err(NvsError::PartitionSize {
                 len: partition.len(),
             });

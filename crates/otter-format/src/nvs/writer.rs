@@ -129,7 +129,7 @@ pub struct NvsWriter {
 impl NvsWriter {
     /// A writer for a partition of `size` bytes (a non-zero multiple of 4096).
     pub fn new(size: usize) -> Result<NvsWriter, NvsError> {
-        if size == 0 || size % PAGE_SIZE != 0 {
+        if size == 0 || !size.is_multiple_of(PAGE_SIZE) {
             return Err(NvsError::PartitionSize { len: size });
         }
         let total = size / PAGE_SIZE;

@@ -485,7 +485,7 @@ impl fmt::Display for KiB {
 struct FlashSize(u64);
 impl fmt::Display for FlashSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % (1024 * 1024) == 0 {
+        if self.0.is_multiple_of(1024 * 1024) {
             write!(f, "{} MiB", self.0 / (1024 * 1024))
         } else {
             write!(f, "{:#x} bytes", self.0)

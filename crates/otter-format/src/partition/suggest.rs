@@ -109,7 +109,7 @@ pub fn slot_size(opts: &SuggestOptions) -> Result<u64, SuggestError> {
 
 /// A CSV partition table for `opts` (see the module docs for the layout).
 pub fn suggest(opts: &SuggestOptions) -> Result<String, SuggestError> {
-    if opts.table_offset % DATA_ALIGN != 0 {
+    if !opts.table_offset.is_multiple_of(DATA_ALIGN) {
         return Err(SuggestError::InvalidOptions);
     }
     let slot = slot_size(opts)?;

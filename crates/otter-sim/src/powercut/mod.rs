@@ -475,7 +475,7 @@ fn select_faults<T>(
             continue;
         }
         let end = ends.get(&r.kind).is_some_and(|&(a, b)| i == a || i == b);
-        included[i] = ordinal % stride == 0 || end;
+        included[i] = ordinal.is_multiple_of(stride) || end;
         ordinal += 1;
     }
     let by_index: std::collections::HashMap<u64, usize> = ops

@@ -215,7 +215,7 @@ impl FrontendUpdate {
         }
         let at = slot.offset + self.written;
         flash.erase(at, at + SECTOR_SIZE)?;
-        while self.pending.len() % 4 != 0 {
+        while !self.pending.len().is_multiple_of(4) {
             self.pending.push(0xFF);
         }
         flash.write(at, &self.pending)?;
