@@ -17,8 +17,10 @@
 #    client yet, so the device must answer that it does not pull.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# The host tools build where cargo puts them; the firmware into target/firmware.
+host_target="${CARGO_TARGET_DIR:-$root/target}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/firmware}"
-otter="${OTTER:-$root/target/debug/otter}"
+otter="${OTTER:-$host_target/debug/otter}"
 esptool="${ESPTOOL:-$root/.venv/bin/esptool}"
 
 need() {
@@ -36,7 +38,7 @@ need() {
 }
 
 if [ "${1:-}" = "--check" ]; then
-    [ -x "$otter" ] || (cd "$root" && cargo build -q -p otter)
+    [ -x "$otter" ] || (cd "$root" && CARGO_TARGET_DIR="$host_target" cargo build -q -p otter)
     need && echo "hil.sh: every command it calls exists"
     exit
 fi
