@@ -74,63 +74,56 @@ fn rsa_pss(
         .map_err(|_| SignatureError::BadSignature { block, scheme })
 }
 
-/// ECDSA P-256 over a SHA-256 digest.
-#[cfg(feature = "sbv2-ecdsa")]
-fn ecdsa_p256(
-    x: &[u8],
-    y: &[u8],
-    rs_le: &[u8],
-    digest: &[u8],
-    block: u8,
-) -> Result<(), SignatureError> {
-    use p256::ecdsa::signature::hazmat::PrehashVerifier;
-    use p256::ecdsa::{Signature, VerifyingKey};
-    let scheme = Scheme::EcdsaP256;
-    let mut sec1 = [0u8; 65];
-    sec1[0] = 0x04;
-    ecdsa_point(x, y, &mut sec1[1..]);
-    let key = VerifyingKey::from_sec1_bytes(&sec1)
-        .map_err(|_| SignatureError::BadKey { block, scheme })?;
-    let mut rs = [0u8; 64];
-    ecdsa_point(
-        rs_le.get(..32).unwrap_or_default(),
-        rs_le.get(32..).unwrap_or_default(),
-        &mut rs,
-    );
-    let sig =
-        Signature::from_slice(&rs).map_err(|_| SignatureError::BadSignature { block, scheme })?;
-    key.verify_prehash(digest, &sig)
-        .map_err(|_| SignatureError::BadSignature { block, scheme })
+/// One ECDSA verifier per curve: the block's little-endian key coordinates
+/// and (r, s) become SEC1 and big-endian `r‖s`, then the prehashed digest is
+/// checked. `$n` is the curve's coordinate size in bytes.
+macro_rules! ecdsa_verifier {
+    ($(#[$doc:meta])* $name:ident, $curve:ident, $scheme:expr, $n:expr) => {
+        $(#[$doc])*
+        #[cfg(feature = "sbv2-ecdsa")]
+        fn $name(
+            x: &[u8],
+            y: &[u8],
+            rs_le: &[u8],
+            digest: &[u8],
+            block: u8,
+        ) -> Result<(), SignatureError> {
+            use $curve::ecdsa::signature::hazmat::PrehashVerifier;
+            use $curve::ecdsa::{Signature, VerifyingKey};
+            let scheme = $scheme;
+            let mut sec1 = [0u8; 1 + 2 * $n];
+            sec1[0] = 0x04;
+            ecdsa_point(x, y, &mut sec1[1..]);
+            let key = VerifyingKey::from_sec1_bytes(&sec1)
+                .map_err(|_| SignatureError::BadKey { block, scheme })?;
+            let mut rs = [0u8; 2 * $n];
+            ecdsa_point(
+                rs_le.get(..$n).unwrap_or_default(),
+                rs_le.get($n..).unwrap_or_default(),
+                &mut rs,
+            );
+            let sig = Signature::from_slice(&rs)
+                .map_err(|_| SignatureError::BadSignature { block, scheme })?;
+            key.verify_prehash(digest, &sig)
+                .map_err(|_| SignatureError::BadSignature { block, scheme })
+        }
+    };
 }
 
-/// ECDSA P-384 over a SHA-384 digest.
-#[cfg(feature = "sbv2-ecdsa")]
-fn ecdsa_p384(
-    x: &[u8],
-    y: &[u8],
-    rs_le: &[u8],
-    digest: &[u8],
-    block: u8,
-) -> Result<(), SignatureError> {
-    use p384::ecdsa::signature::hazmat::PrehashVerifier;
-    use p384::ecdsa::{Signature, VerifyingKey};
-    let scheme = Scheme::EcdsaP384;
-    let mut sec1 = [0u8; 97];
-    sec1[0] = 0x04;
-    ecdsa_point(x, y, &mut sec1[1..]);
-    let key = VerifyingKey::from_sec1_bytes(&sec1)
-        .map_err(|_| SignatureError::BadKey { block, scheme })?;
-    let mut rs = [0u8; 96];
-    ecdsa_point(
-        rs_le.get(..48).unwrap_or_default(),
-        rs_le.get(48..).unwrap_or_default(),
-        &mut rs,
-    );
-    let sig =
-        Signature::from_slice(&rs).map_err(|_| SignatureError::BadSignature { block, scheme })?;
-    key.verify_prehash(digest, &sig)
-        .map_err(|_| SignatureError::BadSignature { block, scheme })
-}
+ecdsa_verifier!(
+    /// ECDSA P-256 over a SHA-256 digest.
+    ecdsa_p256,
+    p256,
+    Scheme::EcdsaP256,
+    32
+);
+ecdsa_verifier!(
+    /// ECDSA P-384 over a SHA-384 digest.
+    ecdsa_p384,
+    p384,
+    Scheme::EcdsaP384,
+    48
+);
 
 /// Writes two little-endian numbers as big-endian `a‖b` into `out`.
 #[cfg(feature = "sbv2-ecdsa")]
