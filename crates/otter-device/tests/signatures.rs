@@ -35,7 +35,11 @@ fn digest(name: &str) -> &'static [[u8; 32]] {
         .unwrap_or_else(|e| panic!("{p}: {e}"))
         .try_into()
         .expect("a digest is 32 bytes");
-    assert_eq!(key(name).public_key().digest(), d, "otter's digest of {name}");
+    assert_eq!(
+        key(name).public_key().digest(),
+        d,
+        "otter's digest of {name}"
+    );
     Box::leak(Box::new([d]))
 }
 
@@ -91,7 +95,10 @@ fn rig_policy(policy: SignaturePolicy, anti: Option<u32>) -> Rig {
 }
 
 fn trusting(names: &[&str]) -> SignaturePolicy {
-    let all: Vec<[u8; 32]> = names.iter().flat_map(|n| digest(n).iter().copied()).collect();
+    let all: Vec<[u8; 32]> = names
+        .iter()
+        .flat_map(|n| digest(n).iter().copied())
+        .collect();
     SignaturePolicy::require(Box::leak(all.into_boxed_slice()))
 }
 
@@ -136,69 +143,304 @@ fn cases() -> Vec<Case> {
     }
     vec![
         // ---- accepted
-        case!("P-256 signed, trusted", rig_p256, || signed("ecdsa256"), 200, ""),
-        case!("RSA-3072 signed, trusted", rig_rsa_p256, || signed("rsa3072"), 200, ""),
-        case!("P-256 signed, second trusted key", rig_rsa_p256, || signed("ecdsa256"), 200, ""),
-        case!("untrusted block then a trusted one (key rotation)", rig_p256, || sign(&signed("ecdsa256-other"), "ecdsa256", SignMode::Append), 200, ""),
-        case!("signed image, device requires none", rig_plain, || signed("ecdsa256"), 200, ""),
-        case!("corpus image signed, trusted", rig_p256, || { let c = corpus_c3(); let len = c.len() as u32; sign_image(&c, len, &key("ecdsa256"), SignMode::Fresh).unwrap() }, 200, ""),
+        case!(
+            "P-256 signed, trusted",
+            rig_p256,
+            || signed("ecdsa256"),
+            200,
+            ""
+        ),
+        case!(
+            "RSA-3072 signed, trusted",
+            rig_rsa_p256,
+            || signed("rsa3072"),
+            200,
+            ""
+        ),
+        case!(
+            "P-256 signed, second trusted key",
+            rig_rsa_p256,
+            || signed("ecdsa256"),
+            200,
+            ""
+        ),
+        case!(
+            "untrusted block then a trusted one (key rotation)",
+            rig_p256,
+            || sign(&signed("ecdsa256-other"), "ecdsa256", SignMode::Append),
+            200,
+            ""
+        ),
+        case!(
+            "signed image, device requires none",
+            rig_plain,
+            || signed("ecdsa256"),
+            200,
+            ""
+        ),
+        case!(
+            "corpus image signed, trusted",
+            rig_p256,
+            || {
+                let c = corpus_c3();
+                let len = c.len() as u32;
+                sign_image(&c, len, &key("ecdsa256"), SignMode::Fresh).unwrap()
+            },
+            200,
+            ""
+        ),
         // ---- refused: who signed
-        case!("unsigned", rig_p256, || fw_of("2.0.0", 0), 422, "bad_signature"),
-        case!("signed by another P-256 key", rig_p256, || signed("ecdsa256-other"), 422, "bad_signature"),
-        case!("signed by an untrusted P-384 key", rig_p256, || signed("ecdsa384"), 422, "bad_signature"),
-        case!("RSA block, device trusts only P-256", rig_p256, || signed("rsa3072"), 422, "bad_signature"),
-        case!("revoked key", rig_revoked, || signed("ecdsa256"), 422, "bad_signature"),
-        case!("another image: the genuine block plus a forger's second block", rig_p256, || {
-            // Block 0 is the owner's (trusted key, over 2.0.0), block 1 the
-            // forger's (own key, over 2.0.1); the file is 2.0.1.
-            let genuine = signed("ecdsa256");
-            let mut forged = sign(&fw_of("2.0.1", 0), "ecdsa256-other", SignMode::Fresh);
-            let s = sector_at();
-            let forger = forged[s..s + BLOCK_LEN].to_vec();
-            forged[s..s + BLOCK_LEN].copy_from_slice(&genuine[s..s + BLOCK_LEN]);
-            forged[s + BLOCK_LEN..s + 2 * BLOCK_LEN].copy_from_slice(&forger);
-            forged
-        }, 422, "bad_signature"),
+        case!(
+            "unsigned",
+            rig_p256,
+            || fw_of("2.0.0", 0),
+            422,
+            "bad_signature"
+        ),
+        case!(
+            "signed by another P-256 key",
+            rig_p256,
+            || signed("ecdsa256-other"),
+            422,
+            "bad_signature"
+        ),
+        case!(
+            "signed by an untrusted P-384 key",
+            rig_p256,
+            || signed("ecdsa384"),
+            422,
+            "bad_signature"
+        ),
+        case!(
+            "RSA block, device trusts only P-256",
+            rig_p256,
+            || signed("rsa3072"),
+            422,
+            "bad_signature"
+        ),
+        case!(
+            "revoked key",
+            rig_revoked,
+            || signed("ecdsa256"),
+            422,
+            "bad_signature"
+        ),
+        case!(
+            "another image: the genuine block plus a forger's second block",
+            rig_p256,
+            || {
+                // Block 0 is the owner's (trusted key, over 2.0.0), block 1 the
+                // forger's (own key, over 2.0.1); the file is 2.0.1.
+                let genuine = signed("ecdsa256");
+                let mut forged = sign(&fw_of("2.0.1", 0), "ecdsa256-other", SignMode::Fresh);
+                let s = sector_at();
+                let forger = forged[s..s + BLOCK_LEN].to_vec();
+                forged[s..s + BLOCK_LEN].copy_from_slice(&genuine[s..s + BLOCK_LEN]);
+                forged[s + BLOCK_LEN..s + 2 * BLOCK_LEN].copy_from_slice(&forger);
+                forged
+            },
+            422,
+            "bad_signature"
+        ),
         // ---- refused: what was signed
-        case!("signature over a different image", rig_p256, || {
-            let genuine = signed("ecdsa256");
-            let mut other = fw_of("2.0.1", 0);
-            let s = sector_at();
-            assert_eq!(signed_len(other.len() as u32) as usize, s, "same signed length");
-            other.resize(s, 0xFF);
-            other.extend_from_slice(&genuine[s..]);
-            other
-        }, 422, "bad_signature"),
-        case!("signature over a different length", rig_p256, || {
-            // A longer image's block put after a shorter image.
-            let long = sign(&app(Chip::Esp32c3, "2.0.0", 0, 90_000), "ecdsa256", SignMode::Fresh);
-            let long_sector = signed_len(app(Chip::Esp32c3, "2.0.0", 0, 90_000).len() as u32) as usize;
-            let mut f = fw_of("2.0.0", 0);
-            f.resize(sector_at(), 0xFF);
-            f.extend_from_slice(&long[long_sector..]);
-            f
-        }, 422, "bad_signature"),
-        case!("image digest byte flipped (CRC fixed)", rig_p256, || { let mut f = signed("ecdsa256"); f[sector_at() + 4] ^= 0x01; fix_crc(&mut f, 0); f }, 422, "bad_signature"),
-        case!("RSA signature byte flipped (CRC fixed)", rig_rsa_p256, || { let mut f = signed("rsa3072"); let at = signature_at(&f) + 100; f[at] ^= 0x01; fix_crc(&mut f, 0); f }, 422, "bad_signature"),
-        case!("signature byte flipped (CRC fixed)", rig_p256, || { let mut f = signed("ecdsa256"); let at = signature_at(&f) + 5; f[at] ^= 0x01; fix_crc(&mut f, 0); f }, 422, "bad_signature"),
-        case!("public key byte flipped (CRC fixed)", rig_p256, || { let mut f = signed("ecdsa256"); f[sector_at() + 40] ^= 0x01; fix_crc(&mut f, 0); f }, 422, "bad_signature"),
-        case!("CRC flipped", rig_p256, || { let mut f = signed("ecdsa256"); f[sector_at() + BLOCK_CRC_OFFSET] ^= 0x01; f }, 422, "bad_signature"),
-        case!("CRC flipped, device requires none", rig_plain, || { let mut f = signed("ecdsa256"); f[sector_at() + BLOCK_CRC_OFFSET] ^= 0x01; f }, 422, "bad_signature"),
-        case!("block truncated", rig_p256, || { let f = signed("ecdsa256"); f[..sector_at() + 600].to_vec() }, 422, "bad_signature"),
-        case!("sector truncated after the block", rig_p256, || { let f = signed("ecdsa256"); f[..sector_at() + BLOCK_LEN].to_vec() }, 422, "bad_signature"),
-        case!("block right after the image, not at 4 KiB", rig_p256, || {
-            let f = signed("ecdsa256");
-            let mut img = fw_of("2.0.0", 0);
-            img.extend_from_slice(&f[sector_at()..]);
-            img
-        }, 422, "trailing_data"),
-        case!("padding byte changed", rig_p256, || { let mut f = signed("ecdsa256"); f[sector_at() - 1] = 0x00; f }, 422, "trailing_data"),
-        case!("bytes after the signature sector", rig_p256, || { let mut f = signed("ecdsa256"); f.extend_from_slice(&[0xFF; 16]); f }, 422, "trailing_data"),
-        case!("bytes after the signature sector, device requires none", rig_plain, || { let mut f = signed("ecdsa256"); f.push(0xE7); f }, 422, "trailing_data"),
+        case!(
+            "signature over a different image",
+            rig_p256,
+            || {
+                let genuine = signed("ecdsa256");
+                let mut other = fw_of("2.0.1", 0);
+                let s = sector_at();
+                assert_eq!(
+                    signed_len(other.len() as u32) as usize,
+                    s,
+                    "same signed length"
+                );
+                other.resize(s, 0xFF);
+                other.extend_from_slice(&genuine[s..]);
+                other
+            },
+            422,
+            "bad_signature"
+        ),
+        case!(
+            "signature over a different length",
+            rig_p256,
+            || {
+                // A longer image's block put after a shorter image.
+                let long = sign(
+                    &app(Chip::Esp32c3, "2.0.0", 0, 90_000),
+                    "ecdsa256",
+                    SignMode::Fresh,
+                );
+                let long_sector =
+                    signed_len(app(Chip::Esp32c3, "2.0.0", 0, 90_000).len() as u32) as usize;
+                let mut f = fw_of("2.0.0", 0);
+                f.resize(sector_at(), 0xFF);
+                f.extend_from_slice(&long[long_sector..]);
+                f
+            },
+            422,
+            "bad_signature"
+        ),
+        case!(
+            "image digest byte flipped (CRC fixed)",
+            rig_p256,
+            || {
+                let mut f = signed("ecdsa256");
+                f[sector_at() + 4] ^= 0x01;
+                fix_crc(&mut f, 0);
+                f
+            },
+            422,
+            "bad_signature"
+        ),
+        case!(
+            "RSA signature byte flipped (CRC fixed)",
+            rig_rsa_p256,
+            || {
+                let mut f = signed("rsa3072");
+                let at = signature_at(&f) + 100;
+                f[at] ^= 0x01;
+                fix_crc(&mut f, 0);
+                f
+            },
+            422,
+            "bad_signature"
+        ),
+        case!(
+            "signature byte flipped (CRC fixed)",
+            rig_p256,
+            || {
+                let mut f = signed("ecdsa256");
+                let at = signature_at(&f) + 5;
+                f[at] ^= 0x01;
+                fix_crc(&mut f, 0);
+                f
+            },
+            422,
+            "bad_signature"
+        ),
+        case!(
+            "public key byte flipped (CRC fixed)",
+            rig_p256,
+            || {
+                let mut f = signed("ecdsa256");
+                f[sector_at() + 40] ^= 0x01;
+                fix_crc(&mut f, 0);
+                f
+            },
+            422,
+            "bad_signature"
+        ),
+        case!(
+            "CRC flipped",
+            rig_p256,
+            || {
+                let mut f = signed("ecdsa256");
+                f[sector_at() + BLOCK_CRC_OFFSET] ^= 0x01;
+                f
+            },
+            422,
+            "bad_signature"
+        ),
+        case!(
+            "CRC flipped, device requires none",
+            rig_plain,
+            || {
+                let mut f = signed("ecdsa256");
+                f[sector_at() + BLOCK_CRC_OFFSET] ^= 0x01;
+                f
+            },
+            422,
+            "bad_signature"
+        ),
+        case!(
+            "block truncated",
+            rig_p256,
+            || {
+                let f = signed("ecdsa256");
+                f[..sector_at() + 600].to_vec()
+            },
+            422,
+            "bad_signature"
+        ),
+        case!(
+            "sector truncated after the block",
+            rig_p256,
+            || {
+                let f = signed("ecdsa256");
+                f[..sector_at() + BLOCK_LEN].to_vec()
+            },
+            422,
+            "bad_signature"
+        ),
+        case!(
+            "block right after the image, not at 4 KiB",
+            rig_p256,
+            || {
+                let f = signed("ecdsa256");
+                let mut img = fw_of("2.0.0", 0);
+                img.extend_from_slice(&f[sector_at()..]);
+                img
+            },
+            422,
+            "trailing_data"
+        ),
+        case!(
+            "padding byte changed",
+            rig_p256,
+            || {
+                let mut f = signed("ecdsa256");
+                f[sector_at() - 1] = 0x00;
+                f
+            },
+            422,
+            "trailing_data"
+        ),
+        case!(
+            "bytes after the signature sector",
+            rig_p256,
+            || {
+                let mut f = signed("ecdsa256");
+                f.extend_from_slice(&[0xFF; 16]);
+                f
+            },
+            422,
+            "trailing_data"
+        ),
+        case!(
+            "bytes after the signature sector, device requires none",
+            rig_plain,
+            || {
+                let mut f = signed("ecdsa256");
+                f.push(0xE7);
+                f
+            },
+            422,
+            "trailing_data"
+        ),
         // ---- anti-rollback under signatures
-        case!("signed but secure_version below the counter", rig_p256_anti, || sign(&fw_of("2.0.0", 2), "ecdsa256", SignMode::Fresh), 422, "secure_version_too_low"),
-        case!("signed, secure_version at the counter", rig_p256_anti, || sign(&fw_of("2.0.0", 3), "ecdsa256", SignMode::Fresh), 200, ""),
-        case!("unsigned, secure_version at the counter", rig_p256_anti, || fw_of("2.0.0", 3), 422, "bad_signature"),
+        case!(
+            "signed but secure_version below the counter",
+            rig_p256_anti,
+            || sign(&fw_of("2.0.0", 2), "ecdsa256", SignMode::Fresh),
+            422,
+            "secure_version_too_low"
+        ),
+        case!(
+            "signed, secure_version at the counter",
+            rig_p256_anti,
+            || sign(&fw_of("2.0.0", 3), "ecdsa256", SignMode::Fresh),
+            200,
+            ""
+        ),
+        case!(
+            "unsigned, secure_version at the counter",
+            rig_p256_anti,
+            || fw_of("2.0.0", 3),
+            422,
+            "bad_signature"
+        ),
     ]
 }
 
@@ -212,7 +454,11 @@ fn signature_table() {
         let mut r = (c.setup)();
         let before = r.flash.contents()[OTADATA].to_vec();
         let a = r.one(&post("/update", &[], &image));
-        let got_code = if a.status == 200 { String::new() } else { a.code() };
+        let got_code = if a.status == 200 {
+            String::new()
+        } else {
+            a.code()
+        };
         if a.status != c.status || got_code != c.code {
             failures.push(format!(
                 "{}: got {} {got_code:?}, want {} {:?}: {}",
@@ -225,7 +471,12 @@ fn signature_table() {
             continue;
         }
         if c.status == 200 {
-            assert_eq!(r.boot_choice(), Some(SlotId::Ota(1)), "{}: boots the new image", c.name);
+            assert_eq!(
+                r.boot_choice(),
+                Some(SlotId::Ota(1)),
+                "{}: boots the new image",
+                c.name
+            );
         } else {
             assert_eq!(
                 r.flash.contents()[OTADATA],
@@ -236,7 +487,12 @@ fn signature_table() {
             assert_eq!(r.boot_choice(), Some(SlotId::Ota(0)), "{}", c.name);
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// The same upload in one-byte and odd-sized pieces: the trailer checks and
@@ -253,12 +509,21 @@ fn split_delivery_of_signed_and_forged_images() {
     for split in [1usize, 7, 4096] {
         let mut r = rig_p256();
         let a = r.exchange(&post("/update", &[], &good), split);
-        assert_eq!(a[0].status, 200, "good, split {split}: {:?}", String::from_utf8_lossy(&a[0].body));
+        assert_eq!(
+            a[0].status,
+            200,
+            "good, split {split}: {:?}",
+            String::from_utf8_lossy(&a[0].body)
+        );
         for (img, code) in [(&forged, "bad_signature"), (&junk, "trailing_data")] {
             let mut r = rig_p256();
             let before = r.flash.contents()[OTADATA].to_vec();
             let a = r.exchange(&post("/update", &[], img), split);
-            assert_eq!((a[0].status, a[0].code().as_str()), (422, code), "split {split}");
+            assert_eq!(
+                (a[0].status, a[0].code().as_str()),
+                (422, code),
+                "split {split}"
+            );
             assert_eq!(r.flash.contents()[OTADATA], before[..]);
         }
     }
@@ -276,8 +541,14 @@ fn junk_after_the_image_is_refused_at_once() {
     let req = post("/update", &[], &f);
     let a = r.exchange(&req, 4096);
     assert_eq!((a[0].status, a[0].code().as_str()), (422, "trailing_data"));
-    let msg = a[0].json()["message"].as_str().unwrap_or_default().to_string();
-    assert!(msg.contains(&format!("{image_len}-byte app image")), "{msg}");
+    let msg = a[0].json()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.contains(&format!("{image_len}-byte app image")),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -290,5 +561,8 @@ fn error_messages_say_what_to_do() {
     let mut r = rig_p256();
     let a = r.one(&post("/update", &[], &signed("ecdsa256-other")));
     let msg = a.json()["message"].as_str().unwrap_or_default().to_string();
-    assert!(msg.contains("not trusted") || msg.contains("untrusted"), "{msg}");
+    assert!(
+        msg.contains("not trusted") || msg.contains("untrusted"),
+        "{msg}"
+    );
 }

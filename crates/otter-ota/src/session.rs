@@ -665,8 +665,13 @@ impl UpdateSession {
             }
             _ => return Err(OtaError::Sha256Mismatch),
         }
-        let signature =
-            check_signature(flash, self.cfg.signatures, &self.region, self.received, image_len)?;
+        let signature = check_signature(
+            flash,
+            self.cfg.signatures,
+            &self.region,
+            self.received,
+            image_len,
+        )?;
         Ok(VerifiedUpdate {
             cfg: self.cfg,
             map: self.map,

@@ -226,10 +226,13 @@ impl DeviceConfigFile {
             ));
         }
         if self.trusted_keys.is_empty() && !self.revoked_keys.is_empty() {
-            return Err("revoked_keys without trusted_keys: list the keys the device trusts".into());
+            return Err(
+                "revoked_keys without trusted_keys: list the keys the device trusts".into(),
+            );
         }
-        cfg.signatures = SignaturePolicy::require(parse_digests("trusted_keys", &self.trusted_keys)?)
-            .revoking(parse_digests("revoked_keys", &self.revoked_keys)?);
+        cfg.signatures =
+            SignaturePolicy::require(parse_digests("trusted_keys", &self.trusted_keys)?)
+                .revoking(parse_digests("revoked_keys", &self.revoked_keys)?);
         Ok(cfg)
     }
 }

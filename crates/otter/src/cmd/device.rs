@@ -110,10 +110,18 @@ pub struct CreateArgs {
     require_signature: bool,
     /// A Secure Boot v2 public key (PEM; a private key gives its public half)
     /// the device trusts, as its eFuse key digest. Repeatable, at most 3.
-    #[arg(long = "trust-key", value_name = "KEY.pem", requires = "require_signature")]
+    #[arg(
+        long = "trust-key",
+        value_name = "KEY.pem",
+        requires = "require_signature"
+    )]
     trust_keys: Vec<PathBuf>,
     /// A key the device has revoked (KEY_REVOKE): refused even if trusted.
-    #[arg(long = "revoke-key", value_name = "KEY.pem", requires = "require_signature")]
+    #[arg(
+        long = "revoke-key",
+        value_name = "KEY.pem",
+        requires = "require_signature"
+    )]
     revoke_keys: Vec<PathBuf>,
     /// Print JSON.
     #[arg(long)]

@@ -123,11 +123,9 @@ pub(super) fn feed_upload<F: NorFlash>(
     let upload = &mut dev.upload;
     let mut write = |data: &[u8]| -> Result<(), DeviceError> {
         match upload {
-            Upload::Firmware { session, .. } => {
-                session
-                    .write(flash, data)
-                    .map_err(|e| DeviceError::from_ota(&e))
-            }
+            Upload::Firmware { session, .. } => session
+                .write(flash, data)
+                .map_err(|e| DeviceError::from_ota(&e)),
             Upload::Www { upload, .. } => upload.write(flash, data),
             Upload::Idle => Err(DeviceError::Busy),
         }
