@@ -3,6 +3,7 @@
 
 use embedded_storage::nor_flash::{NorFlashError, NorFlashErrorKind};
 use otter_format::image::ImageError;
+use otter_format::secure_boot::SignatureError;
 use otter_ota::{OtaError, SlotId};
 
 use crate::www::UiProblem;
@@ -140,16 +141,23 @@ pub enum DeviceError {
     /// 422 `sha256_mismatch`: the file's SHA-256 differs from `X-Otter-Sha256`.
     #[error("the image's SHA-256 does not match the X-Otter-Sha256 header: this is not the file you meant to send, or it was damaged on the way; nothing was switched")]
     Sha256Mismatch,
-    /// 422 `trailing_data`: bytes follow the end of the app image. They
-    /// would be written to the slot but never checked, and the stored
-    /// image's SHA-256 would not be the file's, so they are refused.
-    #[error("{extra} bytes follow the end of the {image_len}-byte app image: send the image alone (esptool image-info shows its length)")]
+    /// 422 `trailing_data`: bytes follow the end of the app image that are
+    /// not its Secure Boot v2 signature sector. They would be written to the
+    /// slot but never checked, and the stored image's SHA-256 would not be
+    /// the file's, so they are refused.
+    #[error("{extra} bytes follow the end of the {image_len}-byte app image and are not a Secure Boot signature sector: send the image alone (esptool image-info shows its length), or as espsecure or otter sign wrote it")]
     TrailingData {
         /// The image's length.
         image_len: u32,
         /// Bytes after it (at least).
         extra: u64,
     },
+    /// 422 `bad_signature`: the device requires Secure Boot v2 signatures and
+    /// the image's is missing, malformed, from a key the device does not
+    /// trust (or has revoked), or does not verify; or a signature sector
+    /// after an image is malformed.
+    #[error("{0}; nothing was switched (sign the image with a key this device trusts: otter sign or espsecure sign-data --version 2)")]
+    BadSignature(SignatureError),
     /// 422 `wrong_size`: a web-UI image that is not exactly the slot's size.
     #[error("the image is {len} bytes but the web-UI slot is {size}: a LittleFS image mounts only on a partition of the size it was built for")]
     WrongSize {
@@ -227,6 +235,7 @@ impl DeviceError {
             Self::Image(e) => image_code(e),
             Self::Sha256Mismatch => "sha256_mismatch",
             Self::TrailingData { .. } => "trailing_data",
+            Self::BadSignature(_) => "bad_signature",
             Self::WrongSize { .. } => "wrong_size",
             Self::BadWebUi(_) => "bad_web_ui",
             Self::NoOtaSlot => "no_ota_slot",
@@ -254,6 +263,7 @@ impl DeviceError {
             Self::Image(_)
             | Self::Sha256Mismatch
             | Self::TrailingData { .. }
+            | Self::BadSignature(_)
             | Self::WrongSize { .. }
             | Self::BadWebUi(_) => 422,
             Self::HeadersTooLarge { .. } => 431,
@@ -276,6 +286,13 @@ impl DeviceError {
             OtaError::RunningImagePending => Self::PendingVerify,
             OtaError::RollbackImpossible => Self::RollbackImpossible,
             OtaError::Image(ie) => Self::Image(ie.clone()),
+            OtaError::TrailingData {
+                image_len, extra, ..
+            } => Self::TrailingData {
+                image_len: *image_len,
+                extra: *extra,
+            },
+            OtaError::Signature(se) => Self::BadSignature(se.clone()),
             OtaError::Flash(f) => Self::Flash(FlashFault(f.kind())),
             OtaError::RunningSlot(SlotId::Ota(_)) | OtaError::NoSuchSlot(_) => Self::NoOtaSlot,
             // Damaged table or otadata, misuse: the device's fault.

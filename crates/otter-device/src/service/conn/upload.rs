@@ -123,20 +123,9 @@ pub(super) fn feed_upload<F: NorFlash>(
     let upload = &mut dev.upload;
     let mut write = |data: &[u8]| -> Result<(), DeviceError> {
         match upload {
-            Upload::Firmware { session, .. } => {
-                session
-                    .write(flash, data)
-                    .map_err(|e| DeviceError::from_ota(&e))?;
-                if let Some(len) = session.image_len() {
-                    if session.received() > len {
-                        return Err(DeviceError::TrailingData {
-                            image_len: len,
-                            extra: u64::from(session.received() - len),
-                        });
-                    }
-                }
-                Ok(())
-            }
+            Upload::Firmware { session, .. } => session
+                .write(flash, data)
+                .map_err(|e| DeviceError::from_ota(&e)),
             Upload::Www { upload, .. } => upload.write(flash, data),
             Upload::Idle => Err(DeviceError::Busy),
         }
@@ -157,14 +146,6 @@ pub(super) fn finish_firmware<F: NorFlash>(
     session: UpdateSession,
 ) -> Result<Done, DeviceError> {
     let received = session.received();
-    if let Some(len) = session.image_len() {
-        if received > len {
-            return Err(DeviceError::TrailingData {
-                image_len: len,
-                extra: u64::from(received - len),
-            });
-        }
-    }
     let verified = session
         .finish(flash)
         .map_err(|e| DeviceError::from_ota(&e))?;
