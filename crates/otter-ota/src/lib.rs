@@ -18,6 +18,8 @@
 //!   activate, abort).
 //! - [`lifecycle`]: the running image's state, confirm, roll back, and the
 //!   diagnostics snapshot ([`diagnostics`], re-exported there).
+//! - [`trial`]: an app-level trial boot for bootloaders without app
+//!   rollback: a crashing new image rolls back after N attempts.
 //!
 //! What it is not: there is no networking, no allocation and no logging
 //! framework here; transports feed bytes into an [`session::UpdateSession`].
@@ -39,6 +41,7 @@ mod io;
 pub mod lifecycle;
 pub mod session;
 pub mod slots;
+pub mod trial;
 
 pub use error::OtaError;
 pub use io::{verify_slot, SlotVerdict};
