@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::behavior::Behavior;
 
 /// How many events status keeps.
-pub const EVENT_LOG_LEN: usize = 32;
+pub const EVENT_LOG_LEN: usize = otter_device::service::EVENTS;
 
 /// Why the device reboots.
 #[derive(Debug, Clone, PartialEq, Eq)]
