@@ -310,7 +310,11 @@ async fn boot_loop(
         drop(vd);
         c.dev.options_mut().pull = shared.pull().is_some();
         c.plat.status = Some(host_status(shared.clone()));
-        Arc::new(std::sync::Mutex::new(c))
+        let core = Arc::new(std::sync::Mutex::new(c));
+        if let Some(p) = shared.pull() {
+            p.set_gate(Arc::new(CoreGate(core.clone())));
+        }
+        core
     });
     let end = loop {
         count += 1;
@@ -619,9 +623,15 @@ fn core_server(
         }
     });
     let check = shared.pull().cloned().map(|p| {
-        let f: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-            let p = p.clone();
-            tokio::spawn(async move { p.check_now(Duration::from_secs(30)).await });
+        let f: crate::net::StartCheck = Arc::new(move || {
+            let rx = p.request_check()?;
+            let (tx, decided) = oneshot::channel();
+            tokio::spawn(async move {
+                if let Ok(report) = rx.await {
+                    let _ = tx.send(crate::pull::decision(&report));
+                }
+            });
+            Some(decided)
         });
         f
     });
@@ -634,13 +644,26 @@ fn core_server(
     )
 }
 
+/// The core's one-update-at-a-time lock, as the pull client takes it.
+struct CoreGate(Arc<std::sync::Mutex<crate::net::Core>>);
+
+impl crate::pull::UpdateGate for CoreGate {
+    fn begin(&self, kind: otter_device::service::UpdateKind) -> bool {
+        crate::net::lock(&self.0).dev.begin_external(kind).is_ok()
+    }
+    fn end(&self) {
+        crate::net::lock(&self.0).dev.end_external();
+    }
+}
+
 /// The status fields the boot loop and the pull client keep, for the core's
 /// status document: rollbacks seen across boots (crashes, hangs, reboots
 /// before a confirm) and the pull's state. Never locks the device (the core
 /// holds it while it writes the status).
 fn host_status(shared: Arc<Shared>) -> crate::net::platform::StatusSource {
     use otter_device::service::StatusField;
-    crate::net::platform::StatusSource(Arc::new(move |field| match field {
+    let table_offset = shared.device().config().table_offset;
+    crate::net::platform::StatusSource(Arc::new(move |field, flash| match field {
         StatusField::Pull => shared
             .pull()
             .and_then(|p| serde_json::to_string(&p.status()).ok()),
@@ -651,14 +674,14 @@ fn host_status(shared: Arc<Shared>) -> crate::net::platform::StatusSource {
             let boot = shared.boot();
             let running = boot.running.map(|s| s.to_string());
             let stale = boot.count > r.boot && r.to.is_some() && r.to != running;
+            // The image still in the slot rolled back from, as uploaded.
+            let sha256 = crate::net::platform::slot_image_sha256(flash, table_offset, &r.from);
             let doc = otter_sim::device::LastRollback {
                 from: r.from,
                 to: r.to,
                 stale,
                 version: r.version,
-                // Not known without reading the slot, which this hook must
-                // not do (the core holds the device while it writes status).
-                sha256: None,
+                sha256,
                 state: r.state.to_string(),
                 reason: r.reason,
             };

@@ -50,9 +50,34 @@ pub enum UiProblem {
         /// The slot's block count.
         slot_blocks: u32,
     },
+    /// The on-disk version is not one the device's littlefs mounts.
+    #[error("the device's littlefs would not mount it: disk version is {}.{}, but the device mounts 2.0 up to {}.{}; build the image with littlefs 2.x at disk version 2.0 or 2.1", .found >> 16, .found & 0xffff, .max >> 16, .max & 0xffff)]
+    DiskVersion {
+        /// The superblock's version (major << 16 | minor).
+        found: u32,
+        /// The newest the device mounts.
+        max: u32,
+    },
+    /// The image allows longer names than the device's littlefs.
+    #[error("the device's littlefs would not mount it: name_max is {found}, but the device's littlefs allows at most {max} (CONFIG_LITTLEFS_OBJ_NAME_LEN); build the image with a name limit of {max} or less (littlefs-python: --name-max={max}), or configure the device's littlefs for names of {found} bytes")]
+    NameMax {
+        /// The superblock's `name_max`.
+        found: u32,
+        /// The device's.
+        max: u32,
+    },
     /// The file system does not mount (reported by a [`UiInspector`]).
     #[error("it does not mount as LittleFS")]
     NotMountable,
+    /// More files and directories than the device serves (reported by a
+    /// [`UiInspector`]).
+    #[error("it holds {found} files and directories, more than the {max} a UI may have")]
+    TooManyFiles {
+        /// Files and directories in the image.
+        found: u32,
+        /// The most the device serves.
+        max: u32,
+    },
     /// It mounts but has no `/index.html`.
     #[error("it mounts but has no /index.html at its root")]
     NoIndexHtml,
@@ -67,6 +92,36 @@ pub struct Superblock {
     pub block_size: u32,
     /// Block count.
     pub block_count: u32,
+    /// The longest file name the image allows.
+    pub name_max: u32,
+}
+
+/// What the device's littlefs mounts, besides the slot's geometry (the
+/// checks of littlefs's `lfs_mount` that a superblock can fail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountLimits {
+    /// `LFS_NAME_MAX` of the device's build (esp_littlefs's
+    /// `CONFIG_LITTLEFS_OBJ_NAME_LEN`, 64 by default): an image whose
+    /// `name_max` is larger does not mount.
+    pub name_max: u32,
+    /// The newest on-disk version mounted (major << 16 | minor); the major
+    /// version must be equal.
+    pub disk_version_max: u32,
+}
+
+impl MountLimits {
+    /// esp_littlefs's defaults: names of up to 64 bytes, disk versions 2.0
+    /// and 2.1.
+    pub const ESP_LITTLEFS: Self = Self {
+        name_max: 64,
+        disk_version_max: 0x0002_0001,
+    };
+}
+
+impl Default for MountLimits {
+    fn default() -> Self {
+        Self::ESP_LITTLEFS
+    }
 }
 
 /// What a [`UiInspector`] found in a slot that holds a usable UI.
@@ -302,15 +357,17 @@ fn scan_block<B: BlockBytes>(b: &mut B) -> Result<Option<(u32, Superblock)>, B::
         };
         crc = c;
         if (tag & 0x7ff0_0000) >> 20 == INLINESTRUCT && (tag & 0x000f_fc00) >> 10 == 0 {
-            let mut s = [0u8; 12];
-            if data_len >= 12 && b.copy(off + 4, &mut s)? {
-                if let (Some(version), Some(block_size), Some(block_count)) =
-                    (le32(&s, 0), le32(&s, 4), le32(&s, 8))
+            // version, block_size, block_count, name_max, file_max, attr_max
+            let mut s = [0u8; 16];
+            if data_len >= 16 && b.copy(off + 4, &mut s)? {
+                if let (Some(version), Some(block_size), Some(block_count), Some(name_max)) =
+                    (le32(&s, 0), le32(&s, 4), le32(&s, 8), le32(&s, 12))
                 {
                     pending = Some(Superblock {
                         version,
                         block_size,
                         block_count,
+                        name_max,
                     });
                 }
             }
@@ -334,7 +391,8 @@ pub fn superblock_in(block: &[u8]) -> Option<(u32, Superblock)> {
 /// Reads the superblock of the LittleFS image in `slot` (metadata blocks 0
 /// and 1 of [`LFS_BLOCK_SIZE`] bytes, each walked to its last valid commit
 /// through a [`SUPERBLOCK_WINDOW`]-byte buffer; the newer revision wins) and
-/// checks its geometry against the slot.
+/// checks it as littlefs's `lfs_mount` would with `limits`: the disk
+/// version, then the geometry against the slot, then `name_max`.
 ///
 /// esp_littlefs mounts flash partitions with a 4096-byte block and
 /// `block_count = partition size / 4096` whatever the image's other
@@ -344,6 +402,7 @@ pub fn superblock_in(block: &[u8]) -> Option<(u32, Superblock)> {
 pub fn check_superblock<F: NorFlash>(
     flash: &mut F,
     slot: &Region,
+    limits: &MountLimits,
 ) -> Result<Result<Superblock, UiProblem>, DeviceError> {
     let mut found: Option<(u32, Superblock)> = None;
     for block in 0..2u32 {
@@ -369,12 +428,25 @@ pub fn check_superblock<F: NorFlash>(
     let Some((_, sb)) = found else {
         return Ok(Err(UiProblem::NoSuperblock));
     };
+    let max = limits.disk_version_max;
+    if sb.version >> 16 != max >> 16 || sb.version & 0xffff > max & 0xffff {
+        return Ok(Err(UiProblem::DiskVersion {
+            found: sb.version,
+            max,
+        }));
+    }
     let slot_blocks = slot.size / LFS_BLOCK_SIZE;
     if sb.block_size != LFS_BLOCK_SIZE || sb.block_count != slot_blocks {
         return Ok(Err(UiProblem::Geometry {
             image_blocks: sb.block_count,
             block_size: sb.block_size,
             slot_blocks,
+        }));
+    }
+    if sb.name_max > limits.name_max {
+        return Ok(Err(UiProblem::NameMax {
+            found: sb.name_max,
+            max: limits.name_max,
         }));
     }
     Ok(Ok(sb))
@@ -536,6 +608,7 @@ impl WwwUpload {
         mut self,
         flash: &mut F,
         platform: &mut P,
+        limits: &MountLimits,
     ) -> Result<WwwDone, DeviceError> {
         if self.received != self.region.size {
             return Err(DeviceError::WrongSize {
@@ -554,7 +627,7 @@ impl WwwUpload {
                 embedded_storage::nor_flash::NorFlashErrorKind::Other,
             )));
         }
-        check_superblock(flash, &self.region)?.map_err(DeviceError::BadWebUi)?;
+        check_superblock(flash, &self.region, limits)?.map_err(DeviceError::BadWebUi)?;
         let summary = platform.inspect(flash, &self.region).map_err(|e| match e {
             InspectError::Problem(p) => DeviceError::BadWebUi(p),
             InspectError::Flash(k) => DeviceError::Flash(crate::FlashFault(k)),

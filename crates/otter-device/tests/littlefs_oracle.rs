@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use otter_device::www::{check_superblock, UiProblem};
+use otter_device::www::{check_superblock, MountLimits, UiProblem};
 use otter_ota::Region;
 use otter_sim::SimFlash;
 
@@ -65,7 +65,9 @@ open(sys.argv[1], "wb").write(bytes(fs.context.buffer))
 
 const ESP: &str = "block_size=4096, block_count=64, read_size=128, prog_size=128, \
                    cache_size=512, lookahead_size=128, block_cycles=512, name_max=64";
-const DEFAULTS_4K: &str = "block_size=4096, block_count=64";
+const DEFAULTS_4K: &str = "block_size=4096, block_count=64, name_max=64";
+/// The library's defaults at 4096-byte blocks, its name_max (255) included.
+const DEFAULTS_4K_NAMES: &str = "block_size=4096, block_count=64";
 const DEFAULTS: &str = "";
 
 /// Where the first commit of metadata block `b` (of `block` bytes) ends:
@@ -85,6 +87,10 @@ fn first_commit_end(img: &[u8], block: usize, b: usize) -> usize {
 }
 
 fn check(img: &[u8]) -> Result<otter_device::www::Superblock, UiProblem> {
+    check_with(img, &MountLimits::ESP_LITTLEFS)
+}
+
+fn check_with(img: &[u8], limits: &MountLimits) -> Result<otter_device::www::Superblock, UiProblem> {
     let mut flash = SimFlash::new(1 << 20).expect("flash");
     flash.load(0x10000, img).expect("image fits");
     let slot = Region {
@@ -92,7 +98,7 @@ fn check(img: &[u8]) -> Result<otter_device::www::Superblock, UiProblem> {
         size: img.len() as u32,
         label: otter_format::partition::Label::new("www_0"),
     };
-    check_superblock(&mut flash, &slot).expect("the flash reads")
+    check_superblock(&mut flash, &slot, limits).expect("the flash reads")
 }
 
 #[test]
@@ -129,6 +135,37 @@ fn library_defaults_with_128_byte_blocks_are_refused_naming_the_block_size() {
 }
 
 #[test]
+fn the_librarys_name_max_needs_a_device_configured_for_it() {
+    let img = lfs_image(DEFAULTS_4K_NAMES, 64 * 4096);
+    assert_eq!(check(&img), Err(UiProblem::NameMax { found: 255, max: 64 }));
+    let msg = UiProblem::NameMax { found: 255, max: 64 }.to_string();
+    assert!(msg.contains("--name-max=64") && msg.contains("configure the device"), "{msg}");
+    let wide = MountLimits {
+        name_max: 255,
+        ..MountLimits::ESP_LITTLEFS
+    };
+    assert_eq!(check_with(&img, &wide).map(|sb| sb.name_max), Ok(255));
+}
+
+#[test]
+fn a_disk_version_newer_than_the_devices_is_refused() {
+    let img = lfs_image(ESP, 64 * 4096);
+    let old = MountLimits {
+        disk_version_max: 0x0002_0000,
+        ..MountLimits::ESP_LITTLEFS
+    };
+    assert_eq!(
+        check_with(&img, &old),
+        Err(UiProblem::DiskVersion {
+            found: 0x0002_0001,
+            max: 0x0002_0000
+        })
+    );
+    let img20 = lfs_image(&format!("{ESP}, disk_version=0x00020000"), 64 * 4096);
+    assert_eq!(check_with(&img20, &old).map(|sb| sb.version), Ok(0x0002_0000));
+}
+
+#[test]
 fn a_block_count_other_than_the_slots_is_refused() {
     let img = lfs_image(&ESP.replace("block_count=64", "block_count=32"), 64 * 4096);
     assert_eq!(
@@ -159,6 +196,7 @@ fn uploads_of_littlefs_python_images_get_the_right_answer() {
         (ESP, 200, ""),
         (DEFAULTS_4K, 200, ""),
         (DEFAULTS, 422, "bad_web_ui"),
+        (DEFAULTS_4K_NAMES, 422, "bad_web_ui"),
     ] {
         let mut rig = Rig::new();
         let img = lfs_image(config, WWW_SIZE as usize);
@@ -171,7 +209,8 @@ fn uploads_of_littlefs_python_images_get_the_right_answer() {
         );
         if status == 422 {
             let msg = a.json()["message"].as_str().unwrap_or("").to_string();
-            assert!(msg.contains("block size 128"), "{msg}");
+            let why = if config.is_empty() { "block size 128" } else { "name_max is 255" };
+            assert!(msg.contains(why), "{msg}");
             assert_eq!(rig.plat.pointer, None, "the pointer is unchanged");
         } else {
             assert_eq!(rig.www_slot_bytes(WWW1), &img[..], "written to www_1");

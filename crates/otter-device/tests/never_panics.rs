@@ -93,13 +93,19 @@ proptest! {
             size: WWW_SIZE,
             label: otter_format::partition::Label::new("www_0"),
         };
-        let via_flash = otter_device::www::check_superblock(&mut flash, &slot).unwrap().ok();
+        let via_flash = otter_device::www::check_superblock(&mut flash, &slot, &Default::default()).unwrap().ok();
         let newest = [0usize, 1]
             .iter()
             .filter_map(|&b| otter_device::www::superblock_in(&ui[b * 4096..(b + 1) * 4096]))
             .reduce(|a, b| if (b.0.wrapping_sub(a.0) as i32) > 0 { b } else { a })
             .map(|(_, sb)| sb)
-            .filter(|sb| sb.block_size == 4096 && sb.block_count == WWW_SIZE / 4096);
+            .filter(|sb| {
+                sb.version >> 16 == 2
+                    && sb.version & 0xffff <= 1
+                    && sb.block_size == 4096
+                    && sb.block_count == WWW_SIZE / 4096
+                    && sb.name_max <= 64
+            });
         prop_assert_eq!(via_flash, newest);
     }
 

@@ -157,6 +157,40 @@ pub struct CheckReport {
     pub error: Option<ErrorBody>,
 }
 
+/// A check's report as the device core answers `POST /api/ota/check`: its
+/// result and the JSON document.
+pub fn decision(report: &CheckReport) -> (otter_device::service::CheckResult, String) {
+    use otter_device::service::CheckResult as R;
+    let result = match report.result {
+        "updating" => R::Updating,
+        "refused" => R::Refused,
+        "failed" => R::Failed,
+        "busy" => R::Busy,
+        "waiting_for_confirm" => R::WaitingForConfirm,
+        _ => R::UpToDate,
+    };
+    let body = serde_json::to_string(report).unwrap_or_else(|_| "{}".into());
+    (result, body)
+}
+
+/// The device's one-update-at-a-time lock as the pull client takes it for a
+/// download (never while it waits on the manifest server).
+pub trait UpdateGate: Send + Sync {
+    /// Takes the lock for a download of `kind`; `false` when an update runs.
+    fn begin(&self, kind: otter_device::service::UpdateKind) -> bool;
+    /// Releases it.
+    fn end(&self);
+}
+
+/// Releases the gate when the download ends, however it ends.
+struct Held<'a>(&'a dyn UpdateGate);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
 /// The pull client's state, shared by the per-boot task and the API.
 pub struct Pull {
     cfg: PullConfig,
@@ -167,6 +201,8 @@ pub struct Pull {
     /// A release whose download failed its final SHA-256 since power-on: not
     /// fetched again until the manifest names another.
     bad: Mutex<Option<[u8; 32]>>,
+    /// The device's update lock (the core's), once the runner installed it.
+    gate: std::sync::OnceLock<Arc<dyn UpdateGate>>,
 }
 
 /// Why a check ended without installing.
@@ -236,7 +272,29 @@ impl Pull {
             requests,
             inbox: tokio::sync::Mutex::new(inbox),
             bad: Mutex::new(None),
+            gate: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Installs the device's update lock (once, before the first boot).
+    pub fn set_gate(&self, gate: Arc<dyn UpdateGate>) {
+        let _ = self.gate.set(gate);
+    }
+
+    /// Takes the update lock for a download of `kind`.
+    fn hold(&self, kind: otter_device::service::UpdateKind) -> Result<Option<Held<'_>>, Stop> {
+        let Some(g) = self.gate.get() else {
+            return Ok(None);
+        };
+        if g.begin(kind) {
+            Ok(Some(Held(g.as_ref())))
+        } else {
+            Err(Stop {
+                result: "busy",
+                code: "busy",
+                message: "an update is in progress; the pull checks again later".into(),
+            })
+        }
     }
 
     /// The status.
@@ -255,6 +313,15 @@ impl Pull {
         let (tx, rx) = oneshot::channel();
         self.requests.try_send(tx).ok()?;
         tokio::time::timeout(wait, rx).await.ok()?.ok()
+    }
+
+    /// Asks the running firmware to check now; the receiver gets the
+    /// decision (not the download). `None` when no firmware runs the pull
+    /// task (the device is rebooting) or checks are already queued.
+    pub fn request_check(&self) -> Option<oneshot::Receiver<CheckReport>> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.try_send(tx).ok()?;
+        Some(rx)
     }
 
     /// The pull task of one boot: a check now, then on every poll and
@@ -301,7 +368,13 @@ impl Pull {
             s.checks += 1;
             s.last_check = Some(now_secs());
         });
-        let Ok(_guard) = shared.update_lock.try_lock() else {
+        // With the device core's gate the lock is taken only for a download
+        // (`hold`); the old server's lock is held for the whole check.
+        let guard = match self.gate.get() {
+            Some(_) => None,
+            None => shared.update_lock.try_lock().ok(),
+        };
+        if self.gate.get().is_none() && guard.is_none() {
             let report = CheckReport {
                 result: "busy",
                 artifact: None,
@@ -313,9 +386,10 @@ impl Pull {
             };
             self.set(|s| s.step = "idle");
             return report;
-        };
+        }
         let mut release = None;
         let outcome = self.check_locked(shared, reply, &mut release).await;
+        drop(guard);
         let report = match outcome {
             Ok((result, artifact)) => {
                 self.set(|s| {
@@ -330,6 +404,18 @@ impl Pull {
                     artifact,
                     release: release.clone(),
                     error: None,
+                }
+            }
+            Err(stop) if stop.result == "busy" => {
+                self.set(|s| s.step = "idle");
+                CheckReport {
+                    result: stop.result,
+                    artifact: None,
+                    release: release.clone(),
+                    error: Some(ErrorBody {
+                        error: stop.code,
+                        message: stop.message,
+                    }),
                 }
             }
             Err(stop) => {
@@ -401,11 +487,13 @@ impl Pull {
                         ),
                     ));
                 }
+                let _held = self.hold(otter_device::service::UpdateKind::Firmware)?;
                 self.answer(reply, release, "firmware");
                 self.install_firmware(shared, &m).await?;
                 Ok(("updating", Some("firmware")))
             }
             Plan::Www => {
+                let _held = self.hold(otter_device::service::UpdateKind::Www)?;
                 self.answer(reply, release, "www");
                 self.install_www(shared, &m).await?;
                 Ok(("updating", Some("www")))

@@ -138,7 +138,7 @@ pub(super) fn feed_upload<F: NorFlash>(
                 Ok(())
             }
             Upload::Www { upload, .. } => upload.write(flash, data),
-            Upload::Idle => Err(DeviceError::Busy),
+            Upload::Idle | Upload::External { .. } => Err(DeviceError::Busy),
         }
     };
     let r = match multipart {
