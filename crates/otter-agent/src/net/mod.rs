@@ -90,18 +90,23 @@ impl Core {
     /// The power-on: the bootloader model and start-up recovery
     /// ([`VirtualDevice::power_on`]), then the core's boot (self-test
     /// window, web-UI mount) running `behavior`, then the UI's files.
+    ///
+    /// `behavior` picks what the booted firmware does from what booted (the
+    /// profile by version, [`booted_version`]). This is the virtual device's
+    /// only power-on sequence.
     pub fn power_on(
         &mut self,
         vd: &mut VirtualDevice,
-        behavior: Behavior,
-    ) -> Result<PowerOn, DeviceError> {
+        behavior: impl FnOnce(&PowerOn) -> Behavior,
+    ) -> Result<(PowerOn, Behavior), DeviceError> {
         let power = vd.power_on()?;
+        let behavior = behavior(&power);
         self.boot(vd, &power, behavior);
-        Ok(power)
+        Ok((power, behavior))
     }
 
     /// The core's part of a power-on that [`VirtualDevice::power_on`] made.
-    pub fn boot(&mut self, vd: &mut VirtualDevice, power: &PowerOn, behavior: Behavior) {
+    fn boot(&mut self, vd: &mut VirtualDevice, power: &PowerOn, behavior: Behavior) {
         let now = self.now();
         let opts = self.dev.options_mut();
         opts.cfg = *vd.config();
@@ -197,6 +202,17 @@ impl Core {
             }
         }
     }
+}
+
+/// The version in the booted image's app descriptor ("" when none boots
+/// or it has none).
+pub fn booted_version(power: &PowerOn) -> String {
+    power
+        .image
+        .as_ref()
+        .and_then(|i| i.app_desc.as_ref())
+        .map(|d| String::from_utf8_lossy(d.version().bytes()).into_owned())
+        .unwrap_or_default()
 }
 
 /// Locks the core (a panicked holder does not stop the device).

@@ -31,7 +31,8 @@ use std::time::Duration;
 
 use otter_format::otadata::OtaState;
 use otter_release::{resolve_url, verify_manifest, Manifest, PublicKey, ReleaseError};
-use otter_sim::device::www::FrontendUpdate;
+use otter_device::www::{WwwDone, WwwUpload};
+use otter_device::DeviceError;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use url::Url;
@@ -173,13 +174,22 @@ pub fn decision(report: &CheckReport) -> (otter_device::service::CheckResult, St
     (result, body)
 }
 
-/// The device's one-update-at-a-time lock as the pull client takes it for a
-/// download (never while it waits on the manifest server).
+/// The device core as the pull client uses it: its one-update-at-a-time
+/// lock, taken for a download only (never while the manifest server is
+/// waited on), and its web-UI writer, so a pulled UI is written and checked
+/// by the same code as an uploaded one.
 pub trait UpdateGate: Send + Sync {
     /// Takes the lock for a download of `kind`; `false` when an update runs.
     fn begin(&self, kind: otter_device::service::UpdateKind) -> bool;
     /// Releases it.
     fn end(&self);
+    /// Starts writing a web-UI image of `size` bytes with SHA-256 `sha256`
+    /// into the slot not mounted (under the lock for `Www`).
+    fn www_begin(&self, size: u64, sha256: [u8; 32]) -> Result<WwwUpload, DeviceError>;
+    /// Writes the next bytes.
+    fn www_write(&self, upload: &mut WwwUpload, data: &[u8]) -> Result<(), DeviceError>;
+    /// Verifies the slot and switches the pointer.
+    fn www_finish(&self, upload: WwwUpload) -> Result<WwwDone, DeviceError>;
 }
 
 /// Releases the gate when the download ends, however it ends.
@@ -282,12 +292,10 @@ impl Pull {
     }
 
     /// Takes the update lock for a download of `kind`.
-    fn hold(&self, kind: otter_device::service::UpdateKind) -> Result<Option<Held<'_>>, Stop> {
-        let Some(g) = self.gate.get() else {
-            return Ok(None);
-        };
+    fn hold(&self, kind: otter_device::service::UpdateKind) -> Result<Held<'_>, Stop> {
+        let g = self.gate()?;
         if g.begin(kind) {
-            Ok(Some(Held(g.as_ref())))
+            Ok(Held(g))
         } else {
             Err(Stop {
                 result: "busy",
@@ -295,6 +303,13 @@ impl Pull {
                 message: "an update is in progress; the pull checks again later".into(),
             })
         }
+    }
+
+    fn gate(&self) -> Result<&dyn UpdateGate, Stop> {
+        self.gate
+            .get()
+            .map(|g| g.as_ref())
+            .ok_or_else(|| Stop::failed("internal", "the pull client runs without the device core"))
     }
 
     /// The status.
@@ -368,28 +383,9 @@ impl Pull {
             s.checks += 1;
             s.last_check = Some(now_secs());
         });
-        // With the device core's gate the lock is taken only for a download
-        // (`hold`); the old server's lock is held for the whole check.
-        let guard = match self.gate.get() {
-            Some(_) => None,
-            None => shared.update_lock.try_lock().ok(),
-        };
-        if self.gate.get().is_none() && guard.is_none() {
-            let report = CheckReport {
-                result: "busy",
-                artifact: None,
-                release: None,
-                error: Some(ErrorBody {
-                    error: "busy",
-                    message: "an update is in progress; the pull checks again later".into(),
-                }),
-            };
-            self.set(|s| s.step = "idle");
-            return report;
-        }
+        // The core's update lock is taken only for a download (`hold`).
         let mut release = None;
         let outcome = self.check_locked(shared, reply, &mut release).await;
-        drop(guard);
         let report = match outcome {
             Ok((result, artifact)) => {
                 self.set(|s| {
@@ -628,7 +624,7 @@ impl Pull {
         let Some(art) = &m.www else { return Ok(()) };
         let url = self.artifact_url(&art.url)?;
         let mut sink = WwwSink {
-            shared: shared.clone(),
+            gate: self.gate()?,
             size: art.size,
             sha256: art.sha256.0,
             update: None,
@@ -645,21 +641,19 @@ impl Pull {
             .update
             .take()
             .ok_or_else(|| Stop::failed("internal", "the web-UI update was not started"))?;
-        let done = {
-            let mut dev = shared.device();
-            update.finish(dev.www_flash())
-        };
-        match done {
-            Ok(sw) => {
+        match sink.gate.www_finish(update) {
+            Ok(done) => {
+                let sha: String = done.sha256.iter().map(|b| format!("{b:02x}")).collect();
                 shared.event(format!(
-                    "pull: web UI written to {} and verified (SHA-256 {}, {} files); rebooting to mount it",
-                    sw.slot, sw.sha256, sw.files
+                    "pull: web UI written to www_{} and verified (SHA-256 {sha}{}); rebooting to mount it",
+                    done.target,
+                    done.files.map(|n| format!(", {n} files")).unwrap_or_default()
                 ));
                 self.set(|s| s.step = "rebooting");
                 shared.request_reboot(Reboot::Frontend);
                 Ok(())
             }
-            Err(e) => Err(SinkFailure::from(crate::www::frontend_error(&e)).into()),
+            Err(e) => Err(SinkFailure::from(&e).into()),
         }
     }
 }
@@ -674,11 +668,11 @@ pub struct SinkFailure {
     pub message: String,
 }
 
-impl From<crate::api::ApiError> for SinkFailure {
-    fn from(e: crate::api::ApiError) -> Self {
+impl From<&DeviceError> for SinkFailure {
+    fn from(e: &DeviceError) -> Self {
         Self {
-            code: e.body.error,
-            message: e.body.message,
+            code: e.code(),
+            message: e.to_string(),
         }
     }
 }
@@ -700,40 +694,27 @@ fn download_stop(e: FetchError) -> Stop {
     Stop::from(e)
 }
 
-/// Streams the web-UI image into the inactive `www` slot.
-struct WwwSink {
-    shared: Arc<Shared>,
+/// Streams the web-UI image into the inactive `www` slot, through the core.
+struct WwwSink<'g> {
+    gate: &'g dyn UpdateGate,
     size: u64,
     sha256: [u8; 32],
-    update: Option<FrontendUpdate>,
+    update: Option<WwwUpload>,
 }
 
-impl WwwSink {
+impl WwwSink<'_> {
     fn restart_update(&mut self) -> Result<(), SinkFailure> {
-        let mut dev = self.shared.device();
-        let fail = |e: otter_sim::device::www::FrontendError| {
-            SinkFailure::from(crate::www::frontend_error(&e))
-        };
-        let layout = dev.www_layout().ok_or_else(|| SinkFailure {
-            code: "no_www_slot",
-            message: "this device has no web-UI slots".into(),
-        })?;
-        let active = dev.www_boot().and_then(|b| b.active);
-        self.update = Some(
-            FrontendUpdate::begin(
-                dev.www_flash(),
-                &layout,
-                active,
-                Some(self.size),
-                Some(self.sha256),
-            )
-            .map_err(fail)?,
-        );
+        self.update = None;
+        let u = self
+            .gate
+            .www_begin(self.size, self.sha256)
+            .map_err(|e| SinkFailure::from(&e))?;
+        self.update = Some(u);
         Ok(())
     }
 }
 
-impl Sink for WwwSink {
+impl Sink for WwwSink<'_> {
     fn restart(&mut self) -> Result<(), SinkError> {
         self.restart_update().map_err(SinkError::new)
     }
@@ -742,11 +723,9 @@ impl Sink for WwwSink {
         let Some(update) = self.update.as_mut() else {
             return Err(SinkError::new("the web-UI update was not started"));
         };
-        let res = {
-            let mut dev = self.shared.device();
-            update.write(dev.www_flash(), data)
-        };
-        res.map_err(|e| SinkError::new(SinkFailure::from(crate::www::frontend_error(&e))))
+        self.gate
+            .www_write(update, data)
+            .map_err(|e| SinkError::new(SinkFailure::from(&e)))
     }
 }
 

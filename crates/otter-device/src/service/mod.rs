@@ -477,6 +477,38 @@ impl Device {
         Ok(())
     }
 
+    /// A web-UI writer into the slot an upload would take (the one not
+    /// mounted), for an update the platform streams itself under
+    /// [`Device::begin_external`] (a pull); finish it with
+    /// [`Device::finish_external_www`].
+    pub fn begin_external_www<F: NorFlash, P: Platform<F>>(
+        &mut self,
+        flash: &mut F,
+        platform: &mut P,
+        size: u64,
+        expected: Option<[u8; 32]>,
+    ) -> Result<WwwUpload, DeviceError> {
+        if self.external_update() != Some(UpdateKind::Www) {
+            return Err(DeviceError::Busy);
+        }
+        match conn::begin_www(self, flash, platform, Some(size), Some(size), expected)? {
+            Upload::Www { upload } => Ok(upload),
+            _ => Err(DeviceError::Busy),
+        }
+    }
+
+    /// Verifies a web-UI image written by [`Device::begin_external_www`]'s
+    /// writer (read back in chunks, superblock and mount limits, the
+    /// platform's inspector) and switches the pointer; the caller reboots.
+    pub fn finish_external_www<F: NorFlash, P: Platform<F>>(
+        &mut self,
+        flash: &mut F,
+        platform: &mut P,
+        upload: WwwUpload,
+    ) -> Result<crate::www::WwwDone, DeviceError> {
+        upload.finish(flash, platform, &self.opts.lfs)
+    }
+
     /// What the platform writes under [`Device::begin_external`], if anything.
     pub fn external_update(&self) -> Option<UpdateKind> {
         match self.upload {

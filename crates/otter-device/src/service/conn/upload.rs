@@ -90,7 +90,7 @@ pub(super) fn begin_firmware<F: NorFlash>(
     Ok(Upload::Firmware { session })
 }
 
-pub(super) fn begin_www<F: NorFlash, P: Platform<F>>(
+pub(crate) fn begin_www<F: NorFlash, P: Platform<F>>(
     dev: &mut Device,
     flash: &mut F,
     platform: &mut P,
