@@ -104,7 +104,11 @@ impl BootLoop {
 /// Serves a looping boot until `stop`: every request gets the
 /// [`BootLoop`] in `shared` (a bare 503 when there is none), and the
 /// connection closes.
-pub fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) -> JoinHandle<()> {
+pub fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: oneshot::Receiver<()>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tasks = tokio::task::JoinSet::new();
         loop {

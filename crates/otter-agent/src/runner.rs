@@ -485,7 +485,8 @@ async fn boot_loop(
                 let (tx, mut rx) = mpsc::unbounded_channel();
                 shared.set_reboot_channel(Some(tx.clone()));
                 let (sd_tx, sd_rx) = oneshot::channel::<()>();
-                let server = core_server(listener, &shared, &core, pull.as_ref(), tx.clone(), sd_rx);
+                let server =
+                    core_server(listener, &shared, &core, pull.as_ref(), tx.clone(), sd_rx);
                 if let Some(mdns) = &opts.mdns {
                     advertise(
                         &mut advertiser,
@@ -596,7 +597,10 @@ struct CoreGate {
 
 impl crate::pull::UpdateGate for CoreGate {
     fn begin(&self, kind: otter_device::service::UpdateKind) -> bool {
-        crate::net::lock(&self.core).dev.begin_external(kind).is_ok()
+        crate::net::lock(&self.core)
+            .dev
+            .begin_external(kind)
+            .is_ok()
     }
     fn end(&self) {
         crate::net::lock(&self.core).dev.end_external();

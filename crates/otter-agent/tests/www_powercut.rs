@@ -78,7 +78,11 @@ fn ui(size: u32, tag: &str) -> (Vec<u8>, Vec<u8>) {
     (img, index)
 }
 
-fn run_update(flash: &mut SimFlash, layout: &WwwLayout, image: &[u8]) -> Result<usize, DeviceError> {
+fn run_update(
+    flash: &mut SimFlash,
+    layout: &WwwLayout,
+    image: &[u8],
+) -> Result<usize, DeviceError> {
     // A power-on of the core: it finds the slots and the mounted UI.
     let boot = mount(flash, layout);
     let mut plat = SimPlatform {

@@ -36,4 +36,3 @@ pub const CONNECTION_SIZE: usize = 800;
 
 const _: () = assert!(core::mem::size_of::<Device>() <= DEVICE_SIZE);
 const _: () = assert!(core::mem::size_of::<Connection<'static>>() <= CONNECTION_SIZE);
-

@@ -258,12 +258,7 @@ impl<F: NorFlash> FlashBlock<'_, F> {
     }
 
     /// Calls `f` with the bytes `off..off + len`, window by window.
-    fn each(
-        &mut self,
-        mut off: u32,
-        len: u32,
-        mut f: impl FnMut(&[u8]),
-    ) -> Result<bool, F::Error> {
+    fn each(&mut self, mut off: u32, len: u32, mut f: impl FnMut(&[u8])) -> Result<bool, F::Error> {
         let Some(end) = off.checked_add(len).filter(|&e| e <= self.len) else {
             return Ok(false);
         };
@@ -305,13 +300,7 @@ impl<F: NorFlash> BlockBytes for FlashBlock<'_, F> {
 fn scan_block<B: BlockBytes>(b: &mut B) -> Result<Option<(u32, Superblock)>, B::Error> {
     const INLINESTRUCT: u32 = 0x201;
     const CCRC: u32 = 0x500;
-    let dsize = |tag: u32| {
-        4 + if tag & 0x3ff == 0x3ff {
-            0
-        } else {
-            tag & 0x3ff
-        }
-    };
+    let dsize = |tag: u32| 4 + if tag & 0x3ff == 0x3ff { 0 } else { tag & 0x3ff };
     let mut word = [0u8; 4];
     if !b.copy(0, &mut word)? {
         return Ok(None);
@@ -322,10 +311,7 @@ fn scan_block<B: BlockBytes>(b: &mut B) -> Result<Option<(u32, Superblock)>, B::
     let mut off = 0u32;
     let mut pending = None;
     let mut committed = None;
-    loop {
-        let Some(next) = off.checked_add(dsize(ptag)) else {
-            break;
-        };
+    while let Some(next) = off.checked_add(dsize(ptag)) {
         off = next;
         if !b.copy(off, &mut word)? {
             break;

@@ -835,7 +835,10 @@ fn check_answers_the_pull_clients_decision() {
     let mut r = rig_pull_deciding(CheckResult::Refused);
     let a = r.one(&post("/api/ota/check", &[], b""));
     assert_eq!(a.status, 422);
-    assert_eq!(a.json(), serde_json::from_str::<serde_json::Value>(&decision(CheckResult::Refused).1).unwrap());
+    assert_eq!(
+        a.json(),
+        serde_json::from_str::<serde_json::Value>(&decision(CheckResult::Refused).1).unwrap()
+    );
     let mut r = Rig::new();
     let a = r.one(&post("/api/ota/check", &[], b""));
     assert_eq!(
@@ -860,10 +863,21 @@ fn check_waits_for_the_decision_then_times_out() {
     assert!(conn.awaits_check());
     let rest = &req[o.consumed..];
     // The pipelined status request is not read while the check waits.
-    let o = conn.handle(&mut r.dev, &mut r.flash, &mut r.plat, rest, r.now + 10, &mut tx);
+    let o = conn.handle(
+        &mut r.dev,
+        &mut r.flash,
+        &mut r.plat,
+        rest,
+        r.now + 10,
+        &mut tx,
+    );
     assert_eq!((o.consumed, o.written, o.action), (0, 0, Action::Read));
     let o = conn.poll(&mut r.dev, r.now + 4_999, &mut tx);
-    assert_eq!((o.written, o.action), (0, Action::Read), "before the deadline");
+    assert_eq!(
+        (o.written, o.action),
+        (0, Action::Read),
+        "before the deadline"
+    );
     let o = conn.poll(&mut r.dev, r.now + 5_000, &mut tx);
     assert_eq!(o.action, Action::Close);
     let text = String::from_utf8_lossy(&tx[..o.written]).to_string();
@@ -872,7 +886,11 @@ fn check_waits_for_the_decision_then_times_out() {
     assert!(text.contains("5000 ms"), "{text}");
     let (res, body) = decision(CheckResult::Updating);
     let o = conn.check_decided(res, &body, r.now + 6_000, &mut tx);
-    assert_eq!((o.written, o.action), (0, Action::Read), "a late decision is dropped");
+    assert_eq!(
+        (o.written, o.action),
+        (0, Action::Read),
+        "a late decision is dropped"
+    );
 }
 
 /// After the decision the connection goes on with the next request.

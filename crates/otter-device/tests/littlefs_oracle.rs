@@ -56,7 +56,10 @@ open(sys.argv[1], "wb").write(bytes(fs.context.buffer))
         .arg(&out)
         .status()
         .expect("python runs");
-    assert!(st.success(), "littlefs-python failed for LittleFS({config})");
+    assert!(
+        st.success(),
+        "littlefs-python failed for LittleFS({config})"
+    );
     let mut img = std::fs::read(&out).expect("image written");
     assert!(img.len() <= pad, "{} bytes do not fit {pad}", img.len());
     img.resize(pad, 0xFF);
@@ -77,7 +80,11 @@ fn first_commit_end(img: &[u8], block: usize, b: usize) -> usize {
     let (mut off, mut ptag) = (4usize, 0xFFFF_FFFFu32);
     loop {
         let tag = u32::from_be_bytes(blk[off..off + 4].try_into().unwrap()) ^ ptag;
-        let len = if tag & 0x3ff == 0x3ff { 0 } else { (tag & 0x3ff) as usize };
+        let len = if tag & 0x3ff == 0x3ff {
+            0
+        } else {
+            (tag & 0x3ff) as usize
+        };
         if (tag & 0x7800_0000) >> 20 == 0x500 {
             return off + 4 + len;
         }
@@ -90,7 +97,10 @@ fn check(img: &[u8]) -> Result<otter_device::www::Superblock, UiProblem> {
     check_with(img, &MountLimits::ESP_LITTLEFS)
 }
 
-fn check_with(img: &[u8], limits: &MountLimits) -> Result<otter_device::www::Superblock, UiProblem> {
+fn check_with(
+    img: &[u8],
+    limits: &MountLimits,
+) -> Result<otter_device::www::Superblock, UiProblem> {
     let mut flash = SimFlash::new(1 << 20).expect("flash");
     flash.load(0x10000, img).expect("image fits");
     let slot = Region {
@@ -104,18 +114,33 @@ fn check_with(img: &[u8], limits: &MountLimits) -> Result<otter_device::www::Sup
 #[test]
 fn esp_littlefs_images_whose_superblock_commit_ends_past_512_bytes_are_accepted() {
     let img = lfs_image(ESP, 64 * 4096);
-    let end = (0..2).map(|b| first_commit_end(&img, 4096, b)).max().unwrap();
-    assert!(end > 512, "the test needs a commit past 512 bytes, got {end}");
+    let end = (0..2)
+        .map(|b| first_commit_end(&img, 4096, b))
+        .max()
+        .unwrap();
+    assert!(
+        end > 512,
+        "the test needs a commit past 512 bytes, got {end}"
+    );
     let sb = check(&img).expect("esp_littlefs's layout");
     assert_eq!((sb.block_size, sb.block_count), (4096, 64));
-    assert_eq!(sb.version, 0x0002_0001, "littlefs-python writes disk version 2.1");
+    assert_eq!(
+        sb.version, 0x0002_0001,
+        "littlefs-python writes disk version 2.1"
+    );
 }
 
 #[test]
 fn library_defaults_at_4096_are_accepted() {
     let img = lfs_image(DEFAULTS_4K, 64 * 4096);
-    let end = (0..2).map(|b| first_commit_end(&img, 4096, b)).max().unwrap();
-    assert!(end > 512, "the test needs a commit past 512 bytes, got {end}");
+    let end = (0..2)
+        .map(|b| first_commit_end(&img, 4096, b))
+        .max()
+        .unwrap();
+    assert!(
+        end > 512,
+        "the test needs a commit past 512 bytes, got {end}"
+    );
     let sb = check(&img).expect("littlefs-python's defaults at 4096-byte blocks");
     assert_eq!((sb.block_size, sb.block_count), (4096, 64));
 }
@@ -137,9 +162,22 @@ fn library_defaults_with_128_byte_blocks_are_refused_naming_the_block_size() {
 #[test]
 fn the_librarys_name_max_needs_a_device_configured_for_it() {
     let img = lfs_image(DEFAULTS_4K_NAMES, 64 * 4096);
-    assert_eq!(check(&img), Err(UiProblem::NameMax { found: 255, max: 64 }));
-    let msg = UiProblem::NameMax { found: 255, max: 64 }.to_string();
-    assert!(msg.contains("--name-max=64") && msg.contains("configure the device"), "{msg}");
+    assert_eq!(
+        check(&img),
+        Err(UiProblem::NameMax {
+            found: 255,
+            max: 64
+        })
+    );
+    let msg = UiProblem::NameMax {
+        found: 255,
+        max: 64,
+    }
+    .to_string();
+    assert!(
+        msg.contains("--name-max=64") && msg.contains("configure the device"),
+        "{msg}"
+    );
     let wide = MountLimits {
         name_max: 255,
         ..MountLimits::ESP_LITTLEFS
@@ -162,7 +200,10 @@ fn a_disk_version_newer_than_the_devices_is_refused() {
         })
     );
     let img20 = lfs_image(&format!("{ESP}, disk_version=0x00020000"), 64 * 4096);
-    assert_eq!(check_with(&img20, &old).map(|sb| sb.version), Ok(0x0002_0000));
+    assert_eq!(
+        check_with(&img20, &old).map(|sb| sb.version),
+        Ok(0x0002_0000)
+    );
 }
 
 #[test]
@@ -209,7 +250,11 @@ fn uploads_of_littlefs_python_images_get_the_right_answer() {
         );
         if status == 422 {
             let msg = a.json()["message"].as_str().unwrap_or("").to_string();
-            let why = if config.is_empty() { "block size 128" } else { "name_max is 255" };
+            let why = if config.is_empty() {
+                "block size 128"
+            } else {
+                "name_max is 255"
+            };
             assert!(msg.contains(why), "{msg}");
             assert_eq!(rig.plat.pointer, None, "the pointer is unchanged");
         } else {

@@ -147,13 +147,15 @@ impl UiInspector<SimFlash> for SimPlatform {
             Err(image::UiProblem::Refused(R::DiskVersion { found, max })) => {
                 UiProblem::DiskVersion { found, max }
             }
-            Err(image::UiProblem::Refused(R::BlockCount { found, expected, block_size })) => {
-                UiProblem::Geometry {
-                    image_blocks: found,
-                    block_size,
-                    slot_blocks: expected,
-                }
-            }
+            Err(image::UiProblem::Refused(R::BlockCount {
+                found,
+                expected,
+                block_size,
+            })) => UiProblem::Geometry {
+                image_blocks: found,
+                block_size,
+                slot_blocks: expected,
+            },
             Err(image::UiProblem::Refused(R::BlockSize { found, expected })) => {
                 UiProblem::Geometry {
                     image_blocks: 0,

@@ -29,10 +29,10 @@ pub mod plan;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use otter_format::otadata::OtaState;
-use otter_release::{resolve_url, verify_manifest, Manifest, PublicKey, ReleaseError};
 use otter_device::www::{WwwDone, WwwUpload};
 use otter_device::DeviceError;
+use otter_format::otadata::OtaState;
+use otter_release::{resolve_url, verify_manifest, Manifest, PublicKey, ReleaseError};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use url::Url;

@@ -360,10 +360,16 @@ impl SelfTest {
 #[allow(clippy::large_enum_variant)] // fixed size is the point: no heap
 pub(crate) enum Upload {
     Idle,
-    Firmware { session: UpdateSession },
-    Www { upload: WwwUpload },
+    Firmware {
+        session: UpdateSession,
+    },
+    Www {
+        upload: WwwUpload,
+    },
     /// An update the platform writes itself (a pull), holding the lock.
-    External { kind: UpdateKind },
+    External {
+        kind: UpdateKind,
+    },
 }
 
 /// The web-UI layout and what is mounted.

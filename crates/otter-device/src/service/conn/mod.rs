@@ -24,8 +24,8 @@ pub(crate) mod upload;
 
 pub use respond::{clean_path, content_type};
 pub(crate) use respond::{write_error, write_json};
-use upload::*;
 pub(crate) use upload::begin_www;
+use upload::*;
 
 /// The smallest response buffer a call accepts: the status document of a
 /// device with up to four app slots fits.
