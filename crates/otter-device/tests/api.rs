@@ -968,3 +968,79 @@ fn a_web_ui_upload_waits_for_the_confirm() {
     assert_eq!((a.status, a.code().as_str()), (409, "pending_verify"));
     assert_eq!(r.www_slot_bytes(WWW1), &before[..]);
 }
+
+/// A pull's download holds the one-update lock (`begin_external`): uploads
+/// get 409 `busy` and leave the flash as it was, the status says an update
+/// runs, a second pull is refused; after `end_external` an upload goes
+/// through. The pull's web-UI writer needs the lock for `Www`.
+#[test]
+fn a_pull_download_holds_the_update_lock() {
+    use otter_device::service::UpdateKind;
+    use otter_device::DeviceError;
+    let mut r = rig();
+    let before = r.flash.contents().to_vec();
+    assert_eq!(r.dev.begin_external(UpdateKind::Firmware), Ok(()));
+    assert_eq!(r.dev.external_update(), Some(UpdateKind::Firmware));
+    let a = r.one(&post("/update", &[], &fw()));
+    assert_eq!((a.status, a.code().as_str()), (409, "busy"));
+    let a = r.one(&post("/api/ota/frontend", &[], &ui_image()));
+    assert_eq!((a.status, a.code().as_str()), (409, "busy"));
+    assert!(r.flash.contents() == &before[..], "nothing was written");
+    let st = r.one(&get("/api/ota/status", &[])).json();
+    assert_eq!(st["update_in_progress"], true);
+    assert_eq!(
+        r.dev.begin_external(UpdateKind::Www),
+        Err(DeviceError::Busy)
+    );
+    // The web-UI writer wants the lock for a web UI.
+    let ui = ui_image();
+    assert_eq!(
+        r.dev
+            .begin_external_www(&mut r.flash, &mut r.plat, ui.len() as u64, None)
+            .map(|_| ()),
+        Err(DeviceError::Busy)
+    );
+    r.dev.end_external();
+    assert_eq!(r.dev.external_update(), None);
+    let a = r.one(&post("/update", &[], &fw()));
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+}
+
+/// A pulled web UI goes through the core's writer and check: the slot not
+/// mounted is written, verified and selected; a damaged image is refused
+/// with the upload's code and the pointer stays.
+#[test]
+fn a_pulled_web_ui_is_written_and_checked_by_the_core() {
+    use otter_device::service::UpdateKind;
+    let mut r = rig();
+    let ui = ui_image();
+    r.dev.begin_external(UpdateKind::Www).unwrap();
+    let mut bad = ui.clone();
+    bad[..8192].fill(0x55);
+    let mut u = r
+        .dev
+        .begin_external_www(&mut r.flash, &mut r.plat, bad.len() as u64, None)
+        .unwrap();
+    u.write(&mut r.flash, &bad).unwrap();
+    let e = r
+        .dev
+        .finish_external_www(&mut r.flash, &mut r.plat, u)
+        .unwrap_err();
+    assert_eq!((e.code(), e.status()), ("bad_web_ui", 422));
+    assert_eq!(r.plat.pointer, None, "the pointer stays");
+    let mut u = r
+        .dev
+        .begin_external_www(&mut r.flash, &mut r.plat, ui.len() as u64, None)
+        .unwrap();
+    for piece in ui.chunks(1500) {
+        u.write(&mut r.flash, piece).unwrap();
+    }
+    let done = r
+        .dev
+        .finish_external_www(&mut r.flash, &mut r.plat, u)
+        .unwrap();
+    assert_eq!(done.target, 1);
+    assert_eq!(r.www_slot_bytes(WWW1), &ui[..]);
+    assert_eq!(r.plat.pointer, Some(1));
+    r.dev.end_external();
+}
