@@ -1,6 +1,7 @@
 //! Fuzz the LittleFS reader: mounting any bytes, listing every directory
 //! and reading every file must return, never panic or loop; a mounted
-//! image's superblock must fit the input.
+//! image's superblock must fit the input. The device core's superblock
+//! walk runs over the same bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,6 +9,7 @@ use otter_www::read::{superblock, Fs, Kind};
 
 fuzz_target!(|data: &[u8]| {
     let _ = superblock(data);
+    let _ = otter_device::www::superblock_in(data.get(..4096).unwrap_or(data));
     let Ok(fs) = Fs::mount(data) else {
         return;
     };

@@ -12,14 +12,21 @@
 //! unless the last boots of the running slot crashed or hung).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::state::Shared;
+
+/// How long a client may take to send its request head.
+const HEAD_WAIT: Duration = Duration::from_secs(2);
+/// The most of a request head read before answering.
+const HEAD_MAX: usize = 8 * 1024;
 
 /// The error code of a request answered during a boot loop.
 pub const BOOT_LOOP_CODE: &str = "boot_loop";
@@ -77,31 +84,66 @@ impl BootLoop {
         }
     }
 
-    /// The answer to any request while the firmware loops.
-    pub fn response(&self) -> Response {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "error": BOOT_LOOP_CODE,
-                "message": self.message,
-                "boot_loop": self,
-            })),
+    /// The answer to any request while the firmware loops: a whole HTTP/1.1
+    /// response, `503 {"error": "boot_loop", "message", "boot_loop"}`.
+    pub fn response(&self) -> Vec<u8> {
+        let body = json!({
+            "error": BOOT_LOOP_CODE,
+            "message": self.message,
+            "boot_loop": self,
+        })
+        .to_string();
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         )
-            .into_response()
+        .into_bytes()
     }
 }
 
-/// The router of a looping boot: every request gets the [`BootLoop`].
-pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(move || {
-        let shared = shared.clone();
-        async move {
-            match shared.boot_loop() {
-                Some(b) => b.response(),
-                None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+/// Serves a looping boot until `stop`: every request gets the
+/// [`BootLoop`] in `shared` (a bare 503 when there is none), and the
+/// connection closes.
+pub fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: oneshot::Receiver<()>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                accepted = listener.accept() => {
+                    let Ok((sock, _)) = accepted else { continue };
+                    let answer = shared.boot_loop().map_or_else(
+                        || b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                        |b| b.response(),
+                    );
+                    tasks.spawn(answer_one(sock, answer));
+                }
+            }
+        }
+        tasks.abort_all();
+    })
+}
+
+/// Reads the request head (bounded in size and time), answers, closes.
+async fn answer_one(mut sock: TcpStream, answer: Vec<u8>) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    let _ = tokio::time::timeout(HEAD_WAIT, async {
+        while head.len() < HEAD_MAX && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
             }
         }
     })
+    .await;
+    let _ = sock.write_all(&answer).await;
+    let _ = sock.shutdown().await;
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use otter_format::otadata::OtaState;
-use otter_ota::lifecycle::{confirm, mark_invalid_and_rollback};
 use otter_ota::SlotId;
 use otter_sim::device::lock::{DeviceLock, LockError};
 use otter_sim::device::{DeviceError, VirtualDevice};
@@ -21,12 +20,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::api::router;
 use crate::behavior::{Behavior, Profile};
 use crate::bootloop::BootLoop;
 use crate::mdns::{Advertiser, DeviceAdvert, MdnsOptions};
+use crate::net::Core;
 use crate::pull::{Pull, PullConfig};
-use crate::state::{BootInfo, Reboot, RollbackRecord, SelfTest, Shared};
+use crate::state::{BootInfo, Reboot, RollbackRecord, Shared};
 
 /// The file a running agent writes into the device directory: its pid, URL
 /// and what runs (removed on a clean stop; read only while the device's
@@ -63,9 +62,6 @@ pub struct RunOptions {
     /// Pull releases from a signed manifest while the firmware runs
     /// (`None`: do not).
     pub pull: Option<PullConfig>,
-    /// Serve the API with the `otter-device` core ([`crate::net`]) instead
-    /// of the axum server; `OTTER_AGENT_SERVER=core` turns it on.
-    pub core_server: bool,
 }
 
 impl RunOptions {
@@ -84,7 +80,6 @@ impl RunOptions {
             token: None,
             mdns: None,
             pull: None,
-            core_server: std::env::var("OTTER_AGENT_SERVER").is_ok_and(|v| v == "core"),
         }
     }
 }
@@ -181,10 +176,22 @@ pub async fn start(opts: RunOptions) -> Result<Running, AgentError> {
         addr: opts.listen,
         source,
     })?;
-    let shared = Arc::new(Shared::new(device, token.as_deref()));
-    if let Some(cfg) = opts.pull.clone() {
-        shared.set_pull(Pull::new(cfg)?);
+    let pull = opts.pull.clone().map(Pull::new).transpose()?;
+    let core = Core::new(&device, token.as_deref(), opts.selftest_window);
+    let shared = Arc::new(Shared::new(device));
+    let core = Arc::new(std::sync::Mutex::new(core));
+    {
+        let mut c = crate::net::lock(&core);
+        c.dev.options_mut().pull = pull.is_some();
+        c.plat.status = Some(host_status(shared.clone(), pull.clone()));
     }
+    if let Some(p) = &pull {
+        p.set_gate(Arc::new(CoreGate {
+            core: core.clone(),
+            shared: shared.clone(),
+        }));
+    }
+    let auth = token.is_some();
     if token.is_none() {
         tracing::warn!(
             "WARNING: no API token is set: anyone who can reach http://{addr} can flash this device. \
@@ -194,7 +201,13 @@ pub async fn start(opts: RunOptions) -> Result<Running, AgentError> {
     let (stop_tx, stop_rx) = oneshot::channel();
     let shared_loop = shared.clone();
     let task = tokio::spawn(async move {
-        let end = boot_loop(shared_loop, opts, addr, Some(listener), stop_rx).await;
+        let device = Booted {
+            shared: shared_loop,
+            core,
+            pull,
+            auth,
+        };
+        let end = boot_loop(device, opts, addr, Some(listener), stop_rx).await;
         drop(lock);
         end
     });
@@ -263,37 +276,17 @@ fn write_agent_file(dir: &Path, addr: SocketAddr, boot: &BootInfo) {
     }
 }
 
-/// Serves the web UI the power-on mounted, and says what it mounted.
-fn mount_ui(shared: &Shared, www: Option<&otter_sim::device::www::WwwBoot>) {
-    let Some(www) = www else {
-        shared.set_ui(None);
-        return;
-    };
-    if let Some(note) = &www.pointer.note {
-        shared.event(format!("web UI: {note}"));
-    }
-    if let Some(f) = &www.fallback {
-        shared.event(format!("web UI fallback: {}", f.reason));
-    }
-    let loaded = crate::www::MountedUi::load(&mut shared.device());
-    match loaded {
-        Ok(Some(ui)) => {
-            shared.event(format!("web UI: {} mounted ({} files)", ui.slot, ui.len()));
-            shared.set_ui(Some(Arc::new(ui)));
-        }
-        Ok(None) => {
-            shared.event("web UI: none mounted; the Update page at /update still works");
-            shared.set_ui(None);
-        }
-        Err(e) => {
-            shared.event(format!("web UI: mounting failed: {e}"));
-            shared.set_ui(None);
-        }
-    }
+/// The virtual device a boot loop runs: the host's state, the core, the
+/// pull client.
+struct Booted {
+    shared: Arc<Shared>,
+    core: Arc<std::sync::Mutex<Core>>,
+    pull: Option<Arc<Pull>>,
+    auth: bool,
 }
 
 async fn boot_loop(
-    shared: Arc<Shared>,
+    device: Booted,
     opts: RunOptions,
     addr: SocketAddr,
     mut first_listener: Option<TcpListener>,
@@ -303,18 +296,20 @@ async fn boot_loop(
     let mut previous: Option<Previous> = None;
     let mut streak: (Option<SlotId>, u32) = (None, 0);
     let mut advertiser: Option<Advertiser> = None;
-    let core = opts.core_server.then(|| {
-        let vd = shared.device();
-        let token = opts.token.as_deref().or(vd.config_file().token.as_deref());
-        let mut c = crate::net::Core::new(&vd, token, opts.selftest_window);
-        drop(vd);
-        c.dev.options_mut().pull = shared.pull().is_some();
-        c.plat.status = Some(host_status(shared.clone()));
-        Arc::new(std::sync::Mutex::new(c))
-    });
+    let Booted {
+        shared,
+        core,
+        pull,
+        auth,
+    } = device;
     let end = loop {
         count += 1;
-        let power = shared.device().power_on()?;
+        // The one power-on: the bootloader model and start-up recovery, then
+        // the core's boot (self-test window, web-UI mount) as the firmware
+        // whose behaviour the profile gives for the booted version.
+        let (power, behavior) = crate::net::lock(&core).power_on(&mut shared.device(), |p| {
+            opts.profile.of(&crate::net::booted_version(p))
+        })?;
         let Some(slot) = power.running else {
             let msg = "no bootable image: the bootloader found no valid app in any slot; the device resets forever (reflash it over serial)".to_string();
             shared.event(msg.clone());
@@ -326,7 +321,6 @@ async fn boot_loop(
                 .unwrap_or_default()
         };
         let (version, project) = (text(|d| d.version()), text(|d| d.project_name()));
-        let behavior = opts.profile.of(&version);
         let boot = BootInfo {
             count,
             at: Instant::now(),
@@ -336,7 +330,6 @@ async fn boot_loop(
         };
         shared.set_boot(boot.clone());
         write_agent_file(&opts.dir, addr, &boot);
-        mount_ui(&shared, power.www.as_ref());
 
         if let Some(p) = previous.take() {
             if p.pending && p.slot != slot {
@@ -401,9 +394,6 @@ async fn boot_loop(
             ));
         }
         let pending = power.state == Some(OtaState::PendingVerify);
-        if let Some(c) = &core {
-            crate::net::lock(c).boot(&mut shared.device(), &power, behavior);
-        }
 
         match behavior {
             Behavior::CrashOnBoot | Behavior::Hang => {
@@ -412,11 +402,6 @@ async fn boot_loop(
                 } else {
                     (opts.watchdog, End::Hung)
                 };
-                shared.set_selftest(SelfTest {
-                    state: if pending { "running" } else { "not_needed" },
-                    window_ms: opts.selftest_window.as_millis() as u64,
-                    detail: None,
-                });
                 withdraw(&mut advertiser).await;
                 let looping = (!pending).then(|| {
                     let crashes = if streak.0 == Some(slot) {
@@ -448,14 +433,7 @@ async fn boot_loop(
                             None => bind(addr).await?,
                         };
                         let (sd_tx, sd_rx) = oneshot::channel::<()>();
-                        let app = crate::bootloop::router(shared.clone());
-                        let server = tokio::spawn(async move {
-                            axum::serve(listener, app)
-                                .with_graceful_shutdown(async {
-                                    let _ = sd_rx.await;
-                                })
-                                .await
-                        });
+                        let server = crate::bootloop::serve(listener, shared.clone(), sd_rx);
                         let stopped = sleep_or_stop(wait, &mut stop).await;
                         let _ = sd_tx.send(());
                         let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
@@ -507,56 +485,25 @@ async fn boot_loop(
                 let (tx, mut rx) = mpsc::unbounded_channel();
                 shared.set_reboot_channel(Some(tx.clone()));
                 let (sd_tx, sd_rx) = oneshot::channel::<()>();
-                let server = match &core {
-                    Some(c) => core_server(listener, &shared, c, tx.clone(), sd_rx),
-                    None => {
-                        let app = router(shared.clone());
-                        tokio::spawn(async move {
-                            let _ = axum::serve(listener, app)
-                                .with_graceful_shutdown(async {
-                                    let _ = sd_rx.await;
-                                })
-                                .await;
-                        })
-                    }
-                };
+                let server =
+                    core_server(listener, &shared, &core, pull.as_ref(), tx.clone(), sd_rx);
                 if let Some(mdns) = &opts.mdns {
                     advertise(
                         &mut advertiser,
                         mdns,
-                        &advert(&shared, &opts.dir, addr, &version, &project),
+                        &advert(&shared, &opts.dir, addr, &version, &project, auth),
                     )
                     .await;
                 }
-                let selftest = if pending && core.is_none() {
-                    Some(tokio::spawn(self_test(
-                        shared.clone(),
-                        slot,
-                        version.clone(),
-                        behavior,
-                        opts.selftest_window,
-                        tx,
-                    )))
-                } else {
-                    shared.set_selftest(SelfTest {
-                        state: "not_needed",
-                        window_ms: opts.selftest_window.as_millis() as u64,
-                        detail: None,
-                    });
-                    None
-                };
                 // The firmware's pull task runs for this boot only.
-                let pull = shared
-                    .pull()
+                let pull_task = pull
+                    .as_ref()
                     .map(|p| tokio::spawn(p.clone().run_boot(shared.clone())));
                 let why = tokio::select! {
                     r = rx.recv() => r,
                     _ = &mut stop => None,
                 };
-                if let Some(t) = selftest {
-                    t.abort();
-                }
-                if let Some(t) = pull {
+                if let Some(t) = pull_task {
                     t.abort();
                     let _ = t.await;
                 }
@@ -600,7 +547,8 @@ async fn boot_loop(
 fn core_server(
     listener: TcpListener,
     shared: &Arc<Shared>,
-    core: &Arc<std::sync::Mutex<crate::net::Core>>,
+    core: &Arc<std::sync::Mutex<Core>>,
+    pull: Option<&Arc<Pull>>,
     reboot: mpsc::UnboundedSender<Reboot>,
     stop: oneshot::Receiver<()>,
 ) -> JoinHandle<()> {
@@ -618,10 +566,16 @@ fn core_server(
             let _ = reboot.send(why);
         }
     });
-    let check = shared.pull().cloned().map(|p| {
-        let f: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-            let p = p.clone();
-            tokio::spawn(async move { p.check_now(Duration::from_secs(30)).await });
+    let check = pull.cloned().map(|p| {
+        let f: crate::net::StartCheck = Arc::new(move || {
+            let rx = p.request_check()?;
+            let (tx, decided) = oneshot::channel();
+            tokio::spawn(async move {
+                if let Ok(report) = rx.await {
+                    let _ = tx.send(crate::pull::decision(&report));
+                }
+            });
+            Some(decided)
         });
         f
     });
@@ -634,15 +588,61 @@ fn core_server(
     )
 }
 
+/// The core as the pull client uses it: the update lock and the web-UI
+/// writer. Locks the core first, then the device, as every caller does.
+struct CoreGate {
+    core: Arc<std::sync::Mutex<Core>>,
+    shared: Arc<Shared>,
+}
+
+impl crate::pull::UpdateGate for CoreGate {
+    fn begin(&self, kind: otter_device::service::UpdateKind) -> bool {
+        crate::net::lock(&self.core)
+            .dev
+            .begin_external(kind)
+            .is_ok()
+    }
+    fn end(&self) {
+        crate::net::lock(&self.core).dev.end_external();
+    }
+    fn www_begin(
+        &self,
+        size: u64,
+        sha256: [u8; 32],
+    ) -> Result<otter_device::www::WwwUpload, otter_device::DeviceError> {
+        let mut c = crate::net::lock(&self.core);
+        let mut vd = self.shared.device();
+        let Core { dev, plat, .. } = &mut *c;
+        dev.begin_external_www(vd.www_flash(), plat, size, Some(sha256))
+    }
+    fn www_write(
+        &self,
+        upload: &mut otter_device::www::WwwUpload,
+        data: &[u8],
+    ) -> Result<(), otter_device::DeviceError> {
+        upload.write(self.shared.device().www_flash(), data)
+    }
+    fn www_finish(
+        &self,
+        upload: otter_device::www::WwwUpload,
+    ) -> Result<otter_device::www::WwwDone, otter_device::DeviceError> {
+        let mut c = crate::net::lock(&self.core);
+        let mut vd = self.shared.device();
+        let Core { dev, plat, .. } = &mut *c;
+        dev.finish_external_www(vd.www_flash(), plat, upload)
+    }
+}
+
 /// The status fields the boot loop and the pull client keep, for the core's
 /// status document: rollbacks seen across boots (crashes, hangs, reboots
 /// before a confirm) and the pull's state. Never locks the device (the core
 /// holds it while it writes the status).
-fn host_status(shared: Arc<Shared>) -> crate::net::platform::StatusSource {
+fn host_status(shared: Arc<Shared>, pull: Option<Arc<Pull>>) -> crate::net::platform::StatusSource {
     use otter_device::service::StatusField;
-    crate::net::platform::StatusSource(Arc::new(move |field| match field {
-        StatusField::Pull => shared
-            .pull()
+    let table_offset = shared.device().config().table_offset;
+    crate::net::platform::StatusSource(Arc::new(move |field, flash| match field {
+        StatusField::Pull => pull
+            .as_ref()
             .and_then(|p| serde_json::to_string(&p.status()).ok()),
         StatusField::BootLoop => serde_json::to_string(&shared.boot_loop()?).ok(),
         StatusField::Www => None,
@@ -651,14 +651,14 @@ fn host_status(shared: Arc<Shared>) -> crate::net::platform::StatusSource {
             let boot = shared.boot();
             let running = boot.running.map(|s| s.to_string());
             let stale = boot.count > r.boot && r.to.is_some() && r.to != running;
+            // The image still in the slot rolled back from, as uploaded.
+            let sha256 = crate::net::platform::slot_image_sha256(flash, table_offset, &r.from);
             let doc = otter_sim::device::LastRollback {
                 from: r.from,
                 to: r.to,
                 stale,
                 version: r.version,
-                // Not known without reading the slot, which this hook must
-                // not do (the core holds the device while it writes status).
-                sha256: None,
+                sha256,
                 state: r.state.to_string(),
                 reason: r.reason,
             };
@@ -675,6 +675,7 @@ fn advert(
     addr: SocketAddr,
     version: &str,
     project: &str,
+    auth: bool,
 ) -> DeviceAdvert {
     use sha2::{Digest, Sha256};
     let canon = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
@@ -695,7 +696,7 @@ fn advert(
         project: project.to_string(),
         api_path: crate::api::STATUS_PATH.into(),
         update_path: crate::api::UPDATE_PATH.into(),
-        auth: shared.auth_required(),
+        auth,
     }
 }
 
@@ -717,87 +718,5 @@ async fn advertise(slot: &mut Option<Advertiser>, opts: &MdnsOptions, advert: &D
 async fn withdraw(slot: &mut Option<Advertiser>) {
     if let Some(a) = slot.take() {
         let _ = tokio::task::spawn_blocking(move || a.shutdown()).await;
-    }
-}
-
-/// The self-test of a PENDING_VERIFY image: the seeds' "wait for the system
-/// to stabilise, then confirm or roll back".
-async fn self_test(
-    shared: Arc<Shared>,
-    slot: SlotId,
-    version: String,
-    behavior: Behavior,
-    window: Duration,
-    reboot: mpsc::UnboundedSender<Reboot>,
-) {
-    let window_ms = window.as_millis() as u64;
-    shared.set_selftest(SelfTest {
-        state: "running",
-        window_ms,
-        detail: None,
-    });
-    shared.event(format!(
-        "{version} is pending verification: self-test runs for {:.1} s",
-        window.as_secs_f64()
-    ));
-    tokio::time::sleep(window).await;
-    let _guard = shared.update_lock.lock().await;
-    if behavior == Behavior::FailSelftest {
-        let r = {
-            let mut dev = shared.device();
-            let (flash, cfg) = dev.parts();
-            mark_invalid_and_rollback(flash, cfg)
-        };
-        match r {
-            Ok(()) => {
-                shared.set_selftest(SelfTest {
-                    state: "failed",
-                    window_ms,
-                    detail: Some(format!(
-                        "{version}'s self-test failed; {slot} marked invalid"
-                    )),
-                });
-                shared.event(format!(
-                    "self-test of {version} FAILED: {slot} marked invalid, rebooting into the previous image"
-                ));
-                let _ = reboot.send(Reboot::SelftestFailed);
-            }
-            Err(e) => {
-                shared.set_selftest(SelfTest {
-                    state: "failed",
-                    window_ms,
-                    detail: Some(format!("self-test failed but rollback is impossible: {e}")),
-                });
-                shared.event(format!(
-                    "self-test of {version} FAILED, but it cannot roll back ({e}); it keeps running unconfirmed"
-                ));
-            }
-        }
-    } else {
-        let r = {
-            let mut dev = shared.device();
-            let (flash, cfg) = dev.parts();
-            confirm(flash, cfg, slot)
-        };
-        match r {
-            Ok(_) => {
-                shared.set_selftest(SelfTest {
-                    state: "passed",
-                    window_ms,
-                    detail: Some(format!("{version} passed its self-test and is confirmed")),
-                });
-                shared.event(format!(
-                    "self-test of {version} passed: {slot} confirmed (VALID)"
-                ));
-            }
-            Err(e) => {
-                shared.set_selftest(SelfTest {
-                    state: "failed",
-                    window_ms,
-                    detail: Some(format!("confirm failed: {e}")),
-                });
-                shared.event(format!("confirming {slot} failed: {e}"));
-            }
-        }
     }
 }

@@ -51,7 +51,7 @@ fn device(rollback: bool, anti: Option<u32>) -> tempfile::TempDir {
 async fn serve(dir: tempfile::TempDir, behavior: Behavior, window: Duration) -> Served {
     let mut vd = VirtualDevice::open(dir.path()).expect("the device opens");
     let mut core = Core::new(&vd, Some(TOKEN), window);
-    core.power_on(&mut vd, behavior).expect("power-on");
+    core.power_on(&mut vd, |_| behavior).expect("power-on");
     let core = Arc::new(Mutex::new(core));
     let host = Arc::new(Mutex::new(vd));
     let (tx, reboots) = mpsc::unbounded_channel();
@@ -95,8 +95,8 @@ impl Served {
             std::net::TcpStream::connect(self.url.trim_start_matches("http://")).is_err(),
             "the API is down once a reboot was asked for"
         );
-        let power = net::lock(&self.core)
-            .power_on(&mut self.host.device(), behavior)
+        let (power, _) = net::lock(&self.core)
+            .power_on(&mut self.host.device(), |_| behavior)
             .expect("power-on");
         let (tx, reboots) = mpsc::unbounded_channel();
         self.reboots = reboots;

@@ -115,6 +115,12 @@ pub enum DeviceError {
     /// not pull releases.
     #[error("this device does not pull releases")]
     PullNotConfigured,
+    /// 503 `no_decision`: a release check did not decide in time.
+    #[error("the release check did not decide within {ms} ms (the manifest server may be slow, or the device is rebooting); GET /api/ota/status shows the pull's step")]
+    NoDecision {
+        /// How long the request waited.
+        ms: u64,
+    },
     /// 409 `busy`: another update is in progress.
     #[error("an update is already in progress; wait for it to finish (GET /api/ota/status shows it) and try again")]
     Busy,
@@ -228,6 +234,7 @@ impl DeviceError {
             Self::BadPath => "bad_path",
             Self::NotFound => "not_found",
             Self::PullNotConfigured => "pull_not_configured",
+            Self::NoDecision { .. } => "no_decision",
             Self::Busy => "busy",
             Self::PendingVerify => "pending_verify",
             Self::RollbackImpossible => "rollback_impossible",
@@ -267,7 +274,11 @@ impl DeviceError {
             | Self::WrongSize { .. }
             | Self::BadWebUi(_) => 422,
             Self::HeadersTooLarge { .. } => 431,
-            Self::NoOtaSlot | Self::NotRunning | Self::NoWwwSlot | Self::NoWebUi => 503,
+            Self::NoOtaSlot
+            | Self::NotRunning
+            | Self::NoWwwSlot
+            | Self::NoWebUi
+            | Self::NoDecision { .. } => 503,
             Self::Nvs | Self::Flash(_) | Self::ResponseTooLarge => 500,
         }
     }

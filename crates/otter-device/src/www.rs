@@ -25,9 +25,9 @@ use crate::error::DeviceError;
 pub const LFS_BLOCK_SIZE: u32 = 4096;
 /// Bytes read per step while verifying a written slot.
 pub const VERIFY_CHUNK: usize = 256;
-/// Bytes of each metadata block read for the superblock: the superblock is
-/// the first commit of blocks 0 and 1.
-pub const SUPERBLOCK_READ: usize = 512;
+/// Bytes read per step while the superblock's metadata blocks are walked
+/// (each is read to its last commit, up to [`LFS_BLOCK_SIZE`] bytes).
+pub const SUPERBLOCK_WINDOW: usize = 64;
 /// Flash sector.
 const SECTOR: u32 = 4096;
 /// Bytes staged before a program (one flash page).
@@ -50,9 +50,34 @@ pub enum UiProblem {
         /// The slot's block count.
         slot_blocks: u32,
     },
+    /// The on-disk version is not one the device's littlefs mounts.
+    #[error("the device's littlefs would not mount it: disk version is {}.{}, but the device mounts 2.0 up to {}.{}; build the image with littlefs 2.x at disk version 2.0 or 2.1", .found >> 16, .found & 0xffff, .max >> 16, .max & 0xffff)]
+    DiskVersion {
+        /// The superblock's version (major << 16 | minor).
+        found: u32,
+        /// The newest the device mounts.
+        max: u32,
+    },
+    /// The image allows longer names than the device's littlefs.
+    #[error("the device's littlefs would not mount it: name_max is {found}, but the device's littlefs allows at most {max} (CONFIG_LITTLEFS_OBJ_NAME_LEN); build the image with a name limit of {max} or less (littlefs-python: --name-max={max}), or configure the device's littlefs for names of {found} bytes")]
+    NameMax {
+        /// The superblock's `name_max`.
+        found: u32,
+        /// The device's.
+        max: u32,
+    },
     /// The file system does not mount (reported by a [`UiInspector`]).
     #[error("it does not mount as LittleFS")]
     NotMountable,
+    /// More files and directories than the device serves (reported by a
+    /// [`UiInspector`]).
+    #[error("it holds {found} files and directories, more than the {max} a UI may have")]
+    TooManyFiles {
+        /// Files and directories in the image.
+        found: u32,
+        /// The most the device serves.
+        max: u32,
+    },
     /// It mounts but has no `/index.html`.
     #[error("it mounts but has no /index.html at its root")]
     NoIndexHtml,
@@ -67,6 +92,36 @@ pub struct Superblock {
     pub block_size: u32,
     /// Block count.
     pub block_count: u32,
+    /// The longest file name the image allows.
+    pub name_max: u32,
+}
+
+/// What the device's littlefs mounts, besides the slot's geometry (the
+/// checks of littlefs's `lfs_mount` that a superblock can fail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountLimits {
+    /// `LFS_NAME_MAX` of the device's build (esp_littlefs's
+    /// `CONFIG_LITTLEFS_OBJ_NAME_LEN`, 64 by default): an image whose
+    /// `name_max` is larger does not mount.
+    pub name_max: u32,
+    /// The newest on-disk version mounted (major << 16 | minor); the major
+    /// version must be equal.
+    pub disk_version_max: u32,
+}
+
+impl MountLimits {
+    /// esp_littlefs's defaults: names of up to 64 bytes, disk versions 2.0
+    /// and 2.1.
+    pub const ESP_LITTLEFS: Self = Self {
+        name_max: 64,
+        disk_version_max: 0x0002_0001,
+    };
+}
+
+impl Default for MountLimits {
+    fn default() -> Self {
+        Self::ESP_LITTLEFS
+    }
 }
 
 /// What a [`UiInspector`] found in a slot that holds a usable UI.
@@ -153,37 +208,127 @@ fn le32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
-/// The superblock in the head of one metadata block (the last inline-struct
-/// tag for id 0 in a commit whose CRC checks), with the block's revision.
-pub fn superblock_in(block: &[u8]) -> Option<(u32, Superblock)> {
+/// Where a metadata block's bytes come from: a slice in memory, or the flash
+/// through a [`SUPERBLOCK_WINDOW`]-byte window of aligned reads.
+trait BlockBytes {
+    type Error;
+    /// Copies `out.len()` bytes at `off`; `false` past the block's end.
+    fn copy(&mut self, off: u32, out: &mut [u8]) -> Result<bool, Self::Error>;
+    /// Folds `len` bytes at `off` into `crc`; `None` past the block's end.
+    fn crc(&mut self, crc: u32, off: u32, len: u32) -> Result<Option<u32>, Self::Error>;
+}
+
+impl BlockBytes for &[u8] {
+    type Error = core::convert::Infallible;
+    fn copy(&mut self, off: u32, out: &mut [u8]) -> Result<bool, Self::Error> {
+        let src = (off as usize)
+            .checked_add(out.len())
+            .and_then(|end| self.get(off as usize..end));
+        Ok(src.map(|s| out.copy_from_slice(s)).is_some())
+    }
+    fn crc(&mut self, crc: u32, off: u32, len: u32) -> Result<Option<u32>, Self::Error> {
+        let src = (off as usize)
+            .checked_add(len as usize)
+            .and_then(|end| self.get(off as usize..end));
+        Ok(src.map(|s| lfs_crc(crc, s)))
+    }
+}
+
+/// Reads one metadata block of `len` bytes at `base` in
+/// [`SUPERBLOCK_WINDOW`]-byte pieces at aligned offsets (a chip's flash driver
+/// reads whole 4-byte words at 4-byte offsets; tags are not aligned).
+struct FlashBlock<'f, F> {
+    flash: &'f mut F,
+    base: u32,
+    len: u32,
+    /// Block offset of `buf[0]`, `None` before the first read.
+    at: Option<u32>,
+    buf: [u8; SUPERBLOCK_WINDOW],
+}
+
+impl<F: NorFlash> FlashBlock<'_, F> {
+    /// The window holding byte `off`, loaded if needed.
+    fn window(&mut self, off: u32) -> Result<(u32, &[u8]), F::Error> {
+        let start = off - off % SUPERBLOCK_WINDOW as u32;
+        if self.at != Some(start) {
+            self.flash.read(self.base + start, &mut self.buf)?;
+            self.at = Some(start);
+        }
+        Ok((start, &self.buf))
+    }
+
+    /// Calls `f` with the bytes `off..off + len`, window by window.
+    fn each(&mut self, mut off: u32, len: u32, mut f: impl FnMut(&[u8])) -> Result<bool, F::Error> {
+        let Some(end) = off.checked_add(len).filter(|&e| e <= self.len) else {
+            return Ok(false);
+        };
+        while off < end {
+            let (start, buf) = self.window(off)?;
+            let from = (off - start) as usize;
+            let to = ((end - start) as usize).min(buf.len());
+            f(buf.get(from..to).unwrap_or_default());
+            off = start + to as u32;
+        }
+        Ok(true)
+    }
+}
+
+impl<F: NorFlash> BlockBytes for FlashBlock<'_, F> {
+    type Error = F::Error;
+    fn copy(&mut self, off: u32, out: &mut [u8]) -> Result<bool, Self::Error> {
+        let mut at = 0usize;
+        self.each(off, out.len() as u32, |piece| {
+            if let Some(d) = out.get_mut(at..at + piece.len()) {
+                d.copy_from_slice(piece);
+            }
+            at += piece.len();
+        })
+    }
+    fn crc(&mut self, crc: u32, off: u32, len: u32) -> Result<Option<u32>, Self::Error> {
+        let mut c = crc;
+        let ok = self.each(off, len, |piece| c = lfs_crc(c, piece))?;
+        Ok(ok.then_some(c))
+    }
+}
+
+/// Walks the commits of one metadata block as littlefs's `lfs_dir_fetch`
+/// does: tags XOR-chained from 0xFFFFFFFF, each commit closed by a CCRC tag
+/// whose CRC covers everything since the previous one (its padding to the
+/// program size inside its length), up to the first tag or CRC that does not
+/// check. Returns the block's revision and the superblock (the inline struct
+/// of id 0) of the last valid commit that carried one.
+fn scan_block<B: BlockBytes>(b: &mut B) -> Result<Option<(u32, Superblock)>, B::Error> {
     const INLINESTRUCT: u32 = 0x201;
     const CCRC: u32 = 0x500;
-    let rev = le32(block, 0)?;
-    let mut crc = lfs_crc(0xFFFF_FFFF, block.get(0..4)?);
+    let dsize = |tag: u32| 4 + if tag & 0x3ff == 0x3ff { 0 } else { tag & 0x3ff };
+    let mut word = [0u8; 4];
+    if !b.copy(0, &mut word)? {
+        return Ok(None);
+    }
+    let rev = u32::from_le_bytes(word);
+    let mut crc = lfs_crc(0xFFFF_FFFF, &word);
     let mut ptag: u32 = 0xFFFF_FFFF;
-    let mut off = 0usize;
+    let mut off = 0u32;
     let mut pending = None;
     let mut committed = None;
-    let dsize = |tag: u32| {
-        4 + if tag & 0x3ff == 0x3ff {
-            0
-        } else {
-            (tag & 0x3ff) as usize
-        }
-    };
-    loop {
-        off = off.checked_add(dsize(ptag))?;
-        let Some(raw) = block.get(off..off + 4) else {
-            break;
-        };
-        crc = lfs_crc(crc, raw);
-        let tag = u32::from_be_bytes(raw.try_into().ok()?) ^ ptag;
-        if tag & 0x8000_0000 != 0 || off + dsize(tag) > block.len() {
+    while let Some(next) = off.checked_add(dsize(ptag)) {
+        off = next;
+        if !b.copy(off, &mut word)? {
             break;
         }
+        crc = lfs_crc(crc, &word);
+        let tag = u32::from_be_bytes(word) ^ ptag;
+        if tag & 0x8000_0000 != 0 {
+            break;
+        }
+        let data_len = dsize(tag) - 4;
         ptag = tag;
         if (tag & 0x7800_0000) >> 20 == CCRC {
-            if crc != le32(block, off + 4)? {
+            // The padding must lie inside the block too.
+            if b.crc(0, off + 4, data_len)?.is_none() || !b.copy(off + 4, &mut word)? {
+                break;
+            }
+            if crc != u32::from_le_bytes(word) {
                 break;
             }
             ptag ^= ((tag >> 20) & 1) << 31;
@@ -193,40 +338,73 @@ pub fn superblock_in(block: &[u8]) -> Option<(u32, Superblock)> {
             crc = 0xFFFF_FFFF;
             continue;
         }
-        let data = block.get(off + 4..off + dsize(tag))?;
-        crc = lfs_crc(crc, data);
+        let Some(c) = b.crc(crc, off + 4, data_len)? else {
+            break;
+        };
+        crc = c;
         if (tag & 0x7ff0_0000) >> 20 == INLINESTRUCT && (tag & 0x000f_fc00) >> 10 == 0 {
-            if let (Some(version), Some(block_size), Some(block_count)) =
-                (le32(data, 0), le32(data, 4), le32(data, 8))
-            {
-                pending = Some(Superblock {
-                    version,
-                    block_size,
-                    block_count,
-                });
+            // version, block_size, block_count, name_max, file_max, attr_max
+            let mut s = [0u8; 16];
+            if data_len >= 16 && b.copy(off + 4, &mut s)? {
+                if let (Some(version), Some(block_size), Some(block_count), Some(name_max)) =
+                    (le32(&s, 0), le32(&s, 4), le32(&s, 8), le32(&s, 12))
+                {
+                    pending = Some(Superblock {
+                        version,
+                        block_size,
+                        block_count,
+                        name_max,
+                    });
+                }
             }
         }
     }
-    committed.map(|s| (rev, s))
+    Ok(committed.map(|s| (rev, s)))
 }
 
-/// Reads the superblock of the LittleFS image in `slot` (blocks 0 and 1,
-/// the newer revision wins) and checks its geometry against the slot.
+/// The superblock in one metadata block held in memory (the last
+/// inline-struct tag for id 0 in a commit whose CRC checks), with the
+/// block's revision. `block` is the whole block: commits may end anywhere in
+/// it.
+pub fn superblock_in(block: &[u8]) -> Option<(u32, Superblock)> {
+    let mut b = block;
+    match scan_block(&mut b) {
+        Ok(found) => found,
+        Err(never) => match never {},
+    }
+}
+
+/// Reads the superblock of the LittleFS image in `slot` (metadata blocks 0
+/// and 1 of [`LFS_BLOCK_SIZE`] bytes, each walked to its last valid commit
+/// through a [`SUPERBLOCK_WINDOW`]-byte buffer; the newer revision wins) and
+/// checks it as littlefs's `lfs_mount` would with `limits`: the disk
+/// version, then the geometry against the slot, then `name_max`.
+///
+/// esp_littlefs mounts flash partitions with a 4096-byte block and
+/// `block_count = partition size / 4096` whatever the image's other
+/// settings (read, program, cache and lookahead sizes only change where
+/// commits end, which this walk does not assume). An image made with another
+/// block size is refused as esp_littlefs would refuse it, naming the size.
 pub fn check_superblock<F: NorFlash>(
     flash: &mut F,
     slot: &Region,
+    limits: &MountLimits,
 ) -> Result<Result<Superblock, UiProblem>, DeviceError> {
     let mut found: Option<(u32, Superblock)> = None;
-    let mut buf = [0u8; SUPERBLOCK_READ];
     for block in 0..2u32 {
         let at = block * LFS_BLOCK_SIZE;
-        if at + SUPERBLOCK_READ as u32 > slot.size {
+        let len = slot.size.saturating_sub(at).min(LFS_BLOCK_SIZE);
+        if len < SUPERBLOCK_WINDOW as u32 {
             break;
         }
-        flash
-            .read(slot.offset + at, &mut buf)
-            .map_err(DeviceError::flash)?;
-        if let Some((rev, sb)) = superblock_in(&buf) {
+        let mut b = FlashBlock {
+            flash: &mut *flash,
+            base: slot.offset + at,
+            len,
+            at: None,
+            buf: [0u8; SUPERBLOCK_WINDOW],
+        };
+        if let Some((rev, sb)) = scan_block(&mut b).map_err(DeviceError::flash)? {
             found = match found {
                 Some((r, s)) if (rev.wrapping_sub(r) as i32) <= 0 => Some((r, s)),
                 _ => Some((rev, sb)),
@@ -236,12 +414,25 @@ pub fn check_superblock<F: NorFlash>(
     let Some((_, sb)) = found else {
         return Ok(Err(UiProblem::NoSuperblock));
     };
+    let max = limits.disk_version_max;
+    if sb.version >> 16 != max >> 16 || sb.version & 0xffff > max & 0xffff {
+        return Ok(Err(UiProblem::DiskVersion {
+            found: sb.version,
+            max,
+        }));
+    }
     let slot_blocks = slot.size / LFS_BLOCK_SIZE;
     if sb.block_size != LFS_BLOCK_SIZE || sb.block_count != slot_blocks {
         return Ok(Err(UiProblem::Geometry {
             image_blocks: sb.block_count,
             block_size: sb.block_size,
             slot_blocks,
+        }));
+    }
+    if sb.name_max > limits.name_max {
+        return Ok(Err(UiProblem::NameMax {
+            found: sb.name_max,
+            max: limits.name_max,
         }));
     }
     Ok(Ok(sb))
@@ -403,6 +594,7 @@ impl WwwUpload {
         mut self,
         flash: &mut F,
         platform: &mut P,
+        limits: &MountLimits,
     ) -> Result<WwwDone, DeviceError> {
         if self.received != self.region.size {
             return Err(DeviceError::WrongSize {
@@ -421,7 +613,7 @@ impl WwwUpload {
                 embedded_storage::nor_flash::NorFlashErrorKind::Other,
             )));
         }
-        check_superblock(flash, &self.region)?.map_err(DeviceError::BadWebUi)?;
+        check_superblock(flash, &self.region, limits)?.map_err(DeviceError::BadWebUi)?;
         let summary = platform.inspect(flash, &self.region).map_err(|e| match e {
             InspectError::Problem(p) => DeviceError::BadWebUi(p),
             InspectError::Flash(k) => DeviceError::Flash(crate::FlashFault(k)),

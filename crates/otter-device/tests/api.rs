@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use otter_device::service::{Action, RebootReason};
+use otter_device::service::{Action, CheckResult, Connection, RebootReason};
 use otter_format::chip::Chip;
 use otter_ota::SlotId;
 
@@ -76,7 +76,29 @@ fn rig_files() -> Rig {
 fn rig_pull() -> Rig {
     let mut o = opts(false, None, false);
     o.pull = true;
-    Rig::with(CSV, &c3("1.0.0"), o)
+    o.check_wait_ms = 5_000;
+    let mut r = Rig::with(CSV, &c3("1.0.0"), o);
+    r.check = Some(decision(CheckResult::UpToDate));
+    r
+}
+/// A pull device whose client decides `result`.
+fn rig_pull_deciding(result: CheckResult) -> Rig {
+    let mut r = rig_pull();
+    r.check = Some(decision(result));
+    r
+}
+fn decision(result: CheckResult) -> (CheckResult, String) {
+    let error = match result {
+        CheckResult::Refused => r#"{"error":"not_newer","message":"1.0.0 is not newer"}"#,
+        CheckResult::Failed => r#"{"error":"download_failed","message":"connection refused"}"#,
+        CheckResult::Busy => r#"{"error":"busy","message":"an update is in progress"}"#,
+        _ => "null",
+    };
+    let body = format!(
+        r#"{{"result":"{}","artifact":null,"release":null,"error":{error}}}"#,
+        result.name()
+    );
+    (result, body)
 }
 
 fn fw() -> Vec<u8> {
@@ -158,7 +180,12 @@ fn cases() -> Vec<Case> {
         case!("reboot", rig, || post("/api/ota/reboot", &[], b""), 200, "", After::Untouched),
         case!("reboot PUT is 405", rig, || b"PUT /api/ota/reboot HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_vec(), 405, "method_not_allowed", After::Untouched),
         case!("check without pull", rig, || post("/api/ota/check", &[], b""), 404, "pull_not_configured", After::Untouched),
-        case!("check with pull", rig_pull, || post("/api/ota/check", &[], b""), 202, "", After::Untouched),
+        case!("check up to date", rig_pull, || post("/api/ota/check", &[], b""), 200, "", After::Untouched),
+        case!("check waiting for confirm", || rig_pull_deciding(CheckResult::WaitingForConfirm), || post("/api/ota/check", &[], b""), 200, "", After::Untouched),
+        case!("check updating", || rig_pull_deciding(CheckResult::Updating), || post("/api/ota/check", &[], b""), 202, "", After::Untouched),
+        case!("check refused", || rig_pull_deciding(CheckResult::Refused), || post("/api/ota/check", &[], b""), 422, "", After::Untouched),
+        case!("check failed", || rig_pull_deciding(CheckResult::Failed), || post("/api/ota/check", &[], b""), 502, "", After::Untouched),
+        case!("check busy", || rig_pull_deciding(CheckResult::Busy), || post("/api/ota/check", &[], b""), 409, "", After::Untouched),
         case!("update page", rig, || get("/update", &[]), 200, "", After::Untouched),
         case!("update page needs no token", rig_token, || get("/update", &[]), 200, "", After::Untouched),
         case!("update DELETE is 405", rig, || b"DELETE /update HTTP/1.1\r\n\r\n".to_vec(), 405, "method_not_allowed", After::Untouched),
@@ -290,7 +317,12 @@ fn table() {
             if a.status != 100 && !a.body.is_empty() && a.head.contains("application/json") {
                 let j = a.json();
                 if c.code.is_empty() {
-                    assert!(j.get("error").is_none(), "{}: unexpected error {j}", c.name);
+                    // No error code (a check's `error` is the pull's object).
+                    assert!(
+                        !j.get("error").is_some_and(|e| e.is_string()),
+                        "{}: unexpected error {j}",
+                        c.name
+                    );
                 } else {
                     assert_eq!(j["error"], c.code, "{} (split {split})", c.name);
                     assert!(
@@ -794,16 +826,89 @@ fn events_say_what_happened_oldest_first() {
 }
 
 #[test]
-fn check_asks_the_platform_to_check_the_manifest() {
+fn check_answers_the_pull_clients_decision() {
     let mut r = rig_pull();
     let a = r.one(&post("/api/ota/check", &[], b""));
-    assert_eq!((a.status, a.action), (202, Action::CheckRelease));
+    assert_eq!((a.status, a.action), (200, Action::CheckRelease));
+    assert_eq!(a.json()["result"], "up_to_date");
+    // The pull client's document is the body, as it wrote it.
+    let mut r = rig_pull_deciding(CheckResult::Refused);
+    let a = r.one(&post("/api/ota/check", &[], b""));
+    assert_eq!(a.status, 422);
+    assert_eq!(
+        a.json(),
+        serde_json::from_str::<serde_json::Value>(&decision(CheckResult::Refused).1).unwrap()
+    );
     let mut r = Rig::new();
     let a = r.one(&post("/api/ota/check", &[], b""));
     assert_eq!(
         (a.status, a.code().as_str(), a.action),
         (404, "pull_not_configured", Action::Read)
     );
+}
+
+/// The request waits for the decision; the next request on the connection
+/// waits behind it; a decision that never comes is 503 `no_decision` at the
+/// deadline, and a late one is ignored.
+#[test]
+fn check_waits_for_the_decision_then_times_out() {
+    let mut r = rig_pull();
+    let mut head = [0u8; 2048];
+    let mut tx = vec![0u8; 8192];
+    let mut conn = Connection::new(&r.dev, &mut head, r.now);
+    let mut req = post("/api/ota/check", &[], b"");
+    req.extend_from_slice(&get("/api/ota/status", &[]));
+    let o = conn.handle(&mut r.dev, &mut r.flash, &mut r.plat, &req, r.now, &mut tx);
+    assert_eq!((o.written, o.action), (0, Action::CheckRelease));
+    assert!(conn.awaits_check());
+    let rest = &req[o.consumed..];
+    // The pipelined status request is not read while the check waits.
+    let o = conn.handle(
+        &mut r.dev,
+        &mut r.flash,
+        &mut r.plat,
+        rest,
+        r.now + 10,
+        &mut tx,
+    );
+    assert_eq!((o.consumed, o.written, o.action), (0, 0, Action::Read));
+    let o = conn.poll(&mut r.dev, r.now + 4_999, &mut tx);
+    assert_eq!(
+        (o.written, o.action),
+        (0, Action::Read),
+        "before the deadline"
+    );
+    let o = conn.poll(&mut r.dev, r.now + 5_000, &mut tx);
+    assert_eq!(o.action, Action::Close);
+    let text = String::from_utf8_lossy(&tx[..o.written]).to_string();
+    assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+    assert!(text.contains(r#""error":"no_decision""#), "{text}");
+    assert!(text.contains("5000 ms"), "{text}");
+    let (res, body) = decision(CheckResult::Updating);
+    let o = conn.check_decided(res, &body, r.now + 6_000, &mut tx);
+    assert_eq!(
+        (o.written, o.action),
+        (0, Action::Read),
+        "a late decision is dropped"
+    );
+}
+
+/// After the decision the connection goes on with the next request.
+#[test]
+fn check_decision_then_keep_alive_serves_the_next_request() {
+    let mut r = rig_pull();
+    let mut req = post("/api/ota/check", &[], b"");
+    req.extend_from_slice(&get("/api/ota/status", &[]));
+    for split in [0, 1, 7] {
+        let a = r.exchange(&req, split);
+        assert_eq!(
+            a.iter().map(|a| a.status).collect::<Vec<_>>(),
+            vec![200, 200],
+            "split {split}"
+        );
+        assert_eq!(a[0].json()["result"], "up_to_date");
+        assert!(a[1].json()["running"].is_object());
+    }
 }
 
 /// `Device::upload_received` follows a firmware upload piece by piece and is
@@ -862,4 +967,80 @@ fn a_web_ui_upload_waits_for_the_confirm() {
     let a = r.one(&post("/api/ota/frontend", &[], &ui_image()));
     assert_eq!((a.status, a.code().as_str()), (409, "pending_verify"));
     assert_eq!(r.www_slot_bytes(WWW1), &before[..]);
+}
+
+/// A pull's download holds the one-update lock (`begin_external`): uploads
+/// get 409 `busy` and leave the flash as it was, the status says an update
+/// runs, a second pull is refused; after `end_external` an upload goes
+/// through. The pull's web-UI writer needs the lock for `Www`.
+#[test]
+fn a_pull_download_holds_the_update_lock() {
+    use otter_device::service::UpdateKind;
+    use otter_device::DeviceError;
+    let mut r = rig();
+    let before = r.flash.contents().to_vec();
+    assert_eq!(r.dev.begin_external(UpdateKind::Firmware), Ok(()));
+    assert_eq!(r.dev.external_update(), Some(UpdateKind::Firmware));
+    let a = r.one(&post("/update", &[], &fw()));
+    assert_eq!((a.status, a.code().as_str()), (409, "busy"));
+    let a = r.one(&post("/api/ota/frontend", &[], &ui_image()));
+    assert_eq!((a.status, a.code().as_str()), (409, "busy"));
+    assert!(r.flash.contents() == &before[..], "nothing was written");
+    let st = r.one(&get("/api/ota/status", &[])).json();
+    assert_eq!(st["update_in_progress"], true);
+    assert_eq!(
+        r.dev.begin_external(UpdateKind::Www),
+        Err(DeviceError::Busy)
+    );
+    // The web-UI writer wants the lock for a web UI.
+    let ui = ui_image();
+    assert_eq!(
+        r.dev
+            .begin_external_www(&mut r.flash, &mut r.plat, ui.len() as u64, None)
+            .map(|_| ()),
+        Err(DeviceError::Busy)
+    );
+    r.dev.end_external();
+    assert_eq!(r.dev.external_update(), None);
+    let a = r.one(&post("/update", &[], &fw()));
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+}
+
+/// A pulled web UI goes through the core's writer and check: the slot not
+/// mounted is written, verified and selected; a damaged image is refused
+/// with the upload's code and the pointer stays.
+#[test]
+fn a_pulled_web_ui_is_written_and_checked_by_the_core() {
+    use otter_device::service::UpdateKind;
+    let mut r = rig();
+    let ui = ui_image();
+    r.dev.begin_external(UpdateKind::Www).unwrap();
+    let mut bad = ui.clone();
+    bad[..8192].fill(0x55);
+    let mut u = r
+        .dev
+        .begin_external_www(&mut r.flash, &mut r.plat, bad.len() as u64, None)
+        .unwrap();
+    u.write(&mut r.flash, &bad).unwrap();
+    let e = r
+        .dev
+        .finish_external_www(&mut r.flash, &mut r.plat, u)
+        .unwrap_err();
+    assert_eq!((e.code(), e.status()), ("bad_web_ui", 422));
+    assert_eq!(r.plat.pointer, None, "the pointer stays");
+    let mut u = r
+        .dev
+        .begin_external_www(&mut r.flash, &mut r.plat, ui.len() as u64, None)
+        .unwrap();
+    for piece in ui.chunks(1500) {
+        u.write(&mut r.flash, piece).unwrap();
+    }
+    let done = r
+        .dev
+        .finish_external_www(&mut r.flash, &mut r.plat, u)
+        .unwrap();
+    assert_eq!(done.target, 1);
+    assert_eq!(r.www_slot_bytes(WWW1), &ui[..]);
+    assert_eq!(r.plat.pointer, Some(1));
+    r.dev.end_external();
 }

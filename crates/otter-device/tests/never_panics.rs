@@ -76,6 +76,39 @@ fn valid_upload() -> Vec<u8> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
+    /// The superblock walk over flash (64-byte windows of aligned reads) and
+    /// over a slice agree on any damage to a real image's metadata blocks,
+    /// and neither panics.
+    #[test]
+    fn superblock_walks_agree_on_damaged_images(
+        flips in proptest::collection::vec((0usize..8192, any::<u8>()), 0..6)) {
+        let mut ui = ui_image();
+        for (at, x) in flips {
+            ui[at] ^= x;
+        }
+        let mut flash = otter_sim::SimFlash::new(1 << 20).unwrap();
+        flash.load(0x10000, &ui).unwrap();
+        let slot = otter_ota::Region {
+            offset: 0x10000,
+            size: WWW_SIZE,
+            label: otter_format::partition::Label::new("www_0"),
+        };
+        let via_flash = otter_device::www::check_superblock(&mut flash, &slot, &Default::default()).unwrap().ok();
+        let newest = [0usize, 1]
+            .iter()
+            .filter_map(|&b| otter_device::www::superblock_in(&ui[b * 4096..(b + 1) * 4096]))
+            .reduce(|a, b| if (b.0.wrapping_sub(a.0) as i32) > 0 { b } else { a })
+            .map(|(_, sb)| sb)
+            .filter(|sb| {
+                sb.version >> 16 == 2
+                    && sb.version & 0xffff <= 1
+                    && sb.block_size == 4096
+                    && sb.block_count == WWW_SIZE / 4096
+                    && sb.name_max <= 64
+            });
+        prop_assert_eq!(via_flash, newest);
+    }
+
     #[test]
     fn random_bytes_never_panic(req in proptest::collection::vec(any::<u8>(), 0..3000),
                                 splits in proptest::collection::vec(1usize..64, 1..8)) {

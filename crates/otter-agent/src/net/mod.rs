@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use otter_device::http::DEFAULT_MAX_HEAD;
 use otter_device::service::{
-    Action, Connection, Device, DeviceOptions, Output, RebootReason, MIN_TX_BUF,
+    Action, CheckResult, Connection, Device, DeviceOptions, Output, RebootReason, MIN_TX_BUF,
 };
 use otter_sim::device::{DeviceError, PowerOn, VirtualDevice};
 use sha2::{Digest, Sha256};
@@ -90,24 +90,32 @@ impl Core {
     /// The power-on: the bootloader model and start-up recovery
     /// ([`VirtualDevice::power_on`]), then the core's boot (self-test
     /// window, web-UI mount) running `behavior`, then the UI's files.
+    ///
+    /// `behavior` picks what the booted firmware does from what booted (the
+    /// profile by version, [`booted_version`]). This is the virtual device's
+    /// only power-on sequence.
     pub fn power_on(
         &mut self,
         vd: &mut VirtualDevice,
-        behavior: Behavior,
-    ) -> Result<PowerOn, DeviceError> {
+        behavior: impl FnOnce(&PowerOn) -> Behavior,
+    ) -> Result<(PowerOn, Behavior), DeviceError> {
         let power = vd.power_on()?;
+        let behavior = behavior(&power);
         self.boot(vd, &power, behavior);
-        Ok(power)
+        Ok((power, behavior))
     }
 
     /// The core's part of a power-on that [`VirtualDevice::power_on`] made.
-    pub fn boot(&mut self, vd: &mut VirtualDevice, power: &PowerOn, behavior: Behavior) {
+    fn boot(&mut self, vd: &mut VirtualDevice, power: &PowerOn, behavior: Behavior) {
         let now = self.now();
         let opts = self.dev.options_mut();
         opts.cfg = *vd.config();
         opts.behavior = behavior.name();
         self.plat.behavior = behavior;
         self.plat.www = power.www.clone().zip(vd.www_layout());
+        if let Some(l) = vd.www_layout() {
+            opts.lfs.name_max = l.name_max;
+        }
         self.plat.nvs = vd
             .www_layout()
             .and_then(|l| l.nvs)
@@ -196,10 +204,29 @@ impl Core {
     }
 }
 
+/// The version in the booted image's app descriptor ("" when none boots
+/// or it has none).
+pub fn booted_version(power: &PowerOn) -> String {
+    power
+        .image
+        .as_ref()
+        .and_then(|i| i.app_desc.as_ref())
+        .map(|d| String::from_utf8_lossy(d.version().bytes()).into_owned())
+        .unwrap_or_default()
+}
+
 /// Locks the core (a panicked holder does not stop the device).
 pub fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
     core.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// A release check's decision: the result and the pull client's JSON
+/// report, for [`Connection::check_decided`].
+pub type Decision = (CheckResult, String);
+
+/// Starts a release check (`POST /api/ota/check`) and gives the receiver of
+/// its decision; `None` when no pull task runs (the device is rebooting).
+pub type StartCheck = Arc<dyn Fn() -> Option<oneshot::Receiver<Decision>> + Send + Sync>;
 
 /// What the adapter hands to the rest of the agent.
 #[derive(Clone)]
@@ -207,7 +234,7 @@ pub struct Hooks {
     /// Where reboot requests go (after the answer was flushed).
     pub reboot: mpsc::UnboundedSender<RebootReason>,
     /// Starts a release check (`POST /api/ota/check`).
-    pub check: Option<Arc<dyn Fn() + Send + Sync>>,
+    pub check: Option<StartCheck>,
 }
 
 struct Slot {
@@ -311,13 +338,25 @@ async fn connection<H: Host>(
         let c = lock(core);
         Connection::new(&c.dev, &mut head, c.now())
     };
+    // The decision a waiting `POST /api/ota/check` expects.
+    let mut decision: Option<oneshot::Receiver<Decision>> = None;
     loop {
         // Feed what was read until the core wants more.
         loop {
             let out = lock(core).handle(&mut host.device(), &mut conn, &rx[start..end], &mut tx);
             start += out.consumed;
-            if let Some(done) = act(&mut sock, &tx, out, hooks).await? {
+            if let Some(done) = act(&mut sock, &tx, out, hooks, &mut decision).await? {
                 return Ok(done);
+            }
+            if out.action == Action::CheckRelease && decision.is_none() {
+                // No pull task takes the check: answer 503 at once.
+                let out = {
+                    let mut c = lock(core);
+                    conn.check_abandoned(&mut c.dev, &mut tx)
+                };
+                if let Some(done) = act(&mut sock, &tx, out, hooks, &mut decision).await? {
+                    return Ok(done);
+                }
             }
             let progress = out.consumed > 0 || out.written > 0;
             if out.action != Action::Continue && (start == end || !progress) {
@@ -326,11 +365,11 @@ async fn connection<H: Host>(
         }
         rx.copy_within(start..end, 0);
         (start, end) = (0, end - start);
-        if end == rx.len() {
+        if end == rx.len() && !conn.awaits_check() {
             return Err(std::io::Error::other("the core consumed nothing"));
         }
         tokio::select! {
-            n = sock.read(&mut rx[end..]) => {
+            n = sock.read(&mut rx[end..]), if end < rx.len() => {
                 let n = n?;
                 if n == 0 {
                     let mut c = lock(core);
@@ -341,13 +380,27 @@ async fn connection<H: Host>(
                 end += n;
                 slot.last.store(lock(core).now(), Ordering::Relaxed);
             }
+            d = async { decision.as_mut().expect("guarded by is_some").await }, if decision.is_some() => {
+                decision = None;
+                let out = {
+                    let mut c = lock(core);
+                    let now = c.now();
+                    match d {
+                        Ok((result, body)) => conn.check_decided(result, &body, now, &mut tx),
+                        Err(_) => conn.check_abandoned(&mut c.dev, &mut tx),
+                    }
+                };
+                if let Some(done) = act(&mut sock, &tx, out, hooks, &mut decision).await? {
+                    return Ok(done);
+                }
+            }
             _ = tokio::time::sleep(POLL) => {
                 let out = {
                     let mut c = lock(core);
                     let now = c.now();
                     conn.poll(&mut c.dev, now, &mut tx)
                 };
-                if let Some(done) = act(&mut sock, &tx, out, hooks).await? {
+                if let Some(done) = act(&mut sock, &tx, out, hooks, &mut decision).await? {
                     return Ok(done);
                 }
             }
@@ -361,12 +414,14 @@ async fn connection<H: Host>(
     }
 }
 
-/// Sends an output and acts on it; `Some` when the connection is done.
+/// Sends an output and acts on it; `Some` when the connection is done. A
+/// release check started here leaves its receiver in `decision`.
 async fn act(
     sock: &mut TcpStream,
     tx: &[u8],
     out: Output,
     hooks: &Hooks,
+    decision: &mut Option<oneshot::Receiver<Decision>>,
 ) -> std::io::Result<Option<()>> {
     if let Some(b) = tx.get(..out.written).filter(|b| !b.is_empty()) {
         sock.write_all(b).await?;
@@ -377,9 +432,7 @@ async fn act(
     match out.action {
         Action::Read | Action::Continue => Ok(None),
         Action::CheckRelease => {
-            if let Some(check) = &hooks.check {
-                check();
-            }
+            *decision = hooks.check.as_ref().and_then(|check| check());
             Ok(None)
         }
         Action::Close => {

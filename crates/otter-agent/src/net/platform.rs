@@ -48,9 +48,25 @@ pub struct SimPlatform {
 }
 
 /// Status fields the host supplies: a field's JSON value, or `None` for the
-/// core's own.
+/// core's own. The flash is lent for what only it can say (the digest of a
+/// rolled-back image); the device itself is locked by the caller.
 #[derive(Clone)]
-pub struct StatusSource(pub Arc<dyn Fn(StatusField) -> Option<String> + Send + Sync>);
+#[allow(clippy::type_complexity)]
+pub struct StatusSource(
+    pub Arc<dyn Fn(StatusField, &mut SimFlash) -> Option<String> + Send + Sync>,
+);
+
+/// The SHA-256 (hex) of the app image in the slot named `slot` (`ota_1`,
+/// `factory`), as uploaded: its verified length, hashed in fixed chunks.
+pub fn slot_image_sha256(flash: &mut SimFlash, table_offset: u32, slot: &str) -> Option<String> {
+    let map = otter_ota::SlotMap::read(flash, table_offset).ok()?;
+    let region = *map.slots().find(|(id, _)| id.to_string() == slot)?.1;
+    let info = otter_ota::verify_slot(flash, &region, otter_format::image::VerifyOptions::new())
+        .ok()?
+        .ok()?;
+    let h = otter_device::www::hash_region(flash, &region, info.image_len).ok()?;
+    Some(h.iter().map(|b| format!("{b:02x}")).collect())
+}
 
 impl std::fmt::Debug for StatusSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,19 +123,49 @@ impl WwwPointer<SimFlash> for SimPlatform {
 
 impl UiInspector<SimFlash> for SimPlatform {
     fn inspect(&mut self, flash: &mut SimFlash, slot: &Region) -> Result<UiSummary, InspectError> {
+        use otter_www::limits::MountRefusal as R;
         let img = read_region(flash, slot.offset, slot.size).map_err(InspectError::Flash)?;
-        match image::inspect_ui(&img) {
-            Ok(s) => Ok(UiSummary {
-                files: u32::try_from(s.files).ok(),
-            }),
-            Err(image::UiProblem::NoIndexHtml) => {
-                Err(InspectError::Problem(UiProblem::NoIndexHtml))
+        let limits = match &self.www {
+            Some((_, layout)) => layout.limits(img.len()),
+            None => otter_www::limits::MountLimits::esp_littlefs(slot.size),
+        };
+        let problem = match image::inspect_ui_with(&img, &limits) {
+            Ok(s) => {
+                return Ok(UiSummary {
+                    files: u32::try_from(s.files).ok(),
+                })
             }
-            Err(image::UiProblem::NoSuperblock) => {
-                Err(InspectError::Problem(UiProblem::NoSuperblock))
+            Err(image::UiProblem::NoIndexHtml) => UiProblem::NoIndexHtml,
+            Err(image::UiProblem::NoSuperblock) => UiProblem::NoSuperblock,
+            Err(image::UiProblem::TooManyFiles(n)) => UiProblem::TooManyFiles {
+                found: u32::try_from(n).unwrap_or(u32::MAX),
+                max: image::MAX_UI_FILES as u32,
+            },
+            Err(image::UiProblem::Refused(R::NameMax { found, max })) => {
+                UiProblem::NameMax { found, max }
             }
-            Err(_) => Err(InspectError::Problem(UiProblem::NotMountable)),
-        }
+            Err(image::UiProblem::Refused(R::DiskVersion { found, max })) => {
+                UiProblem::DiskVersion { found, max }
+            }
+            Err(image::UiProblem::Refused(R::BlockCount {
+                found,
+                expected,
+                block_size,
+            })) => UiProblem::Geometry {
+                image_blocks: found,
+                block_size,
+                slot_blocks: expected,
+            },
+            Err(image::UiProblem::Refused(R::BlockSize { found, expected })) => {
+                UiProblem::Geometry {
+                    image_blocks: 0,
+                    block_size: found,
+                    slot_blocks: slot.size / expected.max(1),
+                }
+            }
+            Err(_) => UiProblem::NotMountable,
+        };
+        Err(InspectError::Problem(problem))
     }
 }
 
@@ -162,7 +208,7 @@ impl Platform<SimFlash> for SimPlatform {
                 let slots = image::slot_statuses(flash, layout).ok()?;
                 serde_json::to_string(&image::WwwStatus::new(boot, slots)).ok()
             }),
-            _ => self.status.as_ref().and_then(|s| (s.0)(field)),
+            _ => self.status.as_ref().and_then(|s| (s.0)(field, flash)),
         };
         match text {
             Some(v) => {

@@ -37,7 +37,7 @@ use crate::state::Shared;
 pub const SECTOR: u32 = 4096;
 
 fn failure(e: &OtaError<SimFlashError>) -> SinkFailure {
-    SinkFailure::from(crate::api::ota_error(e))
+    SinkFailure::from(&otter_device::DeviceError::from_ota(e))
 }
 
 /// Collects the first bytes of a download, then stops it.

@@ -29,9 +29,10 @@ pub mod plan;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use otter_device::www::{WwwDone, WwwUpload};
+use otter_device::DeviceError;
 use otter_format::otadata::OtaState;
 use otter_release::{resolve_url, verify_manifest, Manifest, PublicKey, ReleaseError};
-use otter_sim::device::www::FrontendUpdate;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use url::Url;
@@ -157,6 +158,49 @@ pub struct CheckReport {
     pub error: Option<ErrorBody>,
 }
 
+/// A check's report as the device core answers `POST /api/ota/check`: its
+/// result and the JSON document.
+pub fn decision(report: &CheckReport) -> (otter_device::service::CheckResult, String) {
+    use otter_device::service::CheckResult as R;
+    let result = match report.result {
+        "updating" => R::Updating,
+        "refused" => R::Refused,
+        "failed" => R::Failed,
+        "busy" => R::Busy,
+        "waiting_for_confirm" => R::WaitingForConfirm,
+        _ => R::UpToDate,
+    };
+    let body = serde_json::to_string(report).unwrap_or_else(|_| "{}".into());
+    (result, body)
+}
+
+/// The device core as the pull client uses it: its one-update-at-a-time
+/// lock, taken for a download only (never while the manifest server is
+/// waited on), and its web-UI writer, so a pulled UI is written and checked
+/// by the same code as an uploaded one.
+pub trait UpdateGate: Send + Sync {
+    /// Takes the lock for a download of `kind`; `false` when an update runs.
+    fn begin(&self, kind: otter_device::service::UpdateKind) -> bool;
+    /// Releases it.
+    fn end(&self);
+    /// Starts writing a web-UI image of `size` bytes with SHA-256 `sha256`
+    /// into the slot not mounted (under the lock for `Www`).
+    fn www_begin(&self, size: u64, sha256: [u8; 32]) -> Result<WwwUpload, DeviceError>;
+    /// Writes the next bytes.
+    fn www_write(&self, upload: &mut WwwUpload, data: &[u8]) -> Result<(), DeviceError>;
+    /// Verifies the slot and switches the pointer.
+    fn www_finish(&self, upload: WwwUpload) -> Result<WwwDone, DeviceError>;
+}
+
+/// Releases the gate when the download ends, however it ends.
+struct Held<'a>(&'a dyn UpdateGate);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
 /// The pull client's state, shared by the per-boot task and the API.
 pub struct Pull {
     cfg: PullConfig,
@@ -167,6 +211,8 @@ pub struct Pull {
     /// A release whose download failed its final SHA-256 since power-on: not
     /// fetched again until the manifest names another.
     bad: Mutex<Option<[u8; 32]>>,
+    /// The device's update lock (the core's), once the runner installed it.
+    gate: std::sync::OnceLock<Arc<dyn UpdateGate>>,
 }
 
 /// Why a check ended without installing.
@@ -236,7 +282,34 @@ impl Pull {
             requests,
             inbox: tokio::sync::Mutex::new(inbox),
             bad: Mutex::new(None),
+            gate: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Installs the device's update lock (once, before the first boot).
+    pub fn set_gate(&self, gate: Arc<dyn UpdateGate>) {
+        let _ = self.gate.set(gate);
+    }
+
+    /// Takes the update lock for a download of `kind`.
+    fn hold(&self, kind: otter_device::service::UpdateKind) -> Result<Held<'_>, Stop> {
+        let g = self.gate()?;
+        if g.begin(kind) {
+            Ok(Held(g))
+        } else {
+            Err(Stop {
+                result: "busy",
+                code: "busy",
+                message: "an update is in progress; the pull checks again later".into(),
+            })
+        }
+    }
+
+    fn gate(&self) -> Result<&dyn UpdateGate, Stop> {
+        self.gate
+            .get()
+            .map(|g| g.as_ref())
+            .ok_or_else(|| Stop::failed("internal", "the pull client runs without the device core"))
     }
 
     /// The status.
@@ -255,6 +328,15 @@ impl Pull {
         let (tx, rx) = oneshot::channel();
         self.requests.try_send(tx).ok()?;
         tokio::time::timeout(wait, rx).await.ok()?.ok()
+    }
+
+    /// Asks the running firmware to check now; the receiver gets the
+    /// decision (not the download). `None` when no firmware runs the pull
+    /// task (the device is rebooting) or checks are already queued.
+    pub fn request_check(&self) -> Option<oneshot::Receiver<CheckReport>> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.try_send(tx).ok()?;
+        Some(rx)
     }
 
     /// The pull task of one boot: a check now, then on every poll and
@@ -301,19 +383,7 @@ impl Pull {
             s.checks += 1;
             s.last_check = Some(now_secs());
         });
-        let Ok(_guard) = shared.update_lock.try_lock() else {
-            let report = CheckReport {
-                result: "busy",
-                artifact: None,
-                release: None,
-                error: Some(ErrorBody {
-                    error: "busy",
-                    message: "an update is in progress; the pull checks again later".into(),
-                }),
-            };
-            self.set(|s| s.step = "idle");
-            return report;
-        };
+        // The core's update lock is taken only for a download (`hold`).
         let mut release = None;
         let outcome = self.check_locked(shared, reply, &mut release).await;
         let report = match outcome {
@@ -330,6 +400,18 @@ impl Pull {
                     artifact,
                     release: release.clone(),
                     error: None,
+                }
+            }
+            Err(stop) if stop.result == "busy" => {
+                self.set(|s| s.step = "idle");
+                CheckReport {
+                    result: stop.result,
+                    artifact: None,
+                    release: release.clone(),
+                    error: Some(ErrorBody {
+                        error: stop.code,
+                        message: stop.message,
+                    }),
                 }
             }
             Err(stop) => {
@@ -401,11 +483,13 @@ impl Pull {
                         ),
                     ));
                 }
+                let _held = self.hold(otter_device::service::UpdateKind::Firmware)?;
                 self.answer(reply, release, "firmware");
                 self.install_firmware(shared, &m).await?;
                 Ok(("updating", Some("firmware")))
             }
             Plan::Www => {
+                let _held = self.hold(otter_device::service::UpdateKind::Www)?;
                 self.answer(reply, release, "www");
                 self.install_www(shared, &m).await?;
                 Ok(("updating", Some("www")))
@@ -540,7 +624,7 @@ impl Pull {
         let Some(art) = &m.www else { return Ok(()) };
         let url = self.artifact_url(&art.url)?;
         let mut sink = WwwSink {
-            shared: shared.clone(),
+            gate: self.gate()?,
             size: art.size,
             sha256: art.sha256.0,
             update: None,
@@ -557,21 +641,19 @@ impl Pull {
             .update
             .take()
             .ok_or_else(|| Stop::failed("internal", "the web-UI update was not started"))?;
-        let done = {
-            let mut dev = shared.device();
-            update.finish(dev.www_flash())
-        };
-        match done {
-            Ok(sw) => {
+        match sink.gate.www_finish(update) {
+            Ok(done) => {
+                let sha: String = done.sha256.iter().map(|b| format!("{b:02x}")).collect();
                 shared.event(format!(
-                    "pull: web UI written to {} and verified (SHA-256 {}, {} files); rebooting to mount it",
-                    sw.slot, sw.sha256, sw.files
+                    "pull: web UI written to www_{} and verified (SHA-256 {sha}{}); rebooting to mount it",
+                    done.target,
+                    done.files.map(|n| format!(", {n} files")).unwrap_or_default()
                 ));
                 self.set(|s| s.step = "rebooting");
                 shared.request_reboot(Reboot::Frontend);
                 Ok(())
             }
-            Err(e) => Err(SinkFailure::from(crate::www::frontend_error(&e)).into()),
+            Err(e) => Err(SinkFailure::from(&e).into()),
         }
     }
 }
@@ -586,11 +668,11 @@ pub struct SinkFailure {
     pub message: String,
 }
 
-impl From<crate::api::ApiError> for SinkFailure {
-    fn from(e: crate::api::ApiError) -> Self {
+impl From<&DeviceError> for SinkFailure {
+    fn from(e: &DeviceError) -> Self {
         Self {
-            code: e.body.error,
-            message: e.body.message,
+            code: e.code(),
+            message: e.to_string(),
         }
     }
 }
@@ -612,40 +694,27 @@ fn download_stop(e: FetchError) -> Stop {
     Stop::from(e)
 }
 
-/// Streams the web-UI image into the inactive `www` slot.
-struct WwwSink {
-    shared: Arc<Shared>,
+/// Streams the web-UI image into the inactive `www` slot, through the core.
+struct WwwSink<'g> {
+    gate: &'g dyn UpdateGate,
     size: u64,
     sha256: [u8; 32],
-    update: Option<FrontendUpdate>,
+    update: Option<WwwUpload>,
 }
 
-impl WwwSink {
+impl WwwSink<'_> {
     fn restart_update(&mut self) -> Result<(), SinkFailure> {
-        let mut dev = self.shared.device();
-        let fail = |e: otter_sim::device::www::FrontendError| {
-            SinkFailure::from(crate::www::frontend_error(&e))
-        };
-        let layout = dev.www_layout().ok_or_else(|| SinkFailure {
-            code: "no_www_slot",
-            message: "this device has no web-UI slots".into(),
-        })?;
-        let active = dev.www_boot().and_then(|b| b.active);
-        self.update = Some(
-            FrontendUpdate::begin(
-                dev.www_flash(),
-                &layout,
-                active,
-                Some(self.size),
-                Some(self.sha256),
-            )
-            .map_err(fail)?,
-        );
+        self.update = None;
+        let u = self
+            .gate
+            .www_begin(self.size, self.sha256)
+            .map_err(|e| SinkFailure::from(&e))?;
+        self.update = Some(u);
         Ok(())
     }
 }
 
-impl Sink for WwwSink {
+impl Sink for WwwSink<'_> {
     fn restart(&mut self) -> Result<(), SinkError> {
         self.restart_update().map_err(SinkError::new)
     }
@@ -654,11 +723,9 @@ impl Sink for WwwSink {
         let Some(update) = self.update.as_mut() else {
             return Err(SinkError::new("the web-UI update was not started"));
         };
-        let res = {
-            let mut dev = self.shared.device();
-            update.write(dev.www_flash(), data)
-        };
-        res.map_err(|e| SinkError::new(SinkFailure::from(crate::www::frontend_error(&e))))
+        self.gate
+            .www_write(update, data)
+            .map_err(|e| SinkError::new(SinkFailure::from(&e)))
     }
 }
 

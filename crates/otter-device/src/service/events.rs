@@ -9,7 +9,7 @@ use otter_ota::SlotId;
 use super::{RollbackReason, UpdateKind, UpdateResult};
 
 /// Events kept (the oldest is dropped first).
-pub const EVENTS: usize = 8;
+pub const EVENTS: usize = 16;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -123,10 +123,16 @@ pub struct DeviceOptions {
     pub update_page: &'static [u8],
     /// Whether the device pulls releases (`POST /api/ota/check`).
     pub pull: bool,
+    /// How long `POST /api/ota/check` waits for the pull client's decision
+    /// (the manifest fetched and checked, not the download) before 503
+    /// `no_decision`.
+    pub check_wait_ms: u64,
     /// The behaviour profile shown in the status (virtual device), or "".
     pub behavior: &'static str,
     /// HTTP limits.
     pub limits: crate::http::Limits,
+    /// What the device's littlefs mounts (web-UI uploads and boot).
+    pub lfs: crate::www::MountLimits,
 }
 
 impl DeviceOptions {
@@ -139,8 +145,10 @@ impl DeviceOptions {
             selftest_window_ms: 3000,
             update_page: b"",
             pull: false,
+            check_wait_ms: 60_000,
             behavior: "",
             limits: crate::http::Limits::DEFAULT,
+            lfs: crate::www::MountLimits::ESP_LITTLEFS,
         }
     }
 }
@@ -179,6 +187,50 @@ impl Text32 {
 impl core::fmt::Debug for Text32 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         self.as_str().fmt(f)
+    }
+}
+
+/// The decision of a release check, as `POST /api/ota/check` answers it
+/// (docs/pull.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckResult {
+    /// 200: the running firmware (and web UI) are the release's.
+    UpToDate,
+    /// 200: a newer firmware waits for the running one's confirm.
+    WaitingForConfirm,
+    /// 202: downloading the release (follow `pull.step` in the status).
+    Updating,
+    /// 422: the release is not for this device (or not newer, or below the
+    /// anti-rollback counter, or its signature does not check).
+    Refused,
+    /// 502: the server or the network failed.
+    Failed,
+    /// 409: an update is in progress.
+    Busy,
+}
+
+impl CheckResult {
+    /// The `result` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::UpToDate => "up_to_date",
+            Self::WaitingForConfirm => "waiting_for_confirm",
+            Self::Updating => "updating",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+            Self::Busy => "busy",
+        }
+    }
+
+    /// The HTTP status of the answer.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::UpToDate | Self::WaitingForConfirm => 200,
+            Self::Updating => 202,
+            Self::Refused => 422,
+            Self::Failed => 502,
+            Self::Busy => 409,
+        }
     }
 }
 
@@ -308,8 +360,16 @@ impl SelfTest {
 #[allow(clippy::large_enum_variant)] // fixed size is the point: no heap
 pub(crate) enum Upload {
     Idle,
-    Firmware { session: UpdateSession },
-    Www { upload: WwwUpload },
+    Firmware {
+        session: UpdateSession,
+    },
+    Www {
+        upload: WwwUpload,
+    },
+    /// An update the platform writes itself (a pull), holding the lock.
+    External {
+        kind: UpdateKind,
+    },
 }
 
 /// The web-UI layout and what is mounted.
@@ -405,11 +465,69 @@ impl Device {
     /// `None` when none is.
     pub fn upload_progress(&self) -> Option<(u64, Option<u64>)> {
         let received = match &self.upload {
-            Upload::Idle => return None,
+            Upload::Idle | Upload::External { .. } => return None,
             Upload::Firmware { session } => u64::from(session.received()),
             Upload::Www { upload } => u64::from(upload.received()),
         };
         Some((received, self.last_update.as_ref().and_then(|r| r.total)))
+    }
+
+    /// Takes the one-update-at-a-time lock for an update the platform writes
+    /// itself (the pull client's download of `kind`): uploads get 409 `busy`
+    /// until [`Device::end_external`]. 409 `busy` when an update runs.
+    pub fn begin_external(&mut self, kind: UpdateKind) -> Result<(), DeviceError> {
+        if self.update_in_progress() {
+            return Err(DeviceError::Busy);
+        }
+        self.upload = Upload::External { kind };
+        Ok(())
+    }
+
+    /// A web-UI writer into the slot an upload would take (the one not
+    /// mounted), for an update the platform streams itself under
+    /// [`Device::begin_external`] (a pull); finish it with
+    /// [`Device::finish_external_www`].
+    pub fn begin_external_www<F: NorFlash, P: Platform<F>>(
+        &mut self,
+        flash: &mut F,
+        platform: &mut P,
+        size: u64,
+        expected: Option<[u8; 32]>,
+    ) -> Result<WwwUpload, DeviceError> {
+        if self.external_update() != Some(UpdateKind::Www) {
+            return Err(DeviceError::Busy);
+        }
+        match conn::begin_www(self, flash, platform, Some(size), Some(size), expected)? {
+            Upload::Www { upload } => Ok(upload),
+            _ => Err(DeviceError::Busy),
+        }
+    }
+
+    /// Verifies a web-UI image written by [`Device::begin_external_www`]'s
+    /// writer (read back in chunks, superblock and mount limits, the
+    /// platform's inspector) and switches the pointer; the caller reboots.
+    pub fn finish_external_www<F: NorFlash, P: Platform<F>>(
+        &mut self,
+        flash: &mut F,
+        platform: &mut P,
+        upload: WwwUpload,
+    ) -> Result<crate::www::WwwDone, DeviceError> {
+        upload.finish(flash, platform, &self.opts.lfs)
+    }
+
+    /// What the platform writes under [`Device::begin_external`], if anything.
+    pub fn external_update(&self) -> Option<UpdateKind> {
+        match self.upload {
+            Upload::External { kind } => Some(kind),
+            _ => None,
+        }
+    }
+
+    /// Releases the lock [`Device::begin_external`] took (nothing otherwise).
+    pub fn end_external(&mut self) {
+        if matches!(self.upload, Upload::External { .. }) {
+            self.upload = Upload::Idle;
+        }
     }
 
     /// Bytes of the update being written received so far (for progress
@@ -451,7 +569,7 @@ impl Device {
                 };
             }
         }
-        self.www = status::www_boot(flash, platform, self.opts.cfg.table_offset)?;
+        self.www = status::www_boot(flash, platform, self.opts.cfg.table_offset, &self.opts.lfs)?;
         Ok(())
     }
 
@@ -467,7 +585,10 @@ impl Device {
         let SelfTest::Running { deadline } = self.selftest else {
             return Ok(None);
         };
-        if now < deadline || self.update_in_progress() {
+        // An upload in progress is waited for (its answer and reboot come
+        // first); a pull's download never holds up the verdict.
+        let uploading = matches!(self.upload, Upload::Firmware { .. } | Upload::Www { .. });
+        if now < deadline || uploading {
             return Ok(None);
         }
         let Some(running) = self.running else {

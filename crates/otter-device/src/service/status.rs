@@ -19,6 +19,7 @@ pub(crate) fn www_boot<F: NorFlash, P: Platform<F>>(
     flash: &mut F,
     platform: &mut P,
     table_offset: u32,
+    limits: &crate::www::MountLimits,
 ) -> Result<Option<WwwState>, DeviceError> {
     let mut raw = [0u8; MAX_TABLE_LEN];
     flash
@@ -49,7 +50,7 @@ pub(crate) fn www_boot<F: NorFlash, P: Platform<F>>(
     let mut active = None;
     for cand in [selected, 1 - selected] {
         if let Some(r) = slots.get(usize::from(cand)) {
-            if check_superblock(flash, r)?.is_ok() {
+            if check_superblock(flash, r, limits)?.is_ok() {
                 active = Some(cand);
                 break;
             }

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use otter_device::service::{
-    Action, Connection, Device, DeviceOptions, FileRef, FileSource, Platform, SelfTestVerdict,
+    Action, CheckResult, Connection, Device, DeviceOptions, FileRef, FileSource, Platform,
+    SelfTestVerdict,
 };
 use otter_device::www::{InspectError, PointerError, UiInspector, UiSummary, WwwPointer};
 use otter_format::chip::Chip;
@@ -179,6 +180,9 @@ pub struct Rig {
     pub dev: Device,
     pub plat: TestPlatform,
     pub now: u64,
+    /// What the pull client decides when a connection asks for a release
+    /// check (`Action::CheckRelease`); `None`: it never decides.
+    pub check: Option<(CheckResult, String)>,
 }
 
 /// One answer, parsed.
@@ -238,6 +242,7 @@ impl Rig {
             dev: Device::new(o),
             plat: TestPlatform::default(),
             now: 1000,
+            check: None,
         };
         rig.boot();
         rig
@@ -298,6 +303,22 @@ impl Rig {
                 input = &input[o.consumed..];
                 if o.written > 0 || o.action != Action::Read {
                     actions.push(o.action);
+                }
+                if o.action == Action::CheckRelease {
+                    if let Some((result, body)) = self.check.clone() {
+                        let d = conn.check_decided(result, &body, self.now, &mut tx);
+                        out_bytes.extend_from_slice(&tx[..d.written]);
+                        // The answer's action says the check was asked for.
+                        actions.pop();
+                        actions.push(match d.action {
+                            Action::Read => Action::CheckRelease,
+                            other => other,
+                        });
+                        if d.action == Action::Close {
+                            break 'outer;
+                        }
+                        continue;
+                    }
                 }
                 match o.action {
                     Action::Close | Action::Reboot(_) => break 'outer,

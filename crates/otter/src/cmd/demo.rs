@@ -44,26 +44,42 @@ fn say(json: bool, s: impl AsRef<str>) {
     }
 }
 
-fn events_since(st: &Value, seen: &mut usize) -> Vec<String> {
+/// The events of `st` not printed yet. The device keeps only its last few
+/// (`otter_device::service::EVENTS`), so the ring may have moved on: an
+/// event is new when it comes after the last one printed, by (boot, uptime).
+fn events_since(st: &Value, seen: &mut Option<(u64, u64, String)>) -> Vec<String> {
     let all = st
         .get("events")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    // The demo makes far fewer events than the agent keeps
-    // (otter_agent::state::EVENT_LOG_LEN), so the log never wraps here.
-    let start = (*seen).min(all.len());
-    *seen = all.len();
-    all[start..]
+    let events: Vec<(u64, u64, String)> = all
         .iter()
         .filter_map(|e| {
-            Some(format!(
-                "boot {} +{:.1}s  {}",
+            Some((
                 e.get("boot")?.as_u64()?,
-                e.get("uptime_ms")?.as_u64()? as f64 / 1000.0,
-                e.get("message")?.as_str()?
+                e.get("uptime_ms")?.as_u64()?,
+                e.get("message")?.as_str()?.to_string(),
             ))
         })
+        .collect();
+    // After the last one printed if it is still there, else after its time.
+    let start = match seen.as_ref() {
+        None => 0,
+        Some(last) => match events.iter().rposition(|e| e == last) {
+            Some(i) => i + 1,
+            None => events
+                .iter()
+                .position(|e| (e.0, e.1) > (last.0, last.1))
+                .unwrap_or(events.len()),
+        },
+    };
+    let new = events.get(start..).unwrap_or_default();
+    if let Some(last) = new.last() {
+        *seen = Some(last.clone());
+    }
+    new.iter()
+        .map(|(boot, up, msg)| format!("boot {boot} +{:.1}s  {msg}", *up as f64 / 1000.0))
         .collect()
 }
 
@@ -123,7 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut running = rt.block_on(otter_agent::start(run))?;
     let url = running.url();
     let client = Client::new(&url, Some(TOKEN.into()));
-    let mut seen = 0;
+    let mut seen = None;
     let first = wait_status(&client)?;
     say(
         json,

@@ -7,7 +7,8 @@ use otter_ota::session::{UpdateRequest, UpdateSession};
 use otter_ota::SlotId;
 
 use super::{
-    Device, LastUpdate, Platform, RollbackReason, Text32, UpdateKind, UpdateResult, Upload,
+    CheckResult, Device, LastUpdate, Platform, RollbackReason, Text32, UpdateKind, UpdateResult,
+    Upload,
 };
 use crate::error::{BadRequest, DeviceError};
 use crate::http::{
@@ -19,10 +20,11 @@ use crate::www::WwwUpload;
 
 mod respond;
 mod routes;
-mod upload;
+pub(crate) mod upload;
 
 pub use respond::{clean_path, content_type};
 pub(crate) use respond::{write_error, write_json};
+pub(crate) use upload::begin_www;
 use upload::*;
 
 /// The smallest response buffer a call accepts: the status document of a
@@ -59,7 +61,10 @@ pub enum Action {
     /// Close the connection, then reboot.
     Reboot(RebootReason),
     /// `POST /api/ota/check` was accepted: start a release-manifest check
-    /// now, and keep reading this connection as for [`Action::Read`].
+    /// now and hand its decision to [`Connection::check_decided`]; until
+    /// then the request waits (at most [`super::DeviceOptions::check_wait_ms`],
+    /// enforced by [`Connection::poll`]: 503 `no_decision`). Keep reading as
+    /// for [`Action::Read`].
     CheckRelease,
 }
 
@@ -105,6 +110,13 @@ enum State {
         body: BodyReader,
         until: u64,
         close: bool,
+    },
+    /// Waiting for the decision of a release check (`POST /api/ota/check`).
+    Check {
+        framing: Framing,
+        close: bool,
+        head_only: bool,
+        until: u64,
     },
     /// Streaming a web-UI file.
     File {
@@ -246,6 +258,12 @@ impl<'b> Connection<'b> {
                     },
                 }
             }
+            st @ State::Check { .. } => {
+                // The answer comes first; what follows waits in the caller's
+                // buffer.
+                self.state = st;
+                Output::read(0, 0)
+            }
             State::File { id, at, len, close } => {
                 let n = (len - at).min(tx.len() as u32) as usize;
                 let got = platform.read_file(id, at, tx.get_mut(..n).unwrap_or_default());
@@ -308,8 +326,78 @@ impl<'b> Connection<'b> {
                     ..Output::read(0, 0)
                 }
             }
+            State::Check { until, .. } if now >= *until => {
+                let e = DeviceError::NoDecision {
+                    ms: dev.opts.check_wait_ms,
+                };
+                self.fail(dev, e, true, tx, 0)
+            }
             _ => Output::read(0, 0),
         }
+    }
+
+    /// Whether the connection waits for a release check's decision.
+    pub fn awaits_check(&self) -> bool {
+        matches!(self.state, State::Check { .. })
+    }
+
+    /// Answers the waiting `POST /api/ota/check` with 503 `no_decision` at
+    /// once (the pull client went away, for example because the device
+    /// reboots) and closes. Ignored when no check waits.
+    pub fn check_abandoned(&mut self, dev: &mut Device, tx: &mut [u8]) -> Output {
+        if !self.awaits_check() {
+            return Output::read(0, 0);
+        }
+        let e = DeviceError::NoDecision {
+            ms: dev.opts.check_wait_ms,
+        };
+        self.fail(dev, e, true, tx, 0)
+    }
+
+    /// Answers the waiting `POST /api/ota/check` with the decision: the
+    /// status [`CheckResult::status`] and `body`, the JSON document the pull
+    /// client wrote (`{result, artifact, release, error}`). Ignored (nothing
+    /// written) when no check waits, for example after 503 `no_decision`.
+    pub fn check_decided(
+        &mut self,
+        result: CheckResult,
+        body: &str,
+        now: u64,
+        tx: &mut [u8],
+    ) -> Output {
+        let State::Check {
+            framing,
+            close,
+            head_only,
+            ..
+        } = self.state
+        else {
+            return Output::read(0, 0);
+        };
+        if tx.len() < MIN_TX_BUF {
+            self.state = State::Closed;
+            let mut out = self.answer_error(&DeviceError::ResponseTooLarge, true, tx);
+            out.action = Action::Close;
+            return out;
+        }
+        let written = write_json(tx, result.status(), close, &[], head_only, |j| {
+            j.raw(body);
+        })
+        .unwrap_or_else(|| write_error(tx, &DeviceError::ResponseTooLarge, close));
+        let mut out = Output::read(0, written);
+        if matches!(framing, Framing::None | Framing::Length(0)) {
+            self.finish_request(close, now);
+            if close {
+                out.action = Action::Close;
+            }
+        } else {
+            self.state = State::Drain {
+                body: BodyReader::new(framing, now),
+                until: now.saturating_add(self.limits.drain_ms),
+                close,
+            };
+        }
+        out
     }
 
     /// The peer closed its side (or the socket broke) at `now`: an upload in

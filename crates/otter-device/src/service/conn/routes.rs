@@ -151,13 +151,18 @@ impl Connection<'_> {
                 if !dev.opts.pull {
                     return self.refuse(head, &DeviceError::PullNotConfigured, now, tx);
                 }
-                let mut out = self.answer(head, 202, &[], now, tx, |j| {
-                    j.raw("{\"result\":\"checking\",\"message\":\"the release manifest is checked now; GET /api/ota/status shows the pull's step\"}");
-                });
-                if out.action == Action::Read {
-                    out.action = Action::CheckRelease;
+                // The answer waits for the pull client's decision
+                // (`Connection::check_decided`); a body is drained after it.
+                self.state = State::Check {
+                    framing: head.framing,
+                    close: head.close,
+                    head_only: head.method == Method::Head,
+                    until: now.saturating_add(dev.opts.check_wait_ms),
+                };
+                Output {
+                    action: Action::CheckRelease,
+                    ..Output::read(0, 0)
                 }
-                out
             }
             Endpoint::Firmware => {
                 self.begin_upload(dev, flash, platform, head, Sink::Firmware, now, tx)
@@ -303,7 +308,7 @@ impl Connection<'_> {
         let (slot, www_slot) = match &dev.upload {
             Upload::Firmware { session, .. } => (Some(session.target()), None),
             Upload::Www { upload, .. } => (None, Some(upload.target)),
-            Upload::Idle => (None, None),
+            Upload::Idle | Upload::External { .. } => (None, None),
         };
         dev.record(LastUpdate {
             result: UpdateResult::InProgress,
@@ -367,9 +372,9 @@ impl Connection<'_> {
                 if upload.received() == 0 {
                     return Err(DeviceError::Empty);
                 }
-                upload.finish(flash, platform).map(Done::Www)
+                upload.finish(flash, platform, &dev.opts.lfs).map(Done::Www)
             }
-            Upload::Idle => Err(DeviceError::Busy),
+            Upload::Idle | Upload::External { .. } => Err(DeviceError::Busy),
         });
         let received = body.delivered();
         match result {

@@ -90,7 +90,7 @@ pub(super) fn begin_firmware<F: NorFlash>(
     Ok(Upload::Firmware { session })
 }
 
-pub(super) fn begin_www<F: NorFlash, P: Platform<F>>(
+pub(crate) fn begin_www<F: NorFlash, P: Platform<F>>(
     dev: &mut Device,
     flash: &mut F,
     platform: &mut P,
@@ -127,7 +127,7 @@ pub(super) fn feed_upload<F: NorFlash>(
                 .write(flash, data)
                 .map_err(|e| DeviceError::from_ota(&e)),
             Upload::Www { upload, .. } => upload.write(flash, data),
-            Upload::Idle => Err(DeviceError::Busy),
+            Upload::Idle | Upload::External { .. } => Err(DeviceError::Busy),
         }
     };
     let r = match multipart {

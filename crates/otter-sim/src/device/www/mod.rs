@@ -32,30 +32,18 @@
 //! the field, the value found and the one expected. The mount itself
 //! (otter-www's reader) then proves the rest.
 //!
-//! # The update ([`FrontendUpdate`])
+//! # The update
 //!
-//! 1. `begin`: pick the inactive slot (the one not mounted), check the size
-//!    and that the NVS pointer can be written (a dry run), before anything is
-//!    erased.
-//! 2. `write`: stream into the slot raw, erasing one 4 KiB sector just ahead
-//!    of the write cursor; the slot is never mounted meanwhile.
-//! 3. `finish`: read the slot back; check its length and SHA-256 (against
-//!    the expected one when given), that it mounts with the slot's geometry
-//!    and holds `/index.html`; then write the NVS pointer with
-//!    [`plan_set_u8`]'s flash writes, one program at a time, and read it back.
-//!
-//! The active slot is never written, and the pointer changes only after the
-//! new slot verified, so a power cut at any operation leaves a complete UI:
-//! the old one before the pointer's new entry is marked written, the new one
-//! after (`tests/www_powercut.rs` proves it for every operation).
+//! Writing a new UI into the slot not mounted, checking it and switching the
+//! pointer is device behaviour: `otter-device`'s `www` module (the code a
+//! chip runs). This module keeps the simulator's side: the layout, the
+//! power-on mount, the pointer in NVS, the LittleFS inspection.
 
 mod image;
-mod update;
 
 pub use image::{
     inspect_ui, inspect_ui_with, read_ui_files, superblock, Superblock, UiProblem, UiSummary,
 };
-pub use update::{FrontendError, FrontendUpdate, Switched};
 
 use std::path::PathBuf;
 

@@ -8,12 +8,18 @@
 //! new slot. Then the update is retried from the post-cut flash and must
 //! complete and mount the new UI.
 //!
-//! The update runs exactly as the agent runs it ([`FrontendUpdate`] over the
-//! device's flash), on a device made by `device::create`. Small slots are
+//! The update runs on the code the device ships: `otter-device`'s web-UI
+//! writer and check (`Device::begin_external_www`, as a pull writes it; an
+//! upload feeds the same `WwwUpload`) with the virtual device's platform
+//! (the NVS pointer, the LittleFS inspector), on a device made by
+//! `device::create`. Small slots are
 //! enumerated exhaustively; the default 1 MB slots are sampled (every NVS
 //! operation, the first and last sectors, and every 64th sector).
 
-use otter_sim::device::www::{mount, FrontendUpdate, WwwLayout, DEFAULT_INDEX_HTML, SLOT_LABELS};
+use otter_agent::net::platform::SimPlatform;
+use otter_device::service::{Device, DeviceOptions, UpdateKind};
+use otter_device::DeviceError;
+use otter_sim::device::www::{mount, WwwLayout, DEFAULT_INDEX_HTML, SLOT_LABELS};
 use otter_sim::device::{create, CreateOptions, VirtualDevice};
 use otter_sim::{Fault, FaultKind, SimFlash};
 use sha2::{Digest, Sha256};
@@ -76,21 +82,28 @@ fn run_update(
     flash: &mut SimFlash,
     layout: &WwwLayout,
     image: &[u8],
-) -> Result<usize, otter_sim::device::www::FrontendError> {
+) -> Result<usize, DeviceError> {
+    // A power-on of the core: it finds the slots and the mounted UI.
     let boot = mount(flash, layout);
+    let mut plat = SimPlatform {
+        nvs: layout.nvs.as_ref().map(|r| (r.offset, r.size)),
+        www: Some((boot, layout.clone())),
+        ..SimPlatform::default()
+    };
+    let mut dev = Device::new(DeviceOptions::new(otter_ota::DeviceConfig::new(
+        otter_format::chip::Chip::Esp32,
+    )));
+    dev.boot(flash, &mut plat, None, 0)?;
     let sha: [u8; 32] = Sha256::digest(image).into();
-    let mut u = FrontendUpdate::begin(
-        flash,
-        layout,
-        boot.active,
-        Some(image.len() as u64),
-        Some(sha),
-    )?;
+    dev.begin_external(UpdateKind::Www)?;
+    let mut u = dev.begin_external_www(flash, &mut plat, image.len() as u64, Some(sha))?;
     // Odd-sized chunks, as HTTP delivers them.
     for chunk in image.chunks(1500) {
         u.write(flash, chunk)?;
     }
-    Ok(u.finish(flash)?.index)
+    let done = dev.finish_external_www(flash, &mut plat, u)?;
+    dev.end_external();
+    Ok(usize::from(done.target))
 }
 
 /// What a power-on mounted: the slot, and its index.html.
@@ -105,7 +118,7 @@ fn mounted(flash: &mut SimFlash, layout: &WwwLayout) -> Result<(usize, Vec<u8>),
     let a = boot.active.ok_or("no UI mounted")?;
     let r = &layout.slots[a];
     let mut img = vec![0u8; r.size as usize];
-    embedded_storage::nor_flash::ReadNorFlash::read(flash, r.offset, &mut img)
+    otter_sim::embedded_storage::nor_flash::ReadNorFlash::read(flash, r.offset, &mut img)
         .map_err(|e| e.to_string())?;
     let index = otter_www::read_file(&img, "/index.html").map_err(|e| e.to_string())?;
     Ok((a, index))
