@@ -292,7 +292,7 @@ impl Connection<'_> {
         let upload = match begun {
             Ok(u) => u,
             Err(e) => {
-                dev_fail(dev, sink, &e, 0, total, now);
+                dev_fail(dev, sink, Protocol::Http, &e, 0, total, now);
                 if let Some(r) = dev.last_update.as_mut() {
                     r.result = UpdateResult::Rejected;
                 }
@@ -309,6 +309,7 @@ impl Connection<'_> {
             result: UpdateResult::InProgress,
             error: None,
             kind: kind_of(sink),
+            protocol: Protocol::Http,
             slot,
             www_slot,
             version: None,
@@ -382,6 +383,7 @@ impl Connection<'_> {
                     result: UpdateResult::Ok,
                     error: None,
                     kind: kind_of(sink),
+                    protocol: Protocol::Http,
                     slot,
                     www_slot,
                     version,
@@ -444,7 +446,7 @@ impl Connection<'_> {
                 }
             }
             Err(e) => {
-                dev_fail(dev, sink, &e, received, total, now);
+                dev_fail(dev, sink, Protocol::Http, &e, received, total, now);
                 let out = self.answer_error(&e, close, tx);
                 self.finish_request(close, now);
                 out

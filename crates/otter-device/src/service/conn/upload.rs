@@ -4,12 +4,12 @@
 use super::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Sink {
+pub(in crate::service) enum Sink {
     Firmware,
     Www,
 }
 
-pub(super) enum Done {
+pub(in crate::service) enum Done {
     Firmware {
         slot: SlotId,
         version: Option<Text32>,
@@ -19,16 +19,17 @@ pub(super) enum Done {
     Www(crate::www::WwwDone),
 }
 
-pub(super) fn kind_of(sink: Sink) -> UpdateKind {
+pub(in crate::service) fn kind_of(sink: Sink) -> UpdateKind {
     match sink {
         Sink::Firmware => UpdateKind::Firmware,
         Sink::Www => UpdateKind::Www,
     }
 }
 
-pub(super) fn dev_fail(
+pub(in crate::service) fn dev_fail(
     dev: &mut Device,
     sink: Sink,
+    protocol: Protocol,
     e: &DeviceError,
     received: u64,
     total: Option<u64>,
@@ -50,6 +51,7 @@ pub(super) fn dev_fail(
         result,
         error: Some(e.clone()),
         kind: kind_of(sink),
+        protocol,
         slot,
         www_slot,
         version: None,
@@ -60,7 +62,7 @@ pub(super) fn dev_fail(
     });
 }
 
-pub(super) fn begin_firmware<F: NorFlash>(
+pub(in crate::service) fn begin_firmware<F: NorFlash>(
     dev: &mut Device,
     flash: &mut F,
     running: SlotId,
@@ -90,7 +92,7 @@ pub(super) fn begin_firmware<F: NorFlash>(
     Ok(Upload::Firmware { session })
 }
 
-pub(super) fn begin_www<F: NorFlash, P: Platform<F>>(
+pub(in crate::service) fn begin_www<F: NorFlash, P: Platform<F>>(
     dev: &mut Device,
     flash: &mut F,
     platform: &mut P,
@@ -152,7 +154,7 @@ pub(super) fn feed_upload<F: NorFlash>(
     r
 }
 
-pub(super) fn finish_firmware<F: NorFlash>(
+pub(in crate::service) fn finish_firmware<F: NorFlash>(
     flash: &mut F,
     session: UpdateSession,
 ) -> Result<Done, DeviceError> {
