@@ -66,6 +66,9 @@ pub struct RunOptions {
     /// Serve the API with the `otter-device` core ([`crate::net`]) instead
     /// of the axum server; `OTTER_AGENT_SERVER=core` turns it on.
     pub core_server: bool,
+    /// ESPHome's OTA and espota on the API's port, besides HTTP (served by
+    /// the core server only).
+    pub uploaders: crate::net::uploaders::UploaderConfig,
 }
 
 impl RunOptions {
@@ -85,6 +88,7 @@ impl RunOptions {
             mdns: None,
             pull: None,
             core_server: std::env::var("OTTER_AGENT_SERVER").is_ok_and(|v| v == "core"),
+            uploaders: crate::net::uploaders::UploaderConfig::default(),
         }
     }
 }
@@ -113,6 +117,9 @@ pub enum AgentError {
     /// The pull client could not be set up (its TLS configuration).
     #[error("pull: {0}")]
     Pull(#[from] crate::fetch::FetchError),
+    /// An uploader setting is unusable.
+    #[error(transparent)]
+    Uploaders(#[from] crate::net::uploaders::UploaderError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -303,15 +310,25 @@ async fn boot_loop(
     let mut previous: Option<Previous> = None;
     let mut streak: (Option<SlotId>, u32) = (None, 0);
     let mut advertiser: Option<Advertiser> = None;
-    let core = opts.core_server.then(|| {
-        let vd = shared.device();
-        let token = opts.token.as_deref().or(vd.config_file().token.as_deref());
-        let mut c = crate::net::Core::new(&vd, token, opts.selftest_window);
-        drop(vd);
-        c.dev.options_mut().pull = shared.pull().is_some();
-        c.plat.status = Some(host_status(shared.clone()));
-        Arc::new(std::sync::Mutex::new(c))
-    });
+    let core = match opts.core_server {
+        false => None,
+        true => {
+            let vd = shared.device();
+            let token = opts.token.as_deref().or(vd.config_file().token.as_deref());
+            let mut c = crate::net::Core::new(&vd, token, opts.selftest_window);
+            let (uploaders, notes) =
+                crate::net::uploaders::Uploaders::from_config(&opts.uploaders, token.is_some())?;
+            drop(vd);
+            for n in notes {
+                tracing::warn!("{n}");
+                shared.event(n);
+            }
+            c.uploaders = uploaders;
+            c.dev.options_mut().pull = shared.pull().is_some();
+            c.plat.status = Some(host_status(shared.clone()));
+            Some(Arc::new(std::sync::Mutex::new(c)))
+        }
+    };
     let end = loop {
         count += 1;
         let power = shared.device().power_on()?;

@@ -36,11 +36,19 @@ fn send(rig: &mut Rig, udp: &mut Espota, peer: u64, msg: &[u8]) -> (String, Opti
         rig.now,
         &mut tx,
     );
-    (String::from_utf8(tx[..r.written].to_vec()).unwrap(), r.transfer)
+    (
+        String::from_utf8(tx[..r.written].to_vec()).unwrap(),
+        r.transfer,
+    )
 }
 
 fn invitation(cmd: u32, image: &[u8]) -> Vec<u8> {
-    format!("{cmd} 40000 {} {}\n", image.len(), hexs(&Md5::digest(image))).into_bytes()
+    format!(
+        "{cmd} 40000 {} {}\n",
+        image.len(),
+        hexs(&Md5::digest(image))
+    )
+    .into_bytes()
 }
 
 /// The legacy answer: md5hex(md5hex(pw) ":" nonce ":" cnonce).
@@ -52,8 +60,15 @@ fn md5_answer(pw: &str, nonce: &str, cnonce: &str) -> String {
 /// arduino-esp32 3.3.1's answer, with `p` the stored password hash.
 fn sha_answer(p: &str, nonce: &str, cnonce: &str) -> String {
     let mut k = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(p.as_bytes(), format!("{nonce}:{cnonce}").as_bytes(), 10_000, &mut k);
-    hexs(&Sha256::digest(format!("{}:{nonce}:{cnonce}", hexs(&k)).as_bytes()))
+    pbkdf2::pbkdf2_hmac::<Sha256>(
+        p.as_bytes(),
+        format!("{nonce}:{cnonce}").as_bytes(),
+        10_000,
+        &mut k,
+    );
+    hexs(&Sha256::digest(
+        format!("{}:{nonce}:{cnonce}", hexs(&k)).as_bytes(),
+    ))
 }
 
 /// Streams `image` as espota.py does; returns every reply and the last
@@ -62,7 +77,14 @@ fn stream(rig: &mut Rig, t: &mut Transfer, image: &[u8]) -> (Vec<String>, Action
     let mut replies = Vec::new();
     let mut tx = [0u8; 256];
     for chunk in image.chunks(1024) {
-        let out = t.handle(&mut rig.dev, &mut rig.flash, &mut rig.plat, chunk, rig.now, &mut tx);
+        let out = t.handle(
+            &mut rig.dev,
+            &mut rig.flash,
+            &mut rig.plat,
+            chunk,
+            rig.now,
+            &mut tx,
+        );
         assert_eq!(out.consumed, chunk.len());
         replies.push(String::from_utf8(tx[..out.written].to_vec()).unwrap());
         if out.action != Action::Read {
@@ -108,9 +130,15 @@ fn the_legacy_md5_challenge_uses_a_32_hex_nonce() {
     let image = c3("2.0.0");
     let (reply, t) = send(&mut rig, &mut udp, PEER, &invitation(0, &image));
     assert!(t.is_none());
-    let nonce = reply.strip_prefix("AUTH ").expect("a challenge").to_string();
+    let nonce = reply
+        .strip_prefix("AUTH ")
+        .expect("a challenge")
+        .to_string();
     assert_eq!(nonce.len(), 32);
-    assert!(!rig.dev.update_in_progress(), "nothing begins before the answer");
+    assert!(
+        !rig.dev.update_in_progress(),
+        "nothing begins before the answer"
+    );
     let cnonce = hexs(&Md5::digest(b"fw.bin"));
     let answer = format!("200 {cnonce} {}\n", md5_answer("pw", &nonce, &cnonce));
     let (reply, t) = send(&mut rig, &mut udp, PEER, answer.as_bytes());
@@ -156,13 +184,23 @@ fn a_wrong_password_fails_and_a_fresh_invitation_starts_over() {
         } else {
             sha_answer(&hexs(&Sha256::digest(b"nope")), &nonce, &cnonce)
         };
-        let (reply, t) = send(&mut rig, &mut udp, PEER, format!("200 {cnonce} {wrong}\n").as_bytes());
+        let (reply, t) = send(
+            &mut rig,
+            &mut udp,
+            PEER,
+            format!("200 {cnonce} {wrong}\n").as_bytes(),
+        );
         assert_eq!(reply, "Authentication Failed");
         assert!(t.is_none());
         assert!(rig.dev.last_update().is_none());
         assert_eq!(otadata(&rig), before);
         // The same answer again is not taken: the challenge is spent.
-        let (reply, _) = send(&mut rig, &mut udp, PEER, format!("200 {cnonce} {wrong}\n").as_bytes());
+        let (reply, _) = send(
+            &mut rig,
+            &mut udp,
+            PEER,
+            format!("200 {cnonce} {wrong}\n").as_bytes(),
+        );
         assert_eq!(reply, "");
         let (reply, _) = send(&mut rig, &mut udp, PEER, &invitation(0, &image));
         assert!(reply.starts_with("AUTH "));
@@ -207,7 +245,12 @@ fn refusals_are_error_texts_and_leave_the_boot_selection() {
         let mut udp = Espota::new(&EspotaOptions::new());
         let mut inv = invitation(0, &announced);
         if what == "md5 mismatch" {
-            inv = format!("0 40000 {} {}\n", image.len(), hexs(&Md5::digest(&announced))).into_bytes();
+            inv = format!(
+                "0 40000 {} {}\n",
+                image.len(),
+                hexs(&Md5::digest(&announced))
+            )
+            .into_bytes();
         }
         let (reply, t) = send(&mut rig, &mut udp, PEER, &inv);
         let text = match t {
@@ -221,7 +264,10 @@ fn refusals_are_error_texts_and_leave_the_boot_selection() {
             }
         };
         assert!(text.starts_with(&format!("ERR {code}: ")), "{what}: {text}");
-        assert!(!text.contains("OK"), "{what}: a refusal never reads as success: {text}");
+        assert!(
+            !text.contains("OK"),
+            "{what}: a refusal never reads as success: {text}"
+        );
         let rec = rig.dev.last_update().unwrap();
         assert_eq!(rec.protocol, Protocol::Espota, "{what}");
         assert_eq!(rec.error.as_ref().unwrap().code(), code, "{what}");
@@ -261,7 +307,12 @@ fn the_filesystem_command_writes_the_inactive_www_slot() {
     let (reply, t) = send(&mut rig, &mut udp, PEER, &invitation(100, &ui));
     assert_eq!(reply, "OK");
     let (replies, action) = stream(&mut rig, &mut t.unwrap(), &ui);
-    assert_eq!(action, Action::Reboot(RebootReason::Www), "{:?}", replies.last());
+    assert_eq!(
+        action,
+        Action::Reboot(RebootReason::Www),
+        "{:?}",
+        replies.last()
+    );
     assert_eq!(rig.www_slot_bytes(WWW1), &ui[..]);
     let u = rig.dev.last_update().unwrap();
     assert_eq!(u.www_slot, Some(1));
@@ -281,16 +332,28 @@ fn a_stalled_transfer_resends_its_count_then_aborts() {
     let (_, t) = send(&mut rig, &mut udp, PEER, &invitation(0, &image));
     let mut t = t.unwrap();
     let mut tx = [0u8; 256];
-    t.handle(&mut rig.dev, &mut rig.flash, &mut rig.plat, &image[..1024], rig.now, &mut tx);
+    t.handle(
+        &mut rig.dev,
+        &mut rig.flash,
+        &mut rig.plat,
+        &image[..1024],
+        rig.now,
+        &mut tx,
+    );
     let mut now = rig.now;
     for _ in 0..3 {
         now += 1000;
         let out = t.poll(&mut rig.dev, now, &mut tx);
-        assert_eq!((&tx[..out.written], out.action), (&b"1024"[..], Action::Read));
+        assert_eq!(
+            (&tx[..out.written], out.action),
+            (&b"1024"[..], Action::Read)
+        );
     }
     let out = t.poll(&mut rig.dev, now + 1000, &mut tx);
     assert_eq!(out.action, Action::Close);
-    assert!(std::str::from_utf8(&tx[..out.written]).unwrap().starts_with("ERR timeout: "));
+    assert!(std::str::from_utf8(&tx[..out.written])
+        .unwrap()
+        .starts_with("ERR timeout: "));
     assert_eq!(rig.dev.last_update().unwrap().result, UpdateResult::Aborted);
     assert!(!rig.dev.update_in_progress());
 }
