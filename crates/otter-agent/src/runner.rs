@@ -538,10 +538,18 @@ async fn boot_loop(
                     }
                 };
                 if let Some(mdns) = &opts.mdns {
+                    let up = core.as_ref().map_or_else(Default::default, |c| {
+                        let u = crate::net::lock(c).uploaders;
+                        crate::mdns::UploaderAdverts {
+                            arduino: u.espota.map(|o| o.auth.required()),
+                            esphome: u.esphome.is_some(),
+                        }
+                    });
                     advertise(
                         &mut advertiser,
                         mdns,
                         &advert(&shared, &opts.dir, addr, &version, &project),
+                        up,
                     )
                     .await;
                 }
@@ -719,10 +727,16 @@ fn advert(
 /// Starts advertising for this boot (the record was withdrawn when the
 /// previous boot ended). Failures are logged, not fatal: the API works
 /// without mDNS.
-async fn advertise(slot: &mut Option<Advertiser>, opts: &MdnsOptions, advert: &DeviceAdvert) {
+async fn advertise(
+    slot: &mut Option<Advertiser>,
+    opts: &MdnsOptions,
+    advert: &DeviceAdvert,
+    up: crate::mdns::UploaderAdverts,
+) {
     let opts = opts.clone();
     let advert = advert.clone();
-    let result = tokio::task::spawn_blocking(move || Advertiser::start(&advert, &opts)).await;
+    let result =
+        tokio::task::spawn_blocking(move || Advertiser::start_with(&advert, &up, &opts)).await;
     match result {
         Ok(Ok(a)) => *slot = Some(a),
         Ok(Err(e)) => tracing::warn!("mDNS: cannot advertise the device: {e}"),
