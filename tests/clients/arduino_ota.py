@@ -119,6 +119,9 @@ def main():
     p.add_argument("-m", "--md5-target", action="store_true")
     p.add_argument("-t", "--timeout", type=float, default=10)
     p.add_argument("--generation", choices=["current", "legacy"], default="current")
+    # Accepted as PlatformIO passes them; this client always logs to stderr.
+    p.add_argument("-d", "--debug", action="store_true")
+    p.add_argument("-r", "--progress", action="store_true")
     args = p.parse_args()
 
     size = os.path.getsize(args.file)

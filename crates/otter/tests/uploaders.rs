@@ -23,20 +23,21 @@ fn core_server() {
     std::env::set_var("OTTER_AGENT_SERVER", "core");
 }
 
-/// The value of `key = ...` in the page's ```ini block.
-fn ini_value(doc: &str, key: &str) -> String {
+/// The value of `key = ...` in the page's ```ini block for `protocol`.
+fn ini_value(doc: &str, protocol: &str, key: &str) -> String {
     let block = doc
-        .split_once("```ini\n")
-        .and_then(|(_, b)| b.split_once("```"))
-        .expect("docs/uploaders.md has an ini block")
-        .0;
+        .split("```ini\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(b, _)| b))
+        .find(|b| b.contains(&format!("upload_protocol = {protocol}")))
+        .unwrap_or_else(|| panic!("docs/uploaders.md has no ini block for {protocol}"));
     block
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once('=')?;
             (k.trim() == key).then(|| v.trim().to_string())
         })
-        .unwrap_or_else(|| panic!("docs/uploaders.md's ini block has no {key}"))
+        .unwrap_or_else(|| panic!("docs/uploaders.md's {protocol} block has no {key}"))
 }
 
 fn sha256_hex(p: &Path) -> String {
@@ -49,12 +50,12 @@ fn sha256_hex(p: &Path) -> String {
 fn the_documented_platformio_upload_command_pushes_to_a_virtual_device() {
     let doc = std::fs::read_to_string(workspace_root().join("docs/uploaders.md"))
         .expect("reading docs/uploaders.md");
-    assert_eq!(ini_value(&doc, "upload_protocol"), "custom");
+    assert_eq!(ini_value(&doc, "custom", "upload_protocol"), "custom");
     assert!(
-        ini_value(&doc, "upload_port").ends_with(":3232"),
+        ini_value(&doc, "custom", "upload_port").ends_with(":3232"),
         "the documented port is the device's"
     );
-    let command = ini_value(&doc, "upload_command");
+    let command = ini_value(&doc, "custom", "upload_command");
     assert!(command.contains("$SOURCE"), "{command}");
 
     core_server();
@@ -86,6 +87,59 @@ fn the_documented_platformio_upload_command_pushes_to_a_virtual_device() {
     let st = dev.status();
     assert_eq!(st["running"]["version"], "2.0.0", "{st:#}");
     assert_eq!(st["running"]["sha256"], sha256_hex(&firmware).as_str());
+}
+
+#[test]
+fn the_documented_platformio_espota_settings_upload_to_a_virtual_device() {
+    core_server();
+    let doc = std::fs::read_to_string(workspace_root().join("docs/uploaders.md"))
+        .expect("reading docs/uploaders.md");
+    let block = doc
+        .split("```ini\n")
+        .skip(1)
+        .find(|b| b.contains("upload_protocol = espota"))
+        .and_then(|b| b.split_once("```"))
+        .expect("an espota ini block")
+        .0;
+    // upload_flags continues on the indented lines after it.
+    let flags: Vec<String> = block
+        .lines()
+        .skip_while(|l| !l.starts_with("upload_flags"))
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert!(flags.contains(&"--port=3232".to_string()), "{flags:?}");
+    let password = flags
+        .iter()
+        .find_map(|f| f.strip_prefix("--auth="))
+        .expect("an --auth flag")
+        .to_string();
+    let dev = Device::create(&[]).run(&["--espota-password", &password]);
+    let port = dev.url.rsplit_once(':').expect("port").1.to_string();
+    let firmware = image(dev.path(), "esp32s3", "2.0.0", &[]);
+    // PlatformIO: espota.py --debug --progress -i IP -f BIN, then upload_flags.
+    let out = Command::new(python())
+        .arg(workspace_root().join("tests/clients/arduino_ota.py"))
+        .args([
+            "--debug",
+            "--progress",
+            "-i",
+            "127.0.0.1",
+            "-I",
+            "127.0.0.1",
+        ])
+        .args(["-f", firmware.to_str().expect("utf-8")])
+        .args(flags.iter().map(|f| f.replace("3232", &port)))
+        .output()
+        .expect("running the client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = dev.wait_until(|st| st["running"]["version"] == "2.0.0", "2.0.0 running");
+    assert_eq!(st["last_update"]["protocol"], "espota");
 }
 
 /// Where setup-oracles.sh installed an uploader (`esphome-2026.10.0`, ...).
