@@ -340,7 +340,9 @@ fn refusals_map_to_esphome_codes_and_leave_the_boot_selection() {
     let mut not_app = c3("2.0.0");
     not_app[0] = 0x00;
     let good = c3("2.0.0");
-    let cases: Vec<(&str, Vec<u8>, Option<[u8; 16]>, u8, &str)> = vec![
+    // (what, image, MD5 sent instead of the image's, byte, device code)
+    type Case<'a> = (&'a str, Vec<u8>, Option<[u8; 16]>, u8, &'a str);
+    let cases: Vec<Case> = vec![
         ("too large", big, None, 0x89, "too_large"),
         ("wrong chip", esp32, None, 0x84, "wrong_chip"),
         ("corrupted", corrupted, None, 0x84, "integrity"),
