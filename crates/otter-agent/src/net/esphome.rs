@@ -72,7 +72,10 @@ pub(super) async fn connection<H: Host>(
                     });
                     at += out.consumed;
                     if out.written > 0 {
-                        sock.write_all(&tx[..out.written]).await?;
+                        if let Err(e) = sock.write_all(&tx[..out.written]).await {
+                            peer_gone(core, &mut conn, &mut host.device());
+                            return Err(e);
+                        }
                     }
                     match out.action {
                         Action::Close => {

@@ -59,8 +59,8 @@ impl Device {
     /// running image still pending verification, another update in
     /// progress (one at a time across all protocols), or an image that
     /// cannot fit the slot (firmware) or is not the slot's size (web UI).
-    /// A refusal is recorded (except `busy`, which would overwrite the
-    /// record of the update that is running).
+    /// A refusal of the image (size) is recorded; `not_running`,
+    /// `pending_verify` and `busy` are not, as for HTTP.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn begin_update<F: NorFlash, P: Platform<F>>(
         &mut self,
@@ -76,11 +76,15 @@ impl Device {
             UpdateKind::Firmware => Sink::Firmware,
             UpdateKind::Www => Sink::Www,
         };
+        let total = Some(u64::from(size));
+        // As for HTTP: a device that must first confirm says so even while
+        // another update runs; these refusals and `busy` are not recorded
+        // (no update was attempted; the record stays the last one's).
+        let running = self.ready_for_update(flash)?;
         if self.update_in_progress() {
             return Err(DeviceError::Busy);
         }
-        let total = Some(u64::from(size));
-        let begun = self.begin_checked(flash, platform, sink, size);
+        let begun = self.begin_checked(flash, platform, sink, running, size);
         let upload = match begun {
             Ok(u) => u,
             Err(e) => {
@@ -110,13 +114,13 @@ impl Device {
         Ok(())
     }
 
-    fn begin_checked<F: NorFlash, P: Platform<F>>(
-        &mut self,
+    /// Whether an update may begin: an image runs and, with rollback on, it
+    /// is not waiting for its confirm. Returns the running slot. The one
+    /// check of every protocol, HTTP included.
+    pub(crate) fn ready_for_update<F: NorFlash>(
+        &self,
         flash: &mut F,
-        platform: &mut P,
-        sink: Sink,
-        size: u32,
-    ) -> Result<Upload, DeviceError> {
+    ) -> Result<SlotId, DeviceError> {
         let running = self.running.ok_or(DeviceError::NotRunning)?;
         if self.opts.cfg.rollback {
             let state = running_state(flash, &self.opts.cfg, running)
@@ -125,6 +129,17 @@ impl Device {
                 return Err(DeviceError::PendingVerify);
             }
         }
+        Ok(running)
+    }
+
+    fn begin_checked<F: NorFlash, P: Platform<F>>(
+        &mut self,
+        flash: &mut F,
+        platform: &mut P,
+        sink: Sink,
+        running: SlotId,
+        size: u32,
+    ) -> Result<Upload, DeviceError> {
         if size == 0 {
             return Err(DeviceError::Empty);
         }

@@ -242,21 +242,13 @@ impl Connection<'_> {
             Some(Err(e)) => return self.refuse(head, &DeviceError::BadRequest(e), now, tx),
             None => None,
         };
-        let Some(running) = dev.running else {
-            return self.refuse(head, &DeviceError::NotRunning, now, tx);
-        };
         // pending_verify is decided before the lock: a device that must
         // first confirm says so even while another upload runs. A web UI
         // waits too: its reboot would end the self-test unconfirmed.
-        if dev.opts.cfg.rollback {
-            match running_state(flash, &dev.opts.cfg, running) {
-                Ok(Some(OtaState::PendingVerify)) => {
-                    return self.refuse(head, &DeviceError::PendingVerify, now, tx)
-                }
-                Ok(_) => {}
-                Err(e) => return self.refuse(head, &DeviceError::from_ota(&e), now, tx),
-            }
-        }
+        let running = match dev.ready_for_update(flash) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(head, &e, now, tx),
+        };
         if dev.update_in_progress() {
             return self.refuse(head, &DeviceError::Busy, now, tx);
         }
