@@ -540,12 +540,22 @@ proptest! {
 #[test]
 fn an_unconfirmed_image_refuses_the_next_upload_with_81() {
     let mut rig = Rig::with(CSV, &c3("1.0.0"), opts(true, None, false));
-    let (_, err) = upload(&mut rig, &EsphomeOptions::new(), &c3("2.0.0"), &Upload::default());
+    let (_, err) = upload(
+        &mut rig,
+        &EsphomeOptions::new(),
+        &c3("2.0.0"),
+        &Upload::default(),
+    );
     assert_eq!(err, None);
     rig.boot();
     assert_eq!(rig.running(), Some(SlotId::Ota(1)));
     let before = otadata(&rig);
-    let (_, err) = upload(&mut rig, &EsphomeOptions::new(), &c3("3.0.0"), &Upload::default());
+    let (_, err) = upload(
+        &mut rig,
+        &EsphomeOptions::new(),
+        &c3("3.0.0"),
+        &Upload::default(),
+    );
     assert_eq!(err, Some(0x81), "pending_verify, as HTTP's 409");
     assert_eq!(otadata(&rig), before);
 }

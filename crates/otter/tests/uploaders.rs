@@ -332,3 +332,75 @@ fn arduino_ota_sha256_generation() {
 fn arduino_ota_md5_generation() {
     matrix(Client::Arduino("legacy"));
 }
+
+#[test]
+fn espota_filesystem_uploads_replace_the_web_ui_in_the_inactive_slot() {
+    core_server();
+    let dev = Device::create(&[]).run(&[]);
+    let dir = dev.path().join("site");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("index.html"), "<h1>from espota</h1>").expect("write");
+    let ui = dev.path().join("ui.bin");
+    let out = util::run_otter([
+        "www",
+        "build",
+        dir.to_str().expect("utf-8"),
+        "--size",
+        "0x100000",
+        "-o",
+        ui.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", util::stderr(&out));
+    let small = dev.path().join("small.bin");
+    std::fs::write(&small, vec![0xffu8; 4096]).expect("write");
+    let addr = dev.url.trim_start_matches("http://");
+    let (_, port) = addr.rsplit_once(':').expect("port");
+    let run = |file: &Path| {
+        Command::new(python())
+            .arg(workspace_root().join("tests/clients/arduino_ota.py"))
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-I",
+                "127.0.0.1",
+                "-p",
+                port,
+                "-s",
+                "-t",
+                "5",
+            ])
+            .args(["-f", file.to_str().expect("utf-8")])
+            .output()
+            .expect("running the client")
+    };
+    // A filesystem image that is not the slot's size is refused at once.
+    let before = otadata(&dev);
+    let out = run(&small);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("Bad Answer: ERR wrong_size: "), "{text}");
+    assert_eq!(otadata(&dev), before);
+
+    let out = run(&ui);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = dev.wait_until(
+        |st| st["last_update"]["kind"] == "www" && st["boot_count"].as_u64() > Some(1),
+        "the web UI written and the device rebooted",
+    );
+    assert_eq!(st["last_update"]["protocol"], "espota");
+    assert_eq!(st["last_update"]["slot"], "www_1", "{st:#}");
+    let page = Command::new("curl")
+        .args(["-s", &format!("{}/", dev.url)])
+        .output()
+        .expect("curl");
+    assert!(String::from_utf8_lossy(&page.stdout).contains("from espota"));
+    assert_eq!(
+        otadata(&dev),
+        before,
+        "a web UI never touches the boot selection"
+    );
+}
