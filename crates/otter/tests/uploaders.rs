@@ -404,3 +404,38 @@ fn espota_filesystem_uploads_replace_the_web_ui_in_the_inactive_slot() {
         "a web UI never touches the boot selection"
     );
 }
+
+#[test]
+fn a_device_with_a_token_serves_the_challenge_protocols_only_with_their_own_password() {
+    core_server();
+    let token = "http-token";
+    let dev = Device::create(&["--token", token]).run(&[]);
+    let fw = image(dev.path(), "esp32s3", "2.0.0", &[]);
+    let before = otadata(&dev);
+    // No password of their own: neither protocol is served, so neither
+    // bypasses the token, and the token itself is no password.
+    for pw in [None, Some(token)] {
+        let (ok, out) = Client::Esphome("2026.10.0").upload(&dev, &fw, pw);
+        assert!(!ok, "{pw:?}: {out}");
+    }
+    // An espota invitation gets no answer (the client would retry 10 times).
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    udp.set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .expect("timeout");
+    udp.connect(dev.url.trim_start_matches("http://"))
+        .expect("udp connect");
+    udp.send(b"0 48266 69712 0123456789abcdef0123456789abcdef\n")
+        .expect("send the invitation");
+    let mut buf = [0u8; 64];
+    assert!(udp.recv(&mut buf).is_err(), "the invitation was answered");
+    assert_eq!(otadata(&dev), before);
+    drop(dev);
+
+    let dev = Device::create(&["--token", token]).run(&["--esphome-password", "esp-pw"]);
+    let fw = image(dev.path(), "esp32s3", "2.0.0", &[]);
+    let (ok, out) = Client::Esphome("2026.10.0").upload(&dev, &fw, Some(token));
+    assert!(!ok && out.contains("Authentication invalid"), "{out}");
+    let (ok, out) = Client::Esphome("2026.10.0").upload(&dev, &fw, Some("esp-pw"));
+    assert!(ok, "{out}");
+    dev.wait_until(|st| st["running"]["version"] == "2.0.0", "2.0.0 running");
+}
