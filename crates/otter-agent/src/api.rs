@@ -114,6 +114,12 @@ pub fn ota_error(e: &OtaError<SimFlashError>) -> ApiError {
         OtaError::RollbackImpossible => ApiError::new(S::CONFLICT, "rollback_impossible", m),
         OtaError::Misuse(_) => ApiError::new(S::BAD_REQUEST, "bad_request", m),
         OtaError::Image(ie) => image_error(ie),
+        OtaError::TrailingData { .. } => ApiError::new(S::UNPROCESSABLE_ENTITY, "trailing_data", m),
+        OtaError::Signature(_) => ApiError::new(
+            S::UNPROCESSABLE_ENTITY,
+            "bad_signature",
+            format!("{m}; nothing was switched (sign the image with a key this device trusts: otter sign or espsecure sign-data --version 2)"),
+        ),
         _ => ApiError::new(S::INTERNAL_SERVER_ERROR, "flash_error", m),
     }
 }

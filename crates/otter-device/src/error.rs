@@ -3,6 +3,7 @@
 
 use embedded_storage::nor_flash::{NorFlashError, NorFlashErrorKind};
 use otter_format::image::ImageError;
+use otter_format::secure_boot::SignatureError;
 use otter_ota::{OtaError, SlotId};
 
 use crate::www::UiProblem;
@@ -146,16 +147,23 @@ pub enum DeviceError {
     /// switched; upload again.
     #[error("the upload's MD5 does not match the MD5 the uploader announced: the image was damaged on the way; nothing was switched")]
     Md5Mismatch,
-    /// 422 `trailing_data`: bytes follow the end of the app image. They
-    /// would be written to the slot but never checked, and the stored
-    /// image's SHA-256 would not be the file's, so they are refused.
-    #[error("{extra} bytes follow the end of the {image_len}-byte app image: send the image alone (esptool image-info shows its length)")]
+    /// 422 `trailing_data`: bytes follow the end of the app image that are
+    /// not its Secure Boot v2 signature sector. They would be written to the
+    /// slot but never checked, and the stored image's SHA-256 would not be
+    /// the file's, so they are refused.
+    #[error("{extra} bytes follow the end of the {image_len}-byte app image and are not a Secure Boot signature sector: send the image alone (esptool image-info shows its length), or as espsecure or otter sign wrote it")]
     TrailingData {
         /// The image's length.
         image_len: u32,
         /// Bytes after it (at least).
         extra: u64,
     },
+    /// 422 `bad_signature`: the device requires Secure Boot v2 signatures and
+    /// the image's is missing, malformed, from a key the device does not
+    /// trust (or has revoked), or does not verify; or a signature sector
+    /// after an image is malformed.
+    #[error("{0}; nothing was switched (sign the image with a key this device trusts: otter sign or espsecure sign-data --version 2)")]
+    BadSignature(SignatureError),
     /// 422 `wrong_size`: a web-UI image that is not exactly the slot's size.
     #[error("the image is {len} bytes but the web-UI slot is {size}: a LittleFS image mounts only on a partition of the size it was built for")]
     WrongSize {
@@ -241,6 +249,7 @@ impl DeviceError {
             Self::Sha256Mismatch => "sha256_mismatch",
             Self::Md5Mismatch => "md5_mismatch",
             Self::TrailingData { .. } => "trailing_data",
+            Self::BadSignature(_) => "bad_signature",
             Self::WrongSize { .. } => "wrong_size",
             Self::BadWebUi(_) => "bad_web_ui",
             Self::NoOtaSlot => "no_ota_slot",
@@ -269,6 +278,7 @@ impl DeviceError {
             | Self::Sha256Mismatch
             | Self::Md5Mismatch
             | Self::TrailingData { .. }
+            | Self::BadSignature(_)
             | Self::WrongSize { .. }
             | Self::BadWebUi(_) => 422,
             Self::HeadersTooLarge { .. } => 431,
@@ -291,6 +301,13 @@ impl DeviceError {
             OtaError::RunningImagePending => Self::PendingVerify,
             OtaError::RollbackImpossible => Self::RollbackImpossible,
             OtaError::Image(ie) => Self::Image(ie.clone()),
+            OtaError::TrailingData {
+                image_len, extra, ..
+            } => Self::TrailingData {
+                image_len: *image_len,
+                extra: *extra,
+            },
+            OtaError::Signature(se) => Self::BadSignature(se.clone()),
             OtaError::Flash(f) => Self::Flash(FlashFault(f.kind())),
             OtaError::RunningSlot(SlotId::Ota(_)) | OtaError::NoSuchSlot(_) => Self::NoOtaSlot,
             // Damaged table or otadata, misuse: the device's fault.

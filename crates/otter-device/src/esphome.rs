@@ -153,7 +153,8 @@ pub enum ErrorCode {
     NoUpdatePartition = 0x8A,
     /// `8B`: the bytes received do not have the announced MD5.
     Md5Mismatch = 0x8B,
-    /// `8D`: a signature or expected-hash check failed.
+    /// `8D`: the image's Secure Boot signature is missing or not trusted
+    /// (a device that requires signatures), or an expected hash differs.
     SignatureInvalid = 0x8D,
     /// `8E`: an OTA type other than app (partition table, bootloader).
     UnsupportedOtaType = 0x8E,
@@ -182,7 +183,7 @@ impl ErrorCode {
             ) => Self::NotEnoughSpace,
             DeviceError::NoOtaSlot => Self::NoUpdatePartition,
             DeviceError::Md5Mismatch => Self::Md5Mismatch,
-            DeviceError::Sha256Mismatch => Self::SignatureInvalid,
+            DeviceError::Sha256Mismatch | DeviceError::BadSignature(_) => Self::SignatureInvalid,
             DeviceError::Flash(_) | DeviceError::Nvs => Self::WritingFlash,
             DeviceError::Image(ImageError::SecureVersionTooLow { .. }) => Self::VersionDowngrade,
             DeviceError::Image(

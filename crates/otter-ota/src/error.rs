@@ -2,6 +2,7 @@
 
 use otter_format::image::ImageError;
 use otter_format::otadata::OtadataError;
+use otter_format::secure_boot::SignatureError;
 
 use crate::slots::SlotId;
 
@@ -69,6 +70,23 @@ pub enum OtaError<E> {
     /// (or a corrupted transfer).
     #[error("the image's SHA-256 does not match the expected one")]
     Sha256Mismatch,
+    /// Bytes follow the app image that are not its Secure Boot v2 signature
+    /// sector (0xFF padding to the next 4 KiB boundary, then one 4 KiB
+    /// sector of signature blocks). They would be stored unchecked. Bad input.
+    #[error("{extra} bytes follow the end of the {image_len}-byte app image and are not a Secure Boot signature sector (the first wrong byte is at {offset:#x}): send the image alone, or as espsecure/otter sign wrote it")]
+    TrailingData {
+        /// The image's length.
+        image_len: u32,
+        /// Bytes received after it so far.
+        extra: u64,
+        /// File offset of the first byte that cannot be a signature sector's.
+        offset: u64,
+    },
+    /// The image's Secure Boot v2 signature is missing, malformed, from an
+    /// untrusted or revoked key, or does not verify over the bytes written.
+    /// Bad input: nothing was switched.
+    #[error("signature check failed: {0}")]
+    Signature(SignatureError),
     /// The update target is the running slot (`ESP_ERR_OTA_PARTITION_CONFLICT`).
     /// Caller misuse.
     #[error("slot {0} is the running slot and cannot be updated while it runs")]
@@ -95,7 +113,11 @@ impl<E> OtaError<E> {
     pub fn is_bad_image(&self) -> bool {
         matches!(
             self,
-            Self::Image(_) | Self::TooLarge { .. } | Self::Sha256Mismatch
+            Self::Image(_)
+                | Self::TooLarge { .. }
+                | Self::Sha256Mismatch
+                | Self::TrailingData { .. }
+                | Self::Signature(_)
         )
     }
 }

@@ -18,6 +18,8 @@
 //!   activate, abort).
 //! - [`lifecycle`]: the running image's state, confirm, roll back, and the
 //!   diagnostics snapshot ([`diagnostics`], re-exported there).
+//! - [`trial`]: an app-level trial boot for bootloaders without app
+//!   rollback: a crashing new image rolls back after N attempts.
 //!
 //! What it is not: there is no networking, no allocation and no logging
 //! framework here; transports feed bytes into an [`session::UpdateSession`].
@@ -39,6 +41,7 @@ mod io;
 pub mod lifecycle;
 pub mod session;
 pub mod slots;
+pub mod trial;
 
 pub use error::OtaError;
 pub use io::{verify_slot, SlotVerdict};
@@ -69,6 +72,72 @@ pub struct DeviceConfig {
     /// without the digest nothing protects the image header, whose fields the
     /// verifier can only check for plausibility.
     pub require_sha256: bool,
+    /// Which Secure Boot v2 signatures an update must carry
+    /// (`CONFIG_SECURE_SIGNED_ON_UPDATE`). None by default.
+    pub signatures: SignaturePolicy,
+}
+
+/// The Secure Boot v2 keys an update must be signed with.
+///
+/// With at least one trusted key, [`session::UpdateSession::finish`] refuses
+/// an image unless a signature block after it (at the image length rounded
+/// up to 4 KiB, where the bootloader reads it) verifies with a trusted key
+/// that is not revoked, over exactly the bytes written
+/// ([`OtaError::Signature`]). ESP-IDF's `CONFIG_SECURE_SIGNED_ON_UPDATE`
+/// takes the keys from the running app's own signature blocks; otter takes
+/// them from the device's configuration (on a chip with Secure Boot on,
+/// configure the key digests burnt into eFuse), so a device without hardware
+/// Secure Boot can require signatures too.
+///
+/// Digests are SHA-256 of the public key as the block stores it: what
+/// `espsecure digest-sbv2-public-key` prints and eFuse holds. The slices are
+/// `'static` so the configuration stays `Copy` and fixed-size: a firmware
+/// has them as constants, a host tool leaks one allocation per device.
+///
+/// Verifying needs the scheme's arithmetic: otter-ota's `sbv2-ecdsa`
+/// feature (P-256, P-384; no heap) or `sbv2-rsa` (RSA-3072; heap). Without
+/// the one a block needs, that block fails with
+/// [`otter_format::secure_boot::SignatureError::UnsupportedScheme`], so a
+/// device never accepts what it cannot check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SignaturePolicy {
+    /// Trusted key digests. Empty: signatures are not required (a signature
+    /// sector after the image is still accepted, and checked for shape).
+    pub trusted: &'static [[u8; 32]],
+    /// Revoked key digests (`KEY_REVOKE`): refused even when also trusted.
+    pub revoked: &'static [[u8; 32]],
+}
+
+impl SignaturePolicy {
+    /// No signature required.
+    pub const NONE: Self = Self {
+        trusted: &[],
+        revoked: &[],
+    };
+
+    /// Requires a signature by one of `trusted`.
+    pub const fn require(trusted: &'static [[u8; 32]]) -> Self {
+        Self {
+            trusted,
+            revoked: &[],
+        }
+    }
+
+    /// The same policy, also refusing `revoked`.
+    pub const fn revoking(mut self, revoked: &'static [[u8; 32]]) -> Self {
+        self.revoked = revoked;
+        self
+    }
+
+    /// Whether updates must be signed.
+    pub const fn required(&self) -> bool {
+        !self.trusted.is_empty()
+    }
+
+    /// The keys as otter-format's verifier takes them.
+    pub const fn trusted_keys(&self) -> otter_format::secure_boot::TrustedKeys<'static> {
+        otter_format::secure_boot::TrustedKeys::new(self.trusted).revoking(self.revoked)
+    }
 }
 
 impl DeviceConfig {
@@ -83,7 +152,14 @@ impl DeviceConfig {
             anti_rollback: None,
             same_slot_rule: SameSlotRule::InPlace,
             require_sha256: true,
+            signatures: SignaturePolicy::NONE,
         }
+    }
+
+    /// The same configuration with the signature policy set.
+    pub const fn with_signatures(mut self, policy: SignaturePolicy) -> Self {
+        self.signatures = policy;
+        self
     }
 
     /// The same configuration with the appended-SHA-256 requirement on or off.

@@ -121,6 +121,16 @@ pub fn confirm<F: NorFlash>(
     cfg: &DeviceConfig,
     running: SlotId,
 ) -> Result<bool, OtaError<F::Error>> {
+    confirm_when(flash, cfg, running, |s| s == OtaState::PendingVerify)
+}
+
+/// [`confirm`] for an active entry of `running` whose state `pending` accepts.
+pub(crate) fn confirm_when<F: NorFlash>(
+    flash: &mut F,
+    cfg: &DeviceConfig,
+    running: SlotId,
+    pending: impl Fn(OtaState) -> bool,
+) -> Result<bool, OtaError<F::Error>> {
     let map = SlotMap::read(flash, cfg.table_offset)?;
     let od = *map.otadata().ok_or(OtaError::NoOtadata)?;
     let otadata = read_otadata(flash, &od)?;
@@ -128,8 +138,7 @@ pub fn confirm<F: NorFlash>(
         return Ok(false);
     };
     let entry = otadata.entries[active];
-    if entry.ota_state() != OtaState::PendingVerify || map.slot_for_seq(entry.seq) != Some(running)
-    {
+    if !pending(entry.ota_state()) || map.slot_for_seq(entry.seq) != Some(running) {
         return Ok(false);
     }
     let SlotId::Ota(slot) = running else {

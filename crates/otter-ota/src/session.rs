@@ -75,13 +75,17 @@
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 use otter_format::image::{ImageInfo, StreamingVerifier, VerifyOptions};
 use otter_format::otadata::{plan_set_boot, OtaState};
+use otter_format::secure_boot::{
+    signed_len, Scheme, SignatureBlock, SignatureError, StreamVerifier, Verified, BLOCK_LEN,
+    BLOCK_MAGIC, MAX_BLOCKS, SECTOR_LEN,
+};
 use otter_format::SECTOR_SIZE;
 use sha2::{Digest, Sha256};
 
 use crate::error::OtaError;
 use crate::io::{read_otadata, verify_slot, write_otadata_entry, VERIFY_CHUNK};
 use crate::slots::{Region, SlotId, SlotMap};
-use crate::DeviceConfig;
+use crate::{DeviceConfig, SignaturePolicy};
 
 /// Bytes held back before the first erase: header (24) + segment header (8)
 /// + app descriptor (256).
@@ -473,6 +477,7 @@ impl UpdateSession {
         if let Some(len) = progress.image_len {
             self.image_len = Some(len);
         }
+        self.check_trailer(data)?;
         if !self.hash_decided {
             if let Some(header) = progress.header {
                 self.hash_decided = true;
@@ -502,6 +507,46 @@ impl UpdateSession {
             && (progress.app_desc_resolved || u64::from(self.received) >= HEAD_LEN as u64)
         {
             self.head_ok = true;
+        }
+        Ok(())
+    }
+
+    /// Checks the bytes of `data` (file offsets from `received`) that lie
+    /// after the image: only a Secure Boot v2 signature sector may follow it,
+    /// as espsecure writes one: 0xFF up to the next 4 KiB boundary, then a
+    /// 4 KiB sector that starts with a block's magic byte. Its blocks are
+    /// checked in [`finish`](Self::finish).
+    fn check_trailer<E>(&self, data: &[u8]) -> Result<(), OtaError<E>> {
+        let Some(image_len) = self.image_len else {
+            return Ok(());
+        };
+        let start = u64::from(self.received);
+        let end = start + data.len() as u64;
+        let image_end = u64::from(image_len);
+        if end <= image_end {
+            return Ok(());
+        }
+        let sector = signed_len(image_len);
+        let limit = sector + SECTOR_LEN as u64;
+        let bad = |offset: u64| OtaError::TrailingData {
+            image_len,
+            extra: end - image_end,
+            offset,
+        };
+        let from = start.max(image_end);
+        let checked_to = end.min(sector + 1);
+        for offset in from..checked_to {
+            let byte = usize::try_from(offset - start)
+                .ok()
+                .and_then(|i| data.get(i))
+                .copied();
+            let want = if offset < sector { 0xFF } else { BLOCK_MAGIC };
+            if byte != Some(want) {
+                return Err(bad(offset));
+            }
+        }
+        if end > limit {
+            return Err(bad(limit));
         }
         Ok(())
     }
@@ -620,17 +665,92 @@ impl UpdateSession {
             }
             _ => return Err(OtaError::Sha256Mismatch),
         }
+        let signature = check_signature(
+            flash,
+            self.cfg.signatures,
+            &self.region,
+            self.received,
+            image_len,
+        )?;
         Ok(VerifiedUpdate {
             cfg: self.cfg,
             map: self.map,
             target: self.target,
             image: in_flash,
+            signature,
         })
     }
 
     /// `esp_ota_abort`: ends the session. The target slot may hold a partial
     /// image; the boot selection is untouched.
     pub fn abort(self) {}
+}
+
+/// Checks the signature sector written after the image (if any) and, when
+/// the device requires signatures, the signature itself, reading the slot
+/// back: the signature must cover the bytes in flash, not the ones that
+/// were sent. Returns the block that verified.
+fn check_signature<F: NorFlash>(
+    flash: &mut F,
+    policy: SignaturePolicy,
+    region: &Region,
+    written: u32,
+    image_len: u32,
+) -> Result<Option<Verified>, OtaError<F::Error>> {
+    let sector = signed_len(image_len);
+    let received = u64::from(written);
+    if received <= u64::from(image_len) {
+        if policy.required() {
+            return Err(OtaError::Signature(SignatureError::Unsigned {
+                expected_offset: sector,
+            }));
+        }
+        return Ok(None);
+    }
+    let full = sector + SECTOR_LEN as u64;
+    if received != full {
+        return Err(OtaError::Signature(SignatureError::Truncated {
+            offset: sector,
+            needed: SECTOR_LEN as u32,
+            available: received.saturating_sub(sector) as u32,
+        }));
+    }
+    // The blocks' shape: magic, version, CRC, up to the first empty slot.
+    let mut block = [0u8; BLOCK_LEN];
+    let mut sha384 = false;
+    for i in 0..MAX_BLOCKS {
+        let at = sector + (i * BLOCK_LEN) as u64;
+        flash
+            .read(region.offset + at as u32, &mut block)
+            .map_err(OtaError::Flash)?;
+        if block.first() != Some(&BLOCK_MAGIC) {
+            break;
+        }
+        let b = SignatureBlock::parse(&block, i as u8, at).map_err(OtaError::Signature)?;
+        sha384 |= b.scheme() == Scheme::EcdsaP384;
+    }
+    if !policy.required() {
+        return Ok(None);
+    }
+    let mut v = if sha384 {
+        StreamVerifier::new(image_len)
+    } else {
+        StreamVerifier::sha256_only(image_len)
+    };
+    let mut buf = [0u8; 256];
+    let mut at = 0u32;
+    while at < written {
+        let n = (written - at).min(buf.len() as u32) as usize;
+        let chunk = buf.get_mut(..n).unwrap_or_default();
+        flash
+            .read(region.offset + at, chunk)
+            .map_err(OtaError::Flash)?;
+        v.update(chunk);
+        at += n as u32;
+    }
+    v.finish(&policy.trusted_keys())
+        .map(Some)
+        .map_err(OtaError::Signature)
 }
 
 /// An update that is fully written and verified in flash, ready to boot.
@@ -640,9 +760,16 @@ pub struct VerifiedUpdate {
     map: SlotMap,
     target: SlotId,
     image: ImageInfo,
+    signature: Option<Verified>,
 }
 
 impl VerifiedUpdate {
+    /// The Secure Boot v2 block that verified, when the device requires
+    /// signatures.
+    pub fn signature(&self) -> Option<&Verified> {
+        self.signature.as_ref()
+    }
+
     /// The slot that holds the new image.
     pub fn target(&self) -> SlotId {
         self.target

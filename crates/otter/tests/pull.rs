@@ -574,3 +574,72 @@ fn device_check_from_the_cli_pulls_and_the_download_logs_progress() {
         "{lines:#?}"
     );
 }
+
+/// A device that requires Secure Boot signatures (`--require-signature`)
+/// pulls a release whose manifest is validly signed but whose firmware is
+/// not Secure-Boot-signed: downloaded, checked before the switch, refused
+/// with `bad_signature`, nothing switched. The same release made with
+/// `otter release --sign-firmware` installs.
+#[test]
+fn a_device_that_requires_signatures_pulls_only_signed_firmware() {
+    let t = tempfile::tempdir().unwrap();
+    let certs = Certs::new("otter pull test ca");
+    let keys = keygen(t.path(), "release");
+    let sb = t.path().join("sb.pem");
+    let o = Command::new(util::python())
+        .args([
+            "-m",
+            "espsecure",
+            "generate-signing-key",
+            "--version",
+            "2",
+            "--scheme",
+            "ecdsa256",
+        ])
+        .arg(&sb)
+        .output()
+        .expect("espsecure");
+    assert!(
+        o.status.success(),
+        "espsecure: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let fw0 = image(t.path(), "esp32s3", "1.0.0", &[]);
+    let fw1 = image(t.path(), "esp32s3", "1.1.0", &[]);
+    let rel = t.path().join("rel");
+    release(&rel, &fw1, None, &keys, &[]);
+    let srv = serve_https(&rel, &certs, false);
+    let url = manifest_url(srv.port);
+    let dev = Device::create(&[
+        "--firmware",
+        fw0.to_str().unwrap(),
+        "--require-signature",
+        "--trust-key",
+        sb.to_str().unwrap(),
+    ]);
+    let created = dev.flash()[OTADATA].to_vec();
+    let dev = dev.run(&run_args(&url, &keys, &certs));
+    let st = dev.wait_until(
+        |s| s["pull"]["last_error"]["error"] == "bad_signature",
+        "the unsigned firmware to be refused",
+    );
+    assert_eq!(version(&st), "1.0.0", "{st:#}");
+    let before = dev.flash();
+    assert!(
+        st["pull"]["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not signed")),
+        "{st:#}"
+    );
+    assert_eq!(created[..], before[OTADATA], "otadata changed");
+
+    release(
+        &rel,
+        &fw1,
+        None,
+        &keys,
+        &["--sign-firmware", sb.to_str().unwrap()],
+    );
+    let _ = dev.curl("/api/ota/check", &["-X", "POST"]);
+    dev.wait_until(|s| version(s) == "1.1.0", "the signed firmware to run");
+}

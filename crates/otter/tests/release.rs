@@ -750,3 +750,170 @@ fn verify_needs_a_release_folder() {
     std::fs::create_dir_all(f.path("empty")).unwrap();
     f.refused("empty", &["rel.pub"], "read", "manifest.json");
 }
+
+/// `python -m espsecure ARGS`, asserting success.
+fn espsecure(args: &[&str]) -> Output {
+    let o = Command::new(util::python())
+        .args(["-m", "espsecure"])
+        .args(args)
+        .output()
+        .expect("running espsecure");
+    assert!(
+        o.status.success(),
+        "espsecure {args:?}: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    o
+}
+
+/// Two keys, two jobs: `--key` (Ed25519) signs the manifest, `--sign-firmware`
+/// (Secure Boot v2) signs the image the bootloader checks; espsecure checks
+/// the released firmware, and `release verify` checks both.
+#[test]
+fn a_release_signs_the_firmware_and_the_manifest_with_separate_keys() {
+    let f = Fixture::new();
+    for (name, scheme) in [
+        ("sb-rsa", "rsa3072"),
+        ("sb-ec", "ecdsa256"),
+        ("sb-ec2", "ecdsa256"),
+        ("sb-other", "ecdsa256"),
+    ] {
+        espsecure(&[
+            "generate-signing-key",
+            "--version",
+            "2",
+            "--scheme",
+            scheme,
+            &f.s(&format!("{name}.pem")),
+        ]);
+    }
+    espsecure(&[
+        "extract-public-key",
+        "--version",
+        "2",
+        "--keyfile",
+        &f.s("sb-ec2.pem"),
+        &f.s("sb-ec2.pub.pem"),
+    ]);
+    // Two blocks (key rotation): all blocks of a sector share one scheme.
+    let out = ok(&f.release(
+        "out",
+        &[
+            "--key",
+            &f.s("rel.key"),
+            "--sign-firmware",
+            &f.s("sb-ec.pem"),
+            "--sign-firmware",
+            &f.s("sb-ec2.pem"),
+            "--json",
+        ],
+    ));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    // espsecure agrees the released firmware carries both blocks.
+    for key in ["sb-ec.pem", "sb-ec2.pub.pem"] {
+        espsecure(&[
+            "verify-signature",
+            "--version",
+            "2",
+            "--keyfile",
+            &f.s(key),
+            &f.s("out/firmware.bin"),
+        ]);
+    }
+    // The manifest describes the signed bytes.
+    let signed = std::fs::read(f.path("out/firmware.bin")).unwrap();
+    let unsigned = std::fs::read(f.path("fw.bin")).unwrap();
+    assert_eq!(signed.len(), unsigned.len().div_ceil(4096) * 4096 + 4096);
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(f.path("out/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["firmware"]["size"], signed.len());
+
+    // release verify checks both signatures.
+    let (o, v) = f.verify(
+        "out",
+        &["rel.pub"],
+        &["--firmware-key", &f.s("sb-ec2.pub.pem")],
+    );
+    assert_eq!(exit(&o), Some(0), "{v}");
+    assert_eq!(
+        (
+            &v["firmware_signature"]["verified"],
+            &v["firmware_signature"]["block"]
+        ),
+        (&Value::Bool(true), &Value::from(1)),
+        "{v}"
+    );
+    let (o, v) = f.verify(
+        "out",
+        &["rel.pub"],
+        &["--firmware-key", &f.s("sb-other.pem")],
+    );
+    assert_eq!(exit(&o), Some(1), "{v}");
+    assert_eq!(v["error"], "untrusted_key", "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("Secure Boot signature"),
+        "{v}"
+    );
+
+    // RSA-3072 alone.
+    ok(&f.release(
+        "rsa",
+        &[
+            "--key",
+            &f.s("rel.key"),
+            "--sign-firmware",
+            &f.s("sb-rsa.pem"),
+        ],
+    ));
+    let (o, v) = f.verify("rsa", &["rel.pub"], &["--firmware-key", &f.s("sb-rsa.pem")]);
+    assert_eq!(exit(&o), Some(0), "{v}");
+    // Mixed schemes in one sector are refused, with the reason.
+    let o = f.release(
+        "mixed",
+        &[
+            "--key",
+            &f.s("rel.key"),
+            "--sign-firmware",
+            &f.s("sb-rsa.pem"),
+            "--sign-firmware",
+            &f.s("sb-ec.pem"),
+        ],
+    );
+    assert_eq!(exit(&o), Some(2));
+    assert!(stderr(&o).contains("one scheme"), "{}", stderr(&o));
+    // A release without --sign-firmware is unsigned for the bootloader.
+    ok(&f.release("plain", &["--key", &f.s("rel.key")]));
+    let (o, v) = f.verify(
+        "plain",
+        &["rel.pub"],
+        &["--firmware-key", &f.s("sb-rsa.pem")],
+    );
+    assert_eq!(exit(&o), Some(1), "{v}");
+    assert_eq!(v["error"], "unsigned", "{v}");
+    // Without firmware keys, release verify checks the manifest alone.
+    let (o, v) = f.verify("plain", &["rel.pub"], &[]);
+    assert_eq!(
+        (exit(&o), &v["firmware_signature"]),
+        (Some(0), &Value::Null),
+        "{v}"
+    );
+
+    // A Secure Boot key is not a manifest key and the other way round.
+    let o = f.release("bad1", &["--key", &f.s("sb-rsa.pem")]);
+    assert_ne!(exit(&o), Some(0));
+    let o = f.release(
+        "bad2",
+        &["--key", &f.s("rel.key"), "--sign-firmware", &f.s("rel.key")],
+    );
+    assert_ne!(exit(&o), Some(0));
+    assert!(
+        stderr(&o).contains("is not a Secure Boot v2 signing key"),
+        "{}",
+        stderr(&o)
+    );
+}

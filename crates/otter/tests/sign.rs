@@ -3,6 +3,7 @@
 //! against espsecure (esptool 5.6) in both directions, over a corpus app,
 //! with keys espsecure generates in each test, and every bad input.
 
+mod devproc;
 mod util;
 
 use std::path::{Path, PathBuf};
@@ -734,4 +735,181 @@ fn espsecure_v1_signed_esp32_image_verifies_with_its_key() {
         &[&"--key", &public],
         "bad_signature",
     );
+}
+
+// ---- a device that requires signatures (`otter device create --require-signature`)
+
+/// POSTs `file` to the device's `/update` with curl; (status, JSON).
+fn upload(dev: &devproc::Device, file: &Path) -> (u16, Value) {
+    let arg = format!("@{}", file.display());
+    dev.curl("/update", &["--data-binary", &arg])
+}
+
+fn running_version(dev: &devproc::Device) -> String {
+    dev.status()["running"]["version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Uploads `file`, expects the refusal `code` and the boot selection and the
+/// running image exactly as before.
+fn assert_device_refuses(dev: &devproc::Device, file: &Path, code: &str) -> Value {
+    let before = dev.flash()[devproc::OTADATA].to_vec();
+    let version = running_version(dev);
+    let (status, body) = upload(dev, file);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some(code)),
+        "{body}"
+    );
+    assert_eq!(
+        dev.flash()[devproc::OTADATA],
+        before[..],
+        "otadata changed: {body}"
+    );
+    assert_eq!(running_version(dev), version);
+    body
+}
+
+/// espsecure-signed images (RSA-3072 and ECDSA P-256) install on a virtual
+/// device that trusts the keys; unsigned, untrusted, revoked and tampered
+/// images are refused with the boot selection byte-identical.
+#[test]
+fn a_device_that_requires_signatures_installs_only_trusted_ones() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let rsa = Key::new(d, "rsa", "rsa3072");
+    let ec = Key::new(d, "ec", "ecdsa256");
+    let stranger = Key::new(d, "stranger", "ecdsa256");
+    let revoked = Key::new(d, "revoked", "ecdsa256");
+    let dev = devproc::Device::create(&[
+        "--chip",
+        "esp32c3",
+        "--require-signature",
+        "--trust-key",
+        rsa.public.to_str().expect("utf-8"),
+        "--trust-key",
+        ec.private.to_str().expect("utf-8"),
+        "--trust-key",
+        revoked.public.to_str().expect("utf-8"),
+        "--revoke-key",
+        revoked.public.to_str().expect("utf-8"),
+    ])
+    .run(&[]);
+    let v2 = devproc::image(d, "esp32c3", "2.0.0", &[]);
+    let v3 = devproc::image(d, "esp32c3", "3.0.0", &[]);
+
+    // Refused: who signed it.
+    let body = assert_device_refuses(&dev, &v2, "bad_signature");
+    let msg = body["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("not signed") && msg.contains("otter sign"),
+        "{msg}"
+    );
+    let by_stranger = sign_with_espsecure(d, &stranger, &v2, "v2-stranger.bin");
+    assert_device_refuses(&dev, &by_stranger, "bad_signature");
+    let by_revoked = sign_with_espsecure(d, &revoked, &v2, "v2-revoked.bin");
+    assert_device_refuses(&dev, &by_revoked, "bad_signature");
+
+    // Refused: what was signed.
+    let good = std::fs::read(sign_with_espsecure(d, &rsa, &v2, "v2-rsa.bin")).expect("read");
+    let len = std::fs::metadata(&v2).expect("v2").len() as usize;
+    let sector = len.div_ceil(4096) * 4096;
+    let mut sig = good.clone();
+    sig[sector + 36 + 384 + 4 + 10] ^= 0x01; // inside the RSA signature
+    fix_crc(&mut sig, sector);
+    assert_device_refuses(&dev, &write(d, "v2-sig.bin", &sig), "bad_signature");
+    let mut crc = good.clone();
+    crc[sector + BLOCK_CRC_OFFSET] ^= 0x01;
+    assert_device_refuses(&dev, &write(d, "v2-crc.bin", &crc), "bad_signature");
+    assert_device_refuses(
+        &dev,
+        &write(d, "v2-cut.bin", &good[..sector + 700]),
+        "bad_signature",
+    );
+    let mut junk = good.clone();
+    junk.extend_from_slice(b"junk");
+    assert_device_refuses(&dev, &write(d, "v2-junk.bin", &junk), "trailing_data");
+
+    // Accepted: RSA by espsecure, then ECDSA by otter sign.
+    let (status, body) = upload(&dev, &write(d, "v2-good.bin", &good));
+    assert_eq!(status, 200, "{body}");
+    dev.wait_until(|st| st["running"]["version"] == "2.0.0", "2.0.0 to run");
+    let v3_signed = d.join("v3-ec.bin");
+    sign_with_otter(&ec, &v3, &v3_signed, false);
+    espsecure_ok(&[
+        &"verify-signature",
+        &"--version",
+        &"2",
+        &"--keyfile",
+        &ec.public,
+        &v3_signed,
+    ]);
+    let (status, body) = upload(&dev, &v3_signed);
+    assert_eq!(status, 200, "{body}");
+    dev.wait_until(|st| st["running"]["version"] == "3.0.0", "3.0.0 to run");
+}
+
+/// A signed image still installs on a device that requires nothing: its
+/// signature sector is accepted (and checked for shape), not refused as
+/// trailing data.
+#[test]
+fn a_signed_image_installs_on_a_device_that_does_not_require_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let ec = Key::new(d, "ec", "ecdsa256");
+    let dev = devproc::Device::create(&["--chip", "esp32c3"]).run(&[]);
+    let v2 = devproc::image(d, "esp32c3", "2.0.0", &[]);
+    let signed = sign_with_espsecure(d, &ec, &v2, "v2-ec.bin");
+    let (status, body) = upload(&dev, &signed);
+    assert_eq!(status, 200, "{body}");
+    dev.wait_until(|st| st["running"]["version"] == "2.0.0", "2.0.0 to run");
+}
+
+#[test]
+fn device_create_refuses_bad_trust_options() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let notakey = write(d, "notakey.pem", b"-----BEGIN NOTHING-----\n");
+    let dir = d.join("dev");
+    let o = run_otter([
+        "device".as_ref(),
+        "create".as_ref(),
+        dir.as_os_str(),
+        "--require-signature".as_ref(),
+        "--trust-key".as_ref(),
+        notakey.as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("is not a Secure Boot v2 key"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_otter([
+        "device".as_ref(),
+        "create".as_ref(),
+        dir.as_os_str(),
+        "--require-signature".as_ref(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--trust-key"), "{}", stderr(&o));
+    let k: Vec<Key> = (0..4)
+        .map(|i| Key::new(d, &format!("k{i}"), "ecdsa256"))
+        .collect();
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "device".as_ref(),
+        "create".as_ref(),
+        dir.as_os_str(),
+        "--require-signature".as_ref(),
+    ];
+    for key in &k {
+        args.push("--trust-key".as_ref());
+        args.push(key.public.as_os_str());
+    }
+    let o = run_otter(args);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("at most 3"), "{}", stderr(&o));
+    assert!(!dir.join("flash.bin").exists(), "nothing was created");
 }

@@ -58,6 +58,12 @@ fn healthy() -> bool {
     !matches!(option_env!("OTTER_FIRMWARE_HEALTHY"), Some("0"))
 }
 
+/// Boots a new image gets to pass its self-test when the bootloader has no
+/// app rollback (`otter_ota::trial`).
+const TRIAL_ATTEMPTS: u8 = 3;
+/// When the self-test window ends, in ms after boot.
+const SELFTEST_WINDOW_MS: u64 = 10_000;
+
 struct TaskWdt(Wdt<esp_hal::peripherals::TIMG1<'static>>);
 
 impl Watchdog for TaskWdt {
@@ -113,9 +119,13 @@ async fn main(spawner: Spawner) -> ! {
     let mut flash = esp_storage::FlashStorage::new(peripherals.FLASH);
     let running = otter_esp::running_slot(&mut flash);
     let cfg = DeviceConfig::new(CHIP).with_rollback(true);
+    // Before anything that can hang: a new image under a bootloader without
+    // rollback gets TRIAL_ATTEMPTS boots to pass its self-test.
+    let trial = otter_esp::power_on(&mut flash, &cfg, running, TRIAL_ATTEMPTS);
+    log::info!("boot: {trial:?}");
     let mut opts = DeviceOptions::new(cfg);
     opts.update_page = UPDATE_PAGE;
-    opts.selftest_window_ms = 10_000;
+    opts.selftest_window_ms = SELFTEST_WINDOW_MS;
     let mut platform = EspPlatform::new(&mut flash, cfg.table_offset, healthy, UI_BUDGET);
     let mut device = Device::new(opts);
     if let Err(e) = device.boot(&mut flash, &mut platform, running, now_ms()) {
@@ -184,6 +194,7 @@ async fn main(spawner: Spawner) -> ! {
         log::info!("listening on {}:3232 and :80", c.address.address());
     }
 
+    let mut on_trial = matches!(trial, otter_esp::Trial::Attempt { .. });
     let ticker = async {
         loop {
             Timer::after(Duration::from_millis(250)).await;
@@ -194,6 +205,19 @@ async fn main(spawner: Spawner) -> ! {
                 flash,
                 platform,
             } = &mut *s;
+            if on_trial && now_ms() >= SELFTEST_WINDOW_MS {
+                on_trial = false;
+                if !healthy() {
+                    log::warn!("trial boot: self-test failed, rebooting (one attempt used)");
+                    otter_esp::reboot();
+                }
+                if let Some(slot) = running {
+                    match otter_ota::trial::end_trial(flash, &cfg.with_rollback(false), slot) {
+                        Ok(_) => log::info!("trial boot: self-test passed, image confirmed"),
+                        Err(e) => log::error!("trial boot: confirm: {e:?}"),
+                    }
+                }
+            }
             match device.tick(flash, platform, now_ms()) {
                 Ok(Some(reason)) => {
                     log::warn!("self-test: {reason:?}, rebooting");

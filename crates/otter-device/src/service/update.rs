@@ -11,7 +11,7 @@ use otter_ota::lifecycle::running_state;
 use otter_ota::SlotId;
 
 use super::conn::upload::{
-    begin_firmware, begin_www, dev_fail, finish_firmware, kind_of, Done, Sink,
+    begin_firmware, begin_www, dev_fail, finish_firmware, kind_of, write_upload, Done, Sink,
 };
 use super::{Device, LastUpdate, Platform, RebootReason, Text32, UpdateKind, UpdateResult, Upload};
 use crate::error::DeviceError;
@@ -154,30 +154,14 @@ impl Device {
     /// [`Device::begin_update`]. The session refuses a wrong chip, an
     /// oversized image, a non-app and a low `secure_version` as soon as the
     /// header and app descriptor have arrived; bytes after the end of the
-    /// app image are refused too (`trailing_data`).
+    /// app image (other than a signature sector) are refused too
+    /// (`trailing_data`).
     pub(crate) fn write_update<F: NorFlash>(
         &mut self,
         flash: &mut F,
         data: &[u8],
     ) -> Result<(), DeviceError> {
-        match &mut self.upload {
-            Upload::Firmware { session } => {
-                session
-                    .write(flash, data)
-                    .map_err(|e| DeviceError::from_ota(&e))?;
-                if let Some(len) = session.image_len() {
-                    if session.received() > len {
-                        return Err(DeviceError::TrailingData {
-                            image_len: len,
-                            extra: u64::from(session.received() - len),
-                        });
-                    }
-                }
-                Ok(())
-            }
-            Upload::Www { upload } => upload.write(flash, data),
-            Upload::Idle => Err(DeviceError::Busy),
-        }
+        write_upload(&mut self.upload, flash, data)
     }
 
     /// Finishes the update: verifies the written image (checksum, appended

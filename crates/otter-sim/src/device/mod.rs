@@ -41,7 +41,7 @@ use otter_format::partition::{
 };
 use otter_ota::boot::{boot, BootOutcome};
 use otter_ota::lifecycle::{recover, running_state, Recovery};
-use otter_ota::{DeviceConfig, OtaError, SlotId, SlotMap};
+use otter_ota::{DeviceConfig, OtaError, SignaturePolicy, SlotId, SlotMap};
 use serde::{Deserialize, Serialize};
 
 use crate::{SimFlash, SimFlashError};
@@ -146,6 +146,42 @@ pub struct DeviceConfigFile {
     /// larger is refused. esp_littlefs's default, 64, when absent.
     #[serde(default = "default_lfs_name_max")]
     pub lfs_name_max: u32,
+    /// Secure Boot v2 key digests (64 hex digits each, what `espsecure
+    /// digest-sbv2-public-key` prints): when any is listed, every update must
+    /// carry a signature block that verifies with one of them. At most
+    /// [`MAX_TRUSTED_KEYS`], like the chip's eFuse key blocks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_keys: Vec<String>,
+    /// Revoked key digests (`KEY_REVOKE`), refused even when trusted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked_keys: Vec<String>,
+}
+
+/// How many Secure Boot v2 keys a device can trust: an ESP32's three eFuse
+/// key digest blocks.
+pub const MAX_TRUSTED_KEYS: usize = 3;
+
+fn parse_digests(field: &str, list: &[String]) -> Result<&'static [[u8; 32]], String> {
+    if list.is_empty() {
+        return Ok(&[]);
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (i, h) in list.iter().enumerate() {
+        let bytes = (h.len() == 64)
+            .then(|| {
+                (0..32)
+                    .map(|k| u8::from_str_radix(h.get(2 * k..2 * k + 2)?, 16).ok())
+                    .collect::<Option<Vec<u8>>>()
+            })
+            .flatten()
+            .ok_or_else(|| format!("{field}[{i}] is {h:?}, not a 64-hex-digit key digest"))?;
+        let mut d = [0u8; 32];
+        d.copy_from_slice(&bytes);
+        out.push(d);
+    }
+    // The engine's configuration is `Copy` with `'static` key lists; one
+    // small allocation per opened device.
+    Ok(Box::leak(out.into_boxed_slice()))
 }
 
 fn default_rule() -> String {
@@ -183,8 +219,42 @@ impl DeviceConfigFile {
             .with_anti_rollback(self.anti_rollback);
         cfg.table_offset = self.table_offset;
         cfg.same_slot_rule = rule;
+        if self.trusted_keys.len() > MAX_TRUSTED_KEYS {
+            return Err(format!(
+                "trusted_keys lists {} keys; a device trusts at most {MAX_TRUSTED_KEYS}",
+                self.trusted_keys.len()
+            ));
+        }
+        if self.trusted_keys.is_empty() && !self.revoked_keys.is_empty() {
+            return Err(
+                "revoked_keys without trusted_keys: list the keys the device trusts".into(),
+            );
+        }
+        cfg.signatures =
+            SignaturePolicy::require(parse_digests("trusted_keys", &self.trusted_keys)?)
+                .revoking(parse_digests("revoked_keys", &self.revoked_keys)?);
         Ok(cfg)
     }
+}
+
+/// The trust options of `create` and `create_from_flash`.
+fn check_keys(trusted: &[[u8; 32]], revoked: &[[u8; 32]]) -> Result<(), DeviceError> {
+    if trusted.len() > MAX_TRUSTED_KEYS {
+        return Err(DeviceError::Input(format!(
+            "{} trusted Secure Boot keys given; a device trusts at most {MAX_TRUSTED_KEYS} (its eFuse key digest blocks)",
+            trusted.len()
+        )));
+    }
+    if trusted.is_empty() && !revoked.is_empty() {
+        return Err(DeviceError::Input(
+            "revoked keys without trusted keys: name the keys the device trusts too".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn hex32(d: &[u8; 32]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The chips a device can be, comma separated.
@@ -225,6 +295,11 @@ pub struct CreateOptions {
     /// The device's littlefs name limit (`CONFIG_LITTLEFS_OBJ_NAME_LEN`),
     /// 1..=[`LFS_NAME_MAX_LIMIT`]; esp_littlefs's default is 64.
     pub lfs_name_max: u32,
+    /// Secure Boot v2 key digests every update must be signed with (none:
+    /// signatures not required); at most [`MAX_TRUSTED_KEYS`].
+    pub trusted_keys: Vec<[u8; 32]>,
+    /// Revoked key digests.
+    pub revoked_keys: Vec<[u8; 32]>,
 }
 
 impl CreateOptions {
@@ -244,6 +319,8 @@ impl CreateOptions {
             force: false,
             www: None,
             lfs_name_max: otter_www::limits::ESP_NAME_MAX,
+            trusted_keys: Vec::new(),
+            revoked_keys: Vec::new(),
         }
     }
 }
@@ -345,6 +422,7 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
     if flash_path.exists() && !opts.force {
         return Err(DeviceError::Exists(dir.to_path_buf()));
     }
+    check_keys(&opts.trusted_keys, &opts.revoked_keys)?;
     let size = opts.flash_size as usize;
     crate::flash::validate_capacity(size).map_err(|_| {
         DeviceError::Input(format!(
@@ -469,6 +547,8 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
         token: opts.token.clone(),
         otadata_rule: default_rule(),
         lfs_name_max: opts.lfs_name_max,
+        trusted_keys: opts.trusted_keys.iter().map(hex32).collect(),
+        revoked_keys: opts.revoked_keys.iter().map(hex32).collect(),
     };
     write_config(dir, &config)?;
 
@@ -577,6 +657,10 @@ pub struct FromFlashOptions {
     pub token: Option<String>,
     /// Replace an existing device in the directory.
     pub force: bool,
+    /// Secure Boot v2 key digests every update must be signed with.
+    pub trusted_keys: Vec<[u8; 32]>,
+    /// Revoked key digests.
+    pub revoked_keys: Vec<[u8; 32]>,
 }
 
 /// What [`create_from_flash`] found.
@@ -622,6 +706,7 @@ pub fn create_from_flash(
     image: &[u8],
     opts: &FromFlashOptions,
 ) -> Result<FromFlash, DeviceError> {
+    check_keys(&opts.trusted_keys, &opts.revoked_keys)?;
     let _lock = lock_for_create(dir)?;
     let flash_path = dir.join(FLASH_FILE);
     if flash_path.exists() && !opts.force {
@@ -691,6 +776,8 @@ pub fn create_from_flash(
         token: opts.token.clone(),
         otadata_rule: default_rule(),
         lfs_name_max: default_lfs_name_max(),
+        trusted_keys: opts.trusted_keys.iter().map(hex32).collect(),
+        revoked_keys: opts.revoked_keys.iter().map(hex32).collect(),
     };
     write_config(dir, &config)?;
     let dev = VirtualDevice::open(dir)?;

@@ -105,9 +105,42 @@ pub struct CreateArgs {
     /// default images.
     #[arg(long, value_name = "N", default_value_t = otter_www::limits::ESP_NAME_MAX)]
     lfs_name_max: u32,
+    /// Refuse every update (HTTP, pull) whose Secure Boot v2 signature does
+    /// not verify with a --trust-key (CONFIG_SECURE_SIGNED_ON_UPDATE).
+    #[arg(long, requires = "trust_keys")]
+    require_signature: bool,
+    /// A Secure Boot v2 public key (PEM; a private key gives its public half)
+    /// the device trusts, as its eFuse key digest. Repeatable, at most 3.
+    #[arg(
+        long = "trust-key",
+        value_name = "KEY.pem",
+        requires = "require_signature"
+    )]
+    trust_keys: Vec<PathBuf>,
+    /// A key the device has revoked (KEY_REVOKE): refused even if trusted.
+    #[arg(
+        long = "revoke-key",
+        value_name = "KEY.pem",
+        requires = "require_signature"
+    )]
+    revoke_keys: Vec<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// The key digests of PEM files, as eFuse holds them.
+fn key_digests(paths: &[PathBuf]) -> anyhow::Result<Vec<[u8; 32]>> {
+    paths
+        .iter()
+        .map(|p| {
+            let pem = std::fs::read_to_string(p)
+                .with_context(|| format!("reading the key {}", p.display()))?;
+            let k = otter_format::secure_boot::sign::PublicKey::from_pem(&pem)
+                .with_context(|| format!("{} is not a Secure Boot v2 key", p.display()))?;
+            Ok(k.digest())
+        })
+        .collect()
 }
 
 /// Arguments of `otter device run`.
@@ -291,6 +324,8 @@ fn create_from_flash(a: &CreateArgs, path: &Path) -> anyhow::Result<ExitCode> {
         anti_rollback: a.anti_rollback,
         token: a.token.clone(),
         force: a.force,
+        trusted_keys: key_digests(&a.trust_keys)?,
+        revoked_keys: key_digests(&a.revoke_keys)?,
     };
     let made = device::create_from_flash(&a.dir, &image, &opts).with_context(|| {
         format!(
@@ -367,6 +402,8 @@ fn create(a: &CreateArgs) -> anyhow::Result<ExitCode> {
     opts.token = a.token.clone();
     opts.force = a.force;
     opts.lfs_name_max = a.lfs_name_max;
+    opts.trusted_keys = key_digests(&a.trust_keys)?;
+    opts.revoked_keys = key_digests(&a.revoke_keys)?;
     let created = device::create(&a.dir, &opts)
         .with_context(|| format!("creating a virtual device in {}", a.dir.display()))?;
     let version = created
@@ -386,6 +423,8 @@ fn create(a: &CreateArgs) -> anyhow::Result<ExitCode> {
             "rollback": opts.rollback,
             "anti_rollback": opts.anti_rollback,
             "token": opts.token.is_some(),
+            "require_signature": !opts.trusted_keys.is_empty(),
+            "trusted_keys": opts.trusted_keys.iter().map(|d| crate::output::hex(d)).collect::<Vec<_>>(),
             "regions": created.regions.iter().map(|(o, l, w)| json!({"offset": o, "len": l, "what": w})).collect::<Vec<_>>(),
         }))?;
     } else {

@@ -78,6 +78,13 @@ struct WriteArgs {
     /// folder (subfolders holding firmware.bin) for the same chip.
     #[arg(long, value_name = "DIR")]
     delta_from: Option<PathBuf>,
+    /// Also sign the firmware with this Secure Boot v2 key (PEM: RSA-3072,
+    /// ECDSA P-256 or P-384, as `espsecure generate-signing-key --version 2`
+    /// writes it) before it goes into the release; repeat to add a second or
+    /// third block (key rotation). This key is the one the bootloader and
+    /// devices that require signatures check; `--key` signs the manifest.
+    #[arg(long = "sign-firmware", value_name = "KEY.pem")]
+    sign_firmware: Vec<PathBuf>,
     /// Report as JSON.
     #[arg(long)]
     json: bool,
@@ -94,6 +101,14 @@ struct VerifyArgs {
     /// Check as of this RFC 3339 time instead of now (will it still be valid next week?).
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
+    /// Also check the firmware's Secure Boot v2 signature with this public
+    /// key (PEM; a private key gives its public half). Repeatable.
+    #[arg(long = "firmware-key", value_name = "KEY.pem")]
+    firmware_keys: Vec<PathBuf>,
+    /// Also check the firmware's Secure Boot v2 signature against this eFuse
+    /// key digest (64 hex digits, as `otter keys digest` prints). Repeatable.
+    #[arg(long = "firmware-key-digest", value_name = "HEX")]
+    firmware_digests: Vec<String>,
     /// Report as JSON.
     #[arg(long)]
     json: bool,
@@ -132,6 +147,8 @@ fn write_cmd(a: WriteArgs) -> anyhow::Result<ExitCode> {
             return refuse(a.json, code, &format!("{}: {msg}", firmware_path.display()))
         }
     };
+    let firmware = sign_firmware(firmware, &a.sign_firmware)
+        .with_context(|| format!("signing {}", firmware_path.display()))?;
     let www = match &a.www {
         Some(p) => {
             let bytes = read(p)?;
@@ -259,11 +276,36 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             return refuse(a.json, e.code(), &msg);
         }
     };
+    let firmware_signature = if a.firmware_keys.is_empty() && a.firmware_digests.is_empty() {
+        None
+    } else {
+        let trust = crate::cmd::signature::load(&crate::cmd::signature::TrustArgs::new(
+            a.firmware_keys.clone(),
+            a.firmware_digests.clone(),
+        ))?;
+        let path = firmware_path(&verified);
+        let bytes = read(&path)?;
+        let info = verify(&bytes, &VerifyOptions::new())
+            .with_context(|| format!("{} is not an app image", path.display()))?;
+        let outcome = crate::cmd::signature::check(&bytes, &info, &trust);
+        if !outcome.ok() {
+            let v = outcome.to_json();
+            let code = v["error"].as_str().unwrap_or("bad_signature").to_string();
+            let msg = format!(
+                "{}: the firmware's Secure Boot signature does not verify: {}",
+                path.display(),
+                outcome.to_text()
+            );
+            return refuse(a.json, &code, &msg);
+        }
+        Some(outcome)
+    };
     let m = &verified.manifest;
     if a.json {
         print_json(&json!({
             "ok": true,
             "dir": a.dir.display().to_string(),
+            "firmware_signature": firmware_signature.as_ref().map(|o| o.to_json()),
             "manifest": m,
             "signed_by": verified.signed_by.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "checked_at": now.to_string(),
@@ -285,8 +327,37 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             human_duration(m.expires.unix().saturating_sub(now.unix()))
         );
         print_signers(&verified);
+        if let Some(o) = &firmware_signature {
+            println!("  firmware {}", o.to_text());
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Adds a Secure Boot v2 block per key, in order (the first replaces no
+/// block: a firmware that is already signed keeps its blocks and gains one).
+fn sign_firmware(mut firmware: Vec<u8>, keys: &[PathBuf]) -> anyhow::Result<Vec<u8>> {
+    use otter_format::secure_boot::sign::{sign_image, SignMode, SigningKey};
+    for path in keys {
+        let pem =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let key = SigningKey::from_pem(&pem)
+            .with_context(|| format!("{} is not a Secure Boot v2 signing key", path.display()))?;
+        let len = otter_format::image::inspect(&firmware)?.image_len;
+        firmware = sign_image(&firmware, len, &key, SignMode::Append)?;
+    }
+    Ok(firmware)
+}
+
+/// The firmware file of a verified release folder.
+fn firmware_path(v: &Verified) -> PathBuf {
+    v.manifest
+        .artifacts()
+        .iter()
+        .zip(&v.artifacts)
+        .find(|(a, _)| a.kind.name() == "firmware")
+        .map(|(_, p)| p.clone())
+        .unwrap_or_default()
 }
 
 fn print_artifacts(v: &Verified) {

@@ -31,6 +31,15 @@ pub struct TrustArgs {
 }
 
 impl TrustArgs {
+    /// Trust options from key files and digests (no revocations).
+    pub fn new(keys: Vec<PathBuf>, digests: Vec<String>) -> Self {
+        Self {
+            keys,
+            digests,
+            revoked: Vec::new(),
+        }
+    }
+
     /// True when any trust option was given.
     pub fn any(&self) -> bool {
         !self.keys.is_empty() || !self.digests.is_empty() || !self.revoked.is_empty()

@@ -123,26 +123,7 @@ pub(super) fn feed_upload<F: NorFlash>(
     now: u64,
 ) -> Result<usize, (usize, DeviceError)> {
     let upload = &mut dev.upload;
-    let mut write = |data: &[u8]| -> Result<(), DeviceError> {
-        match upload {
-            Upload::Firmware { session, .. } => {
-                session
-                    .write(flash, data)
-                    .map_err(|e| DeviceError::from_ota(&e))?;
-                if let Some(len) = session.image_len() {
-                    if session.received() > len {
-                        return Err(DeviceError::TrailingData {
-                            image_len: len,
-                            extra: u64::from(session.received() - len),
-                        });
-                    }
-                }
-                Ok(())
-            }
-            Upload::Www { upload, .. } => upload.write(flash, data),
-            Upload::Idle => Err(DeviceError::Busy),
-        }
-    };
+    let mut write = |data: &[u8]| write_upload(upload, flash, data);
     let r = match multipart {
         Some(m) => {
             let mut to_mp = |data: &[u8]| m.feed(data, &mut write);
@@ -154,19 +135,28 @@ pub(super) fn feed_upload<F: NorFlash>(
     r
 }
 
+/// Writes the next bytes of `upload`: the one write path of every
+/// protocol (the session refuses a bad header, trailing data and the rest
+/// as the bytes arrive).
+pub(in crate::service) fn write_upload<F: NorFlash>(
+    upload: &mut Upload,
+    flash: &mut F,
+    data: &[u8],
+) -> Result<(), DeviceError> {
+    match upload {
+        Upload::Firmware { session, .. } => session
+            .write(flash, data)
+            .map_err(|e| DeviceError::from_ota(&e)),
+        Upload::Www { upload, .. } => upload.write(flash, data),
+        Upload::Idle => Err(DeviceError::Busy),
+    }
+}
+
 pub(in crate::service) fn finish_firmware<F: NorFlash>(
     flash: &mut F,
     session: UpdateSession,
 ) -> Result<Done, DeviceError> {
     let received = session.received();
-    if let Some(len) = session.image_len() {
-        if received > len {
-            return Err(DeviceError::TrailingData {
-                image_len: len,
-                extra: u64::from(received - len),
-            });
-        }
-    }
     let verified = session
         .finish(flash)
         .map_err(|e| DeviceError::from_ota(&e))?;
