@@ -13,6 +13,15 @@
 //! | `update`  | the path of the firmware upload endpoint           |
 //! | `auth`    | `token` when a bearer token is required, else `none` |
 //!
+//! Beside it, [`Advertiser::start_with`] publishes the services the
+//! uploaders people already use look for ([`UploaderAdverts`]), on the
+//! same port and host name:
+//!
+//! | type | TXT | who reads it |
+//! |---|---|---|
+//! | [`ARDUINO_SERVICE_TYPE`] | `board` (the chip), `tcp_check=no`, `ssh_upload=no`, `auth_upload=yes`/`no` | the Arduino IDE's network ports (espota) |
+//! | [`ESPHOME_SERVICE_TYPE`] | `platform=ESP32`, `board` (the chip), `version` | ESPHome's dashboard |
+//!
 //! [`Advertiser`] publishes a [`DeviceAdvert`] and withdraws it (an mDNS
 //! goodbye) when it is shut down or dropped; [`browse`] collects the devices
 //! that answer within a time window.
@@ -52,6 +61,23 @@ use serde::Serialize;
 
 /// The DNS-SD service type of an otter device.
 pub const SERVICE_TYPE: &str = "_otter._tcp.local.";
+
+/// The DNS-SD service type ArduinoOTA devices publish (the Arduino IDE
+/// lists them as network ports).
+pub const ARDUINO_SERVICE_TYPE: &str = "_arduino._tcp.local.";
+
+/// The DNS-SD service type ESPHome devices publish.
+pub const ESPHOME_SERVICE_TYPE: &str = "_esphomelib._tcp.local.";
+
+/// The uploader services published beside `_otter._tcp`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploaderAdverts {
+    /// `_arduino._tcp`, with whether uploads need a password
+    /// (`auth_upload`); `None`: not published.
+    pub arduino: Option<bool>,
+    /// `_esphomelib._tcp`.
+    pub esphome: bool,
+}
 
 /// The version of the TXT layout, published under the `otter` key.
 pub const PROTOCOL_VERSION: &str = "1";
@@ -117,6 +143,59 @@ impl DeviceAdvert {
             (key::UPDATE, self.update_path.clone()),
             (key::AUTH, auth.to_owned()),
         ]
+    }
+
+    /// The uploader services `up` selects, as `(type, TXT records)`.
+    pub fn uploader_records(
+        &self,
+        up: &UploaderAdverts,
+    ) -> Vec<(&'static str, Vec<(&'static str, String)>)> {
+        let mut v = Vec::new();
+        if let Some(auth) = up.arduino {
+            v.push((
+                ARDUINO_SERVICE_TYPE,
+                vec![
+                    ("board", self.chip.clone()),
+                    ("tcp_check", "no".to_owned()),
+                    ("ssh_upload", "no".to_owned()),
+                    ("auth_upload", if auth { "yes" } else { "no" }.to_owned()),
+                ],
+            ));
+        }
+        if up.esphome {
+            v.push((
+                ESPHOME_SERVICE_TYPE,
+                vec![
+                    ("platform", "ESP32".to_owned()),
+                    ("board", self.chip.clone()),
+                    ("version", self.version.clone()),
+                ],
+            ));
+        }
+        v
+    }
+
+    fn uploader_services(&self, up: &UploaderAdverts) -> Result<Vec<ServiceInfo>, MdnsError> {
+        let hostname = normalize_hostname(&self.hostname);
+        self.uploader_records(up)
+            .into_iter()
+            .map(|(ty, txt)| {
+                let info = ServiceInfo::new(
+                    ty,
+                    &self.instance,
+                    &hostname,
+                    self.addrs.as_slice(),
+                    self.port,
+                    txt.as_slice(),
+                )
+                .map_err(MdnsError::InvalidAdvert)?;
+                Ok(if self.addrs.is_empty() {
+                    info.enable_addr_auto()
+                } else {
+                    info
+                })
+            })
+            .collect()
     }
 
     /// The fully qualified service instance name, as mdns-sd keys it.
@@ -316,6 +395,9 @@ pub struct Advertiser {
     daemon: Daemon,
     /// The fullname currently registered.
     fullname: String,
+    /// The uploader services published too, and their fullnames.
+    uploaders: UploaderAdverts,
+    extra: Vec<String>,
 }
 
 impl fmt::Debug for Advertiser {
@@ -331,12 +413,31 @@ impl Advertiser {
     /// `advert`. The service is announced once its names are probed (under a
     /// second); the daemon answers queries until shutdown.
     pub fn start(advert: &DeviceAdvert, opts: &MdnsOptions) -> Result<Self, MdnsError> {
+        Self::start_with(advert, &UploaderAdverts::default(), opts)
+    }
+
+    /// [`Advertiser::start`], publishing the uploader services `up` selects
+    /// as well.
+    pub fn start_with(
+        advert: &DeviceAdvert,
+        up: &UploaderAdverts,
+        opts: &MdnsOptions,
+    ) -> Result<Self, MdnsError> {
         let info = advert.service_info()?;
+        let extra = advert.uploader_services(up)?;
         let daemon = Daemon::start(opts)?;
         daemon
             .get(Operation::Register)?
             .register(info)
             .map_err(register_error)?;
+        let mut names = Vec::new();
+        for info in extra {
+            names.push(info.get_fullname().to_owned());
+            daemon
+                .get(Operation::Register)?
+                .register(info)
+                .map_err(register_error)?;
+        }
         tracing::info!(
             instance = %advert.instance,
             port = advert.port,
@@ -346,6 +447,8 @@ impl Advertiser {
         Ok(Self {
             daemon,
             fullname: advert.fullname(),
+            uploaders: *up,
+            extra: names,
         })
     }
 
@@ -355,6 +458,7 @@ impl Advertiser {
     /// name withdraws the old one first.
     pub fn update(&mut self, advert: &DeviceAdvert) -> Result<(), MdnsError> {
         let info = advert.service_info()?;
+        let extra = advert.uploader_services(&self.uploaders)?;
         let fullname = advert.fullname();
         if !fullname.eq_ignore_ascii_case(&self.fullname) {
             self.unregister()?;
@@ -363,6 +467,14 @@ impl Advertiser {
             .get(Operation::Register)?
             .register(info)
             .map_err(register_error)?;
+        self.extra.clear();
+        for info in extra {
+            self.extra.push(info.get_fullname().to_owned());
+            self.daemon
+                .get(Operation::Register)?
+                .register(info)
+                .map_err(register_error)?;
+        }
         tracing::info!(instance = %advert.instance, version = %advert.version, "mDNS advert updated");
         self.fullname = fullname;
         Ok(())
@@ -378,10 +490,17 @@ impl Advertiser {
     /// Sends the goodbye for the current fullname and waits for the daemon
     /// to confirm it.
     fn unregister(&self) -> Result<(), MdnsError> {
+        for name in &self.extra {
+            self.unregister_one(name)?;
+        }
+        self.unregister_one(&self.fullname)
+    }
+
+    fn unregister_one(&self, fullname: &str) -> Result<(), MdnsError> {
         let status = self
             .daemon
             .get(Operation::Unregister)?
-            .unregister(&self.fullname)
+            .unregister(fullname)
             .map_err(MdnsError::daemon(Operation::Unregister))?;
         match status.recv_timeout(COMMAND_TIMEOUT) {
             Ok(mdns_sd::UnregisterStatus::OK) => Ok(()),
@@ -618,6 +737,40 @@ mod tests {
             ..advert()
         };
         assert!(open.txt_records().contains(&("auth", "none".to_owned())));
+    }
+
+    #[test]
+    fn uploader_services_carry_what_the_arduino_ide_and_esphome_read() {
+        let a = advert();
+        assert!(a.uploader_records(&UploaderAdverts::default()).is_empty());
+        let up = UploaderAdverts {
+            arduino: Some(true),
+            esphome: true,
+        };
+        let recs = a.uploader_records(&up);
+        assert_eq!(recs[0].0, "_arduino._tcp.local.");
+        assert_eq!(
+            recs[0].1,
+            [
+                ("board", "esp32s3".to_owned()),
+                ("tcp_check", "no".to_owned()),
+                ("ssh_upload", "no".to_owned()),
+                ("auth_upload", "yes".to_owned()),
+            ]
+        );
+        assert_eq!(recs[1].0, "_esphomelib._tcp.local.");
+        let infos = a.uploader_services(&up).expect("valid");
+        assert_eq!(infos[0].get_fullname(), "otter-3f2a._arduino._tcp.local.");
+        assert_eq!(
+            infos[1].get_fullname(),
+            "otter-3f2a._esphomelib._tcp.local."
+        );
+        assert_eq!(infos[0].get_port(), 8080);
+        let open = UploaderAdverts {
+            arduino: Some(false),
+            esphome: false,
+        };
+        assert_eq!(a.uploader_records(&open)[0].1[3].1, "no");
     }
 
     #[test]

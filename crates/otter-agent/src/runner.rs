@@ -62,6 +62,8 @@ pub struct RunOptions {
     /// Pull releases from a signed manifest while the firmware runs
     /// (`None`: do not).
     pub pull: Option<PullConfig>,
+    /// ESPHome's OTA and espota on the API's port, besides HTTP.
+    pub uploaders: crate::net::uploaders::UploaderConfig,
 }
 
 impl RunOptions {
@@ -80,6 +82,7 @@ impl RunOptions {
             token: None,
             mdns: None,
             pull: None,
+            uploaders: crate::net::uploaders::UploaderConfig::default(),
         }
     }
 }
@@ -108,6 +111,9 @@ pub enum AgentError {
     /// The pull client could not be set up (its TLS configuration).
     #[error("pull: {0}")]
     Pull(#[from] crate::fetch::FetchError),
+    /// An uploader setting is unusable.
+    #[error(transparent)]
+    Uploaders(#[from] crate::net::uploaders::UploaderError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -177,8 +183,15 @@ pub async fn start(opts: RunOptions) -> Result<Running, AgentError> {
         source,
     })?;
     let pull = opts.pull.clone().map(Pull::new).transpose()?;
-    let core = Core::new(&device, token.as_deref(), opts.selftest_window);
+    let mut core = Core::new(&device, token.as_deref(), opts.selftest_window);
+    let (uploaders, notes) =
+        crate::net::uploaders::Uploaders::from_config(&opts.uploaders, token.is_some())?;
+    core.uploaders = uploaders;
     let shared = Arc::new(Shared::new(device));
+    for n in notes {
+        tracing::warn!("{n}");
+        shared.event(n);
+    }
     let core = Arc::new(std::sync::Mutex::new(core));
     {
         let mut c = crate::net::lock(&core);
@@ -488,10 +501,18 @@ async fn boot_loop(
                 let server =
                     core_server(listener, &shared, &core, pull.as_ref(), tx.clone(), sd_rx);
                 if let Some(mdns) = &opts.mdns {
+                    let up = {
+                        let u = crate::net::lock(&core).uploaders;
+                        crate::mdns::UploaderAdverts {
+                            arduino: u.espota.map(|o| o.auth.required()),
+                            esphome: u.esphome.is_some(),
+                        }
+                    };
                     advertise(
                         &mut advertiser,
                         mdns,
                         &advert(&shared, &opts.dir, addr, &version, &project, auth),
+                        up,
                     )
                     .await;
                 }
@@ -703,10 +724,16 @@ fn advert(
 /// Starts advertising for this boot (the record was withdrawn when the
 /// previous boot ended). Failures are logged, not fatal: the API works
 /// without mDNS.
-async fn advertise(slot: &mut Option<Advertiser>, opts: &MdnsOptions, advert: &DeviceAdvert) {
+async fn advertise(
+    slot: &mut Option<Advertiser>,
+    opts: &MdnsOptions,
+    advert: &DeviceAdvert,
+    up: crate::mdns::UploaderAdverts,
+) {
     let opts = opts.clone();
     let advert = advert.clone();
-    let result = tokio::task::spawn_blocking(move || Advertiser::start(&advert, &opts)).await;
+    let result =
+        tokio::task::spawn_blocking(move || Advertiser::start_with(&advert, &up, &opts)).await;
     match result {
         Ok(Ok(a)) => *slot = Some(a),
         Ok(Err(e)) => tracing::warn!("mDNS: cannot advertise the device: {e}"),

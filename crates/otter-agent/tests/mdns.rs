@@ -159,3 +159,59 @@ fn nothing_found_is_an_empty_list() {
     assert!(found.is_empty(), "{found:#?}");
     assert!(started.elapsed() < Duration::from_secs(4));
 }
+
+/// Browses `ty` on IPv4 loopback for `secs`; returns the resolved services.
+fn browse_type(ty: &str, secs: u64) -> Vec<mdns_sd::ResolvedService> {
+    let d = mdns_sd::ServiceDaemon::new().expect("daemon");
+    d.disable_interface(mdns_sd::IfKind::All).expect("disable");
+    d.enable_interface(mdns_sd::IfKind::LoopbackV4)
+        .expect("enable");
+    let rx = d.browse(ty).expect("browse");
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut found = Vec::new();
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(mdns_sd::ServiceEvent::ServiceResolved(s)) => found.push(*s),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = d.shutdown();
+    found
+}
+
+#[test]
+fn the_uploader_services_are_published_and_withdrawn() {
+    if !in_netns(
+        "the_uploader_services_are_published_and_withdrawn",
+        SETUP_LO,
+    ) {
+        return;
+    }
+    let up = mdns::UploaderAdverts {
+        arduino: Some(true),
+        esphome: true,
+    };
+    let a = Advertiser::start_with(&advert("otter-cccc", 3232), &up, &MdnsOptions::loopback())
+        .expect("advertising");
+    let otter = browse_type(mdns::SERVICE_TYPE, 3);
+    assert!(!otter.is_empty(), "not even _otter._tcp");
+    let arduino = browse_type(mdns::ARDUINO_SERVICE_TYPE, 3);
+    let s = arduino
+        .iter()
+        .find(|s| s.fullname == "otter-cccc._arduino._tcp.local.")
+        .unwrap_or_else(|| panic!("_arduino._tcp not found: {arduino:#?}"));
+    assert_eq!(s.port, 3232);
+    assert_eq!(s.get_property_val_str("board"), Some("esp32s3"));
+    assert_eq!(s.get_property_val_str("tcp_check"), Some("no"));
+    assert_eq!(s.get_property_val_str("ssh_upload"), Some("no"));
+    assert_eq!(s.get_property_val_str("auth_upload"), Some("yes"));
+    let esphome = browse_type(mdns::ESPHOME_SERVICE_TYPE, 3);
+    let s = esphome
+        .iter()
+        .find(|s| s.fullname == "otter-cccc._esphomelib._tcp.local.")
+        .unwrap_or_else(|| panic!("_esphomelib._tcp not found: {esphome:#?}"));
+    assert_eq!(s.get_property_val_str("version"), Some("1.0.0"));
+    a.shutdown().expect("withdrawing");
+    assert!(browse_type(mdns::ARDUINO_SERVICE_TYPE, 2).is_empty());
+}

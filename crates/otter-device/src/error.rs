@@ -147,6 +147,12 @@ pub enum DeviceError {
     /// 422 `sha256_mismatch`: the file's SHA-256 differs from `X-Otter-Sha256`.
     #[error("the image's SHA-256 does not match the X-Otter-Sha256 header: this is not the file you meant to send, or it was damaged on the way; nothing was switched")]
     Sha256Mismatch,
+    /// 422 `md5_mismatch`: the bytes received do not have the MD5 the
+    /// uploader announced (ESPHome's and espota's checksum): they were
+    /// damaged on the way, or the uploader sent another file. Nothing was
+    /// switched; upload again.
+    #[error("the upload's MD5 does not match the MD5 the uploader announced: the image was damaged on the way; nothing was switched")]
+    Md5Mismatch,
     /// 422 `trailing_data`: bytes follow the end of the app image that are
     /// not its Secure Boot v2 signature sector. They would be written to the
     /// slot but never checked, and the stored image's SHA-256 would not be
@@ -217,6 +223,13 @@ pub enum Timeout {
         /// Window length.
         ms: u64,
     },
+    /// No bytes at all arrived for `ms` (the ESPHome and espota protocols'
+    /// inactivity limits).
+    #[error("no bytes arrived for {ms} ms")]
+    Stalled {
+        /// The limit.
+        ms: u64,
+    },
 }
 
 impl DeviceError {
@@ -241,6 +254,7 @@ impl DeviceError {
             Self::TooLarge { .. } => "too_large",
             Self::Image(e) => image_code(e),
             Self::Sha256Mismatch => "sha256_mismatch",
+            Self::Md5Mismatch => "md5_mismatch",
             Self::TrailingData { .. } => "trailing_data",
             Self::BadSignature(_) => "bad_signature",
             Self::WrongSize { .. } => "wrong_size",
@@ -269,6 +283,7 @@ impl DeviceError {
             Self::Image(ImageError::ImageTooLarge { .. } | ImageError::FileTooLarge { .. }) => 413,
             Self::Image(_)
             | Self::Sha256Mismatch
+            | Self::Md5Mismatch
             | Self::TrailingData { .. }
             | Self::BadSignature(_)
             | Self::WrongSize { .. }

@@ -64,12 +64,16 @@
 #[cfg(test)]
 extern crate std;
 
+mod challenge;
 mod error;
+pub mod esphome;
+pub mod espota;
 pub mod http;
 mod json;
 pub mod service;
 pub mod sizes;
 pub mod www;
 
-pub use error::{BadRequest, DeviceError, FlashFault};
+pub use challenge::Secret;
+pub use error::{BadRequest, DeviceError, FlashFault, Timeout};
 pub use json::JsonOut;

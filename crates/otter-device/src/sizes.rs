@@ -9,6 +9,9 @@
 //! | [`Connection`] | 760 B | 792 B |
 //! | of which `UpdateSession` (inside `Device`) | 2,160 B | 2,160 B |
 //! | of which `WwwUpload` (inside `Device`, instead of the session) | 440 B | 440 B |
+//! | [`crate::esphome::EsphomeConnection`] | | 496 B |
+//! | [`crate::espota::Espota`] (UDP) | | 192 B |
+//! | [`crate::espota::Transfer`] (TCP) | | 216 B |
 //!
 //! Lent by the caller on top: the head buffer (2 KiB by default), the
 //! response buffer (at least [`crate::service::MIN_TX_BUF`] = 4 KiB), and
@@ -36,3 +39,16 @@ pub const CONNECTION_SIZE: usize = 800;
 
 const _: () = assert!(core::mem::size_of::<Device>() <= DEVICE_SIZE);
 const _: () = assert!(core::mem::size_of::<Connection<'static>>() <= CONNECTION_SIZE);
+
+/// Upper bound of `size_of::<EsphomeConnection>()`: its collected field,
+/// the nonces and the MD5 state of the stream.
+pub const ESPHOME_CONNECTION_SIZE: usize = 512;
+/// Upper bound of `size_of::<Espota>()` (the UDP listener: the pending
+/// invitation and the nonce) and of `size_of::<Transfer>()` (the TCP
+/// transfer: the MD5 state of the stream).
+pub const ESPOTA_SIZE: usize = 256;
+
+const _: () =
+    assert!(core::mem::size_of::<crate::esphome::EsphomeConnection>() <= ESPHOME_CONNECTION_SIZE);
+const _: () = assert!(core::mem::size_of::<crate::espota::Espota>() <= ESPOTA_SIZE);
+const _: () = assert!(core::mem::size_of::<crate::espota::Transfer>() <= ESPOTA_SIZE);

@@ -10,7 +10,10 @@
 //! [`MAX_CONNECTIONS`] sockets are served: one more evicts the one idle the
 //! longest.
 
+mod esphome;
+mod espota;
 pub mod platform;
+pub mod uploaders;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -62,6 +65,8 @@ pub struct Core {
     pub dev: Device,
     /// The platform.
     pub plat: SimPlatform,
+    /// ESPHome's OTA and espota, besides HTTP ([`uploaders`]).
+    pub uploaders: uploaders::Uploaders,
     epoch: Instant,
     /// The last 5% mark of the upload logged.
     progress: u64,
@@ -77,6 +82,7 @@ impl Core {
         Self {
             dev: Device::new(opts),
             plat: SimPlatform::default(),
+            uploaders: uploaders::Uploaders::default(),
             epoch: Instant::now(),
             progress: 0,
         }
@@ -263,6 +269,9 @@ pub fn serve<H: Host>(
             reboot: down,
             check: hooks.check.clone(),
         };
+        if let Ok(addr) = listener.local_addr() {
+            espota::spawn(&mut tasks, addr, host.clone(), core.clone(), inner.clone());
+        }
         loop {
             tokio::select! {
                 _ = &mut stop => break,
@@ -285,7 +294,12 @@ pub fn serve<H: Host>(
                     let (core, hooks, slots) = (core.clone(), inner.clone(), slots.clone());
                     let host = host.clone();
                     tasks.spawn(async move {
-                        if let Err(e) = connection(&*host, &core, sock, &hooks, &slot).await {
+                        let r = if esphome::is_esphome(&sock, &core).await {
+                            esphome::connection(&*host, &core, sock, &hooks).await
+                        } else {
+                            connection(&*host, &core, sock, &hooks, &slot).await
+                        };
+                        if let Err(e) = r {
                             tracing::debug!("{peer}: {e}");
                         }
                         lock_slots(&slots).retain(|s| s.id != slot.id);
@@ -443,6 +457,20 @@ async fn act(
             let _ = sock.shutdown().await;
             let _ = hooks.reboot.send(r);
             Ok(Some(()))
+        }
+    }
+}
+
+/// Closes `sock` without losing the last answer: sends FIN, then reads
+/// and drops what the peer still sends (briefly), so the close is not a
+/// reset that would discard the answer before the peer read it.
+async fn linger(sock: &mut TcpStream) {
+    let _ = sock.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(until, sock.read(&mut sink)).await {
+        if n == 0 {
+            break;
         }
     }
 }

@@ -28,10 +28,12 @@
 mod conn;
 mod events;
 mod status;
+mod update;
 
 pub use events::{Event, EventKind, Events, EVENTS};
 
 pub use conn::{Action, Connection, Output, RebootReason, MIN_TX_BUF};
+pub use update::{Finished, Protocol};
 
 use embedded_storage::nor_flash::NorFlash;
 use otter_format::image::FixedStr;
@@ -290,6 +292,8 @@ pub struct LastUpdate {
     pub error: Option<DeviceError>,
     /// Firmware or web UI.
     pub kind: UpdateKind,
+    /// Which protocol carried it.
+    pub protocol: Protocol,
     /// The slot written (`ota_1`, or the web-UI slot index as `Ota(n)` is
     /// not used: see `www_slot`).
     pub slot: Option<SlotId>,

@@ -304,6 +304,7 @@ pub(crate) fn write_status<F: NorFlash, P: Platform<F>>(
                     }
                 }
                 j.raw(",").key("kind").string(u.kind.name());
+                j.raw(",").key("protocol").string(u.protocol.name());
                 j.raw(",").key("slot");
                 match (u.slot, u.www_slot) {
                     (Some(s), _) => j.display(&s),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use otter_agent::fetch::{FetchConfig, Trust, Url};
 use otter_agent::mdns::MdnsOptions;
+use otter_agent::net::uploaders::{EspotaScheme, UploaderConfig};
 use otter_agent::pull::PullConfig;
 use otter_agent::{Profile, RunEnd, RunOptions};
 use otter_format::chip::Chip;
@@ -203,6 +204,34 @@ pub struct RunArgs {
         help_heading = "Pulling releases"
     )]
     pull_retry_delay: f64,
+    /// Answer ESPHome's OTA uploader (`esphome upload`) on the API's TCP port.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"], help_heading = "Other uploaders")]
+    esphome: String,
+    /// The ESPHome OTA password (`ota: password:`); needed when the device has a token.
+    #[arg(
+        long,
+        env = "OTTER_ESPHOME_PASSWORD",
+        value_name = "PASSWORD",
+        help_heading = "Other uploaders"
+    )]
+    esphome_password: Option<String>,
+    /// The ESPHome OTA protocol version announced: 2, or 1 for clients that speak only 1.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2), help_heading = "Other uploaders")]
+    esphome_version: u8,
+    /// Answer ArduinoOTA's espota (PlatformIO `upload_protocol = espota`, the Arduino IDE) on the API's UDP port.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"], help_heading = "Other uploaders")]
+    espota: String,
+    /// The espota password (`ArduinoOTA.setPassword`, espota's --auth); only its hash is kept. Needed when the device has a token.
+    #[arg(
+        long,
+        env = "OTTER_ESPOTA_PASSWORD",
+        value_name = "PASSWORD",
+        help_heading = "Other uploaders"
+    )]
+    espota_password: Option<String>,
+    /// The espota challenge: sha256 (arduino-esp32 3.3.1 and later) or md5 (older espota.py, esp8266).
+    #[arg(long, default_value = "sha256", value_parser = ["sha256", "md5"], help_heading = "Other uploaders")]
+    espota_auth: String,
     /// Print the startup line as JSON: `{url, pid, dir, slot, version}`
     /// (the slot and version the power-on boots); logs stay on stderr.
     #[arg(long)]
@@ -504,6 +533,18 @@ fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
     opts.watchdog = secs("watchdog", a.watchdog)?;
     opts.reboot_time = secs("reboot-time", a.reboot_time)?;
     opts.token = a.token.clone();
+    opts.uploaders = UploaderConfig {
+        esphome: a.esphome == "on",
+        esphome_password: a.esphome_password.clone(),
+        esphome_version: a.esphome_version,
+        espota: a.espota == "on",
+        espota_password: a.espota_password.clone(),
+        espota_scheme: if a.espota_auth == "md5" {
+            EspotaScheme::Md5
+        } else {
+            EspotaScheme::Sha256
+        },
+    };
     opts.mdns = match a.mdns.as_str() {
         "off" => None,
         "all" => Some(MdnsOptions::all()),

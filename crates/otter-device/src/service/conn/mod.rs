@@ -7,7 +7,8 @@ use otter_ota::session::{UpdateRequest, UpdateSession};
 use otter_ota::SlotId;
 
 use super::{
-    CheckResult, Device, LastUpdate, Platform, RollbackReason, Text32, UpdateKind, UpdateResult,
+    CheckResult, Device, LastUpdate, Platform, Protocol, RollbackReason, Text32, UpdateKind,
+    UpdateResult,
     Upload,
 };
 use crate::error::{BadRequest, DeviceError};
@@ -217,7 +218,7 @@ impl<'b> Connection<'b> {
                         }
                     }
                     Err((consumed, e)) => {
-                        dev_fail(dev, sink, &e, body.delivered(), total, now);
+                        dev_fail(dev, sink, Protocol::Http, &e, body.delivered(), total, now);
                         let out = self.answer_error(&e, true, tx);
                         if body.done() {
                             self.state = State::Closed;
@@ -314,7 +315,7 @@ impl<'b> Connection<'b> {
             } => {
                 if let Err(e) = body.check_progress(&self.limits, now) {
                     let (sink, received, total) = (*sink, body.delivered(), *total);
-                    dev_fail(dev, sink, &e, received, total, now);
+                    dev_fail(dev, sink, Protocol::Http, &e, received, total, now);
                     return self.fail(dev, e, true, tx, 0);
                 }
                 Output::read(0, 0)
@@ -410,7 +411,15 @@ impl<'b> Connection<'b> {
             let e = DeviceError::Aborted {
                 received: body.delivered(),
             };
-            dev_fail(dev, *sink, &e, body.delivered(), *total, now);
+            dev_fail(
+                dev,
+                *sink,
+                Protocol::Http,
+                &e,
+                body.delivered(),
+                *total,
+                now,
+            );
         }
         self.state = State::Closed;
     }

@@ -247,21 +247,13 @@ impl Connection<'_> {
             Some(Err(e)) => return self.refuse(head, &DeviceError::BadRequest(e), now, tx),
             None => None,
         };
-        let Some(running) = dev.running else {
-            return self.refuse(head, &DeviceError::NotRunning, now, tx);
-        };
         // pending_verify is decided before the lock: a device that must
         // first confirm says so even while another upload runs. A web UI
         // waits too: its reboot would end the self-test unconfirmed.
-        if dev.opts.cfg.rollback {
-            match running_state(flash, &dev.opts.cfg, running) {
-                Ok(Some(OtaState::PendingVerify)) => {
-                    return self.refuse(head, &DeviceError::PendingVerify, now, tx)
-                }
-                Ok(_) => {}
-                Err(e) => return self.refuse(head, &DeviceError::from_ota(&e), now, tx),
-            }
-        }
+        let running = match dev.ready_for_update(flash) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(head, &e, now, tx),
+        };
         if dev.update_in_progress() {
             return self.refuse(head, &DeviceError::Busy, now, tx);
         }
@@ -297,7 +289,7 @@ impl Connection<'_> {
         let upload = match begun {
             Ok(u) => u,
             Err(e) => {
-                dev_fail(dev, sink, &e, 0, total, now);
+                dev_fail(dev, sink, Protocol::Http, &e, 0, total, now);
                 if let Some(r) = dev.last_update.as_mut() {
                     r.result = UpdateResult::Rejected;
                 }
@@ -314,6 +306,7 @@ impl Connection<'_> {
             result: UpdateResult::InProgress,
             error: None,
             kind: kind_of(sink),
+            protocol: Protocol::Http,
             slot,
             www_slot,
             version: None,
@@ -387,6 +380,7 @@ impl Connection<'_> {
                     result: UpdateResult::Ok,
                     error: None,
                     kind: kind_of(sink),
+                    protocol: Protocol::Http,
                     slot,
                     www_slot,
                     version,
@@ -449,7 +443,7 @@ impl Connection<'_> {
                 }
             }
             Err(e) => {
-                dev_fail(dev, sink, &e, received, total, now);
+                dev_fail(dev, sink, Protocol::Http, &e, received, total, now);
                 let out = self.answer_error(&e, close, tx);
                 self.finish_request(close, now);
                 out

@@ -4,12 +4,12 @@
 use super::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Sink {
+pub(in crate::service) enum Sink {
     Firmware,
     Www,
 }
 
-pub(super) enum Done {
+pub(in crate::service) enum Done {
     Firmware {
         slot: SlotId,
         version: Option<Text32>,
@@ -19,16 +19,17 @@ pub(super) enum Done {
     Www(crate::www::WwwDone),
 }
 
-pub(super) fn kind_of(sink: Sink) -> UpdateKind {
+pub(in crate::service) fn kind_of(sink: Sink) -> UpdateKind {
     match sink {
         Sink::Firmware => UpdateKind::Firmware,
         Sink::Www => UpdateKind::Www,
     }
 }
 
-pub(super) fn dev_fail(
+pub(in crate::service) fn dev_fail(
     dev: &mut Device,
     sink: Sink,
+    protocol: Protocol,
     e: &DeviceError,
     received: u64,
     total: Option<u64>,
@@ -50,6 +51,7 @@ pub(super) fn dev_fail(
         result,
         error: Some(e.clone()),
         kind: kind_of(sink),
+        protocol,
         slot,
         www_slot,
         version: None,
@@ -60,7 +62,7 @@ pub(super) fn dev_fail(
     });
 }
 
-pub(super) fn begin_firmware<F: NorFlash>(
+pub(in crate::service) fn begin_firmware<F: NorFlash>(
     dev: &mut Device,
     flash: &mut F,
     running: SlotId,
@@ -121,15 +123,7 @@ pub(super) fn feed_upload<F: NorFlash>(
     now: u64,
 ) -> Result<usize, (usize, DeviceError)> {
     let upload = &mut dev.upload;
-    let mut write = |data: &[u8]| -> Result<(), DeviceError> {
-        match upload {
-            Upload::Firmware { session, .. } => session
-                .write(flash, data)
-                .map_err(|e| DeviceError::from_ota(&e)),
-            Upload::Www { upload, .. } => upload.write(flash, data),
-            Upload::Idle | Upload::External { .. } => Err(DeviceError::Busy),
-        }
-    };
+    let mut write = |data: &[u8]| write_upload(upload, flash, data);
     let r = match multipart {
         Some(m) => {
             let mut to_mp = |data: &[u8]| m.feed(data, &mut write);
@@ -141,7 +135,24 @@ pub(super) fn feed_upload<F: NorFlash>(
     r
 }
 
-pub(super) fn finish_firmware<F: NorFlash>(
+/// Writes the next bytes of `upload`: the one write path of every
+/// protocol (the session refuses a bad header, trailing data and the rest
+/// as the bytes arrive).
+pub(in crate::service) fn write_upload<F: NorFlash>(
+    upload: &mut Upload,
+    flash: &mut F,
+    data: &[u8],
+) -> Result<(), DeviceError> {
+    match upload {
+        Upload::Firmware { session, .. } => session
+            .write(flash, data)
+            .map_err(|e| DeviceError::from_ota(&e)),
+        Upload::Www { upload, .. } => upload.write(flash, data),
+        Upload::Idle | Upload::External { .. } => Err(DeviceError::Busy),
+    }
+}
+
+pub(in crate::service) fn finish_firmware<F: NorFlash>(
     flash: &mut F,
     session: UpdateSession,
 ) -> Result<Done, DeviceError> {
