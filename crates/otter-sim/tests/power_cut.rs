@@ -68,6 +68,9 @@ fn the_whole_table_boots_old_or_new_after_every_cut() {
     let seed = seed();
     let mut opts = PowerCutOptions::new(corpus_dir());
     opts.seed = seed;
+    // One row only, to look into it (the floor is then not checked).
+    opts.scenario = std::env::var("OTTER_POWERCUT_SCENARIO").ok();
+    let whole = opts.scenario.is_none();
     let report = powercut::run(&opts).expect("the table runs");
     println!("{report}");
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON report");
@@ -85,6 +88,9 @@ fn the_whole_table_boots_old_or_new_after_every_cut() {
         report.failures.len(),
         report.cut_points,
     );
+    if !whole {
+        return;
+    }
     // Every row ran and cut something.
     for row in table::TABLE {
         let r = report.row(row.name).unwrap_or_else(|| panic!("row {} did not run", row.name));

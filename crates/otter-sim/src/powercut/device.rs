@@ -431,6 +431,14 @@ impl Ctx {
         self.map.otadata().copied()
     }
 
+    /// Whether `offset` is inside the web UI's NVS partition.
+    pub fn in_nvs(&self, offset: u32) -> bool {
+        self.www
+            .as_ref()
+            .and_then(|w| w.layout.nvs.as_ref())
+            .is_some_and(|n| (n.offset..n.offset + n.size).contains(&offset))
+    }
+
     /// Whether `offset` is inside otadata.
     pub fn in_otadata(&self, offset: u32) -> bool {
         self.otadata_region()

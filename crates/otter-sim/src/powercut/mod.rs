@@ -308,6 +308,11 @@ pub struct SecondCut {
     pub first_stride: usize,
     /// How the recovery's operations are sampled.
     pub sampling: Sampling,
+    /// Only first cuts at an otadata or NVS operation get a second
+    /// enumeration (their recoveries are the ones that decide between two
+    /// states; a cut in a slot's data is recovered by the same retry as
+    /// its neighbours).
+    pub metadata_only: bool,
 }
 
 /// The web UI of a case: OLD's UI in `www_{from}`, NEW's written by the
@@ -734,6 +739,16 @@ pub fn run_case(case: &Case, index: usize, seed: u64, replay: Option<Replay>) ->
     let in_otadata = |o: u32| ctx.in_otadata(o);
     let (mut faults, equivalent) = select_faults(&rec, seed, case.sampling, &in_otadata);
     report.equivalent = equivalent;
+    let offsets: std::collections::HashMap<u64, u32> = rec
+        .log
+        .mutating()
+        .filter_map(|r| r.op_index.map(|k| (k, r.offset)))
+        .collect();
+    let metadata = |f: &Fault| {
+        offsets
+            .get(&f.op_index)
+            .is_some_and(|&o| ctx.in_otadata(o) || ctx.in_nvs(o))
+    };
     if let Some(r) = replay {
         faults = vec![r.fault];
     }
@@ -758,12 +773,14 @@ pub fn run_case(case: &Case, index: usize, seed: u64, replay: Option<Replay>) ->
             Some(Replay { second: Some(_), .. }) => Some(case.second_cut.unwrap_or(SecondCut {
                 first_stride: 1,
                 sampling: Sampling::EXHAUSTIVE,
+                metadata_only: false,
             })),
             Some(Replay { second: None, .. }) => None,
             None => case.second_cut,
         };
         let post_cut = second
             .filter(|s| n % s.first_stride.max(1) == 0)
+            .filter(|s| !s.metadata_only || replay.is_some() || metadata(&fault))
             .map(|s| (s, flash.fork()));
         if replay.is_none_or(|r| r.second.is_none()) {
             if let Err(v) = drive_to_goal(ctx, &mut flash, allow) {

@@ -240,6 +240,14 @@ const SECOND_EXHAUSTIVE: SecondCut = SecondCut {
         image_stride: 1,
         otadata_tears: 1,
     },
+    metadata_only: false,
+};
+
+/// Every operation of the recovery after every first cut at an otadata or
+/// NVS operation (the slot's data operations are many and recovered alike).
+const SECOND_AFTER_METADATA: SecondCut = SecondCut {
+    metadata_only: true,
+    ..SECOND_EXHAUSTIVE
 };
 
 fn update_rows(env: &Env) -> Result<Vec<Case>, String> {
@@ -457,13 +465,7 @@ fn www_rows(env: &Env) -> Result<Vec<Case>, String> {
         www_case(env, Scenario::WwwUpdate, WWW_SMALL_4MB, 1, false)?,
     ];
     let mut c = www_case(env, Scenario::WwwUpdate, WWW_SMALL_4MB, 0, false)?;
-    c.second_cut = Some(SecondCut {
-        first_stride: 1,
-        sampling: Sampling {
-            image_stride: 1,
-            otadata_tears: 1,
-        },
-    });
+    c.second_cut = Some(SECOND_AFTER_METADATA);
     cases.push(c);
     // The virtual device's 1 MiB slots: every 16th operation of the slot,
     // every NVS operation.
@@ -475,7 +477,7 @@ fn www_rows(env: &Env) -> Result<Vec<Case>, String> {
 
 fn gc_rows(env: &Env) -> Result<Vec<Case>, String> {
     let mut c = www_case(env, Scenario::NvsGc, WWW_SMALL_4MB, 1, true)?;
-    c.second_cut = Some(SECOND_EXHAUSTIVE);
+    c.second_cut = Some(SECOND_AFTER_METADATA);
     Ok(vec![
         www_case(env, Scenario::NvsGc, WWW_SMALL_4MB, 0, true)?,
         c,
