@@ -301,7 +301,7 @@ pub fn post(path: &str, body: &[u8]) -> Vec<u8> {
 /// The error a refused request becomes: the cut when the flash lost power,
 /// else the device's code.
 fn core_err(flash: &SimFlash, code: &'static str) -> OtaError<SimFlashError> {
-    if flash.fault_fired() {
+    if !flash.is_powered() {
         OtaError::Flash(SimFlashError::PowerLoss)
     } else {
         OtaError::Misuse(code)

@@ -110,6 +110,9 @@ pub struct WwwCtx {
     pub goal_new: bool,
     /// How the platform writes the pointer.
     pub pointer: PointerWrite,
+    /// Keys `app/k0` .. `app/k{n-1}` (u32 `i + 1`) spread over the NVS
+    /// pages, that must survive every cut.
+    pub live_keys: u32,
 }
 
 /// Everything a replay needs: the device, its images, and the scenario.
@@ -313,12 +316,23 @@ fn prepare_www(flash: &mut SimFlash, spec: &WwwSpec, pointer: PointerWrite) -> R
     let (_, part) = nvs_part(flash, &layout)?;
     let ops = plan_set_u32(&part, ns, key, SENTINEL).map_err(|e| format!("NVS: {e}"))?;
     nvs_apply(flash, at, &ops)?;
+    let mut live_keys = 0u32;
     if spec.gc {
         let target = 1 - from as u8;
         let has_erase = |ops: &[FlashOp]| ops.iter().any(|o| matches!(o, FlashOp::Erase { .. }));
         let mut pad = 0u32;
         let mut ready = false;
-        for _ in 0..10_000 {
+        for i in 0..10_000u32 {
+            // A live key every 16 switches, so every page holds some and a
+            // collection has live entries to move.
+            if i % 16 == 0 {
+                let (_, part) = nvs_part(flash, &layout)?;
+                let k = live_key(live_keys);
+                let ops = plan_set_u32(&part, "app", &k, live_keys + 1)
+                    .map_err(|e| format!("NVS: {e}"))?;
+                nvs_apply(flash, at, &ops)?;
+                live_keys += 1;
+            }
             let (_, part) = nvs_part(flash, &layout)?;
             let to_target =
                 plan_set_u8(&part, NVS_NAMESPACE, NVS_KEY, target).map_err(|e| format!("NVS: {e}"))?;
@@ -355,7 +369,12 @@ fn prepare_www(flash: &mut SimFlash, spec: &WwwSpec, pointer: PointerWrite) -> R
         old_slot: from,
         goal_new: true,
         pointer,
+        live_keys,
     })
+}
+
+fn live_key(i: u32) -> String {
+    format!("k{i}")
 }
 
 fn booted_slot(flash: &mut SimFlash, cfg: &DeviceConfig) -> Result<SlotId, String> {
@@ -573,7 +592,19 @@ fn check_www(ctx: &Ctx, flash: &mut SimFlash) -> Result<Option<Which>, Violation
         .map(Nvs::load);
     let (ns, key) = SENTINEL_KEY;
     match loaded {
-        Some(Ok(n)) if n.get_u32(ns, key) == Some(SENTINEL) => {}
+        Some(Ok(n)) if n.get_u32(ns, key) == Some(SENTINEL) => {
+            if let Some(i) = (0..w.live_keys).find(|&i| n.get_u32("app", &live_key(i)) != Some(i + 1)) {
+                return Err(v(
+                    Invariant::Nvs,
+                    format!(
+                        "NVS lost app/{}: it reads {:?}, it was {}",
+                        live_key(i),
+                        n.get_u32("app", &live_key(i)),
+                        i + 1
+                    ),
+                ));
+            }
+        }
         Some(Ok(n)) => {
             return Err(v(
                 Invariant::Nvs,
