@@ -166,7 +166,9 @@ impl Fault {
         let (Some(op), Some(kind), Some(seed), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(format!("{s:?} is not OP:KIND:SEED (for example 12:torn-program:0x5eed)"));
+            return Err(format!(
+                "{s:?} is not OP:KIND:SEED (for example 12:torn-program:0x5eed)"
+            ));
         };
         let op_index = op
             .parse()

@@ -93,7 +93,9 @@ fn the_whole_table_boots_old_or_new_after_every_cut() {
     }
     // Every row ran and cut something.
     for row in table::TABLE {
-        let r = report.row(row.name).unwrap_or_else(|| panic!("row {} did not run", row.name));
+        let r = report
+            .row(row.name)
+            .unwrap_or_else(|| panic!("row {} did not run", row.name));
         assert!(r.cut_points > 0, "row {} cut nothing", row.name);
     }
     for real in [table::REAL_S3, table::REAL_C3, table::REAL_TASMOTA_S3] {

@@ -31,7 +31,11 @@ fn env() -> Env {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"),
     };
-    assert!(dir.is_dir(), "the test corpus is missing: {}", dir.display());
+    assert!(
+        dir.is_dir(),
+        "the test corpus is missing: {}",
+        dir.display()
+    );
     Env::new(&dir)
 }
 
@@ -59,7 +63,11 @@ fn assert_caught(cases: Vec<Case>, want: &[Invariant]) -> Report {
             .iter()
             .all(|f| f.fault.is_some() && f.invariant != Invariant::Setup),
         "the clean run must work (only cuts catch the broken variant): {}",
-        report.failures.first().map(ToString::to_string).unwrap_or_default()
+        report
+            .failures
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default()
     );
     for case in &report.cases {
         let caught = case
@@ -76,10 +84,17 @@ fn assert_caught(cases: Vec<Case>, want: &[Invariant]) -> Report {
             });
         // The failure names the cut and the command that replays it.
         let msg = caught.to_string();
-        for needle in ["mutating op", "seed", "invariant `", "otter sim powercut --scenario"] {
+        for needle in [
+            "mutating op",
+            "seed",
+            "invariant `",
+            "otter sim powercut --scenario",
+        ] {
             assert!(msg.contains(needle), "{needle:?} missing from: {msg}");
         }
-        assert!(caught.replay.contains(&format!("--fault {}", caught.fault.unwrap().spec())));
+        assert!(caught
+            .replay
+            .contains(&format!("--fault {}", caught.fault.unwrap().spec())));
     }
     report
 }
@@ -142,7 +157,15 @@ fn a_switch_before_verify_is_caught() {
     let report = assert_caught(cases, &[Invariant::Boots, Invariant::Selection]);
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON");
     let first = &json["failures"][0];
-    for key in ["row", "scenario", "layout", "case", "invariant", "message", "replay"] {
+    for key in [
+        "row",
+        "scenario",
+        "layout",
+        "case",
+        "invariant",
+        "message",
+        "replay",
+    ] {
         assert!(first[key].is_string(), "{key} missing from {first}");
     }
     assert_eq!(first["row"], "update");
@@ -193,9 +216,16 @@ fn a_resume_that_trusts_an_unverified_prefix_is_caught() {
 
 /// Broken: the collection's erase of the old page moved to right after the
 /// full and freeing marks and the new page's header, before the copies.
-fn erase_before_copy(flash: &mut SimFlash, base: u32, ops: &[FlashOp]) -> Result<(), SimFlashError> {
+fn erase_before_copy(
+    flash: &mut SimFlash,
+    base: u32,
+    ops: &[FlashOp],
+) -> Result<(), SimFlashError> {
     let mut ops = ops.to_vec();
-    if let Some(e) = ops.iter().position(|op| matches!(op, FlashOp::Erase { .. })) {
+    if let Some(e) = ops
+        .iter()
+        .position(|op| matches!(op, FlashOp::Erase { .. }))
+    {
         let erase = ops.remove(e);
         ops.insert(3.min(ops.len()), erase);
     }

@@ -71,6 +71,10 @@ fn fault_specs_round_trip() {
         assert_eq!(Fault::parse(&f.spec()), Ok(f));
     }
     assert!(Fault::parse("1:melt:0").unwrap_err().contains("melt"));
-    assert!(Fault::parse("x:cut-after:0").unwrap_err().contains("operation index"));
-    assert!(Fault::parse("1:cut-after").unwrap_err().contains("OP:KIND:SEED"));
+    assert!(Fault::parse("x:cut-after:0")
+        .unwrap_err()
+        .contains("operation index"));
+    assert!(Fault::parse("1:cut-after")
+        .unwrap_err()
+        .contains("OP:KIND:SEED"));
 }

@@ -54,7 +54,11 @@ impl PointerWrite {
 }
 
 /// The real [`PointerApply`]: every operation of the plan, in order.
-pub fn apply_in_order(flash: &mut SimFlash, base: u32, ops: &[FlashOp]) -> Result<(), SimFlashError> {
+pub fn apply_in_order(
+    flash: &mut SimFlash,
+    base: u32,
+    ops: &[FlashOp],
+) -> Result<(), SimFlashError> {
     crate::nvs::apply(flash, base, ops)
 }
 
@@ -142,9 +146,7 @@ impl UiInspector<SimFlash> for HarnessPlatform {
                 files: u32::try_from(s.files).ok(),
             }),
             Err(SimUiProblem::NoIndexHtml) => Err(InspectError::Problem(UiProblem::NoIndexHtml)),
-            Err(SimUiProblem::NoSuperblock) => {
-                Err(InspectError::Problem(UiProblem::NoSuperblock))
-            }
+            Err(SimUiProblem::NoSuperblock) => Err(InspectError::Problem(UiProblem::NoSuperblock)),
             Err(_) => Err(InspectError::Problem(UiProblem::NotMountable)),
         }
     }
@@ -166,7 +168,10 @@ impl FileSource for HarnessPlatform {
 
 impl Platform<SimFlash> for HarnessPlatform {
     fn raise_secure_version(&mut self, secure_version: u32) -> bool {
-        self.burned = Some(self.burned.map_or(secure_version, |b| b.max(secure_version)));
+        self.burned = Some(
+            self.burned
+                .map_or(secure_version, |b| b.max(secure_version)),
+        );
         true
     }
 
@@ -322,11 +327,7 @@ fn leak_code(code: Option<String>) -> &'static str {
     }
 }
 
-fn expect(
-    flash: &SimFlash,
-    a: &Answer,
-    status: u16,
-) -> Result<(), OtaError<SimFlashError>> {
+fn expect(flash: &SimFlash, a: &Answer, status: u16) -> Result<(), OtaError<SimFlashError>> {
     if a.status == status {
         Ok(())
     } else {
@@ -407,7 +408,9 @@ pub fn core_selftest_fail(
     let end = core.dev.options_mut().selftest_window_ms;
     match core.dev.tick(flash, &mut core.plat, end) {
         Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(OtaError::Misuse("the self-test did not run: the image is not pending")),
+        Ok(None) => Err(OtaError::Misuse(
+            "the self-test did not run: the image is not pending",
+        )),
         Err(e) => Err(core_err(flash, e.code())),
     }
 }

@@ -26,8 +26,8 @@
 use std::sync::Arc;
 
 use crate::device::www::{initial_nvs, mount, WwwLayout, NVS_KEY, NVS_NAMESPACE, SLOT_LABELS};
-use embedded_storage::nor_flash::ReadNorFlash;
 use crate::{LogPolicy, SimFlash, SimFlashError};
+use embedded_storage::nor_flash::ReadNorFlash;
 use otter_format::nvs::{plan_set_u32, plan_set_u8, FlashOp, Nvs};
 use otter_format::otadata::{OtaState, Otadata, SelectEntry, ENTRY_SIZE, SECTOR1_OFFSET};
 use otter_ota::boot::{boot, BootOutcome};
@@ -163,8 +163,13 @@ fn flash_err(what: &str) -> impl Fn(OtaError<SimFlashError>) -> String + '_ {
 /// the scenario starts from.
 pub fn prepare(case: &Case) -> Result<Prepared, String> {
     let (scenario, layout, chip) = (case.scenario, &case.layout, case.chip);
-    let (rollback, history, old, new, update) =
-        (case.rollback, case.history, &case.old, &case.new, case.update);
+    let (rollback, history, old, new, update) = (
+        case.rollback,
+        case.history,
+        &case.old,
+        &case.new,
+        case.update,
+    );
     let cfg = DeviceConfig::new(chip)
         .with_rollback(rollback)
         .with_anti_rollback(case.anti_rollback);
@@ -268,7 +273,8 @@ pub fn prepare(case: &Case) -> Result<Prepared, String> {
 }
 
 fn new_secure_version(img: &Image) -> Result<Option<u32>, String> {
-    let mut v = otter_format::image::StreamingVerifier::new(otter_format::image::VerifyOptions::new());
+    let mut v =
+        otter_format::image::StreamingVerifier::new(otter_format::image::VerifyOptions::new());
     let info = v
         .feed(&img.bytes)
         .map_err(|e| e.to_string())
@@ -297,7 +303,11 @@ fn nvs_apply(flash: &mut SimFlash, at: u32, ops: &[FlashOp]) -> Result<(), Strin
 /// erased, or an older UI when OLD's is in `www_1`), NVS holding the pointer
 /// and [`SENTINEL_KEY`]; for a garbage-collection case, the pointer flipped
 /// until switching it once more needs a page collected.
-fn prepare_www(flash: &mut SimFlash, spec: &WwwSpec, pointer: PointerWrite) -> Result<WwwCtx, String> {
+fn prepare_www(
+    flash: &mut SimFlash,
+    spec: &WwwSpec,
+    pointer: PointerWrite,
+) -> Result<WwwCtx, String> {
     let layout = WwwLayout::read(flash, TABLE_OFFSET).ok_or("the layout has no web-UI slots")?;
     let from = spec.from.min(1);
     let load = |flash: &mut SimFlash, slot: usize, ui: &[u8]| {
@@ -334,8 +344,8 @@ fn prepare_www(flash: &mut SimFlash, spec: &WwwSpec, pointer: PointerWrite) -> R
                 live_keys += 1;
             }
             let (_, part) = nvs_part(flash, &layout)?;
-            let to_target =
-                plan_set_u8(&part, NVS_NAMESPACE, NVS_KEY, target).map_err(|e| format!("NVS: {e}"))?;
+            let to_target = plan_set_u8(&part, NVS_NAMESPACE, NVS_KEY, target)
+                .map_err(|e| format!("NVS: {e}"))?;
             if has_erase(&to_target) {
                 ready = true;
                 break;
@@ -348,7 +358,8 @@ fn prepare_www(flash: &mut SimFlash, spec: &WwwSpec, pointer: PointerWrite) -> R
                 // Shift by one entry so the collection falls on the
                 // scenario's own switch, not on this one.
                 pad += 1;
-                let ops = plan_set_u32(&part, "app", "pad", pad).map_err(|e| format!("NVS: {e}"))?;
+                let ops =
+                    plan_set_u32(&part, "app", "pad", pad).map_err(|e| format!("NVS: {e}"))?;
                 nvs_apply(flash, at, &ops)?;
                 let (_, part) = nvs_part(flash, &layout)?;
                 let back = plan_set_u8(&part, NVS_NAMESPACE, NVS_KEY, from as u8)
@@ -546,7 +557,10 @@ fn check_www(ctx: &Ctx, flash: &mut SimFlash) -> Result<Option<Which>, Violation
     };
     let boot = mount(flash, &w.layout);
     if let Some(n) = &boot.pointer.note {
-        return Err(v(Invariant::Nvs, format!("the web-UI pointer does not read: {n}")));
+        return Err(v(
+            Invariant::Nvs,
+            format!("the web-UI pointer does not read: {n}"),
+        ));
     }
     let new_slot = 1 - w.old_slot;
     match boot.pointer.value.map(usize::from) {
@@ -586,14 +600,20 @@ fn check_www(ctx: &Ctx, flash: &mut SimFlash) -> Result<Option<Which>, Violation
             ),
         ));
     };
-    let nvs = w.layout.nvs.as_ref().map(|n| (n.offset as usize, n.size as usize));
+    let nvs = w
+        .layout
+        .nvs
+        .as_ref()
+        .map(|n| (n.offset as usize, n.size as usize));
     let loaded = nvs
         .and_then(|(at, len)| flash.contents().get(at..at + len))
         .map(Nvs::load);
     let (ns, key) = SENTINEL_KEY;
     match loaded {
         Some(Ok(n)) if n.get_u32(ns, key) == Some(SENTINEL) => {
-            if let Some(i) = (0..w.live_keys).find(|&i| n.get_u32("app", &live_key(i)) != Some(i + 1)) {
+            if let Some(i) =
+                (0..w.live_keys).find(|&i| n.get_u32("app", &live_key(i)) != Some(i + 1))
+            {
                 return Err(v(
                     Invariant::Nvs,
                     format!(
@@ -872,7 +892,10 @@ pub fn drive_to_goal(
             (Goal::Unchanged, Which::New) => {
                 return Err(v(
                     Invariant::KnownImage,
-                    format!("NEW runs in {}, but the scenario installs no firmware", s.slot),
+                    format!(
+                        "NEW runs in {}, but the scenario installs no firmware",
+                        s.slot
+                    ),
                 ))
             }
             (Goal::NewConfirmed, Which::New)

@@ -646,7 +646,11 @@ fn select_faults<T>(
                     1
                 };
                 for t in 0..tears {
-                    out.push(Fault::new(fault.op_index, torn, fault_seed(seed, fault.op_index, torn, t)));
+                    out.push(Fault::new(
+                        fault.op_index,
+                        torn,
+                        fault_seed(seed, fault.op_index, torn, t),
+                    ));
                 }
             }
         }
@@ -770,7 +774,9 @@ pub fn run_case(case: &Case, index: usize, seed: u64, replay: Option<Replay>) ->
         }
         flash.power_cycle();
         let second = match replay {
-            Some(Replay { second: Some(_), .. }) => Some(case.second_cut.unwrap_or(SecondCut {
+            Some(Replay {
+                second: Some(_), ..
+            }) => Some(case.second_cut.unwrap_or(SecondCut {
                 first_stride: 1,
                 sampling: Sampling::EXHAUSTIVE,
                 metadata_only: false,
@@ -900,7 +906,9 @@ pub fn run_indexed(
         for _ in 0..workers.max(1) {
             s.spawn(|| loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                let Some((i, (index, case))) = next else { break };
+                let Some((i, (index, case))) = next else {
+                    break;
+                };
                 let r = run_case(&case, index, seed, replay);
                 results
                     .lock()
@@ -998,7 +1006,11 @@ pub fn run(opts: &PowerCutOptions) -> Result<Report, String> {
         Some(name) => vec![table::row(name).ok_or_else(|| {
             format!(
                 "no scenario {name:?} in the power-cut table; the scenarios are: {}",
-                table::TABLE.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
+                table::TABLE
+                    .iter()
+                    .map(|r| r.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })?],
     };

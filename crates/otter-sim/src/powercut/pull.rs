@@ -62,7 +62,12 @@ fn keep(at: u32, _size: u32) -> u32 {
     at
 }
 
-fn fresh(flash: &mut SimFlash, cfg: &DeviceConfig, running: SlotId, req: UpdateRequest) -> Res<UpdateSession> {
+fn fresh(
+    flash: &mut SimFlash,
+    cfg: &DeviceConfig,
+    running: SlotId,
+    req: UpdateRequest,
+) -> Res<UpdateSession> {
     erase_update_slot(flash, cfg, running, req.size.unwrap_or(0))?;
     UpdateSession::begin(flash, cfg, running, req.with_pre_erased(true))
 }
@@ -86,9 +91,13 @@ pub fn pull_with(
     let region = *map.region(target).ok_or(OtaError::NoSuchSlot(target))?;
 
     // The first sector of the release, as the agent fetches it first.
-    let head = image.get(..image.len().min(SECTOR as usize)).unwrap_or_default();
+    let head = image
+        .get(..image.len().min(SECTOR as usize))
+        .unwrap_or_default();
     let mut in_flash = vec![0u8; head.len()];
-    flash.read(region.offset, &mut in_flash).map_err(OtaError::Flash)?;
+    flash
+        .read(region.offset, &mut in_flash)
+        .map_err(OtaError::Flash)?;
     let same_head = !head.is_empty() && in_flash == head;
 
     let (session, from) = if same_head {

@@ -331,7 +331,14 @@ fn pull_rows(env: &Env) -> Result<Vec<Case>, String> {
         cases.push(c);
     }
     let real = env.real(REAL_S3, Chip::Esp32s3)?;
-    let mut c = Case::new(Scenario::Update, SEED001_FACTORY_2OTA_8MB, true, 1, &old, &real);
+    let mut c = Case::new(
+        Scenario::Update,
+        SEED001_FACTORY_2OTA_8MB,
+        true,
+        1,
+        &old,
+        &real,
+    );
     c.update = pull_update;
     c.update_name = "pull";
     cases.push(c);
@@ -342,7 +349,14 @@ fn first_boot_rows(env: &Env) -> Result<Vec<Case>, String> {
     let (old, new) = env.pair()?;
     let mut cases = Vec::new();
     for (layout, history) in layouts() {
-        cases.push(Case::new(Scenario::FirstBoot, layout, true, history, &old, &new));
+        cases.push(Case::new(
+            Scenario::FirstBoot,
+            layout,
+            true,
+            history,
+            &old,
+            &new,
+        ));
     }
     let mut c = Case::new(Scenario::FirstBoot, FACTORY_2OTA_4MB, true, 0, &old, &new);
     c.second_cut = Some(SECOND_EXHAUSTIVE);
@@ -354,7 +368,14 @@ fn confirm_rows(env: &Env) -> Result<Vec<Case>, String> {
     let (old, new) = env.pair()?;
     let mut cases = Vec::new();
     for (layout, history) in layouts() {
-        cases.push(Case::new(Scenario::Confirm, layout, true, history, &old, &new));
+        cases.push(Case::new(
+            Scenario::Confirm,
+            layout,
+            true,
+            history,
+            &old,
+            &new,
+        ));
     }
     for (layout, history) in [(SEED003_2OTA_4MB, 1), (FACTORY_2OTA_4MB, 0)] {
         let mut c = Case::new(Scenario::Confirm, layout, true, history, &old, &new);
@@ -364,7 +385,14 @@ fn confirm_rows(env: &Env) -> Result<Vec<Case>, String> {
         cases.push(c);
     }
     let real = env.real(REAL_S3, Chip::Esp32s3)?;
-    cases.push(Case::new(Scenario::Confirm, SEED003_2OTA_4MB, true, 0, &old, &real));
+    cases.push(Case::new(
+        Scenario::Confirm,
+        SEED003_2OTA_4MB,
+        true,
+        0,
+        &old,
+        &real,
+    ));
     Ok(cases)
 }
 
@@ -413,9 +441,23 @@ fn crash_rows(env: &Env) -> Result<Vec<Case>, String> {
     let (old, new) = env.pair()?;
     let mut cases = Vec::new();
     for (layout, history) in layouts() {
-        cases.push(Case::new(Scenario::CrashRollback, layout, true, history, &old, &new));
+        cases.push(Case::new(
+            Scenario::CrashRollback,
+            layout,
+            true,
+            history,
+            &old,
+            &new,
+        ));
     }
-    let mut c = Case::new(Scenario::CrashRollback, SEED003_2OTA_4MB, true, 1, &old, &new);
+    let mut c = Case::new(
+        Scenario::CrashRollback,
+        SEED003_2OTA_4MB,
+        true,
+        1,
+        &old,
+        &new,
+    );
     c.second_cut = Some(SECOND_EXHAUSTIVE);
     cases.push(c);
     Ok(cases)
@@ -438,7 +480,13 @@ fn anti_rollback_rows(env: &Env) -> Result<Vec<Case>, String> {
     Ok(cases)
 }
 
-fn www_case(env: &Env, scenario: Scenario, layout: Layout, from: usize, gc: bool) -> Result<Case, String> {
+fn www_case(
+    env: &Env,
+    scenario: Scenario,
+    layout: Layout,
+    from: usize,
+    gc: bool,
+) -> Result<Case, String> {
     let (old, _) = env.pair()?;
     let size = layout_www_size(&layout)?;
     let mut c = Case::new(scenario, layout, true, 0, &old, &old);
