@@ -76,5 +76,8 @@ bash scripts/hil.sh --check
 step "power-cut scenario table, release (cargo test --release -p otter-sim --test power_cut)"
 cargo test --release -p otter-sim --test power_cut -- --nocapture
 
+step "soak, short: 20 firmware + 20 web-UI updates on one virtual device (scripts/soak.sh 20 20)"
+bash scripts/soak.sh 20 20
+
 step "cargo test --workspace"
 cargo test --workspace --all-features --no-fail-fast

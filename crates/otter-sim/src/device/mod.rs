@@ -55,6 +55,9 @@ pub use status::{
 pub const FLASH_FILE: &str = "flash.bin";
 /// The config file's name inside a device directory.
 pub const CONFIG_FILE: &str = "device.json";
+/// Erase counts per 4 KiB sector (little-endian u32 each), inside a device
+/// directory: the flash wear of every run of the device.
+pub const WEAR_FILE: &str = "wear.bin";
 /// How many flash operation records a running device keeps.
 pub const LOG_RECORDS: usize = 4096;
 /// Version of the `device.json` format.
@@ -836,8 +839,10 @@ impl VirtualDevice {
         }
         // A device runs for as long as it is left running: keep the operation
         // log bounded (the counters and modelled time still cover everything).
-        let flash =
+        let mut flash =
             SimFlash::open_file(&path)?.with_log_policy(crate::LogPolicy::Last(LOG_RECORDS));
+        // Erase counts per sector, kept beside the flash across runs.
+        flash.track_wear(Some(&dir.join(WEAR_FILE)))?;
         if flash.capacity() != config.flash_size as usize {
             return Err(DeviceError::Config {
                 path,
