@@ -134,11 +134,14 @@ pub const REAL_C3: &str = "app-images/esp-serial-flasher/hello_world-esp32c3.bin
 /// Tasmota for the ESP32-S3 (1.2 MB).
 pub const REAL_TASMOTA_S3: &str = "app-images/tasmota-sml/tasmota32s3_ottelo_tas-15.5.0.bin";
 
+/// Web-UI images by (size, tag).
+type UiCache = HashMap<(u32, String), Arc<Vec<u8>>>;
+
 /// What the rows build their cases from: the corpus and a cache of images.
 pub struct Env {
     corpus: PathBuf,
     built: Mutex<HashMap<(Chip, String, u32, u32), Image>>,
-    uis: Mutex<HashMap<(u32, String), Arc<Vec<u8>>>>,
+    uis: Mutex<UiCache>,
     used: Mutex<Vec<String>>,
 }
 
