@@ -846,3 +846,36 @@ fn erase_counts_per_sector_persist_beside_the_flash() {
     g.erase(0x2000, 0x3000).expect("sector");
     assert_eq!(g.erase_counts().expect("tracking")[2], 3);
 }
+
+#[test]
+fn a_virtual_device_keeps_its_wear_and_a_new_one_starts_without() {
+    use otter_sim::device::{create, CreateOptions, VirtualDevice, WEAR_FILE};
+    use otter_sim::embedded_storage::nor_flash::NorFlash;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = CreateOptions::new();
+    opts.flash_size = 4 << 20;
+    opts.partitions = Some(b"nvs, data, nvs, 0x9000, 0x5000\notadata, data, ota, 0xe000, 0x2000\nota_0, app, ota_0, 0x10000, 0x100000\nota_1, app, ota_1, 0x110000, 0x100000\n".to_vec());
+    create(dir.path(), &opts).expect("create");
+    {
+        let mut dev = VirtualDevice::open(dir.path()).expect("open");
+        dev.flash().erase(0x110000, 0x112000).expect("erase");
+        assert_eq!(dev.flash().erase_counts().expect("tracked")[0x110], 1);
+    }
+    {
+        let mut dev = VirtualDevice::open(dir.path()).expect("open again");
+        assert_eq!(dev.flash().erase_counts().expect("tracked")[0x111], 1);
+    }
+    opts.force = true;
+    create(dir.path(), &opts).expect("re-create");
+    assert!(
+        !dir.path().join(WEAR_FILE).exists(),
+        "a new device has no wear"
+    );
+    let mut dev = VirtualDevice::open(dir.path()).expect("open new");
+    assert!(dev
+        .flash()
+        .erase_counts()
+        .expect("tracked")
+        .iter()
+        .all(|&c| c == 0));
+}

@@ -453,6 +453,7 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
     let www = initial_www(&table, opts)?;
 
     fs::create_dir_all(dir).map_err(io(dir))?;
+    fresh_wear(dir)?;
     let mut flash = SimFlash::create_file(&flash_path, size)?;
     flash.load(boot_off, &bootloader)?;
     flash.load(opts.table_offset, &table_bin)?;
@@ -681,6 +682,7 @@ pub fn create_from_flash(
     })?;
 
     fs::create_dir_all(dir).map_err(io(dir))?;
+    fresh_wear(dir)?;
     let mut flash = SimFlash::create_file(&flash_path, flash_size as usize)?;
     flash.load(0, image)?;
     flash.sync()?;
@@ -817,6 +819,16 @@ impl std::fmt::Debug for VirtualDevice {
             .field("dir", &self.dir)
             .field("chip", &self.cfg.chip)
             .finish_non_exhaustive()
+    }
+}
+
+/// A new flash chip has no wear: drop the erase counts of a device this one
+/// replaces.
+fn fresh_wear(dir: &Path) -> Result<(), DeviceError> {
+    let wear = dir.join(WEAR_FILE);
+    match fs::remove_file(&wear) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&wear)(e)),
+        _ => Ok(()),
     }
 }
 
