@@ -11,7 +11,11 @@
 #   4. runs every fuzz target for a bounded time;
 #   5. builds the firmware for the ESP32-C3 and ESP32-C6 (firmware/) and
 #      checks the hardware-in-the-loop script;
-#   6. runs every test of the workspace (unit, integration, property, oracle,
+#   6. runs the whole power-cut scenario table in release (otter-sim's
+#      tests/power_cut.rs: at least 25,000 cut points, no failure; ignored in
+#      the debug run below, which runs each row once instead), then the
+#      short soak (scripts/soak.sh 20 20);
+#   7. runs every test of the workspace (unit, integration, property, oracle,
 #      end-to-end against the real binary and the shared corpus).
 #
 # Environment: OTTER_FUZZ_SECONDS (default 20 per target), OTTER_CORPUS
@@ -68,6 +72,12 @@ for pair in esp32c3:riscv32imc esp32c6:riscv32imac; do
 done
 bash -n scripts/hil.sh
 bash scripts/hil.sh --check
+
+step "power-cut scenario table, release (cargo test --release -p otter-sim --test power_cut)"
+cargo test --release -p otter-sim --test power_cut -- --nocapture
+
+step "soak, short: 20 firmware + 20 web-UI updates on one virtual device (scripts/soak.sh 20 20)"
+bash scripts/soak.sh 20 20
 
 step "cargo test --workspace"
 cargo test --workspace --all-features --no-fail-fast

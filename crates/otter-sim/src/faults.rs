@@ -92,6 +92,18 @@ impl FaultKind {
         }
     }
 
+    /// The kind [`FaultKind::name`] names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "cut-before" => Self::CutBefore,
+            "cut-after" => Self::CutAfter,
+            "torn-program" => Self::TornProgram,
+            "torn-erase" => Self::TornErase { scramble: false },
+            "torn-erase-scramble" => Self::TornErase { scramble: true },
+            _ => return None,
+        })
+    }
+
     /// Whether this kind can hit an operation of `op` kind.
     pub fn applies_to(self, op: OpKind) -> bool {
         match self {
@@ -138,6 +150,40 @@ impl Fault {
     /// Power cut after mutating operation `op_index`.
     pub fn cut_after(op_index: u64) -> Self {
         Self::new(op_index, FaultKind::CutAfter, 0)
+    }
+}
+
+impl Fault {
+    /// The fault as `OP:KIND:SEED` (`1234:torn-program:0x5eed`), the form
+    /// [`Fault::parse`] reads and `otter sim powercut --fault` takes.
+    pub fn spec(&self) -> String {
+        format!("{}:{}:{:#x}", self.op_index, self.kind.name(), self.seed)
+    }
+
+    /// Reads [`Fault::spec`]'s form; the seed is decimal or 0x-hex.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut parts = s.split(':');
+        let (Some(op), Some(kind), Some(seed), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(format!(
+                "{s:?} is not OP:KIND:SEED (for example 12:torn-program:0x5eed)"
+            ));
+        };
+        let op_index = op
+            .parse()
+            .map_err(|e| format!("{s:?}: operation index {op:?}: {e}"))?;
+        let kind = FaultKind::from_name(kind).ok_or_else(|| {
+            format!(
+                "{s:?}: fault kind {kind:?} is none of cut-before, cut-after, torn-program, torn-erase, torn-erase-scramble"
+            )
+        })?;
+        let seed = match seed.strip_prefix("0x").or_else(|| seed.strip_prefix("0X")) {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => seed.parse(),
+        }
+        .map_err(|e| format!("{s:?}: seed {seed:?}: {e}"))?;
+        Ok(Self::new(op_index, kind, seed))
     }
 }
 

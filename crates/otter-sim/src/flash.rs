@@ -133,6 +133,14 @@ pub struct SimFlash {
     powered: bool,
     fault: Option<ArmedFault>,
     write_errors: Option<WriteErrors>,
+    wear: Option<Wear>,
+}
+
+/// Erase counts per 4 KiB sector, optionally written through to a file of
+/// little-endian u32s (one per sector) so they outlive the process.
+struct Wear {
+    counts: Vec<u32>,
+    file: Option<std::fs::File>,
 }
 
 impl fmt::Debug for SimFlash {
@@ -166,6 +174,7 @@ impl SimFlash {
             powered: true,
             fault: None,
             write_errors: None,
+            wear: None,
         }
     }
 
@@ -466,6 +475,77 @@ impl SimFlash {
     }
 }
 
+/// Flash wear.
+impl SimFlash {
+    /// Counts erases per 4 KiB sector from now on; with `path`, the counts
+    /// are read from that file when it exists (a device's earlier runs) and
+    /// written through to it after every erase (little-endian u32 per
+    /// sector, `capacity / 4096` of them).
+    pub fn track_wear(&mut self, path: Option<&std::path::Path>) -> Result<(), SimFlashError> {
+        let sectors = self.storage.cells().len() / SECTOR_SIZE as usize;
+        let mut counts = vec![0u32; sectors];
+        let file = match path {
+            None => None,
+            Some(p) => {
+                if let Ok(bytes) = std::fs::read(p) {
+                    for (c, b) in counts.iter_mut().zip(bytes.chunks_exact(4)) {
+                        *c = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    }
+                }
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .read(true)
+                    .write(true)
+                    .open(p)
+                    .map_err(SimFlashError::from)?;
+                let all: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+                write_at(&f, &all, 0).map_err(SimFlashError::from)?;
+                Some(f)
+            }
+        };
+        self.wear = Some(Wear { counts, file });
+        Ok(())
+    }
+
+    /// Erases per 4 KiB sector since [`Self::track_wear`], if tracking.
+    pub fn erase_counts(&self) -> Option<&[u32]> {
+        self.wear.as_ref().map(|w| w.counts.as_slice())
+    }
+
+    fn count_erase(&mut self, offset: u32, len: u32) -> Result<(), SimFlashError> {
+        let Some(w) = self.wear.as_mut() else {
+            return Ok(());
+        };
+        let first = (offset / SECTOR_SIZE) as usize;
+        let n = (len / SECTOR_SIZE) as usize;
+        let Some(range) = w.counts.get_mut(first..first + n) else {
+            return Ok(());
+        };
+        for c in range.iter_mut() {
+            *c = c.saturating_add(1);
+        }
+        if let Some(f) = &w.file {
+            let bytes: Vec<u8> = range.iter().flat_map(|c| c.to_le_bytes()).collect();
+            write_at(f, &bytes, first as u64 * 4).map_err(SimFlashError::from)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn write_at(file: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(buf, offset)
+}
+
+#[cfg(not(unix))]
+fn write_at(mut file: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    file.seek(SeekFrom::Start(offset))?;
+    file.write_all(buf)
+}
+
 /// Device operations.
 impl SimFlash {
     /// Erases the 4 KiB sector at `offset` (sector aligned): one command.
@@ -590,6 +670,9 @@ impl SimFlash {
             self.powered = false;
         }
         self.storage.flush(offset, len)?;
+        if data.is_none() {
+            self.count_erase(offset, len)?;
+        }
         if outcome == OpOutcome::Completed {
             Ok(())
         } else {

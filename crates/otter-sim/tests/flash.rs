@@ -819,3 +819,63 @@ fn enumerating_every_fault_of_a_recorded_scenario() {
     assert!(outcomes.len() > 8, "faults lead to different states");
     assert_eq!(base.mutating_ops(), 2, "the base flash is untouched");
 }
+
+#[test]
+fn erase_counts_per_sector_persist_beside_the_flash() {
+    use otter_sim::embedded_storage::nor_flash::NorFlash;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wear = dir.path().join("wear.bin");
+    let mut f = SimFlash::new(1 << 20).expect("flash");
+    assert_eq!(f.erase_counts(), None);
+    f.track_wear(Some(&wear)).expect("track");
+    f.erase(0x2000, 0x3000).expect("sector");
+    f.erase(0x2000, 0x3000).expect("sector");
+    f.erase_block64(0x10000).expect("block");
+    f.write(0x4000, &[0u8; 4]).expect("program");
+    let c = f.erase_counts().expect("tracking").to_vec();
+    assert_eq!(c.len(), 256);
+    assert_eq!((c[1], c[2], c[3], c[4]), (0, 2, 0, 0));
+    assert!(c[16..32].iter().all(|&n| n == 1), "{:?}", &c[16..32]);
+    assert_eq!(c.iter().sum::<u32>(), 18);
+    let bytes = std::fs::read(&wear).expect("wear file");
+    assert_eq!(bytes.len(), 1024);
+    assert_eq!(&bytes[8..12], &2u32.to_le_bytes());
+    // A later run goes on counting from the file.
+    let mut g = SimFlash::new(1 << 20).expect("flash");
+    g.track_wear(Some(&wear)).expect("track");
+    g.erase(0x2000, 0x3000).expect("sector");
+    assert_eq!(g.erase_counts().expect("tracking")[2], 3);
+}
+
+#[test]
+fn a_virtual_device_keeps_its_wear_and_a_new_one_starts_without() {
+    use otter_sim::device::{create, CreateOptions, VirtualDevice, WEAR_FILE};
+    use otter_sim::embedded_storage::nor_flash::NorFlash;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = CreateOptions::new();
+    opts.flash_size = 4 << 20;
+    opts.partitions = Some(b"nvs, data, nvs, 0x9000, 0x5000\notadata, data, ota, 0xe000, 0x2000\nota_0, app, ota_0, 0x10000, 0x100000\nota_1, app, ota_1, 0x110000, 0x100000\n".to_vec());
+    create(dir.path(), &opts).expect("create");
+    {
+        let mut dev = VirtualDevice::open(dir.path()).expect("open");
+        dev.flash().erase(0x110000, 0x112000).expect("erase");
+        assert_eq!(dev.flash().erase_counts().expect("tracked")[0x110], 1);
+    }
+    {
+        let mut dev = VirtualDevice::open(dir.path()).expect("open again");
+        assert_eq!(dev.flash().erase_counts().expect("tracked")[0x111], 1);
+    }
+    opts.force = true;
+    create(dir.path(), &opts).expect("re-create");
+    assert!(
+        !dir.path().join(WEAR_FILE).exists(),
+        "a new device has no wear"
+    );
+    let mut dev = VirtualDevice::open(dir.path()).expect("open new");
+    assert!(dev
+        .flash()
+        .erase_counts()
+        .expect("tracked")
+        .iter()
+        .all(|&c| c == 0));
+}

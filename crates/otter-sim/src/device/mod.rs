@@ -55,6 +55,9 @@ pub use status::{
 pub const FLASH_FILE: &str = "flash.bin";
 /// The config file's name inside a device directory.
 pub const CONFIG_FILE: &str = "device.json";
+/// Erase counts per 4 KiB sector (little-endian u32 each), inside a device
+/// directory: the flash wear of every run of the device.
+pub const WEAR_FILE: &str = "wear.bin";
 /// How many flash operation records a running device keeps.
 pub const LOG_RECORDS: usize = 4096;
 /// Version of the `device.json` format.
@@ -528,6 +531,7 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Created, DeviceError> 
     let www = initial_www(&table, opts)?;
 
     fs::create_dir_all(dir).map_err(io(dir))?;
+    fresh_wear(dir)?;
     let mut flash = SimFlash::create_file(&flash_path, size)?;
     flash.load(boot_off, &bootloader)?;
     flash.load(opts.table_offset, &table_bin)?;
@@ -763,6 +767,7 @@ pub fn create_from_flash(
     })?;
 
     fs::create_dir_all(dir).map_err(io(dir))?;
+    fresh_wear(dir)?;
     let mut flash = SimFlash::create_file(&flash_path, flash_size as usize)?;
     flash.load(0, image)?;
     flash.sync()?;
@@ -904,6 +909,16 @@ impl std::fmt::Debug for VirtualDevice {
     }
 }
 
+/// A new flash chip has no wear: drop the erase counts of a device this one
+/// replaces.
+fn fresh_wear(dir: &Path) -> Result<(), DeviceError> {
+    let wear = dir.join(WEAR_FILE);
+    match fs::remove_file(&wear) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&wear)(e)),
+        _ => Ok(()),
+    }
+}
+
 impl VirtualDevice {
     /// Opens the device in `dir`.
     pub fn open(dir: &Path) -> Result<Self, DeviceError> {
@@ -923,8 +938,10 @@ impl VirtualDevice {
         }
         // A device runs for as long as it is left running: keep the operation
         // log bounded (the counters and modelled time still cover everything).
-        let flash =
+        let mut flash =
             SimFlash::open_file(&path)?.with_log_policy(crate::LogPolicy::Last(LOG_RECORDS));
+        // Erase counts per sector, kept beside the flash across runs.
+        flash.track_wear(Some(&dir.join(WEAR_FILE)))?;
         if flash.capacity() != config.flash_size as usize {
             return Err(DeviceError::Config {
                 path,

@@ -227,3 +227,67 @@ pub fn corpus_image(corpus: &Path, rel: &str, chip: Chip) -> Result<Image, Strin
         bytes: Arc::new(bytes),
     })
 }
+
+/// Two 1 MiB OTA slots, two 64 KiB web-UI slots and a 20 KB NVS partition
+/// (five pages, the size that used to fill up) on a 4 MiB flash.
+pub const WWW_SMALL_4MB: Layout = Layout {
+    name: "www64k+nvs20k/4MB",
+    flash_size: 4 << 20,
+    csv: "\
+nvs,      data, nvs,      0x9000,   0x5000,
+otadata,  data, ota,      0xe000,   0x2000,
+ota_0,    app,  ota_0,    0x10000,  0x100000,
+ota_1,    app,  ota_1,    0x110000, 0x100000,
+www_0,    data, littlefs, 0x210000, 0x10000,
+www_1,    data, littlefs, 0x220000, 0x10000,
+",
+};
+
+/// The virtual device's default table (seeds/001 plus two 1 MiB web-UI
+/// slots) on its 16 MiB flash.
+pub const VIRTUAL_DEVICE_16MB: Layout = Layout {
+    name: "virtual-device/16MB",
+    flash_size: 16 << 20,
+    csv: crate::device::DEFAULT_PARTITIONS_CSV,
+};
+
+/// A web-UI image of exactly `size` bytes whose `/index.html` names `tag`,
+/// with a 20 KB script and a stylesheet so it spans several blocks.
+pub fn ui_image(size: u32, tag: &str) -> Result<Arc<Vec<u8>>, String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "otter-powercut-ui-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let build = || -> Result<Vec<u8>, String> {
+        let io = |e: std::io::Error| format!("writing the UI {tag} to {}: {e}", dir.display());
+        std::fs::create_dir_all(dir.join("assets")).map_err(io)?;
+        let index = format!("<!doctype html><title>{tag}</title><h1>{tag}</h1>\n");
+        std::fs::write(dir.join("index.html"), index).map_err(io)?;
+        let js: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        std::fs::write(dir.join("assets/app.js"), js).map_err(io)?;
+        std::fs::write(dir.join("style.css"), format!("h1{{color:red}}/*{tag}*/")).map_err(io)?;
+        otter_www::build_image(&dir, size).map_err(|e| format!("building the UI {tag}: {e}"))
+    };
+    let res = build();
+    let _ = std::fs::remove_dir_all(&dir);
+    res.map(Arc::new)
+}
+
+/// A builder image for `chip` with `version` and anti-rollback
+/// `secure_version`.
+pub fn built_sv(chip: Chip, version: &str, secure_version: u32) -> Result<Image, String> {
+    let bytes = AppImageBuilder::new(chip)
+        .version(version)
+        .project_name("otter-powercut")
+        .secure_version(secure_version)
+        .build()
+        .map_err(|e| format!("the image builder refused {version}/sv{secure_version}: {e}"))?;
+    Ok(Image {
+        origin: format!("built, secure_version {secure_version}"),
+        version: version.into(),
+        bytes: Arc::new(bytes),
+    })
+}

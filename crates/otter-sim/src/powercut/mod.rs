@@ -1,36 +1,44 @@
-//! The exhaustive power-cut harness: the proof of DESIGN.md invariant 2.
+//! The power-cut scenario table: the proof of DESIGN.md invariant 2 over the
+//! code that ships.
 //!
 //! "A power cut at any flash operation never leaves a device without a
 //! bootable, verified image. After the cut the device boots either the old or
 //! the new image, and a retried update completes."
 //!
-//! [`run_all`] runs the standard matrix and returns a [`Report`] (a table via
-//! [`Display`](std::fmt::Display), JSON via serde or [`Report::to_json`]);
+//! [`table::TABLE`] lists every scenario, one line each (what it does, on
+//! which layouts and images, through which code); [`run`] runs all of them or
+//! one, with one shared runner ([`run_case`]) and one seed helper
+//! ([`fault_seed`]), and returns a [`Report`] (text via
+//! [`Display`](std::fmt::Display), JSON via serde or [`Report::to_json`]).
 //! `otter sim powercut` and otter-sim's `tests/power_cut.rs` call it.
 //! [`run_cases`] runs any list of [`Case`]s, for example with a deliberately
-//! broken update procedure plugged into [`Case::update`].
+//! broken procedure plugged into [`Case::update`] or [`Case::pointer`].
 //!
 //! # How
 //!
 //! For every [`Case`] (a [`Scenario`] on a [`Layout`], rollback on or off,
-//! an OLD and a NEW image):
+//! an OLD and a NEW image, and a web UI when the layout has one):
 //!
 //! 1. [`device::prepare`] builds the device's flash just before the
 //!    scenario's first step, using otter-ota itself.
 //! 2. [`SimFlash::record`] runs the steps once, clean, logging every mutating
 //!    flash operation (each program call, each 4 KiB / 64 KiB erase command).
+//!    Uploads, confirms and rollbacks go through otter-device's
+//!    `service::Connection` ([`core`]), pulls through the shipped
+//!    first-sector resume ([`pull`]).
 //! 3. [`Recording::faults`] lists, for every operation k, every fault
 //!    kind that applies: cut before, cut after, torn program, torn erase
 //!    (with and without scramble). For each one the steps are replayed on a
 //!    fork of the initial flash with that fault armed; power is restored; the
 //!    device starts up ([`device::startup`]: the bootloader model, then
 //!    `lifecycle::recover`, rebooting if recovery completed a confirm of
-//!    another slot) and is checked; then the interrupted step is retried
-//!    until the scenario's goal is reached ([`device::drive_to_goal`]), with
-//!    every startup on the way checked too. The invariants are listed in
-//!    [`device`]'s docs and named by [`Invariant`].
-//! 4. Optionally ([`Case::second_cut`]) the recovery itself is recorded from
-//!    each post-cut state and cut again at every one of its operations.
+//!    another slot, then the web UI's mount) and is checked; then the
+//!    interrupted step is retried until the scenario's goal is reached
+//!    ([`device::drive_to_goal`]), with every startup on the way checked
+//!    too. The invariants are listed in [`device`]'s docs and named by
+//!    [`Invariant`].
+//! 4. With [`Case::second_cut`], the recovery itself is recorded from each
+//!    post-cut state and cut again at every one of its operations.
 //!
 //! # What is enumerated, exactly
 //!
@@ -38,38 +46,30 @@
 //!   `CutAfter(k - 1)` (nothing but reads happens between two mutating
 //!   operations), so it is replayed only when `CutAfter(k - 1)` is not; it is
 //!   counted in [`CaseReport::equivalent`], not in `cut_points`.
-//! * Torn faults get a seed derived from the run's seed, the operation and
-//!   the kind (`Recording::faults` gives every fault the same seed, and a
-//!   seed fixes how far a tear gets, so one seed would tear every operation
-//!   to the same depth). Operations on otadata are torn with
-//!   [`Sampling::otadata_tears`] different seeds each: they are few, and the
-//!   bytes of a torn otadata entry are what decides which image boots.
+//! * Torn faults get a seed from [`fault_seed`] (the run's seed, the
+//!   operation, the kind, the tear's number). Operations on otadata are torn
+//!   with [`Sampling::otadata_tears`] different seeds each: they are few,
+//!   and the bytes of a torn otadata entry are what decides which image
+//!   boots.
 //! * [`Sampling::image_stride`] > 1 (big images only) replays every erase,
 //!   every otadata operation and every `stride`-th image program (plus the
-//!   first and last); small images use stride 1: fully exhaustive.
+//!   first and last); stride 1 is fully exhaustive.
 //!
-//! Every [`Failure`] names the case (scenario, layout, rollback, images), the
-//! [`Fault`] (operation index, kind, seed; and the second fault for a cut
-//! during recovery), the invariant that broke and what was seen, so it can
-//! be replayed exactly ([`PowerCutOptions::seed`] and
-//! [`PowerCutOptions::filter`]).
-//!
-//! # The matrices
-//!
-//! [`Matrix::Standard`] (see [`standard_cases`]): every scenario on eight
-//! layouts, rollback on and off, small images exhaustively, a ~1.45 MB image
-//! and a real ESP-IDF image sampled, and second cuts during recovery; about
-//! 3,800 cut points, a minute of CPU in a debug build.
-//! [`Matrix::Quick`] (see [`quick_cases`]): every scenario on two layouts,
-//! about 300 cut points in a few seconds.
+//! Every [`Failure`] names the row, the case (scenario, layout, rollback,
+//! images), the [`Fault`] (operation index, kind, seed; and the second
+//! fault for a cut during recovery), the invariant that broke and what was
+//! seen, and carries [`Failure::replay`]: the one-line `otter sim powercut`
+//! command that replays exactly that cut.
 
+pub mod core;
 pub mod device;
 pub mod layouts;
 pub mod pull;
+pub mod table;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use otter_format::chip::Chip;
@@ -77,6 +77,7 @@ use serde::{Serialize, Serializer};
 
 use crate::{Fault, FaultKind, LogPolicy, Recording, SimFlash};
 
+use self::core::PointerWrite;
 use device::{drive_to_goal, otter_update, prepare, Allow, Ctx, UpdateFn};
 use layouts::{Image, Layout};
 
@@ -84,18 +85,33 @@ use layouts::{Image, Layout};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scenario {
-    /// A full update: begin, write (1460-byte chunks), finish, activate.
+    /// A full firmware update into the next slot, selected for boot
+    /// ([`Case::update`]: the engine's session, `POST /update` through the
+    /// device core, or the resumable pull).
     Update,
     /// The first power-on of the new image: the bootloader's NEW →
     /// PENDING_VERIFY write (rollback only; without it nothing is written).
     FirstBoot,
-    /// `lifecycle::confirm` of the pending new image.
+    /// The confirm of the pending new image.
     Confirm,
-    /// The new image's self-test fails: `mark_invalid_and_rollback`.
+    /// The new image's self-test fails: it is marked invalid, the device
+    /// rolls back.
     SelfTestFail,
-    /// A reboot while the new image is PENDING_VERIFY: the bootloader's
-    /// PENDING_VERIFY → ABORTED write.
-    RebootPending,
+    /// A crash (any reboot) while the new image is PENDING_VERIFY: the
+    /// bootloader's PENDING_VERIFY → ABORTED write, the rollback.
+    CrashRollback,
+    /// `POST /api/ota/rollback` on the new image (confirmed, with rollback on).
+    ApiRollback,
+    /// The confirm through the device core with anti-rollback on: NEW's
+    /// higher `secure_version` is burned into the eFuse counter.
+    AntiRollback,
+    /// `POST /api/ota/frontend`: the inactive web-UI slot written, checked,
+    /// and the NVS pointer flipped.
+    WwwUpdate,
+    /// A web-UI update whose pointer flip needs an NVS page collected.
+    NvsGc,
+    /// A firmware update, then a web-UI update, before the reboot.
+    Bundle,
 }
 
 impl Scenario {
@@ -106,7 +122,12 @@ impl Scenario {
             Self::FirstBoot => "first-boot",
             Self::Confirm => "confirm",
             Self::SelfTestFail => "self-test-fail",
-            Self::RebootPending => "reboot-pending",
+            Self::CrashRollback => "crash-rollback",
+            Self::ApiRollback => "api-rollback",
+            Self::AntiRollback => "anti-rollback",
+            Self::WwwUpdate => "www-update",
+            Self::NvsGc => "nvs-gc",
+            Self::Bundle => "bundle",
         }
     }
 }
@@ -129,6 +150,10 @@ pub enum Invariant {
     AppAgrees,
     /// The running image's rollback state is one it may have.
     RollbackState,
+    /// The selected web-UI slot mounts and holds the old or the new UI.
+    WebUi,
+    /// NVS loads, the pointer is old or new, no other key is lost.
+    Nvs,
     /// Retrying the interrupted step succeeds and settles.
     Retry,
     /// The settled state is the scenario's goal, and stable.
@@ -146,6 +171,8 @@ impl Invariant {
             Self::Selection => "selection",
             Self::AppAgrees => "app-agrees",
             Self::RollbackState => "rollback-state",
+            Self::WebUi => "web-ui",
+            Self::Nvs => "nvs",
             Self::Retry => "retry",
             Self::Goal => "goal",
         }
@@ -161,10 +188,13 @@ pub struct Violation {
     pub detail: String,
 }
 
-/// One failing cut. Serialized as `{scenario, layout, case, fault, second,
-/// invariant, message}`, with each fault as `{op_index, kind, seed}`.
+/// One failing cut. Serialized as `{row, scenario, layout, case, fault,
+/// second, invariant, message, replay}`, with each fault as `{op_index,
+/// kind, seed}`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
+    /// The table row.
+    pub row: &'static str,
     /// The scenario that was cut.
     pub scenario: Scenario,
     /// The layout's name.
@@ -182,6 +212,8 @@ pub struct Failure {
     /// What was seen.
     #[serde(rename = "message")]
     pub detail: String,
+    /// The command that replays exactly this cut.
+    pub replay: String,
 }
 
 #[derive(Serialize)]
@@ -206,7 +238,7 @@ fn ser_millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}] ", self.case)?;
+        write!(f, "[{}: {}] ", self.row, self.case)?;
         match self.fault {
             Some(fault) => write!(f, "fault: {fault}")?,
             None => f.write_str("no fault")?,
@@ -216,11 +248,30 @@ impl fmt::Display for Failure {
         }
         write!(
             f,
-            " => invariant `{}` broken: {}",
+            " => invariant `{}` broken: {}\n  replay: {}",
             self.invariant.name(),
-            self.detail
+            self.detail,
+            self.replay
         )
     }
+}
+
+/// The command that replays one cut of case `index` of `row`.
+pub fn replay_command(
+    row: &str,
+    index: usize,
+    seed: u64,
+    fault: Option<Fault>,
+    second: Option<Fault>,
+) -> String {
+    let mut c = format!("otter sim powercut --scenario {row} --case {index} --seed {seed:#x}");
+    if let Some(f) = fault {
+        c.push_str(&format!(" --fault {}", f.spec()));
+    }
+    if let Some(f) = second {
+        c.push_str(&format!(" --second {}", f.spec()));
+    }
+    c
 }
 
 /// Which faults of a recording are replayed.
@@ -257,11 +308,34 @@ pub struct SecondCut {
     pub first_stride: usize,
     /// How the recovery's operations are sampled.
     pub sampling: Sampling,
+    /// Only first cuts at an otadata or NVS operation get a second
+    /// enumeration (their recoveries are the ones that decide between two
+    /// states; a cut in a slot's data is recovered by the same retry as
+    /// its neighbours).
+    pub metadata_only: bool,
+}
+
+/// The web UI of a case: OLD's UI in `www_{from}`, NEW's written by the
+/// scenario (or its retry).
+#[derive(Clone)]
+pub struct WwwSpec {
+    /// The slot OLD's UI is in (0 or 1).
+    pub from: usize,
+    /// The UI mounted before the scenario.
+    pub old_ui: Arc<Vec<u8>>,
+    /// The UI the update installs.
+    pub new_ui: Arc<Vec<u8>>,
+    /// An older UI in `www_0` when OLD's is in `www_1`.
+    pub older_ui: Arc<Vec<u8>>,
+    /// Fill NVS until the pointer flip needs a page collected.
+    pub gc: bool,
 }
 
 /// One scenario on one device.
 #[derive(Clone)]
 pub struct Case {
+    /// The table row it belongs to.
+    pub row: &'static str,
     /// What is cut.
     pub scenario: Scenario,
     /// The partition table and flash size.
@@ -270,6 +344,8 @@ pub struct Case {
     pub chip: Chip,
     /// `CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE`.
     pub rollback: bool,
+    /// The anti-rollback eFuse counter, when anti-rollback is on.
+    pub anti_rollback: Option<u32>,
     /// Updates (booted and confirmed) before the OLD image was installed:
     /// varies the otadata sequence numbers and stale entries the scenario
     /// starts from.
@@ -278,18 +354,25 @@ pub struct Case {
     pub old: Image,
     /// The image the scenario installs.
     pub new: Image,
+    /// The web UI, when the layout has web-UI slots.
+    pub www: Option<WwwSpec>,
     /// Which faults are replayed.
     pub sampling: Sampling,
     /// A second cut during each recovery, if any.
     pub second_cut: Option<SecondCut>,
-    /// The update procedure under test.
+    /// The firmware update procedure under test.
     pub update: UpdateFn,
     /// Name of the update procedure, for reports.
     pub update_name: &'static str,
+    /// Confirm, rollback and self-test through the device core.
+    pub via_core: bool,
+    /// How the platform writes the web-UI pointer.
+    pub pointer: PointerWrite,
 }
 
 impl Case {
-    /// A case with otter's update, exhaustive sampling and no second cut.
+    /// A case with otter's engine update, exhaustive sampling, no second
+    /// cut, no web UI.
     pub fn new(
         scenario: Scenario,
         layout: Layout,
@@ -299,21 +382,26 @@ impl Case {
         new: &Image,
     ) -> Self {
         Self {
+            row: "custom",
             scenario,
             layout,
             chip: Chip::Esp32s3,
             rollback,
+            anti_rollback: None,
             history,
             old: old.clone(),
             new: new.clone(),
+            www: None,
             sampling: Sampling::EXHAUSTIVE,
             second_cut: None,
             update: otter_update,
-            update_name: "otter",
+            update_name: "engine",
+            via_core: false,
+            pointer: PointerWrite::REAL,
         }
     }
 
-    /// "scenario | layout | rollback | history | OLD → NEW".
+    /// "scenario | layout | rollback | history | OLD → NEW | …".
     pub fn name(&self) -> String {
         let mut s = format!(
             "{} | {} | rollback {} | history {} | {} -> {}",
@@ -324,14 +412,29 @@ impl Case {
             self.old.describe(),
             self.new.describe()
         );
-        if self.update_name != "otter" {
-            s.push_str(&format!(" | update procedure: {}", self.update_name));
+        s.push_str(&format!(" | via {}", self.update_name));
+        if let Some(c) = self.anti_rollback {
+            s.push_str(&format!(" | anti-rollback counter {c}"));
+        }
+        if let Some(w) = &self.www {
+            s.push_str(&format!(
+                " | web UI www_{} -> www_{}{}",
+                w.from,
+                1 - w.from.min(1),
+                if w.gc { ", NVS collecting" } else { "" }
+            ));
+            if self.pointer.name != PointerWrite::REAL.name {
+                s.push_str(&format!(" | pointer write: {}", self.pointer.name));
+            }
         }
         if self.sampling.image_stride > 1 {
             s.push_str(&format!(
                 " | image ops sampled 1/{}",
                 self.sampling.image_stride
             ));
+        }
+        if self.second_cut.is_some() {
+            s.push_str(" | second cuts");
         }
         s
     }
@@ -340,6 +443,10 @@ impl Case {
 /// What one case did.
 #[derive(Debug, Clone, Serialize)]
 pub struct CaseReport {
+    /// The table row.
+    pub row: &'static str,
+    /// The case's index in its row (`--case`).
+    pub index: usize,
     /// The case's name ([`Case::name`]).
     #[serde(rename = "case")]
     pub name: String,
@@ -360,17 +467,32 @@ pub struct CaseReport {
     pub elapsed: Duration,
 }
 
-/// The result of a run. Serialized (for `--json`) as `{seed, matrix,
-/// real_image, scenarios, cut_points, elapsed_ms, cases, failures}`.
+/// One row's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowReport {
+    /// The row's name.
+    pub row: &'static str,
+    /// Cases run.
+    pub cases: usize,
+    /// Cut points checked.
+    pub cut_points: u64,
+    /// Of those, second cuts during recovery.
+    pub second_cuts: u64,
+    /// Failures.
+    pub failures: usize,
+    /// CPU time of its cases, summed.
+    #[serde(rename = "elapsed_ms", serialize_with = "ser_millis")]
+    pub elapsed: Duration,
+}
+
+/// The result of a run. Serialized (for `--json`) as `{seed, real_images,
+/// scenarios, cut_points, elapsed_ms, rows, cases, failures}`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// The seed of the torn faults.
     pub seed: u64,
-    /// The matrix that ran (`None` for a custom list of cases).
-    pub matrix: Option<Matrix>,
-    /// The real (third-party) image used as NEW in some cases, as a path
-    /// relative to the corpus, or `None` when no corpus was given.
-    pub real_image: Option<String>,
+    /// The real (third-party) images used, as paths relative to the corpus.
+    pub real_images: Vec<String>,
     /// Cases run (scenario × layout × configuration).
     pub scenarios: usize,
     /// Faults replayed and checked, over all cases.
@@ -378,6 +500,8 @@ pub struct Report {
     /// Wall-clock time of the run.
     #[serde(rename = "elapsed_ms", serialize_with = "ser_millis")]
     pub elapsed: Duration,
+    /// Per-row figures, in table order.
+    pub rows: Vec<RowReport>,
     /// Per-case figures.
     pub cases: Vec<CaseReport>,
     /// Every cut that broke an invariant, over all cases.
@@ -388,28 +512,36 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "power-cut harness, seed {:#x}: {} cases, {} cut points, {} failures, {:.1?}",
+            "power-cut table, seed {:#x}: {} cases, {} cut points, {} failures, {:.1?}",
             self.seed,
             self.scenarios,
             self.cut_points,
             self.failures.len(),
             self.elapsed
         )?;
-        match (&self.real_image, self.matrix) {
-            (Some(img), _) => writeln!(f, "  real image: {img}")?,
-            (None, Some(_)) => writeln!(f, "  real image: none (no corpus given)")?,
-            (None, None) => {}
+        for img in &self.real_images {
+            writeln!(f, "  real image: {img}")?;
         }
         for c in &self.cases {
             writeln!(
                 f,
-                "  {:>5} ops {:>6} cuts ({:>5} 2nd) {:>3} fail {:>7.1?}  {}",
+                "  {:>5} ops {:>6} cuts ({:>6} 2nd) {:>3} fail {:>7.1?}  {} #{}: {}",
                 c.ops,
                 c.cut_points,
                 c.second_cuts,
                 c.failures.len(),
                 c.elapsed,
+                c.row,
+                c.index,
                 c.name
+            )?;
+        }
+        writeln!(f, "per scenario:")?;
+        for r in &self.rows {
+            writeln!(
+                f,
+                "  {:<16} {:>3} cases {:>7} cut points ({:>6} second cuts) {:>3} failures {:>7.1?}",
+                r.row, r.cases, r.cut_points, r.second_cuts, r.failures, r.elapsed
             )?;
         }
         for fail in &self.failures {
@@ -430,10 +562,15 @@ impl Report {
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }
+
+    /// The figures of `row`, if it ran.
+    pub fn row(&self, row: &str) -> Option<&RowReport> {
+        self.rows.iter().find(|r| r.row == row)
+    }
 }
 
 /// SplitMix64: derives independent per-fault seeds from the run's seed.
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -448,6 +585,13 @@ fn kind_code(k: FaultKind) -> u64 {
         FaultKind::TornErase { scramble: false } => 4,
         FaultKind::TornErase { scramble: true } => 5,
     }
+}
+
+/// The seed helper: the seed of tear number `tear` of a `kind` fault at
+/// mutating operation `op` in a run seeded with `seed` (every fault gets its
+/// own, so tears differ in depth; the same inputs give the same tear).
+pub fn fault_seed(seed: u64, op: u64, kind: FaultKind, tear: u64) -> u64 {
+    mix(seed ^ mix(op ^ (kind_code(kind) << 56) ^ (tear << 48)))
 }
 
 /// The faults of `rec` to replay (see the module docs), and how many
@@ -502,8 +646,11 @@ fn select_faults<T>(
                     1
                 };
                 for t in 0..tears {
-                    let s = mix(seed ^ mix(fault.op_index ^ (kind_code(torn) << 56) ^ (t << 48)));
-                    out.push(Fault::new(fault.op_index, torn, s));
+                    out.push(Fault::new(
+                        fault.op_index,
+                        torn,
+                        fault_seed(seed, fault.op_index, torn, t),
+                    ));
                 }
             }
         }
@@ -511,11 +658,24 @@ fn select_faults<T>(
     (out, equivalent)
 }
 
-/// Runs one case.
-pub fn run_case(case: &Case, seed: u64) -> CaseReport {
+/// One cut to replay instead of the whole enumeration (`--fault`,
+/// `--second`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replay {
+    /// The fault in the scenario's steps.
+    pub fault: Fault,
+    /// The fault in the recovery after it.
+    pub second: Option<Fault>,
+}
+
+/// Runs one case: every selected cut, or only `replay`. `index` is the
+/// case's place in its row (for the replay command).
+pub fn run_case(case: &Case, index: usize, seed: u64, replay: Option<Replay>) -> CaseReport {
     let start = Instant::now();
     let name = case.name();
     let mut report = CaseReport {
+        row: case.row,
+        index,
         name: name.clone(),
         ops: 0,
         cut_points: 0,
@@ -525,6 +685,7 @@ pub fn run_case(case: &Case, seed: u64) -> CaseReport {
         elapsed: Duration::ZERO,
     };
     let fail = |fault, second, v: Violation| Failure {
+        row: case.row,
         scenario: case.scenario,
         layout: case.layout.name,
         case: name.clone(),
@@ -532,17 +693,9 @@ pub fn run_case(case: &Case, seed: u64) -> CaseReport {
         second,
         invariant: v.invariant,
         detail: v.detail,
+        replay: replay_command(case.row, index, seed, fault, second),
     };
-    let prepared = match prepare(
-        case.scenario,
-        &case.layout,
-        case.chip,
-        case.rollback,
-        case.history,
-        &case.old,
-        &case.new,
-        case.update,
-    ) {
+    let prepared = match prepare(case) {
         Ok(p) => p,
         Err(detail) => {
             report.failures.push(fail(
@@ -559,7 +712,10 @@ pub fn run_case(case: &Case, seed: u64) -> CaseReport {
     };
     let ctx = &prepared.ctx;
     let allow = Allow {
-        confirm_requested: case.scenario == Scenario::Confirm,
+        confirm_requested: matches!(
+            case.scenario,
+            Scenario::Confirm | Scenario::AntiRollback | Scenario::ApiRollback
+        ),
     };
 
     // The clean run must itself reach the goal.
@@ -585,8 +741,21 @@ pub fn run_case(case: &Case, seed: u64) -> CaseReport {
     }
 
     let in_otadata = |o: u32| ctx.in_otadata(o);
-    let (faults, equivalent) = select_faults(&rec, seed, case.sampling, &in_otadata);
+    let (mut faults, equivalent) = select_faults(&rec, seed, case.sampling, &in_otadata);
     report.equivalent = equivalent;
+    let offsets: std::collections::HashMap<u64, u32> = rec
+        .log
+        .mutating()
+        .filter_map(|r| r.op_index.map(|k| (k, r.offset)))
+        .collect();
+    let metadata = |f: &Fault| {
+        offsets
+            .get(&f.op_index)
+            .is_some_and(|&o| ctx.in_otadata(o) || ctx.in_nvs(o))
+    };
+    if let Some(r) = replay {
+        faults = vec![r.fault];
+    }
     for (n, fault) in faults.into_iter().enumerate() {
         report.cut_points += 1;
         let mut flash = prepared.flash.fork().with_fault(fault);
@@ -604,16 +773,39 @@ pub fn run_case(case: &Case, seed: u64) -> CaseReport {
             continue;
         }
         flash.power_cycle();
-        let post_cut = case
-            .second_cut
+        let second = match replay {
+            Some(Replay {
+                second: Some(_), ..
+            }) => Some(case.second_cut.unwrap_or(SecondCut {
+                first_stride: 1,
+                sampling: Sampling::EXHAUSTIVE,
+                metadata_only: false,
+            })),
+            Some(Replay { second: None, .. }) => None,
+            None => case.second_cut,
+        };
+        let post_cut = second
             .filter(|s| n % s.first_stride.max(1) == 0)
+            .filter(|s| !s.metadata_only || replay.is_some() || metadata(&fault))
             .map(|s| (s, flash.fork()));
-        if let Err(v) = drive_to_goal(ctx, &mut flash, allow) {
-            report.failures.push(fail(Some(fault), None, v));
-            continue;
+        if replay.is_none_or(|r| r.second.is_none()) {
+            if let Err(v) = drive_to_goal(ctx, &mut flash, allow) {
+                report.failures.push(fail(Some(fault), None, v));
+                continue;
+            }
         }
         if let Some((second, post)) = post_cut {
-            second_cut(ctx, &post, fault, seed, second, allow, &mut report, &fail);
+            second_cut(
+                ctx,
+                &post,
+                fault,
+                seed,
+                second,
+                allow,
+                &mut report,
+                &fail,
+                replay.and_then(|r| r.second),
+            );
         }
     }
     report.elapsed = start.elapsed();
@@ -632,6 +824,7 @@ fn second_cut(
     allow: Allow,
     report: &mut CaseReport,
     fail: &dyn Fn(Option<Fault>, Option<Fault>, Violation) -> Failure,
+    only: Option<Fault>,
 ) {
     let rec = post.record(|f| drive_to_goal(ctx, f, allow));
     let Ok(drive) = rec.value else {
@@ -639,9 +832,12 @@ fn second_cut(
         return;
     };
     let in_otadata = |o: u32| ctx.in_otadata(o);
-    let seed2 = mix(seed ^ mix(first.seed ^ first.op_index ^ (kind_code(first.kind) << 60)));
-    let (faults, equivalent) = select_faults(&rec, seed2, second.sampling, &in_otadata);
+    let seed2 = fault_seed(seed, first.op_index, first.kind, first.seed);
+    let (mut faults, equivalent) = select_faults(&rec, seed2, second.sampling, &in_otadata);
     report.equivalent += equivalent;
+    if let Some(f) = only {
+        faults = vec![f];
+    }
     for f2 in faults {
         report.cut_points += 1;
         report.second_cuts += 1;
@@ -670,15 +866,37 @@ fn second_cut(
     }
 }
 
-/// Runs `cases` on up to `workers` threads, biggest first.
+/// Runs `cases` on up to `workers` threads, biggest first. Each case is
+/// `(index in its row, case)`.
 pub fn run_cases(cases: Vec<Case>, seed: u64, workers: usize) -> Report {
+    let indexed = cases.into_iter().enumerate().collect();
+    run_indexed(indexed, seed, workers, None)
+}
+
+/// [`run_cases`] with each case's index in its row given, and optionally
+/// one cut to replay.
+pub fn run_indexed(
+    cases: Vec<(usize, Case)>,
+    seed: u64,
+    workers: usize,
+    replay: Option<Replay>,
+) -> Report {
     let start = Instant::now();
     let n = cases.len();
-    let mut queue: Vec<(usize, Case)> = cases.into_iter().enumerate().collect();
+    let order: Vec<&'static str> = {
+        let mut rows: Vec<&'static str> = Vec::new();
+        for (_, c) in &cases {
+            if !rows.contains(&c.row) {
+                rows.push(c.row);
+            }
+        }
+        rows
+    };
+    let mut queue: Vec<(usize, (usize, Case))> = cases.into_iter().enumerate().collect();
     // Cheapest last: pop() takes from the end.
-    queue.sort_by_key(|(_, c)| {
+    queue.sort_by_key(|(_, (_, c))| {
         c.new.bytes.len() / c.sampling.image_stride.max(1) as usize
-            * if c.second_cut.is_some() { 8 } else { 1 }
+            * if c.second_cut.is_some() { 64 } else { 1 }
     });
     let queue = Mutex::new(queue);
     let results = Mutex::new(Vec::with_capacity(n));
@@ -688,8 +906,10 @@ pub fn run_cases(cases: Vec<Case>, seed: u64, workers: usize) -> Report {
         for _ in 0..workers.max(1) {
             s.spawn(|| loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                let Some((i, case)) = next else { break };
-                let r = run_case(&case, seed);
+                let Some((i, (index, case))) = next else {
+                    break;
+                };
+                let r = run_case(&case, index, seed, replay);
                 results
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -700,13 +920,27 @@ pub fn run_cases(cases: Vec<Case>, seed: u64, workers: usize) -> Report {
     let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results.sort_by_key(|(i, _)| *i);
     let cases: Vec<CaseReport> = results.into_iter().map(|(_, r)| r).collect();
+    let rows = order
+        .into_iter()
+        .map(|row| {
+            let of: Vec<&CaseReport> = cases.iter().filter(|c| c.row == row).collect();
+            RowReport {
+                row,
+                cases: of.len(),
+                cut_points: of.iter().map(|c| c.cut_points).sum(),
+                second_cuts: of.iter().map(|c| c.second_cuts).sum(),
+                failures: of.iter().map(|c| c.failures.len()).sum(),
+                elapsed: of.iter().map(|c| c.elapsed).sum(),
+            }
+        })
+        .collect();
     Report {
         seed,
-        matrix: None,
-        real_image: None,
+        real_images: Vec::new(),
         scenarios: cases.len(),
         cut_points: cases.iter().map(|c| c.cut_points).sum(),
         failures: cases.iter().flat_map(|c| c.failures.clone()).collect(),
+        rows,
         cases,
         elapsed: start.elapsed(),
     }
@@ -723,276 +957,109 @@ pub fn default_workers() -> usize {
 /// The seed the test suite and `otter sim powercut` use unless told otherwise.
 pub const DEFAULT_SEED: u64 = 0x0770_7ea5;
 
-/// The real ESP-IDF image the matrices update to, relative to the corpus
-/// (esp-serial-flasher's hello_world for esp32s3, 135 KB).
-pub const REAL_IMAGE: &str = "app-images/esp-serial-flasher/hello_world-esp32s3.bin";
-
-/// Which set of cases [`run_all`] runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Matrix {
-    /// Everything: [`standard_cases`].
-    Standard,
-    /// A fast subset for a quick check: [`quick_cases`].
-    Quick,
-}
-
-/// What [`run_all`] runs.
+/// What [`run`] runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PowerCutOptions {
     /// Seed of the torn faults (a failure names it, so it can be replayed).
     pub seed: u64,
-    /// Which matrix.
-    pub matrix: Matrix,
-    /// The shared corpus folder; when given, cases that update to the real
-    /// image [`REAL_IMAGE`] from it are added (and its absence there is a
-    /// setup failure, not a silent skip).
-    pub corpus: Option<PathBuf>,
+    /// Only this row of [`table::TABLE`] (`None`: all of them).
+    pub scenario: Option<String>,
+    /// Only this case of the row.
+    pub case: Option<usize>,
+    /// Only this cut (needs `scenario` and `case`).
+    pub replay: Option<Replay>,
+    /// The shared corpus folder: the rows that update to real ESP-IDF
+    /// images read them from it, and its absence is a setup failure, not a
+    /// silent skip.
+    pub corpus: PathBuf,
     /// Worker threads; 0 means [`default_workers`].
     pub workers: usize,
-    /// Only run the cases whose name contains this (to replay a failure).
-    pub filter: Option<String>,
 }
 
 impl PowerCutOptions {
-    /// The standard matrix with [`DEFAULT_SEED`], no corpus, default workers.
-    pub fn new() -> Self {
+    /// Every row with [`DEFAULT_SEED`], the corpus at `corpus`, default
+    /// workers.
+    pub fn new(corpus: PathBuf) -> Self {
         Self {
             seed: DEFAULT_SEED,
-            matrix: Matrix::Standard,
-            corpus: None,
+            scenario: None,
+            case: None,
+            replay: None,
+            corpus,
             workers: 0,
-            filter: None,
         }
     }
 }
 
-impl Default for PowerCutOptions {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Runs the matrix `opts` selects and reports every cut that broke an
-/// invariant. A matrix that cannot be built (for example a corpus without
-/// [`REAL_IMAGE`]) is reported as one `setup` failure.
-pub fn run_all(opts: &PowerCutOptions) -> Report {
+/// Runs the table rows `opts` selects and reports every cut that broke an
+/// invariant. A row that cannot be built (for example a corpus without its
+/// images) is reported as one `setup` failure; an unknown row name or case
+/// index is an `Err` naming the rows.
+pub fn run(opts: &PowerCutOptions) -> Result<Report, String> {
     let start = Instant::now();
     let workers = match opts.workers {
         0 => default_workers(),
         n => n,
     };
-    let built = matrix_cases(opts.matrix, opts.corpus.as_deref());
-    let mut report = match built {
-        Ok(cases) => {
-            let filter = opts.filter.as_deref().unwrap_or("");
-            let cases = cases
-                .into_iter()
-                .filter(|c| c.name().contains(filter))
-                .collect();
-            run_cases(cases, opts.seed, workers)
-        }
-        Err(detail) => Report {
-            seed: opts.seed,
-            matrix: None,
-            real_image: None,
-            scenarios: 0,
-            cut_points: 0,
-            failures: vec![Failure {
-                scenario: Scenario::Update,
+    let rows: Vec<&table::Row> = match opts.scenario.as_deref() {
+        None => table::TABLE.iter().collect(),
+        Some(name) => vec![table::row(name).ok_or_else(|| {
+            format!(
+                "no scenario {name:?} in the power-cut table; the scenarios are: {}",
+                table::TABLE
+                    .iter()
+                    .map(|r| r.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?],
+    };
+    if opts.replay.is_some() && (opts.scenario.is_none() || opts.case.is_none()) {
+        return Err("replaying one cut needs the scenario and the case it belongs to".into());
+    }
+    let env = table::Env::new(&opts.corpus);
+    let mut cases = Vec::new();
+    let mut setup = Vec::new();
+    for row in rows {
+        match (row.cases)(&env) {
+            Ok(list) => {
+                let n = list.len();
+                let mut list: Vec<(usize, Case)> = list
+                    .into_iter()
+                    .map(|mut c| {
+                        c.row = row.name;
+                        c
+                    })
+                    .enumerate()
+                    .collect();
+                if let Some(i) = opts.case {
+                    if i >= n {
+                        return Err(format!(
+                            "scenario {} has {n} cases (0 to {}), not {i}",
+                            row.name,
+                            n.saturating_sub(1)
+                        ));
+                    }
+                    list.retain(|(k, _)| *k == i);
+                }
+                cases.extend(list);
+            }
+            Err(detail) => setup.push(Failure {
+                row: row.name,
+                scenario: row.scenario,
                 layout: "-",
-                case: "building the matrix".into(),
+                case: format!("building the cases of {}", row.name),
                 fault: None,
                 second: None,
                 invariant: Invariant::Setup,
                 detail,
-            }],
-            cases: Vec::new(),
-            elapsed: start.elapsed(),
-        },
-    };
-    report.matrix = Some(opts.matrix);
-    report.real_image = opts.corpus.as_ref().map(|_| REAL_IMAGE.to_string());
-    report
-}
-
-fn matrix_cases(matrix: Matrix, corpus: Option<&std::path::Path>) -> Result<Vec<Case>, String> {
-    let real = match corpus {
-        Some(dir) => Some(layouts::corpus_image(dir, REAL_IMAGE, Chip::Esp32s3)?),
-        None => None,
-    };
-    match matrix {
-        Matrix::Standard => standard_cases(real.as_ref()),
-        Matrix::Quick => quick_cases(real.as_ref()),
-    }
-}
-
-/// Every scenario on one layout with the small images: update and failed
-/// self-test for each rollback setting in `rollbacks` (the update replays
-/// every operation for the setting `exhaustive_update` names, every 16th
-/// image operation otherwise), then first boot, confirm and reboot while
-/// PENDING_VERIFY with rollback on (without rollback the bootloader writes
-/// nothing at first boot or on a reboot, and nothing is pending to confirm).
-fn layout_cases(
-    layout: &Layout,
-    history: u8,
-    rollbacks: &[bool],
-    exhaustive_update: Option<bool>,
-    old: &Image,
-    new: &Image,
-) -> Vec<Case> {
-    use Scenario::*;
-    let mut cases = Vec::new();
-    for &rollback in rollbacks {
-        let mut update = Case::new(Update, layout.clone(), rollback, history, old, new);
-        if exhaustive_update != Some(rollback) {
-            update.sampling = Sampling::strided(16);
+                replay: format!("otter sim powercut --scenario {}", row.name),
+            }),
         }
-        cases.push(update);
-        cases.push(Case::new(
-            SelfTestFail,
-            layout.clone(),
-            rollback,
-            history,
-            old,
-            new,
-        ));
     }
-    for scenario in [FirstBoot, Confirm, RebootPending] {
-        cases.push(Case::new(scenario, layout.clone(), true, history, old, new));
-    }
-    cases
-}
-
-/// The quick matrix, for a check in seconds even in a debug build: every
-/// scenario on two layouts (factory + 2 OTA with rollback, the seeds' 2 OTA
-/// without factory without rollback where the scenario exists without it),
-/// small images; update replays every otadata operation and every 16th image
-/// operation, the other scenarios are exhaustive; with `real`, a confirm of
-/// it. About 300 cut points (the standard matrix has thousands).
-pub fn quick_cases(real: Option<&Image>) -> Result<Vec<Case>, String> {
-    use layouts::*;
-    use Scenario::*;
-    let chip = Chip::Esp32s3;
-    let old = built(chip, "1.0.0", SMALL)?;
-    let new = built(chip, "2.0.0", SMALL)?;
-    let mut cases = Vec::new();
-    for (layout, history, rollback) in [(FACTORY_2OTA_4MB, 0, true), (SEED003_2OTA_4MB, 1, false)] {
-        cases.extend(layout_cases(
-            &layout,
-            history,
-            &[rollback],
-            None,
-            &old,
-            &new,
-        ));
-    }
-    if let Some(real) = real {
-        cases.push(Case::new(Confirm, SEED003_2OTA_4MB, true, 0, &old, real));
-    }
-    Ok(cases)
-}
-
-/// The standard matrix:
-///
-/// * every scenario (update; first boot of a NEW image; confirm; failed
-///   self-test → `mark_invalid_and_rollback`; reboot while PENDING_VERIFY)
-///   on eight layouts (factory + 2 OTA, 2 OTA without factory, 4 OTA with
-///   and without factory, the seeds' tables; 4, 8 and 16 MiB flash), with
-///   rollback on and off where the scenario exists without rollback;
-/// * small (~68 KiB, the builder's minimum) images exhaustively: every
-///   operation, every fault kind, otadata tears with several seeds. The
-///   update of one rollback setting per layout (four layouts) is
-///   exhaustive; the other update cases replay every 16th image operation
-///   plus every otadata operation, to keep the run under a minute in debug;
-/// * with `real` (a real ESP-IDF image) as NEW: update with every 8th image
-///   operation (and all of otadata), confirm exhaustively;
-/// * a ~1.45 MB image: update with every 700th image operation (plus the
-///   first and last block erase, sector erase and program, and all of
-///   otadata), confirm exhaustively. A retried 1.45 MB update costs about
-///   0.3 s in a debug build (SHA-256 dominates), so these are sampled;
-/// * a second cut during recovery: after every first cut of first-boot and
-///   of confirm, the recovery (a confirm, or a whole update when the old
-///   image came back) is recorded and cut again at every otadata operation
-///   and every 4th (first-boot) or 32nd (confirm) image operation.
-pub fn standard_cases(real: Option<&Image>) -> Result<Vec<Case>, String> {
-    use layouts::*;
-    use Scenario::*;
-    let chip = Chip::Esp32s3;
-    let old = built(chip, "1.0.0", SMALL)?;
-    let new = built(chip, "2.0.0", SMALL)?;
-    let big_new = built(chip, "2.1.0-big", BIG)?;
-
-    // (layout, history, rollback setting whose update is fully exhaustive):
-    // a different starting otadata on each layout.
-    let layouts = [
-        (FACTORY_2OTA_4MB, 0, Some(true)),
-        (SEED003_2OTA_4MB, 1, Some(false)),
-        (FOUR_OTA_4MB, 2, Some(true)),
-        (SEED000_OTA_SAFE_16MB, 0, Some(false)),
-        (SEED000_OTA_SAFE_4MB, 1, None),
-        (SEED001_FACTORY_2OTA_8MB, 1, None),
-        (SEED003_FACTORY_2OTA_8MB, 0, None),
-        (FACTORY_4OTA_16MB, 3, None),
-    ];
-    let mut cases = Vec::new();
-    for (layout, history, exhaustive) in &layouts {
-        cases.extend(layout_cases(
-            layout,
-            *history,
-            &[true, false],
-            *exhaustive,
-            &old,
-            &new,
-        ));
-    }
-    // A real ESP-IDF image (esp-serial-flasher's hello_world, 135 KB) as NEW.
-    if let Some(real_new) = real {
-        let mut c = Case::new(Update, SEED000_OTA_SAFE_16MB, true, 0, &old, real_new);
-        c.sampling = Sampling::strided(8);
-        cases.push(c);
-        cases.push(Case::new(
-            Confirm,
-            SEED003_2OTA_4MB,
-            true,
-            0,
-            &old,
-            real_new,
-        ));
-    }
-    // A ~1.45 MB NEW image in 1.5 MiB slots.
-    let mut c = Case::new(Update, SEED000_OTA_SAFE_16MB, true, 1, &old, &big_new);
-    c.sampling = Sampling {
-        image_stride: 700,
-        otadata_tears: 2,
-    };
-    cases.push(c);
-    let mut c = Case::new(Confirm, SEED000_OTA_SAFE_4MB, true, 0, &old, &big_new);
-    c.sampling.otadata_tears = 1;
-    cases.push(c);
-    // A second cut during recovery, after every first cut of first-boot
-    // (its recovery is a confirm, or a whole update when the cut erased
-    // the entry) and of confirm: at every otadata operation of the
-    // recovery, and every 4th (first-boot) or 32nd (confirm) image one.
-    let mut c = Case::new(FirstBoot, FACTORY_2OTA_4MB, true, 0, &old, &new);
-    c.sampling.otadata_tears = 1;
-    c.second_cut = Some(SecondCut {
-        first_stride: 1,
-        sampling: Sampling {
-            image_stride: 4,
-            otadata_tears: 2,
-        },
-    });
-    cases.push(c);
-    let mut c = Case::new(Confirm, SEED003_2OTA_4MB, true, 1, &old, &new);
-    c.sampling.otadata_tears = 2;
-    c.second_cut = Some(SecondCut {
-        first_stride: 1,
-        sampling: Sampling {
-            image_stride: 32,
-            otadata_tears: 1,
-        },
-    });
-    cases.push(c);
-    Ok(cases)
+    let mut report = run_indexed(cases, opts.seed, workers, opts.replay);
+    report.real_images = env.used();
+    report.failures.extend(setup);
+    report.elapsed = start.elapsed();
+    Ok(report)
 }
