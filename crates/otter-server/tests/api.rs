@@ -12,11 +12,49 @@ use otter_server::{app, AppState, Config, Store};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
+#[path = "support/pg.rs"]
+mod pg;
+
+/// Which database a test runs on.
+#[derive(Clone, Copy)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Each test twice: on SQLite in a file and on a PostgreSQL server started
+/// for it.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Db::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::Db::Postgres).await })*
+        }
+    };
+}
+
+on_both!(
+    enrollment_issues_a_token_once_and_stores_only_its_hash,
+    forged_tokens_and_borrowed_identities_are_refused_and_nothing_is_recorded,
+    oversized_and_malformed_check_ins_are_refused,
+    check_ins_are_rate_limited_per_device,
+    replayed_events_record_nothing_new_and_reused_ids_are_refused,
+    a_release_that_does_not_verify_is_not_published,
+    a_rollout_goes_wave_by_wave_and_halts_on_a_rollback,
+    bad_rollout_requests_are_refused,
+    a_pinned_device_is_offered_its_release_and_downloads_go_through_its_ticket,
+    the_openapi_description_matches_the_router,
+);
+
 const ADMIN: &str = "admin-secret";
 const ENROLL: &str = "enroll-secret";
 const T0: u64 = 1_900_000_000;
 
 struct Harness {
+    _pg: Option<pg::Postgres>,
+    db: Db,
     _dir: tempfile::TempDir,
     data: std::path::PathBuf,
     state: AppState,
@@ -24,11 +62,22 @@ struct Harness {
     key: SigningKey,
 }
 
-async fn harness_with(rate_per_s: f64, burst: f64) -> Harness {
+async fn harness_with(db: Db, rate_per_s: f64, burst: f64) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
     std::fs::create_dir_all(data.join("tmp")).unwrap();
-    let url = format!("sqlite://{}", data.join("fleet.db").display());
+    let pg = match db {
+        Db::Postgres => Some(
+            tokio::task::spawn_blocking(pg::Postgres::start)
+                .await
+                .unwrap(),
+        ),
+        Db::Sqlite => None,
+    };
+    let url = match &pg {
+        Some(p) => p.url.clone(),
+        None => format!("sqlite://{}", data.join("fleet.db").display()),
+    };
     let store = Arc::new(Store::open(&url).await.unwrap());
     let key = SigningKey::from_seed(&[7; 32]);
     let clock = Arc::new(AtomicU64::new(T0));
@@ -44,6 +93,8 @@ async fn harness_with(rate_per_s: f64, burst: f64) -> Harness {
     };
     let state = AppState::new(store, cfg, Arc::new(move || c.load(Ordering::SeqCst)));
     Harness {
+        _pg: pg,
+        db,
         _dir: dir,
         data,
         state,
@@ -52,8 +103,8 @@ async fn harness_with(rate_per_s: f64, burst: f64) -> Harness {
     }
 }
 
-async fn harness() -> Harness {
-    harness_with(1000.0, 1000.0).await
+async fn harness(db: Db) -> Harness {
+    harness_with(db, 1000.0, 1000.0).await
 }
 
 struct Answer {
@@ -212,9 +263,8 @@ fn assert_error(a: &Answer, status: StatusCode, code: &str) {
     assert!(a.body["message"].as_str().is_some_and(|m| !m.is_empty()));
 }
 
-#[tokio::test]
-async fn enrollment_issues_a_token_once_and_stores_only_its_hash() {
-    let h = harness().await;
+async fn enrollment_issues_a_token_once_and_stores_only_its_hash(db: Db) {
+    let h = harness(db).await;
     let token = h.enroll("dev-1", &["lab"]).await;
     assert_eq!(token.len(), 64);
     let again = h
@@ -244,22 +294,34 @@ async fn enrollment_issues_a_token_once_and_stores_only_its_hash() {
         )
         .await;
     assert_error(&malformed, StatusCode::BAD_REQUEST, "malformed_body");
-    // The token itself is nowhere in the database file.
-    let db = std::fs::read(h.data.join("fleet.db")).unwrap();
-    let wal = std::fs::read(h.data.join("fleet.db-wal")).unwrap_or_default();
-    for bytes in [&db, &wal] {
-        assert!(
-            !bytes.windows(64).any(|w| w == token.as_bytes()),
-            "the plain token was stored"
-        );
+    // The token itself is nowhere in the database file; its SHA-256 finds the device.
+    if let Db::Sqlite = h.db {
+        let db = std::fs::read(h.data.join("fleet.db")).unwrap();
+        let wal = std::fs::read(h.data.join("fleet.db-wal")).unwrap_or_default();
+        for bytes in [&db, &wal] {
+            assert!(
+                !bytes.windows(64).any(|w| w == token.as_bytes()),
+                "the plain token was stored"
+            );
+        }
     }
+    let hash = sha_hex(token.as_bytes());
+    assert_eq!(
+        h.state
+            .store()
+            .device_by_token(&hash)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("dev-1")
+    );
+    assert_eq!(h.state.store().device_by_token(&token).await.unwrap(), None);
     let devices = h.call("GET", "/api/v1/devices", Some(ADMIN), None).await;
     assert_eq!(devices.body["devices"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn forged_tokens_and_borrowed_identities_are_refused_and_nothing_is_recorded() {
-    let h = harness().await;
+async fn forged_tokens_and_borrowed_identities_are_refused_and_nothing_is_recorded(db: Db) {
+    let h = harness(db).await;
     let a = h.enroll("dev-a", &[]).await;
     let _b = h.enroll("dev-b", &[]).await;
     let ev = json!([{"id": "1-1", "kind": "confirmed"}]);
@@ -296,9 +358,8 @@ async fn forged_tokens_and_borrowed_identities_are_refused_and_nothing_is_record
     assert_error(&as_device, StatusCode::UNAUTHORIZED, "bad_token");
 }
 
-#[tokio::test]
-async fn oversized_and_malformed_check_ins_are_refused() {
-    let h = harness().await;
+async fn oversized_and_malformed_check_ins_are_refused(db: Db) {
+    let h = harness(db).await;
     let t = h.enroll("dev-a", &[]).await;
     let big = "x".repeat(70_000);
     let a = h
@@ -354,9 +415,8 @@ async fn oversized_and_malformed_check_ins_are_refused() {
     assert_eq!(d.body["device"]["checkins"], 0);
 }
 
-#[tokio::test]
-async fn check_ins_are_rate_limited_per_device() {
-    let h = harness_with(0.001, 3.0).await;
+async fn check_ins_are_rate_limited_per_device(db: Db) {
+    let h = harness_with(db, 0.001, 3.0).await;
     let a = h.enroll("dev-a", &[]).await;
     let b = h.enroll("dev-b", &[]).await;
     for _ in 0..3 {
@@ -391,9 +451,8 @@ async fn check_ins_are_rate_limited_per_device() {
     assert_eq!(d.body["events"], json!([]));
 }
 
-#[tokio::test]
-async fn replayed_events_record_nothing_new_and_reused_ids_are_refused() {
-    let h = harness().await;
+async fn replayed_events_record_nothing_new_and_reused_ids_are_refused(db: Db) {
+    let h = harness(db).await;
     let t = h.enroll("dev-a", &[]).await;
     let evs = json!([
         {"id": "b1-1", "kind": "download_failed", "reason": "connection reset", "at": 5},
@@ -441,9 +500,8 @@ async fn replayed_events_record_nothing_new_and_reused_ids_are_refused() {
     assert_eq!(d.body["device"]["checkins"], 2);
 }
 
-#[tokio::test]
-async fn a_release_that_does_not_verify_is_not_published() {
-    let h = harness().await;
+async fn a_release_that_does_not_verify_is_not_published(db: Db) {
+    let h = harness(db).await;
     let (m, s, f) = h.release("1.1.0", true, &h.key);
     let a = h
         .publish_parts(&[("manifest", &m), ("signature", &s), ("firmware", &f)])
@@ -540,9 +598,8 @@ async fn offers(
     out
 }
 
-#[tokio::test]
-async fn a_rollout_goes_wave_by_wave_and_halts_on_a_rollback() {
-    let h = harness().await;
+async fn a_rollout_goes_wave_by_wave_and_halts_on_a_rollback(db: Db) {
+    let h = harness(db).await;
     let devices = fleet(&h, 20).await;
     let old = "0".repeat(64);
     let (rel, fw) = h.publish("1.1.0").await;
@@ -707,9 +764,8 @@ async fn a_rollout_goes_wave_by_wave_and_halts_on_a_rollback() {
     assert_error(&a, StatusCode::NOT_FOUND, "unknown_command");
 }
 
-#[tokio::test]
-async fn bad_rollout_requests_are_refused() {
-    let h = harness().await;
+async fn bad_rollout_requests_are_refused(db: Db) {
+    let h = harness(db).await;
     fleet(&h, 2).await;
     let (rel, _) = h.publish("1.1.0").await;
     for (body, status, code) in [
@@ -753,9 +809,8 @@ async fn bad_rollout_requests_are_refused() {
     assert_eq!(l.body["rollouts"], json!([]));
 }
 
-#[tokio::test]
-async fn a_pinned_device_is_offered_its_release_and_downloads_go_through_its_ticket() {
-    let h = harness().await;
+async fn a_pinned_device_is_offered_its_release_and_downloads_go_through_its_ticket(db: Db) {
+    let h = harness(db).await;
     let devices = fleet(&h, 3).await;
     let (rel, fw) = h.publish("1.1.0").await;
     let a = h
@@ -850,9 +905,8 @@ async fn a_pinned_device_is_offered_its_release_and_downloads_go_through_its_tic
 /// Every operation the OpenAPI document lists is routed (answers with
 /// something other than the fallback's 404 or a 405), and it is a
 /// well-formed OpenAPI 3.1 document.
-#[tokio::test]
-async fn the_openapi_description_matches_the_router() {
-    let h = harness().await;
+async fn the_openapi_description_matches_the_router(db: Db) {
+    let h = harness(db).await;
     let a = h.call("GET", "/openapi.json", None, None).await;
     assert_eq!(a.status, StatusCode::OK);
     let doc = a.body;

@@ -4,6 +4,8 @@
 //! wave, and `kill -9` of the server in the middle of a rollout.
 
 mod devproc;
+#[path = "../../otter-server/tests/support/pg.rs"]
+mod pg;
 mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,10 +28,11 @@ struct Server {
     data: PathBuf,
     log: PathBuf,
     trust: PathBuf,
+    database: Option<String>,
 }
 
 impl Server {
-    fn start(data: &Path, trust: &Path, port: u16, log: &Path) -> Server {
+    fn start(data: &Path, trust: &Path, port: u16, log: &Path, database: Option<&str>) -> Server {
         let logf = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -41,6 +44,7 @@ impl Server {
             .args(["--listen", &format!("127.0.0.1:{port}"), "--trust"])
             .arg(trust)
             .args(["--poll", "1", "--json"])
+            .args(database.map(|d| vec!["--database", d]).unwrap_or_default())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(logf))
             .spawn()
@@ -60,6 +64,7 @@ impl Server {
             data: data.to_path_buf(),
             log: log.to_path_buf(),
             trust: trust.to_path_buf(),
+            database: database.map(str::to_string),
         }
     }
 
@@ -73,11 +78,13 @@ impl Server {
 
     fn restart(&mut self) {
         self.kill();
+        let db = self.database.clone();
         *self = Server::start(
             &self.data.clone(),
             &self.trust.clone(),
             self.port,
             &self.log.clone(),
+            db.as_deref(),
         );
     }
 
@@ -219,13 +226,31 @@ fn server_events(srv: &Server) -> BTreeMap<String, Vec<String>> {
     out
 }
 
+/// One fleet at a time: 20 devices each already share two cores.
+static ONE_FLEET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
-fn a_fleet_rolls_out_in_waves_halts_a_crashing_release_and_survives_kill_9() {
+fn on_sqlite_a_fleet_rolls_out_in_waves_halts_a_crashing_release_and_survives_kill_9() {
+    let _one = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
+    fleet_end_to_end(None);
+}
+
+#[test]
+fn on_postgres_a_fleet_rolls_out_in_waves_halts_a_crashing_release_and_survives_kill_9() {
+    let _one = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = pg::Postgres::start();
+    fleet_end_to_end(Some(&pg.url));
+}
+
+fn fleet_end_to_end(database: Option<&str>) {
     let work = tempfile::tempdir().unwrap();
     let (key, public) = keygen(work.path());
     let data = work.path().join("server");
     let log = work.path().join("server.log");
-    let mut srv = Server::start(&data, &public, 0, &log);
+    let mut srv = Server::start(&data, &public, 0, &log, database);
+    if database.is_some() {
+        assert!(!data.join("fleet.db").exists(), "--database was not used");
+    }
     let enroll_key = data.join("enroll.key");
 
     let mut devices = Vec::new();
@@ -315,13 +340,17 @@ fn a_fleet_rolls_out_in_waves_halts_a_crashing_release_and_survives_kill_9() {
         }
     }
     let done = srv.wait_rollout(&rid, "completed", 180);
-    let confirmed: usize = done["rollout"]["waves"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["confirmed"].as_u64().unwrap() as usize)
-        .sum();
-    assert_eq!(confirmed, DEVICES, "{:#}", done["rollout"]);
+    // Each wave advanced with at least 90% of its own devices confirmed.
+    for w in done["rollout"]["waves"].as_array().unwrap() {
+        let (c, n) = (
+            w["confirmed"].as_u64().unwrap(),
+            w["devices"].as_u64().unwrap(),
+        );
+        assert!(
+            c * 10 >= n * 9,
+            "a wave completed with {c} of {n} confirmed"
+        );
+    }
     let log_kinds: Vec<&str> = done["rollout"]["log"]
         .as_array()
         .unwrap()
@@ -338,6 +367,26 @@ fn a_fleet_rolls_out_in_waves_halts_a_crashing_release_and_survives_kill_9() {
             "1.1.0 confirmed",
         );
         assert_eq!(st["running"]["version"], "1.1.0", "{id}");
+    }
+    // ... and the server learns that all of them confirmed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = srv.rollout(&rid);
+        let confirmed: u64 = r["rollout"]["waves"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["confirmed"].as_u64().unwrap())
+            .sum();
+        if confirmed == DEVICES as u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{confirmed} of {DEVICES} confirmed: {:#}",
+            r["rollout"]
+        );
+        std::thread::sleep(Duration::from_millis(300));
     }
 
     // Every event each device generated reached the server exactly once:
