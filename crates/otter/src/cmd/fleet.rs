@@ -227,7 +227,7 @@ fn multipart(dir: &Path) -> anyhow::Result<(Vec<u8>, String)> {
     Ok((body, format!("multipart/form-data; boundary={boundary}")))
 }
 
-fn text<'a>(v: &'a Value, key: &str) -> String {
+fn text(v: &Value, key: &str) -> String {
     match &v[key] {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
