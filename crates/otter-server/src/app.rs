@@ -123,6 +123,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
         .route("/openapi.json", get(openapi))
+        .route("/dashboard", get(dashboard))
         .route("/device/v1/enroll", post(enroll))
         .route("/device/v1/checkin", post(check_in))
         .route("/dl/{ticket}/{file}", get(download))
@@ -153,6 +154,20 @@ async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         crate::openapi::OPENAPI_JSON,
+    )
+        .into_response()
+}
+
+/// The dashboard page: static, it reads the REST API with the operator
+/// token the user gives it (kept in the tab's sessionStorage, or passed as
+/// `#token=...`, which browsers never send to the server).
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        include_str!("dashboard.html"),
     )
         .into_response()
 }

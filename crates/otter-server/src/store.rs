@@ -383,6 +383,18 @@ pub struct RolloutRow {
     pub created_at: i64,
     /// History.
     pub log: Vec<LogEntry>,
+    /// When each device of the rollout confirmed, rolled back or failed its
+    /// self-test, oldest first: the dashboard's plot.
+    pub timeline: Vec<TimelinePoint>,
+}
+
+/// One device outcome in a rollout, for the plot over time.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelinePoint {
+    /// When (Unix seconds).
+    pub at: i64,
+    /// `confirmed`, `rolled_back` or `self_test_failed`.
+    pub state: String,
 }
 
 /// Why a rollout cannot be created or changed. The operator's fault unless
@@ -1102,7 +1114,26 @@ impl Store {
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
+        let timeline = sqlx::query(
+            "SELECT dr.state, dr.updated_at FROM device_releases dr
+             JOIN rollout_devices rd ON rd.device_id = dr.device_id AND rd.rollout_id = $1
+             WHERE dr.release_id = $2 AND dr.state IN ('confirmed', 'rolled_back', 'self_test_failed')
+             ORDER BY dr.updated_at, dr.device_id",
+        )
+        .bind(id)
+        .bind(&release)
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(|t| {
+            Ok(TimelinePoint {
+                at: t.try_get("updated_at")?,
+                state: t.try_get("state")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some(RolloutRow {
+            timeline,
             id: r.try_get("id")?,
             release,
             target: json_col("rollouts.target", &r.try_get::<String, _>("target")?)?,

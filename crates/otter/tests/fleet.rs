@@ -478,4 +478,91 @@ fn fleet_end_to_end(database: Option<&str>) {
         let st = d.status();
         assert_eq!(st["running"]["version"], "1.1.0", "{id} does not run 1.1.0");
     }
+
+    // The dashboard, rendered by headless Chromium: devices by version and
+    // state, both rollouts with their waves, the plot, the halt reason.
+    let dom = dashboard(
+        &srv,
+        if database.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        },
+    );
+    assert!(
+        dom.contains("data-loaded=\"yes\""),
+        "the dashboard did not load:\n{dom}"
+    );
+    assert!(
+        dom.contains("<tr><td>1.1.0</td><td>valid</td><td>20</td></tr>"),
+        "devices by version:\n{dom}"
+    );
+    assert!(dom.contains(&format!("id=\"rollout-{bid}\"")), "{dom}");
+    assert!(
+        dom.contains(
+            "Halted by itself: 1 of wave 1's 1 device(s) rolled back, more than the 5.0% allowed"
+        ),
+        "no halt reason:\n{dom}"
+    );
+    assert!(
+        dom.contains("data-series=\"confirmed\" data-count=\"20\""),
+        "no plot of 20 confirmed:\n{dom}"
+    );
+    assert!(
+        dom.contains("data-series=\"rolled back\" data-count=\"1\""),
+        "no plot of the rollback:\n{dom}"
+    );
+}
+
+/// `GET /dashboard` in headless Chromium: the DOM after its scripts ran,
+/// and a screenshot in target/test-artifacts/fleet/.
+fn dashboard(srv: &Server, name: &str) -> String {
+    let chromium = std::env::var("OTTER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: scripts/setup-system.sh installs chromium"
+    );
+    let token = std::fs::read_to_string(srv.data.join("admin.token")).unwrap();
+    let url = format!("{}/dashboard#token={}", srv.url, token.trim());
+    let profile = tempfile::tempdir().unwrap();
+    let base = |c: &mut Command| {
+        c.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()));
+    };
+    let mut c = Command::new(&chromium);
+    base(&mut c);
+    let out = c
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .expect("running chromium");
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shots = util::workspace_root().join("target/test-artifacts/fleet");
+    std::fs::create_dir_all(&shots).unwrap();
+    let png = shots.join(format!("dashboard-{name}.png"));
+    let mut c = Command::new(&chromium);
+    base(&mut c);
+    let shot = c
+        .arg(format!("--screenshot={}", png.display()))
+        .arg("--window-size=1100,1400")
+        .arg(&url)
+        .output()
+        .expect("running chromium");
+    assert!(
+        shot.status.success() && png.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    eprintln!("dashboard screenshot: {}", png.display());
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
