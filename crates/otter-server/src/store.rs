@@ -66,6 +66,10 @@ const SCHEMA: &[&str] = &[
         range_start BIGINT)",
 ];
 
+/// How stale a device's `last_seen` may get while its check-ins report
+/// nothing new (they are then answered without a write).
+pub const LAST_SEEN_RESOLUTION_S: u64 = 30;
+
 /// The store.
 pub struct Store {
     pool: AnyPool,
@@ -292,7 +296,9 @@ pub struct DeviceRow {
     pub enrolled_at: i64,
     /// Its last check-in.
     pub last_seen: Option<i64>,
-    /// Check-ins so far.
+    /// Check-ins recorded: those that changed something or refreshed
+    /// `last_seen` (an unchanged check-in within
+    /// [`LAST_SEEN_RESOLUTION_S`] is answered without a write).
     pub checkins: i64,
     /// Per release: its state there.
     pub releases: HashMap<String, String>,
@@ -661,12 +667,20 @@ impl Store {
 
     /// Records a check-in of `device` (authenticated) and decides its offer,
     /// in one transaction: either all of it is recorded or nothing.
+    ///
+    /// A check-in without events that reports exactly what is stored, within
+    /// [`LAST_SEEN_RESOLUTION_S`] of the stored `last_seen`, and whose offer
+    /// is already recorded, changes nothing: it is answered from a read
+    /// without the write lock or a commit (most check-ins of a quiet fleet).
     pub async fn check_in(
         &self,
         device: &str,
         report: &DeviceReport,
         now: u64,
     ) -> Result<CheckInOutcome, CheckInError> {
+        if let Some(out) = self.check_in_unchanged(device, report, now).await? {
+            return Ok(out);
+        }
         let _w = self.write.lock().await;
         let mut tx = self.pool.begin().await?;
         let c: &mut AnyConnection = &mut tx;
@@ -781,7 +795,7 @@ impl Store {
                 transitions.push((id.clone(), t));
             }
         }
-        let offer = decide_offer(c, device, report, now).await?;
+        let offer = decide_offer(c, device, report, now, true).await?.offer();
         tx.commit().await?;
         Ok(CheckInOutcome {
             recorded,
@@ -789,6 +803,53 @@ impl Store {
             offer,
             transitions,
         })
+    }
+
+    async fn check_in_unchanged(
+        &self,
+        device: &str,
+        report: &DeviceReport,
+        now: u64,
+    ) -> Result<Option<CheckInOutcome>, StoreError> {
+        if !report.events.is_empty() {
+            return Ok(None);
+        }
+        let mut conn = self.pool.acquire().await?;
+        let c: &mut AnyConnection = &mut conn;
+        let Some(r) = sqlx::query(
+            "SELECT product, chip, version, sha256, secure_counter, boot, last_seen FROM devices WHERE id = $1",
+        )
+        .bind(device)
+        .fetch_optional(&mut *c)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let last_seen: Option<i64> = r.try_get("last_seen")?;
+        let same = r.try_get::<Option<String>, _>("product")?.as_deref()
+            == Some(report.product.as_str())
+            && r.try_get::<Option<String>, _>("chip")?.as_deref() == Some(report.chip.as_str())
+            && r.try_get::<Option<String>, _>("version")?.as_deref()
+                == Some(report.version.as_str())
+            && r.try_get::<Option<String>, _>("sha256")? == report.sha256
+            && r.try_get::<Option<i64>, _>("secure_counter")?
+                == report.secure_counter.map(i64::from)
+            && r.try_get::<Option<String>, _>("boot")?.as_deref()
+                == Some(to_json(&report.boot).as_str())
+            && last_seen.is_some_and(|l| i(now).saturating_sub(l) < i(LAST_SEEN_RESOLUTION_S));
+        if !same {
+            return Ok(None);
+        }
+        let offer = match decide_offer(c, device, report, now, false).await? {
+            Decision::NeedsWrite => return Ok(None),
+            d => d.offer(),
+        };
+        Ok(Some(CheckInOutcome {
+            recorded: Vec::new(),
+            duplicates: Vec::new(),
+            offer,
+            transitions: Vec::new(),
+        }))
     }
 
     /// The release and device a download ticket stands for; records the
@@ -1353,7 +1414,8 @@ async fn decide_offer(
     device: &str,
     report: &DeviceReport,
     now: u64,
-) -> Result<Option<Offer>, StoreError> {
+    write: bool,
+) -> Result<Decision, StoreError> {
     let pinned: Option<String> = sqlx::query("SELECT pinned_release FROM devices WHERE id = $1")
         .bind(device)
         .fetch_one(&mut *c)
@@ -1414,6 +1476,8 @@ async fn decide_offer(
             {
                 continue;
             }
+        } else if !write {
+            return Ok(Decision::NeedsWrite);
         } else {
             raise_state(c, device, &release, DeviceReleaseState::Offered, now).await?;
         }
@@ -1425,6 +1489,7 @@ async fn decide_offer(
                 .await?;
         let ticket = match existing {
             Some(t) => t.try_get("ticket")?,
+            None if !write => return Ok(Decision::NeedsWrite),
             None => {
                 let t = random_hex(16)?;
                 sqlx::query(
@@ -1439,7 +1504,7 @@ async fn decide_offer(
                 t
             }
         };
-        return Ok(Some(Offer {
+        return Ok(Decision::Offer(Offer {
             release,
             version: rel.try_get("version")?,
             sha256: sha,
@@ -1447,5 +1512,24 @@ async fn decide_offer(
             via,
         }));
     }
-    Ok(None)
+    Ok(Decision::Nothing)
+}
+
+/// What [`decide_offer`] found.
+enum Decision {
+    /// Install this.
+    Offer(Offer),
+    /// Nothing to install.
+    Nothing,
+    /// An offer needs recording first (read-only mode only).
+    NeedsWrite,
+}
+
+impl Decision {
+    fn offer(self) -> Option<Offer> {
+        match self {
+            Decision::Offer(o) => Some(o),
+            _ => None,
+        }
+    }
 }
