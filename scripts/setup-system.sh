@@ -4,7 +4,8 @@
 # mDNS tests, which run in a private network namespace; Chromium for the
 # Update page's browser tests; nginx, the static web server the pull tests
 # download releases from; openssl; qemu-system-misc for the device core's
-# riscv32 scenario. Debian packages. (Building otter itself needs only the
+# riscv32 scenario; PostgreSQL, which the fleet server's tests start in a
+# temporary data directory (initdb/pg_ctl). Debian packages. (Building otter itself needs only the
 # Rust toolchain.)
 set -euo pipefail
 need=()
@@ -15,6 +16,8 @@ command -v sha256sum >/dev/null || need+=(coreutils)
 command -v chromium >/dev/null || need+=(chromium)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v openssl >/dev/null || need+=(openssl)
+# The fleet server on PostgreSQL (crates/otter-server/tests/support/pg.rs).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # The device core's bare-metal scenario (scripts/qemu-device.sh).
 command -v qemu-system-riscv32 >/dev/null || need+=(qemu-system-misc)
 # The browser-test driver (playwright-core) needs Node.js 20 or later.

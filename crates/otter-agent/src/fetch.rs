@@ -74,7 +74,7 @@ use tokio_rustls::TlsConnector;
 pub use url::Url;
 
 mod error;
-mod trust;
+pub(crate) mod trust;
 
 pub use error::{FetchError, TlsFailure};
 pub use trust::Trust;

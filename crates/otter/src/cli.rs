@@ -54,6 +54,10 @@ enum Command {
     Keygen(cmd::keygen::Args),
     /// Write a signed release folder, or verify one.
     Release(cmd::release::Args),
+    /// Run the fleet update server: device check-ins, signed releases, staged rollouts.
+    Server(cmd::server::Args),
+    /// Manage the fleet through the server: devices, releases, rollouts.
+    Fleet(cmd::fleet::Args),
     /// Sign an image with a Secure Boot v2 key (as espsecure sign-data --version 2).
     Sign(cmd::sign::Args),
     /// Secure Boot key helpers: the eFuse key digest.
@@ -99,6 +103,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Delta(a) => cmd::delta::run(a),
         Command::Keygen(a) => cmd::keygen::run(a),
         Command::Release(a) => cmd::release::run(a),
+        Command::Server(a) => cmd::server::run(a),
+        Command::Fleet(a) => cmd::fleet::run(a),
         Command::Sign(a) => cmd::sign::run(a),
         Command::Keys(c) => cmd::keys::run(c),
         Command::Completions(a) => {

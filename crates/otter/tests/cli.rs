@@ -587,11 +587,15 @@ fn completions_for_bash_zsh_and_fish_name_the_subcommands() {
         assert!(text.contains(marker), "{shell}: no {marker:?}");
     }
     // bash itself loads the script and registers the completion.
+    // From a file: the script is larger than one argument may be (128 KiB).
     let script = stdout(&run_otter(["completions", "bash"]));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("otter.bash");
+    std::fs::write(&file, &script).unwrap();
     let o = std::process::Command::new("bash")
         .arg("-c")
-        .arg("eval \"$0\"; complete -p otter")
-        .arg(&script)
+        .arg("source \"$0\"; complete -p otter")
+        .arg(&file)
         .output()
         .expect("bash must be installed");
     assert!(o.status.success(), "{}", stderr(&o));

@@ -105,7 +105,7 @@ pub(super) fn tls_failure(error: io::Error) -> TlsFailure {
     }
 }
 
-pub(super) fn tls_connector(trust: Trust) -> Result<TlsConnector, FetchError> {
+pub(crate) fn tls_connector(trust: Trust) -> Result<TlsConnector, FetchError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let algorithms = provider.signature_verification_algorithms;
     let builder = ClientConfig::builder_with_provider(provider.clone())

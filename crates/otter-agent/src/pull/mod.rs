@@ -25,6 +25,7 @@
 
 pub mod firmware;
 pub mod plan;
+pub mod server;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,6 +56,9 @@ pub struct PullConfig {
     /// The product this device installs; `None`: the running firmware's
     /// project name.
     pub product: Option<String>,
+    /// Check in with a fleet server first, which names the manifest
+    /// ([`server`]); `None`: `manifest_url` is checked.
+    pub server: Option<server::ServerConfig>,
 }
 
 /// What `GET /api/ota/status` says about pulling.
@@ -213,6 +217,9 @@ pub struct Pull {
     bad: Mutex<Option<[u8; 32]>>,
     /// The device's update lock (the core's), once the runner installed it.
     gate: std::sync::OnceLock<Arc<dyn UpdateGate>>,
+    /// The manifest URL of the check in progress (the server's offer, or
+    /// `manifest_url`): artifacts resolve against it.
+    current: Mutex<Url>,
 }
 
 /// Why a check ended without installing.
@@ -276,13 +283,14 @@ impl Pull {
             last_download: None,
         };
         Ok(Arc::new(Self {
-            cfg,
             fetcher,
             status: Arc::new(Mutex::new(status)),
             requests,
             inbox: tokio::sync::Mutex::new(inbox),
             bad: Mutex::new(None),
             gate: std::sync::OnceLock::new(),
+            current: Mutex::new(cfg.manifest_url.clone()),
+            cfg,
         }))
     }
 
@@ -437,6 +445,9 @@ impl Pull {
                 }
             }
         };
+        if let Some(s) = &self.cfg.server {
+            server::after_check(s, &report);
+        }
         report
     }
 
@@ -446,7 +457,14 @@ impl Pull {
         reply: &mut Option<oneshot::Sender<CheckReport>>,
         release: &mut Option<ReleaseSummary>,
     ) -> Result<(&'static str, Option<&'static str>), Stop> {
-        let url = &self.cfg.manifest_url;
+        let url = &match &self.cfg.server {
+            Some(s) => match server::check_in(s, shared).await? {
+                Some(u) => u,
+                None => return Ok(("up_to_date", None)),
+            },
+            None => self.cfg.manifest_url.clone(),
+        };
+        *lock(&self.current) = url.clone();
         let mut sig_url = url.clone();
         sig_url.set_path(&format!("{}.sig", url.path()));
         let manifest = self
@@ -514,7 +532,8 @@ impl Pull {
     }
 
     fn artifact_url(&self, url: &str) -> Result<Url, Stop> {
-        let s = resolve_url(self.cfg.manifest_url.as_str(), url)?;
+        let base = lock(&self.current).clone();
+        let s = resolve_url(base.as_str(), url)?;
         Url::parse(&s).map_err(|e| {
             Stop::refused(
                 "bad_manifest",

@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use otter_agent::fetch::{FetchConfig, Trust, Url};
 use otter_agent::mdns::MdnsOptions;
 use otter_agent::net::uploaders::{EspotaScheme, UploaderConfig};
+use otter_agent::pull::server::ServerConfig;
 use otter_agent::pull::PullConfig;
 use otter_agent::{Profile, RunEnd, RunOptions};
 use otter_format::chip::Chip;
@@ -232,6 +233,49 @@ pub struct RunArgs {
     /// The espota challenge: sha256 (arduino-esp32 3.3.1 and later) or md5 (older espota.py, esp8266).
     #[arg(long, default_value = "sha256", value_parser = ["sha256", "md5"], help_heading = "Other uploaders")]
     espota_auth: String,
+    /// Pull through a fleet server (`otter server`): check in at URL, install what it offers.
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "manifest_url",
+        help_heading = "Fleet server"
+    )]
+    server: Option<String>,
+    /// This device's id on the fleet server [default: the device directory's name].
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "server",
+        help_heading = "Fleet server"
+    )]
+    device_id: Option<String>,
+    /// The fleet's enrollment key (the server's DATA/enroll.key), to enroll on first contact.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "OTTER_ENROLL_KEY",
+        hide_env_values = true,
+        requires = "server",
+        help_heading = "Fleet server"
+    )]
+    enroll_key: Option<String>,
+    /// Read the enrollment key from this file instead.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "enroll_key",
+        requires = "server",
+        help_heading = "Fleet server"
+    )]
+    enroll_key_file: Option<PathBuf>,
+    /// A tag to enroll with, for rollout targets (repeatable).
+    #[arg(
+        long = "tag",
+        value_name = "TAG",
+        requires = "server",
+        help_heading = "Fleet server"
+    )]
+    tags: Vec<String>,
     /// Print the startup line as JSON: `{url, pid, dir, slot, version}`
     /// (the slot and version the power-on boots); logs stay on stderr.
     #[arg(long)]
@@ -470,16 +514,24 @@ fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
 
 /// The pull client's configuration from `--manifest-url` and friends.
 fn pull_config(a: &RunArgs) -> anyhow::Result<Option<PullConfig>> {
-    let Some(url) = &a.manifest_url else {
-        if !a.trust.is_empty() || a.ca.is_some() || a.pin.is_some() || a.poll.is_some() {
-            bail!("--trust, --ca, --pin and --poll configure pulling: add --manifest-url URL");
+    let (flag, url) = match (&a.manifest_url, &a.server) {
+        (Some(u), _) => ("--manifest-url", u),
+        (None, Some(u)) => ("--server", u),
+        (None, None) => {
+            if !a.trust.is_empty() || a.ca.is_some() || a.pin.is_some() || a.poll.is_some() {
+                bail!("--trust, --ca, --pin and --poll configure pulling: add --manifest-url URL or --server URL");
+            }
+            return Ok(None);
         }
-        return Ok(None);
     };
-    let manifest_url =
-        Url::parse(url).with_context(|| format!("--manifest-url {url:?} is not a URL"))?;
+    let mut manifest_url =
+        Url::parse(url).with_context(|| format!("{flag} {url:?} is not a URL"))?;
+    if a.server.is_some() && !manifest_url.path().ends_with('/') {
+        let p = format!("{}/", manifest_url.path());
+        manifest_url.set_path(&p);
+    }
     if a.trust.is_empty() {
-        bail!("--manifest-url needs at least one --trust KEY.pub: the device installs only releases signed by a key it trusts (make one with `otter keygen`)");
+        bail!("{flag} needs at least one --trust KEY.pub: the device installs only releases signed by a key it trusts (make one with `otter keygen`)");
     }
     let mut trusted = Vec::new();
     for p in &a.trust {
@@ -497,16 +549,49 @@ fn pull_config(a: &RunArgs) -> anyhow::Result<Option<PullConfig>> {
     };
     match manifest_url.scheme() {
         "https" if trust.is_none() => bail!(
-            "--manifest-url is https:// but no server trust is given: add --ca CA.pem (the CA that signed the server's certificate) or --pin SERVER.pem"
+            "{flag} is https:// but no server trust is given: add --ca CA.pem (the CA that signed the server's certificate) or --pin SERVER.pem"
         ),
         "http" if !a.allow_http => bail!(
-            "--manifest-url is plain http://: use https:// with --ca or --pin, or pass --allow-http for development"
+            "{flag} is plain http://: use https:// with --ca or --pin, or pass --allow-http for development"
         ),
         "http" => tracing::warn!(
             "WARNING: pulling over plain HTTP (--allow-http): anyone on the network path can withhold or delay releases; signatures still decide what is installed"
         ),
         _ => {}
     }
+    let server = match &a.server {
+        None => None,
+        Some(_) => {
+            let device_id = match &a.device_id {
+                Some(d) => d.clone(),
+                None => a
+                    .dir
+                    .canonicalize()
+                    .ok()
+                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .context("cannot name the device after its directory: give --device-id ID")?,
+            };
+            let enrollment_key = match (&a.enroll_key, &a.enroll_key_file) {
+                (Some(k), _) => Some(k.clone()),
+                (None, Some(f)) => Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| format!("reading the enrollment key {}", f.display()))?
+                        .trim()
+                        .to_string(),
+                ),
+                (None, None) => None,
+            };
+            Some(ServerConfig {
+                url: manifest_url.clone(),
+                device_id,
+                enrollment_key,
+                tags: a.tags.clone(),
+                state_file: a.dir.join("fleet.json"),
+                trust: trust.clone(),
+                timeout: Duration::from_secs(20),
+            })
+        }
+    };
     let fetch = FetchConfig {
         trust,
         allow_http: a.allow_http,
@@ -519,6 +604,7 @@ fn pull_config(a: &RunArgs) -> anyhow::Result<Option<PullConfig>> {
         fetch,
         poll: a.poll.map(|p| secs("poll", p)).transpose()?,
         product: a.product.clone(),
+        server,
     }))
 }
 

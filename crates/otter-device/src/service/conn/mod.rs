@@ -8,8 +8,7 @@ use otter_ota::SlotId;
 
 use super::{
     CheckResult, Device, LastUpdate, Platform, Protocol, RollbackReason, Text32, UpdateKind,
-    UpdateResult,
-    Upload,
+    UpdateResult, Upload,
 };
 use crate::error::{BadRequest, DeviceError};
 use crate::http::{

@@ -1,0 +1,486 @@
+//! The pull client's fleet-server mode (`--server URL`, docs/fleet.md): before
+//! each check the device checks in (who it is, what it runs, its boot states
+//! and what happened since the last acknowledged check-in), and the server
+//! answers with the manifest to install now, if any. The manifest then goes
+//! through the same verified pull path as `--manifest-url`: the server is
+//! trusted for nothing but the choice of release.
+//!
+//! Events are kept in `DIR/fleet.json` until the server acknowledges them,
+//! so a lost answer, a server restart or a power cut replays them with the
+//! same ids (the server records each id once). The same file keeps the token
+//! issued at enrollment and the release being installed, from which the
+//! events are derived:
+//!
+//! | device sees | event |
+//! |---|---|
+//! | the pull starts downloading an offered firmware | `update_started` |
+//! | it runs the offered image, pending its self-test | `verified` |
+//! | it runs the offered image, confirmed | `confirmed` |
+//! | it runs another image and the agent recorded a rollback of the offered version (`invalid`: self-test failed) | `self_test_failed` |
+//! | ... (`aborted`: crashed or hung before confirming) | `rolled_back` |
+//! | the pull refused the manifest | `refused` (with the code) |
+//! | the download failed | `download_failed` |
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::client::conn::http1;
+use hyper::{header, Request};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use url::Url;
+
+use super::{CheckReport, Stop};
+use crate::fetch::Trust;
+use crate::state::{now_secs, Shared};
+
+/// The largest answer the server may send to a check-in.
+const MAX_ANSWER: usize = 64 * 1024;
+/// Events kept while the server is unreachable; the oldest go first.
+const MAX_OUTBOX: usize = 256;
+/// Events sent in one check-in (the server's limit).
+const MAX_EVENTS_PER_CHECKIN: usize = 64;
+
+/// How the device talks to a fleet server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The server's base URL (`http://fleet.example:8780/`).
+    pub url: Url,
+    /// This device's id on the server.
+    pub device_id: String,
+    /// The fleet's enrollment key, to enroll when no token is kept yet.
+    pub enrollment_key: Option<String>,
+    /// Tags to enroll with.
+    pub tags: Vec<String>,
+    /// Where the token, the outbox and the install in progress are kept
+    /// (`DIR/fleet.json`).
+    pub state_file: PathBuf,
+    /// TLS trust for an `https://` server.
+    pub trust: Option<Trust>,
+    /// Connect and read timeout.
+    pub timeout: Duration,
+}
+
+/// An event waiting for the server's acknowledgement.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Event {
+    id: String,
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    release: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    at: u64,
+}
+
+/// The offered release being installed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Pending {
+    release: String,
+    version: String,
+    sha256: String,
+    started: bool,
+    verified: bool,
+}
+
+/// `DIR/fleet.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Journal {
+    device_id: String,
+    token: Option<String>,
+    next_event: u64,
+    outbox: Vec<Event>,
+    pending: Option<Pending>,
+}
+
+impl Journal {
+    fn load(path: &Path, device_id: &str) -> Result<Journal, Stop> {
+        match std::fs::read(path) {
+            Ok(b) => {
+                let j: Journal = serde_json::from_slice(&b).map_err(|e| {
+                    Stop::failed(
+                        "fleet_state",
+                        format!(
+                            "{} does not parse ({e}); move it away to enroll again",
+                            path.display()
+                        ),
+                    )
+                })?;
+                if j.device_id != device_id {
+                    return Err(Stop::failed(
+                        "fleet_state",
+                        format!(
+                            "{} belongs to device {:?}, not {device_id:?}; move it away to enroll as {device_id:?}",
+                            path.display(),
+                            j.device_id
+                        ),
+                    ));
+                }
+                Ok(j)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Journal {
+                device_id: device_id.to_string(),
+                ..Journal::default()
+            }),
+            Err(e) => Err(Stop::failed(
+                "fleet_state",
+                format!("{}: {e}", path.display()),
+            )),
+        }
+    }
+
+    /// Written to a temporary file, synced, then renamed over the old one:
+    /// a power cut leaves the old or the new journal, never a torn one.
+    fn save(&self, path: &Path) -> Result<(), Stop> {
+        use std::io::Write as _;
+        let fail =
+            |e: std::io::Error| Stop::failed("fleet_state", format!("{}: {e}", path.display()));
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| fail(std::io::Error::other(e)))?;
+        let mut f = std::fs::File::create(&tmp).map_err(fail)?;
+        f.write_all(&bytes).map_err(fail)?;
+        f.sync_all().map_err(fail)?;
+        std::fs::rename(&tmp, path).map_err(fail)
+    }
+
+    fn push(
+        &mut self,
+        kind: &str,
+        release: Option<&str>,
+        version: Option<&str>,
+        reason: Option<String>,
+    ) {
+        self.next_event += 1;
+        self.outbox.push(Event {
+            id: format!("e{}", self.next_event),
+            kind: kind.to_string(),
+            release: release.map(str::to_string),
+            version: version.map(str::to_string),
+            reason: reason.map(|r| r.chars().take(1000).collect()),
+            at: now_secs(),
+        });
+        if self.outbox.len() > MAX_OUTBOX {
+            self.outbox.remove(0);
+        }
+    }
+}
+
+/// The device's state as a check-in reports it, and the events it implies.
+fn observe(shared: &Shared, j: &mut Journal) -> Result<Value, Stop> {
+    let boot = shared.boot();
+    let status = shared
+        .device()
+        .status(boot.running)
+        .map_err(|e| Stop::failed("flash_error", e.to_string()))?;
+    let running = status
+        .running
+        .as_ref()
+        .ok_or_else(|| Stop::failed("not_running", "no image runs"))?;
+    let state = running.state.clone();
+    let pending_verify = state.as_deref() == Some("pending_verify");
+    if let Some(p) = j.pending.clone() {
+        if running.sha256.as_deref() == Some(p.sha256.as_str()) {
+            if pending_verify && !p.verified {
+                j.push("verified", Some(&p.release), Some(&p.version), None);
+                if let Some(p) = j.pending.as_mut() {
+                    p.verified = true;
+                }
+            } else if !pending_verify {
+                if !p.verified {
+                    j.push("verified", Some(&p.release), Some(&p.version), None);
+                }
+                j.push("confirmed", Some(&p.release), Some(&p.version), None);
+                j.pending = None;
+            }
+        } else if p.started {
+            let rollback = shared
+                .last_rollback()
+                .filter(|r| r.version.as_deref() == Some(p.version.as_str()));
+            let slot_failed = status.slots.iter().any(|s| {
+                s.version.as_deref() == Some(p.version.as_str())
+                    && matches!(s.state.as_deref(), Some("invalid" | "aborted"))
+            });
+            if let Some(r) = rollback {
+                let kind = if r.state == "invalid" {
+                    "self_test_failed"
+                } else {
+                    "rolled_back"
+                };
+                j.push(
+                    kind,
+                    Some(&p.release),
+                    Some(&p.version),
+                    Some(r.reason.clone()),
+                );
+                j.pending = None;
+            } else if slot_failed {
+                j.push(
+                    "rolled_back",
+                    Some(&p.release),
+                    Some(&p.version),
+                    Some(format!(
+                        "{} is in a slot marked invalid or aborted",
+                        p.version
+                    )),
+                );
+                j.pending = None;
+            }
+        }
+    }
+    let slots: Vec<Value> = status
+        .slots
+        .iter()
+        .take(16)
+        .map(|s| json!({"name": s.slot.label, "state": s.state, "version": s.version}))
+        .collect();
+    Ok(json!({
+        "device_id": j.device_id,
+        "product": running.project_name,
+        "chip": status.chip,
+        "version": running.version,
+        "sha256": running.sha256,
+        "secure_counter": status.anti_rollback,
+        "boot": {"running_slot": running.slot.label, "state": state, "slots": slots},
+    }))
+}
+
+/// One HTTP exchange with the server: `POST path` with a JSON body.
+async fn post(
+    cfg: &ServerConfig,
+    path: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> Result<(u16, Value), Stop> {
+    let url = cfg
+        .url
+        .join(path)
+        .map_err(|e| Stop::failed("server_url", format!("{}{path}: {e}", cfg.url)))?;
+    let fail = |what: String| Stop::failed("server_unreachable", format!("{url}: {what}"));
+    let host = url
+        .host_str()
+        .ok_or_else(|| fail("no host".into()))?
+        .to_string();
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| fail("no port".into()))?;
+    let bytes = Bytes::from(body.to_string());
+    let mut req = Request::post(url.path())
+        .header(header::HOST, format!("{host}:{port}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONNECTION, "close");
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req
+        .body(Full::new(bytes))
+        .map_err(|e| fail(e.to_string()))?;
+    let exchange = async {
+        let host_for_connect = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let tcp = TcpStream::connect((host_for_connect.as_str(), port))
+            .await
+            .map_err(|e| fail(format!("connect: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let resp = if url.scheme() == "https" {
+            let trust = cfg.trust.clone().ok_or_else(|| {
+                Stop::failed("server_url", "an https:// server needs --ca or --pin")
+            })?;
+            let tls = crate::fetch::trust::tls_connector(trust).map_err(|e| fail(e.to_string()))?;
+            let name = rustls_pki_types::ServerName::try_from(host_for_connect.clone())
+                .map_err(|e| fail(e.to_string()))?;
+            let stream = tls
+                .connect(name, tcp)
+                .await
+                .map_err(|e| fail(format!("TLS: {e}")))?;
+            send(TokioIo::new(stream), req).await
+        } else {
+            send(TokioIo::new(tcp), req).await
+        };
+        resp.map_err(|e| fail(e.to_string()))
+    };
+    tokio::time::timeout(cfg.timeout, exchange)
+        .await
+        .map_err(|_| {
+            fail(format!(
+                "no answer within {:.0} s",
+                cfg.timeout.as_secs_f64()
+            ))
+        })?
+}
+
+async fn send<IO>(io: TokioIo<IO>, req: Request<Full<Bytes>>) -> Result<(u16, Value), String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt as _;
+    let (mut sender, conn) = http1::handshake(io).await.map_err(|e| e.to_string())?;
+    let task = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let limited = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER);
+    let body = limited
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    task.abort();
+    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+}
+
+fn refusal(status: u16, body: &Value) -> Stop {
+    let code = body["error"].as_str().unwrap_or("unknown");
+    let message = body["message"].as_str().unwrap_or("");
+    Stop::failed(
+        "server_refused",
+        format!("the fleet server answered {status} {code}: {message}"),
+    )
+}
+
+/// Checks in; returns the manifest URL to check now, or `None` when the
+/// server offers nothing.
+pub(super) async fn check_in(
+    cfg: &ServerConfig,
+    shared: &Arc<Shared>,
+) -> Result<Option<Url>, Stop> {
+    let mut j = Journal::load(&cfg.state_file, &cfg.device_id)?;
+    if j.token.is_none() {
+        let Some(key) = &cfg.enrollment_key else {
+            return Err(Stop::failed(
+                "not_enrolled",
+                format!(
+                    "no token in {} and no enrollment key to get one",
+                    cfg.state_file.display()
+                ),
+            ));
+        };
+        let (status, body) = post(
+            cfg,
+            "device/v1/enroll",
+            None,
+            &json!({"device_id": cfg.device_id, "enrollment_key": key, "tags": cfg.tags}),
+        )
+        .await?;
+        if status != 201 {
+            return Err(refusal(status, &body));
+        }
+        j.token = body["token"].as_str().map(str::to_string);
+        j.save(&cfg.state_file)?;
+        shared.event(format!(
+            "fleet: enrolled as {} at {}",
+            cfg.device_id, cfg.url
+        ));
+    }
+    let mut report = observe(shared, &mut j)?;
+    j.save(&cfg.state_file)?;
+    let sending: Vec<Event> = j
+        .outbox
+        .iter()
+        .take(MAX_EVENTS_PER_CHECKIN)
+        .cloned()
+        .collect();
+    report["events"] = serde_json::to_value(&sending).unwrap_or(Value::Array(vec![]));
+    let (status, body) = post(cfg, "device/v1/checkin", j.token.as_deref(), &report).await?;
+    if status != 200 {
+        return Err(refusal(status, &body));
+    }
+    let acked: Vec<&str> = body["acknowledged"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    j.outbox.retain(|e| !acked.contains(&e.id.as_str()));
+    let offer = &body["offer"];
+    let url = if offer.is_null() {
+        None
+    } else {
+        let (Some(release), Some(version), Some(sha256), Some(path)) = (
+            offer["release"].as_str(),
+            offer["version"].as_str(),
+            offer["sha256"].as_str(),
+            offer["manifest_url"].as_str(),
+        ) else {
+            j.save(&cfg.state_file)?;
+            return Err(Stop::failed(
+                "server_answer",
+                format!("the offer does not parse: {offer}"),
+            ));
+        };
+        let url = cfg
+            .url
+            .join(path)
+            .map_err(|e| Stop::failed("server_answer", format!("manifest_url {path:?}: {e}")))?;
+        if j.pending.as_ref().map(|p| p.release.as_str()) != Some(release) {
+            j.pending = Some(Pending {
+                release: release.into(),
+                version: version.into(),
+                sha256: sha256.into(),
+                started: false,
+                verified: false,
+            });
+        }
+        Some(url)
+    };
+    j.save(&cfg.state_file)?;
+    Ok(url)
+}
+
+/// Records what the check after a check-in did: an install started, a
+/// refusal, a failed download.
+pub(super) fn after_check(cfg: &ServerConfig, report: &CheckReport) {
+    let Ok(mut j) = Journal::load(&cfg.state_file, &cfg.device_id) else {
+        return;
+    };
+    let Some(p) = j.pending.clone() else { return };
+    let code_message = || {
+        report
+            .error
+            .as_ref()
+            .map(|e| format!("{}: {}", e.error, e.message))
+    };
+    match (report.result, report.artifact) {
+        ("updating", Some("firmware")) if !p.started => {
+            j.push("update_started", Some(&p.release), Some(&p.version), None);
+            if let Some(p) = j.pending.as_mut() {
+                p.started = true;
+            }
+        }
+        ("refused", _)
+            if report
+                .release
+                .as_ref()
+                .is_some_and(|r| r.sha256 == p.sha256) =>
+        {
+            j.push(
+                "refused",
+                Some(&p.release),
+                Some(&p.version),
+                code_message(),
+            );
+            j.pending = None;
+        }
+        ("failed", _)
+            if report.error.as_ref().is_some_and(|e| {
+                e.error != "server_unreachable" && e.error != "server_refused"
+            }) =>
+        {
+            j.push(
+                "download_failed",
+                Some(&p.release),
+                Some(&p.version),
+                code_message(),
+            );
+        }
+        _ => return,
+    }
+    let _ = j.save(&cfg.state_file);
+}
