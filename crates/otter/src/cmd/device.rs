@@ -29,7 +29,7 @@ pub enum Command {
     /// Create a virtual device: DIR/flash.bin laid out as a factory flash, and DIR/device.json.
     Create(CreateArgs),
     /// Power a virtual device on and serve its OTA API until Ctrl-C.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// A device's state: offline from a virtual device's flash (DIR), or
     /// from a running device's API (--to URL).
     Status(StatusArgs),
@@ -303,7 +303,7 @@ pub struct StatusArgs {
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Create(a) => create(&a),
-        Command::Run(a) => run_device(a),
+        Command::Run(a) => run_device(*a),
         Command::Status(StatusArgs {
             to: Some(to),
             token,
