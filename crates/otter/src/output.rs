@@ -44,7 +44,7 @@ pub fn human_size(bytes: u64) -> String {
 
 /// Hex string of a byte slice, lowercase.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// A check that failed before any output was produced: `{ok: false, error,

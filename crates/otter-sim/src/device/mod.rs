@@ -170,16 +170,9 @@ fn parse_digests(field: &str, list: &[String]) -> Result<&'static [[u8; 32]], St
     }
     let mut out = Vec::with_capacity(list.len());
     for (i, h) in list.iter().enumerate() {
-        let bytes = (h.len() == 64)
-            .then(|| {
-                (0..32)
-                    .map(|k| u8::from_str_radix(h.get(2 * k..2 * k + 2)?, 16).ok())
-                    .collect::<Option<Vec<u8>>>()
-            })
-            .flatten()
-            .ok_or_else(|| format!("{field}[{i}] is {h:?}, not a 64-hex-digit key digest"))?;
         let mut d = [0u8; 32];
-        d.copy_from_slice(&bytes);
+        hex::decode_to_slice(h, &mut d)
+            .map_err(|_| format!("{field}[{i}] is {h:?}, not a 64-hex-digit key digest"))?;
         out.push(d);
     }
     // The engine's configuration is `Copy` with `'static` key lists; one

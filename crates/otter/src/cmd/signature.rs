@@ -85,13 +85,9 @@ pub fn load(args: &TrustArgs) -> anyhow::Result<Trust> {
 
 fn parse_digest(s: &str) -> anyhow::Result<[u8; 32]> {
     let t: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("a key digest is 64 hex digits, got {s:?}");
-    }
     let mut d = [0u8; 32];
-    for (i, b) in d.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).context("hex digit")?;
-    }
+    hex::decode_to_slice(&t, &mut d)
+        .map_err(|_| anyhow::anyhow!("a key digest is 64 hex digits, got {s:?}"))?;
     Ok(d)
 }
 
