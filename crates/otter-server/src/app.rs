@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tower::ServiceExt as _;
 
+use crate::artifacts::Artifacts;
 use crate::error::{ApiError, StoreError};
 use crate::rollout::{Command, Permille, Policy};
 use crate::store::{hex, random_hex, CheckInError, ReleaseRow, RolloutError, Store, Target};
@@ -42,8 +42,11 @@ pub fn system_clock() -> Clock {
 /// How the server behaves.
 #[derive(Clone)]
 pub struct Config {
-    /// Where artifacts are kept: `DIR/artifacts/RELEASE/firmware.bin`.
+    /// The data folder (`tmp/` stages uploads).
     pub data: PathBuf,
+    /// Where artifacts are kept: `RELEASE/firmware.bin` in the data
+    /// folder's `artifacts/` or in a bucket.
+    pub artifacts: Arc<Artifacts>,
     /// Keys a release must be signed by (at least one of them).
     pub trusted: Vec<PublicKey>,
     /// The operator's bearer token.
@@ -110,6 +113,16 @@ impl AppState {
     /// The store.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// How it behaves.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> Clock {
+        self.clock.clone()
     }
 
     /// Now, by the configured clock.
@@ -379,21 +392,7 @@ async fn download(
         "manifest.json.sig" => {
             Ok(([(header::CONTENT_TYPE, "application/json")], rel.signature).into_response())
         }
-        _ => {
-            let path = s.cfg.data.join("artifacts").join(&release).join(&file);
-            if !path.exists() {
-                return Err(ApiError::not_found(
-                    "no_artifact",
-                    format!("release {release} has no {file} on this server (its manifest may point elsewhere)"),
-                ));
-            }
-            let svc = tower_http::services::ServeFile::new(path);
-            let r = svc.oneshot(req).await;
-            match r {
-                Ok(r) => Ok(r.map(Body::new)),
-                Err(never) => match never {},
-            }
-        }
+        _ => s.cfg.artifacts.serve(&release, &file, req).await,
     }
 }
 
@@ -686,27 +685,14 @@ async fn publish_staged(
         files.push((st, file));
     }
     let id = hex(&Sha256::digest(&manifest)[..8]);
-    let dir = s.cfg.data.join("artifacts").join(&id);
     if s.store.release(&id).await?.is_some() {
         return Err(ApiError::conflict(
             "release_exists",
             format!("release {id} (this exact manifest) is already published"),
         ));
     }
-    let io = |p: &std::path::Path, e: std::io::Error| {
-        ApiError::from(StoreError::Io {
-            path: p.display().to_string(),
-            source: e,
-        })
-    };
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| io(&dir, e))?;
     for (st, file) in &files {
-        let to = dir.join(file);
-        tokio::fs::rename(&st.path, &to)
-            .await
-            .map_err(|e| io(&to, e))?;
+        s.cfg.artifacts.put(&id, file, &st.path).await?;
     }
     let row = ReleaseRow {
         id: id.clone(),

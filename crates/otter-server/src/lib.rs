@@ -16,6 +16,7 @@
 //! docs/fleet.md describes the API, the rollout rules and their defaults.
 
 pub mod app;
+pub mod artifacts;
 pub mod error;
 pub mod openapi;
 pub mod rollout;
@@ -53,6 +54,8 @@ pub struct ServerOptions {
     pub burst: f64,
     /// How often rollouts are evaluated without check-ins.
     pub tick: Duration,
+    /// Artifacts in an S3-compatible bucket instead of `DATA/artifacts/`.
+    pub s3: Option<artifacts::S3Options>,
 }
 
 impl ServerOptions {
@@ -67,6 +70,7 @@ impl ServerOptions {
             rate_per_s: 1.0,
             burst: 10.0,
             tick: Duration::from_secs(1),
+            s3: None,
         }
     }
 }
@@ -86,6 +90,9 @@ pub enum ServerError {
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The artifact store (the S3 bucket does not answer, …).
+    #[error("artifact store: {0}")]
+    Artifacts(#[from] artifacts::ArtifactError),
     /// No trusted key.
     #[error(
         "no trusted release key: the server publishes only releases signed by a configured key"
@@ -99,6 +106,7 @@ impl ServerError {
         match self {
             Self::Io { .. } => "io",
             Self::Store(e) => e.code(),
+            Self::Artifacts(e) => e.code(),
             Self::NoTrustedKey => "no_trusted_key",
         }
     }
@@ -178,8 +186,13 @@ pub async fn start(opts: ServerOptions, clock: Clock) -> Result<Running, ServerE
     };
     let store = Arc::new(Store::open(&url).await?);
     let backend = store.backend();
+    let artifacts = match &opts.s3 {
+        None => artifacts::Artifacts::Local(opts.data.join("artifacts")),
+        Some(o) => artifacts::Artifacts::S3(Box::new(artifacts::S3Store::open(o).await?)),
+    };
     let cfg = Config {
         data: opts.data.clone(),
+        artifacts: Arc::new(artifacts),
         trusted: opts.trusted.clone(),
         admin_token,
         enrollment_key,

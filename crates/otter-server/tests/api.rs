@@ -14,6 +14,10 @@ use tower::ServiceExt as _;
 
 #[path = "support/pg.rs"]
 mod pg;
+#[path = "support/s3.rs"]
+mod s3;
+
+use otter_server::artifacts::{ArtifactError, Artifacts, Downloads, S3Options, S3Store};
 
 /// Which database a test runs on.
 #[derive(Clone, Copy)]
@@ -46,6 +50,8 @@ on_both!(
     bad_rollout_requests_are_refused,
     a_pinned_device_is_offered_its_release_and_downloads_go_through_its_ticket,
     the_openapi_description_matches_the_router,
+    artifacts_in_s3_are_published_and_downloaded_by_redirect_and_by_proxy,
+    a_publish_while_the_object_store_is_down_publishes_nothing,
 );
 
 const ADMIN: &str = "admin-secret";
@@ -63,6 +69,10 @@ struct Harness {
 }
 
 async fn harness_with(db: Db, rate_per_s: f64, burst: f64) -> Harness {
+    harness_on(db, rate_per_s, burst, None).await
+}
+
+async fn harness_on(db: Db, rate_per_s: f64, burst: f64, s3: Option<S3Options>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
     std::fs::create_dir_all(data.join("tmp")).unwrap();
@@ -84,6 +94,10 @@ async fn harness_with(db: Db, rate_per_s: f64, burst: f64) -> Harness {
     let c = clock.clone();
     let cfg = Config {
         data: data.clone(),
+        artifacts: Arc::new(match &s3 {
+            None => Artifacts::Local(data.join("artifacts")),
+            Some(o) => Artifacts::S3(Box::new(S3Store::open(o).await.unwrap())),
+        }),
         trusted: vec![key.public_key()],
         admin_token: ADMIN.into(),
         enrollment_key: ENROLL.into(),
@@ -944,4 +958,200 @@ async fn the_openapi_description_matches_the_router(db: Db) {
     // And something undocumented is the fallback.
     let r = h.call("GET", "/api/v1/secrets", None, None).await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+}
+
+fn s3_options(store: &s3::SeaweedFs, downloads: Downloads) -> S3Options {
+    S3Options {
+        endpoint: store.endpoint.clone(),
+        bucket: store.bucket.clone(),
+        region: "us-east-1".into(),
+        prefix: "fleet/".into(),
+        virtual_host: false,
+        access_key: s3::ACCESS_KEY.into(),
+        secret_key: s3::SECRET_KEY.into(),
+        downloads,
+    }
+}
+
+/// The device's ticket URL of `file` for a pinned device, after its check-in.
+async fn pinned_ticket(h: &Harness, rel: &str, file: &str) -> String {
+    let devices = fleet(h, 1).await;
+    let a = h
+        .call(
+            "PUT",
+            "/api/v1/devices/dev-00/pin",
+            Some(ADMIN),
+            Some(json!({"release": rel})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let r = h
+        .check_in(
+            &devices[0].1,
+            report("dev-00", "1.0.0", Some(&"0".repeat(64)), "valid", json!([])),
+        )
+        .await;
+    let url = format!("/{}", r.body["offer"]["manifest_url"].as_str().unwrap());
+    url.replace("manifest.json", file)
+}
+
+/// Artifacts go to the bucket (checked through SeaweedFS's own filer
+/// listing, not otter's S3 client), nothing is left in the data folder, and
+/// a device's ticketed download is a 302 to a presigned URL that curl can
+/// fetch with a Range (a resumed download), or, proxied, the same bytes
+/// through the server.
+async fn artifacts_in_s3_are_published_and_downloaded_by_redirect_and_by_proxy(db: Db) {
+    let store = tokio::task::spawn_blocking(|| s3::SeaweedFs::start("otter-artifacts"))
+        .await
+        .unwrap();
+    let h = harness_on(
+        db,
+        1000.0,
+        1000.0,
+        Some(s3_options(&store, Downloads::Redirect)),
+    )
+    .await;
+    let (rel, fw) = h.publish("1.1.0").await;
+    let objects = store.objects("fleet/");
+    assert_eq!(
+        objects,
+        vec![(format!("fleet/{rel}/firmware.bin"), fw.len() as u64)],
+        "the bucket holds {objects:?}"
+    );
+    let local: Vec<_> = std::fs::read_dir(h.data.join("artifacts"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        local.is_empty(),
+        "artifacts left in the data folder: {local:?}"
+    );
+
+    let fw_url = pinned_ticket(&h, &rel, "firmware.bin").await;
+    let a = h.call("GET", &fw_url, None, None).await;
+    assert_eq!(a.status, StatusCode::FOUND, "{}", a.body);
+    let location = a.headers["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with(&format!(
+            "{}/otter-artifacts/fleet/{rel}/firmware.bin?",
+            store.endpoint
+        )) && location.contains("X-Amz-Signature="),
+        "not a presigned URL of the object: {location}"
+    );
+    let got = curl(&["-sS", "-f", "-H", "Range: bytes=1000-", &location]).await;
+    assert!(
+        got.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(
+        got.stdout,
+        fw[1000..],
+        "the presigned URL served other bytes"
+    );
+    // The signature covers the object: another key with the same query fails.
+    let forged = location.replace("firmware.bin?", "www.bin?");
+    let code = curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", &forged]).await;
+    assert_eq!(String::from_utf8_lossy(&code.stdout), "403");
+
+    // Proxied: the same ticket answers the bytes itself, Range included.
+    let mut cfg = h.state.config().clone();
+    let proxy = S3Store::open(&s3_options(&store, Downloads::Proxy))
+        .await
+        .unwrap();
+    cfg.artifacts = Arc::new(Artifacts::S3(Box::new(proxy)));
+    let state = AppState::new(h.state.store().clone(), cfg, h.state.clock());
+    let proxied = Harness { state, ..h };
+    let req = Request::builder()
+        .uri(&fw_url)
+        .header("range", "bytes=1000-")
+        .body(Body::empty())
+        .unwrap();
+    let part = proxied.send(req).await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.raw, fw[1000..]);
+    let whole = proxied.call("GET", &fw_url, None, None).await;
+    assert_eq!(whole.status, StatusCode::OK);
+    assert_eq!(whole.raw, fw);
+    let www = proxied
+        .call(
+            "GET",
+            &fw_url.replace("firmware.bin", "www.bin"),
+            None,
+            None,
+        )
+        .await;
+    assert_error(&www, StatusCode::NOT_FOUND, "no_artifact");
+
+    // A wrong bucket, a wrong secret and a closed port stop the server at
+    // start, each with its own code.
+    let mut o = s3_options(&store, Downloads::Redirect);
+    o.bucket = "no-such-bucket".into();
+    let e = S3Store::open(&o)
+        .await
+        .err()
+        .expect("opened a missing bucket");
+    assert!(
+        matches!(e, ArtifactError::Refused { status: 404, .. }),
+        "{e}"
+    );
+    assert_eq!(e.code(), "s3_not_found");
+    let mut o = s3_options(&store, Downloads::Redirect);
+    o.secret_key = "wrong".into();
+    let e = S3Store::open(&o)
+        .await
+        .err()
+        .expect("opened with a wrong secret");
+    assert_eq!(e.code(), "s3_forbidden", "{e}");
+    let mut o = s3_options(&store, Downloads::Redirect);
+    o.endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let e = S3Store::open(&o).await.err().expect("opened a closed port");
+    assert!(matches!(e, ArtifactError::Unreachable { .. }), "{e}");
+    let mut o = s3_options(&store, Downloads::Redirect);
+    o.endpoint = "ftp://127.0.0.1".into();
+    let e = S3Store::open(&o).await.err().expect("opened ftp://");
+    assert_eq!(e.code(), "s3_bad_endpoint", "{e}");
+}
+
+async fn curl(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(&args)
+            .output()
+            .expect("curl (scripts/setup-system.sh installs it)")
+    })
+    .await
+    .unwrap()
+}
+
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The object store goes away after the server started: a publish answers
+/// 502 with the store's code, and no release is recorded (a device is never
+/// offered a release whose bytes are not stored).
+async fn a_publish_while_the_object_store_is_down_publishes_nothing(db: Db) {
+    let store = tokio::task::spawn_blocking(|| s3::SeaweedFs::start("otter-down"))
+        .await
+        .unwrap();
+    let h = harness_on(
+        db,
+        1000.0,
+        1000.0,
+        Some(s3_options(&store, Downloads::Redirect)),
+    )
+    .await;
+    drop(store);
+    let (m, s, f) = h.release("1.1.0", false, &h.key);
+    let a = h
+        .publish_parts(&[("manifest", &m), ("signature", &s), ("firmware", &f)])
+        .await;
+    assert_error(&a, StatusCode::BAD_GATEWAY, "s3_unreachable");
+    let list = h.call("GET", "/api/v1/releases", Some(ADMIN), None).await;
+    assert_eq!(list.body["releases"], json!([]), "{}", list.body);
 }

@@ -6,6 +6,8 @@
 mod devproc;
 #[path = "../../otter-server/tests/support/pg.rs"]
 mod pg;
+#[path = "../../otter-server/tests/support/s3.rs"]
+mod s3;
 mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,10 +31,19 @@ struct Server {
     log: PathBuf,
     trust: PathBuf,
     database: Option<String>,
+    /// Artifacts in this bucket: (endpoint, bucket).
+    s3: Option<(String, String)>,
 }
 
 impl Server {
-    fn start(data: &Path, trust: &Path, port: u16, log: &Path, database: Option<&str>) -> Server {
+    fn start(
+        data: &Path,
+        trust: &Path,
+        port: u16,
+        log: &Path,
+        database: Option<&str>,
+        s3: Option<(String, String)>,
+    ) -> Server {
         let logf = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -45,6 +56,18 @@ impl Server {
             .arg(trust)
             .args(["--poll", "1", "--json"])
             .args(database.map(|d| vec!["--database", d]).unwrap_or_default())
+            .args(s3.iter().flat_map(|(e, b)| {
+                [
+                    "--s3-endpoint",
+                    e,
+                    "--s3-bucket",
+                    b,
+                    "--s3-prefix",
+                    "fleet/",
+                ]
+            }))
+            .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(logf))
             .spawn()
@@ -65,6 +88,7 @@ impl Server {
             log: log.to_path_buf(),
             trust: trust.to_path_buf(),
             database: database.map(str::to_string),
+            s3,
         }
     }
 
@@ -85,6 +109,7 @@ impl Server {
             self.port,
             &self.log.clone(),
             db.as_deref(),
+            self.s3.clone(),
         );
     }
 
@@ -232,22 +257,32 @@ static ONE_FLEET: std::sync::Mutex<()> = std::sync::Mutex::new(());
 #[test]
 fn on_sqlite_a_fleet_rolls_out_in_waves_halts_a_crashing_release_and_survives_kill_9() {
     let _one = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
-    fleet_end_to_end(None);
+    fleet_end_to_end(None, None);
 }
 
 #[test]
 fn on_postgres_a_fleet_rolls_out_in_waves_halts_a_crashing_release_and_survives_kill_9() {
     let _one = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
     let pg = pg::Postgres::start();
-    fleet_end_to_end(Some(&pg.url));
+    let store = s3::SeaweedFs::start("otter-fleet");
+    fleet_end_to_end(Some(&pg.url), Some(&store));
 }
 
-fn fleet_end_to_end(database: Option<&str>) {
+/// `database`: PostgreSQL instead of SQLite; `store`: artifacts in its
+/// bucket (devices download through 302s to presigned URLs).
+fn fleet_end_to_end(database: Option<&str>, store: Option<&s3::SeaweedFs>) {
     let work = tempfile::tempdir().unwrap();
     let (key, public) = keygen(work.path());
     let data = work.path().join("server");
     let log = work.path().join("server.log");
-    let mut srv = Server::start(&data, &public, 0, &log, database);
+    let mut srv = Server::start(
+        &data,
+        &public,
+        0,
+        &log,
+        database,
+        store.map(|s| (s.endpoint.clone(), s.bucket.clone())),
+    );
     if database.is_some() {
         assert!(!data.join("fleet.db").exists(), "--database was not used");
     }
@@ -474,6 +509,26 @@ fn fleet_end_to_end(database: Option<&str>) {
         "devices outside the first wave downloaded the crashing release"
     );
     assert_eq!(via_api, expected);
+    if let Some(store) = store {
+        // Both releases' firmware lives in the bucket (as SeaweedFS's own
+        // filer lists it), none in the data folder: every device above got
+        // its bytes through a presigned URL.
+        let keys: Vec<String> = store
+            .objects("fleet/")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let mut want = vec![
+            format!("fleet/{good_id}/firmware.bin"),
+            format!("fleet/{bad_id}/firmware.bin"),
+        ];
+        want.sort();
+        assert_eq!(keys, want);
+        let local = std::fs::read_dir(data.join("artifacts"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(local, 0, "artifacts were written to the data folder");
+    }
     for (id, d) in &devices {
         let st = d.status();
         assert_eq!(st["running"]["version"], "1.1.0", "{id} does not run 1.1.0");
