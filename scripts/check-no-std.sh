@@ -16,10 +16,10 @@ if rustup target list --installed 2>/dev/null | grep -qx "$target"; then
         echo "building $c for $target (no std, no alloc)"
         cargo build --quiet -p "$c" --no-default-features --target "$target"
     done
-    echo "building otter-format's ECDSA Secure Boot verifier for $target (no std, no alloc)"
-    cargo build --quiet -p otter-format --no-default-features --features sbv2-ecdsa --target "$target"
-    echo "building otter-device with signature checks on update (sbv2-ecdsa) for $target (no std, no alloc)"
-    cargo build --quiet -p otter-device --no-default-features --features sbv2-ecdsa --target "$target"
+    echo "building otter-format's Secure Boot v2 verifiers (ECDSA, RSA-3072) for $target (no std, no alloc)"
+    cargo build --quiet -p otter-format --no-default-features --features sbv2-ecdsa,sbv2-rsa --target "$target"
+    echo "building otter-device with signature checks on update (sbv2-ecdsa, sbv2-rsa) for $target (no std, no alloc)"
+    cargo build --quiet -p otter-device --no-default-features --features sbv2-ecdsa,sbv2-rsa --target "$target"
 else
     echo "WARNING: the $target target is not available; no_std is checked on the host only" >&2
     for c in "${crates[@]}"; do

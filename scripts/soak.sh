@@ -20,12 +20,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 fw="${1:-1000}"
 www="${2:-1000}"
 cd "$root"
+target="${CARGO_TARGET_DIR:-$root/target}"
 if [ "${OTTER_SOAK_RELEASE:-0}" = 1 ]; then
     cargo build --release --quiet -p otter
-    otter="$root/target/release/otter"
+    otter="$target/release/otter"
 else
     cargo build --quiet -p otter
-    otter="$root/target/debug/otter"
+    otter="$target/debug/otter"
 fi
 work=$(mktemp -d)
 agent_pid=

@@ -21,9 +21,10 @@
 //!
 //! Parsing ([`SignatureBlock`], [`parse_sector`], [`parse_v1`]) needs no
 //! feature and no heap. `sbv2-ecdsa` adds the P-256/P-384 checks (`p256`,
-//! `p384`; no heap). `sbv2-rsa` adds the RSA-3072 check with the `rsa` crate,
-//! which keeps its numbers on the heap: one verification allocates a few KiB
-//! (measured in BENCHMARKS.md, "Secure Boot signatures"). [`StreamVerifier`]
+//! `p384`; no heap). `sbv2-rsa` adds the RSA-3072-PSS check on fixed-size
+//! integers (crypto-bigint's `U3072`; no heap, no atomics, so it builds for
+//! the ESP32-C3's riscv32imc; a few KiB of stack, measured in BENCHMARKS.md,
+//! "Secure Boot signatures"). [`StreamVerifier`]
 //! itself is a fixed 3.9 KiB. `sign` (std) loads PEM keys and signs.
 
 pub mod block;

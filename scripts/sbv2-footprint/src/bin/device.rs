@@ -2,8 +2,8 @@
 //! otter's streaming verifier, so the linker keeps exactly what a device
 //! needs. Built for riscv32imc-unknown-none-elf; never run.
 //!
-//! With the `rsa` feature it also brings the RSA-3072 check and a 16 KiB
-//! bump heap for it (the host probe `heap` measures the real need).
+//! With the `rsa` feature it also brings the RSA-3072 check (fixed-size
+//! integers, no heap; the host probe `heap` shows none is allocated).
 #![no_std]
 #![no_main]
 
@@ -13,39 +13,6 @@ use otter_format::secure_boot::{StreamVerifier, TrustedKeys};
 fn panic(_: &core::panic::PanicInfo) -> ! {
     loop {}
 }
-
-#[cfg(feature = "rsa")]
-mod heap {
-    use core::alloc::{GlobalAlloc, Layout};
-    use core::cell::UnsafeCell;
-    use core::sync::atomic::{AtomicUsize, Ordering};
-
-    const SIZE: usize = 16 * 1024;
-    pub struct Bump {
-        arena: UnsafeCell<[u8; SIZE]>,
-        next: AtomicUsize,
-    }
-    unsafe impl Sync for Bump {}
-    unsafe impl GlobalAlloc for Bump {
-        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-            let start = (self.next.load(Ordering::Relaxed) + l.align() - 1) & !(l.align() - 1);
-            if start + l.size() > SIZE {
-                return core::ptr::null_mut();
-            }
-            self.next.store(start + l.size(), Ordering::Relaxed);
-            unsafe { (self.arena.get() as *mut u8).add(start) }
-        }
-        unsafe fn dealloc(&self, _: *mut u8, _: Layout) {}
-    }
-    #[global_allocator]
-    static HEAP: Bump = Bump {
-        arena: UnsafeCell::new([0; SIZE]),
-        next: AtomicUsize::new(0),
-    };
-}
-
-#[cfg(feature = "rsa")]
-extern crate alloc;
 
 /// Where a real device would map the update slot.
 const FLASH: usize = 0x4200_0000;
