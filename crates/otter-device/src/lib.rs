@@ -72,6 +72,7 @@ pub mod http;
 mod json;
 pub mod service;
 pub mod sizes;
+pub mod uploaders;
 pub mod www;
 
 pub use challenge::Secret;

@@ -14,11 +14,14 @@
 //!   ([`otter_ota::trial`]), rebooting into the previous image when its
 //!   attempts are used up.
 //! - [`serve`]: a TCP server loop over embassy-net that feeds
-//!   `otter_device::service::Connection`, yields to the executor between
+//!   `otter_device::service::Connection` (or, told by the first byte,
+//!   `otter_device::esphome::EsphomeConnection`), yields to the executor between
 //!   small pieces of input (each piece is at most one flash sector of work,
 //!   so Wi-Fi and TCP keep running while an update erases and programs),
 //!   feeds the watchdog and reboots through esp-hal after the answer is
 //!   flushed.
+//! - [`espota`]: ArduinoOTA's UDP invitations and the TCP back-connection,
+//!   through `otter_device::espota`.
 //!
 //! The device's behaviour (HTTP, the OTA engine, the self-test policy)
 //! lives in `otter-device` and `otter-ota`; this crate only connects it to
@@ -30,7 +33,7 @@ extern crate alloc;
 pub mod net;
 mod platform;
 
-pub use net::{serve, Shared, Watchdog};
+pub use net::{entropy, espota, serve, Shared, Watchdog};
 pub use platform::{efuse_secure_version, running_slot, EspPlatform, Health};
 
 /// The flash driver otter runs on.

@@ -6,6 +6,12 @@
 //! Wi-Fi credentials come from the build environment:
 //! `OTTER_WIFI_SSID` and `OTTER_WIFI_PASSWORD` (empty: an open network).
 //! `OTTER_FIRMWARE_HEALTHY=0` builds an image whose self-test fails.
+//!
+//! Beside HTTP, port 3232 speaks ESPHome's native OTA (TCP, told by its
+//! first byte) and ArduinoOTA's espota (UDP invitations). Their passwords:
+//! `OTTER_ESPHOME_PASSWORD`, `OTTER_ESPOTA_PASSWORD` (with
+//! `OTTER_ESPOTA_AUTH=md5` for uploaders older than arduino-esp32 3.3.1);
+//! `OTTER_ESPHOME=off` / `OTTER_ESPOTA=off` turn a protocol off.
 #![no_std]
 #![no_main]
 
@@ -23,6 +29,7 @@ use esp_hal::timer::timg::{MwdtStage, TimerGroup, Wdt};
 use esp_radio::wifi::sta::StationConfig;
 use esp_radio::wifi::{AuthenticationMethodConfig, Config, Interface, WifiController};
 use otter_device::service::{Device, DeviceOptions, UpdateKind};
+use otter_device::uploaders::{EspotaScheme, UploaderSettings, Uploaders};
 use otter_esp::{net::now_ms, EspPlatform, Shared, Watchdog};
 use otter_format::chip::Chip;
 use otter_ota::DeviceConfig;
@@ -45,6 +52,33 @@ const PASSWORD: &str = match option_env!("OTTER_WIFI_PASSWORD") {
     Some(s) => s,
     None => "",
 };
+/// A build-time setting, `None` when unset or empty.
+const fn env(v: Option<&'static str>) -> Option<&'static str> {
+    match v {
+        Some(s) if !s.is_empty() => Some(s),
+        _ => None,
+    }
+}
+
+fn is_off(v: Option<&'static str>) -> bool {
+    matches!(v, Some("off"))
+}
+
+/// The uploaders' settings from the build environment.
+fn uploader_settings() -> UploaderSettings<'static> {
+    UploaderSettings {
+        esphome: !is_off(option_env!("OTTER_ESPHOME")),
+        esphome_password: env(option_env!("OTTER_ESPHOME_PASSWORD")).map(str::as_bytes),
+        esphome_version: 2,
+        espota: !is_off(option_env!("OTTER_ESPOTA")),
+        espota_password: env(option_env!("OTTER_ESPOTA_PASSWORD")).map(str::as_bytes),
+        espota_scheme: match option_env!("OTTER_ESPOTA_AUTH") {
+            Some("md5") => EspotaScheme::Md5,
+            _ => EspotaScheme::Sha256,
+        },
+    }
+}
+
 /// The largest web-UI slot mounted into RAM.
 const UI_BUDGET: u32 = 64 * 1024;
 /// The Update page served at `/update`.
@@ -126,6 +160,7 @@ async fn main(spawner: Spawner) -> ! {
     let mut opts = DeviceOptions::new(cfg);
     opts.update_page = UPDATE_PAGE;
     opts.selftest_window_ms = SELFTEST_WINDOW_MS;
+    let token = opts.token_sha256.is_some();
     let mut platform = EspPlatform::new(&mut flash, cfg.table_offset, healthy, UI_BUDGET);
     let mut device = Device::new(opts);
     if let Err(e) = device.boot(&mut flash, &mut platform, running, now_ms()) {
@@ -140,11 +175,40 @@ async fn main(spawner: Spawner) -> ! {
         running,
         otter_esp::efuse_secure_version()
     );
+    let uploaders = match Uploaders::from_settings(&uploader_settings(), token) {
+        Ok((u, off)) => {
+            for o in off.into_iter().flatten() {
+                log::warn!("uploader {o:?}: set its own password to serve it");
+            }
+            u
+        }
+        Err(e) => {
+            log::error!(
+                "uploaders: {e} ({}); ESPHome OTA and espota are off",
+                e.code()
+            );
+            Uploaders::default()
+        }
+    };
+    log::info!(
+        "uploaders: ESPHome OTA {}, espota {}",
+        if uploaders.esphome.is_some() {
+            "on"
+        } else {
+            "off"
+        },
+        if uploaders.espota.is_some() {
+            "on"
+        } else {
+            "off"
+        }
+    );
     static SHARED: StaticCell<RefCell<Shared>> = StaticCell::new();
     let shared = SHARED.init(RefCell::new(Shared {
         device,
         flash,
         platform,
+        uploaders,
     }));
 
     // Wi-Fi station and the network stack.
@@ -173,7 +237,7 @@ async fn main(spawner: Spawner) -> ! {
     }
     let rng = Rng::new();
     let seed = (u64::from(rng.random()) << 32) | u64::from(rng.random());
-    static RESOURCES: StaticCell<StackResources<4>> = StaticCell::new();
+    static RESOURCES: StaticCell<StackResources<8>> = StaticCell::new();
     let (stack, runner) = embassy_net::new(
         iface,
         embassy_net::Config::dhcpv4(Default::default()),
@@ -204,6 +268,7 @@ async fn main(spawner: Spawner) -> ! {
                 device,
                 flash,
                 platform,
+                ..
             } = &mut *s;
             if on_trial && now_ms() >= SELFTEST_WINDOW_MS {
                 on_trial = false;
@@ -228,9 +293,10 @@ async fn main(spawner: Spawner) -> ! {
             }
         }
     };
-    embassy_futures::join::join3(
-        otter_esp::serve(stack, 3232, shared, wdt, progress),
-        otter_esp::serve(stack, 80, shared, wdt, progress),
+    embassy_futures::join::join4(
+        otter_esp::serve(stack, 3232, true, shared, wdt, progress),
+        otter_esp::serve(stack, 80, false, shared, wdt, progress),
+        otter_esp::espota(stack, 3232, shared, wdt, progress),
         ticker,
     )
     .await;
