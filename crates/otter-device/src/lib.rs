@@ -70,6 +70,8 @@ pub mod esphome;
 pub mod espota;
 pub mod http;
 mod json;
+#[cfg(feature = "mdns")]
+pub mod mdns;
 pub mod service;
 pub mod sizes;
 pub mod uploaders;

@@ -22,6 +22,8 @@
 //!   flushed.
 //! - [`espota`]: ArduinoOTA's UDP invitations and the TCP back-connection,
 //!   through `otter_device::espota`.
+//! - [`mdns::responder`]: `_otter._tcp`, `_http._tcp`, `_arduino._tcp` and
+//!   `_esphomelib._tcp` through `otter_device::mdns`.
 //!
 //! The device's behaviour (HTTP, the OTA engine, the self-test policy)
 //! lives in `otter-device` and `otter-ota`; this crate only connects it to
@@ -30,6 +32,7 @@
 
 extern crate alloc;
 
+pub mod mdns;
 pub mod net;
 mod platform;
 

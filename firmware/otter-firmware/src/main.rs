@@ -293,10 +293,28 @@ async fn main(spawner: Spawner) -> ! {
             }
         }
     };
-    embassy_futures::join::join4(
+    let name = otter_esp::mdns::instance_name();
+    let advert = {
+        let u = &shared.borrow().uploaders;
+        otter_device::mdns::Advert {
+            instance: name.as_str(),
+            hostname: name.as_str(),
+            ipv4: core::net::Ipv4Addr::UNSPECIFIED,
+            port: 3232,
+            http_port: Some(80),
+            chip: CHIP.name(),
+            version: desc.version(),
+            project: desc.project_name(),
+            auth: token,
+            arduino: u.espota.map(|o| o.auth.required()),
+            esphome: u.esphome.is_some(),
+        }
+    };
+    embassy_futures::join::join5(
         otter_esp::serve(stack, 3232, true, shared, wdt, progress),
         otter_esp::serve(stack, 80, false, shared, wdt, progress),
         otter_esp::espota(stack, 3232, shared, wdt, progress),
+        otter_esp::mdns::responder(stack, advert),
         ticker,
     )
     .await;
