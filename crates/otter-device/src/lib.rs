@@ -73,6 +73,7 @@ mod json;
 #[cfg(feature = "mdns")]
 pub mod mdns;
 pub mod service;
+pub mod settings;
 pub mod sizes;
 pub mod uploaders;
 pub mod www;

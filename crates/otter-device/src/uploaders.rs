@@ -40,6 +40,9 @@ pub struct UploaderSettings<'a> {
     pub espota_password: Option<&'a [u8]>,
     /// Which challenge the espota password is kept for.
     pub espota_scheme: EspotaScheme,
+    /// The espota password already hashed (as a device's settings keep
+    /// it); wins over `espota_password`.
+    pub espota_hashed: Option<EspotaAuth>,
 }
 
 impl UploaderSettings<'_> {
@@ -52,6 +55,7 @@ impl UploaderSettings<'_> {
             espota: true,
             espota_password: None,
             espota_scheme: EspotaScheme::Sha256,
+            espota_hashed: None,
         }
     }
 }
@@ -144,6 +148,7 @@ impl Uploaders {
         };
         let espota = if cfg.espota {
             let auth = match cfg.espota_password {
+                _ if cfg.espota_hashed.is_some() => cfg.espota_hashed.unwrap_or(EspotaAuth::None),
                 Some([]) => return Err(UploaderError::EspotaPassword),
                 Some(p) => match cfg.espota_scheme {
                     EspotaScheme::Sha256 => EspotaAuth::sha256_of(p),

@@ -3,7 +3,9 @@
 //! through `otter-device`, with the web UI of the active `www` slot at `/`
 //! and the Update page at `/update`.
 //!
-//! Wi-Fi credentials come from the build environment:
+//! Settings come from the NVS partition (namespace `otter_cfg`, written by
+//! `otter firmware-config`: Wi-Fi, the API token's hash, the uploaders'
+//! passwords); what it does not set comes from the build environment:
 //! `OTTER_WIFI_SSID` and `OTTER_WIFI_PASSWORD` (empty: an open network).
 //! `OTTER_FIRMWARE_HEALTHY=0` builds an image whose self-test fails.
 //!
@@ -29,6 +31,7 @@ use esp_hal::timer::timg::{MwdtStage, TimerGroup, Wdt};
 use esp_radio::wifi::sta::StationConfig;
 use esp_radio::wifi::{AuthenticationMethodConfig, Config, Interface, WifiController};
 use otter_device::service::{Device, DeviceOptions, UpdateKind};
+use otter_device::settings::Settings;
 use otter_device::uploaders::{EspotaScheme, UploaderSettings, Uploaders};
 use otter_esp::{net::now_ms, EspPlatform, Shared, Watchdog};
 use otter_format::chip::Chip;
@@ -76,6 +79,7 @@ fn uploader_settings() -> UploaderSettings<'static> {
             Some("md5") => EspotaScheme::Md5,
             _ => EspotaScheme::Sha256,
         },
+        espota_hashed: None,
     }
 }
 
@@ -157,11 +161,23 @@ async fn main(spawner: Spawner) -> ! {
     // rollback gets TRIAL_ATTEMPTS boots to pass its self-test.
     let trial = otter_esp::power_on(&mut flash, &cfg, running, TRIAL_ATTEMPTS);
     log::info!("boot: {trial:?}");
+    let mut platform = EspPlatform::new(&mut flash, cfg.table_offset, healthy, UI_BUDGET);
+    let stored = match platform.settings(&mut flash) {
+        Ok(Some(s)) => {
+            log::info!("settings: from the nvs partition (otter_cfg)");
+            s
+        }
+        Ok(None) => Settings::default(),
+        Err(e) => {
+            log::error!("settings: {e} ({}); using the build-time ones", e.code());
+            Settings::default()
+        }
+    };
     let mut opts = DeviceOptions::new(cfg);
     opts.update_page = UPDATE_PAGE;
     opts.selftest_window_ms = SELFTEST_WINDOW_MS;
+    opts.token_sha256 = stored.token_sha256;
     let token = opts.token_sha256.is_some();
-    let mut platform = EspPlatform::new(&mut flash, cfg.table_offset, healthy, UI_BUDGET);
     let mut device = Device::new(opts);
     if let Err(e) = device.boot(&mut flash, &mut platform, running, now_ms()) {
         log::error!("device boot: {}", e.code());
@@ -175,21 +191,22 @@ async fn main(spawner: Spawner) -> ! {
         running,
         otter_esp::efuse_secure_version()
     );
-    let uploaders = match Uploaders::from_settings(&uploader_settings(), token) {
-        Ok((u, off)) => {
-            for o in off.into_iter().flatten() {
-                log::warn!("uploader {o:?}: set its own password to serve it");
+    let uploaders =
+        match Uploaders::from_settings(&stored.uploaders_over(uploader_settings()), token) {
+            Ok((u, off)) => {
+                for o in off.into_iter().flatten() {
+                    log::warn!("uploader {o:?}: set its own password to serve it");
+                }
+                u
             }
-            u
-        }
-        Err(e) => {
-            log::error!(
-                "uploaders: {e} ({}); ESPHome OTA and espota are off",
-                e.code()
-            );
-            Uploaders::default()
-        }
-    };
+            Err(e) => {
+                log::error!(
+                    "uploaders: {e} ({}); ESPHome OTA and espota are off",
+                    e.code()
+                );
+                Uploaders::default()
+            }
+        };
     log::info!(
         "uploaders: ESPHome OTA {}, espota {}",
         if uploaders.esphome.is_some() {
@@ -217,17 +234,19 @@ async fn main(spawner: Spawner) -> ! {
         Err(e) => panic!("Wi-Fi init: {e:?}"),
     };
     let iface = Interface::station();
-    let auth = if PASSWORD.is_empty() {
+    let ssid_str = stored.wifi_ssid.unwrap_or(SSID);
+    let password = stored.wifi_password.unwrap_or(PASSWORD);
+    let auth = if password.is_empty() {
         AuthenticationMethodConfig::Open
     } else {
-        match PASSWORD.try_into() {
+        match password.try_into() {
             Ok(p) => AuthenticationMethodConfig::Wpa2Personal(p),
-            Err(_) => panic!("OTTER_WIFI_PASSWORD is too long"),
+            Err(_) => panic!("the Wi-Fi password is too long"),
         }
     };
-    let ssid = match SSID.try_into() {
+    let ssid = match ssid_str.try_into() {
         Ok(s) => s,
-        Err(_) => panic!("OTTER_WIFI_SSID is too long"),
+        Err(_) => panic!("the Wi-Fi SSID is too long"),
     };
     let sta = StationConfig::default()
         .with_ssid(ssid)
@@ -248,7 +267,7 @@ async fn main(spawner: Spawner) -> ! {
         Ok(t) => spawner.spawn(t),
         Err(_) => panic!("net task"),
     }
-    match wifi_task(controller) {
+    match wifi_task(controller, ssid_str) {
         Ok(t) => spawner.spawn(t),
         Err(_) => panic!("Wi-Fi task"),
     }
@@ -327,11 +346,11 @@ async fn net_task(mut runner: Runner<'static, Interface>) {
 }
 
 #[embassy_executor::task]
-async fn wifi_task(mut controller: WifiController<'static>) {
+async fn wifi_task(mut controller: WifiController<'static>, ssid: &'static str) {
     loop {
         match controller.connect_async().await {
             Ok(_) => {
-                log::info!("Wi-Fi connected to {SSID}");
+                log::info!("Wi-Fi connected to {ssid}");
                 let _ = controller.wait_for_disconnect_async().await;
                 log::warn!("Wi-Fi disconnected");
             }

@@ -52,6 +52,7 @@ pub fn from_config(
         espota: cfg.espota,
         espota_password: cfg.espota_password.as_deref().map(str::as_bytes),
         espota_scheme: cfg.espota_scheme,
+        espota_hashed: None,
     };
     let (u, off) = Uploaders::from_settings(&settings, token)?;
     let notes = off
