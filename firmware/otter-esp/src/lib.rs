@@ -22,6 +22,7 @@
 //!   flushed.
 //! - [`espota`]: ArduinoOTA's UDP invitations and the TCP back-connection,
 //!   through `otter_device::espota`.
+//! - [`stack`]: the main stack painted at boot and its high-water mark.
 //! - [`mdns::responder`]: `_otter._tcp`, `_http._tcp`, `_arduino._tcp` and
 //!   `_esphomelib._tcp` through `otter_device::mdns`.
 //!
@@ -35,6 +36,7 @@ extern crate alloc;
 pub mod mdns;
 pub mod net;
 mod platform;
+pub mod stack;
 
 pub use net::{entropy, espota, serve, Shared, Watchdog};
 pub use platform::{efuse_secure_version, running_slot, EspPlatform, Health};

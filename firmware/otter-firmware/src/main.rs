@@ -30,7 +30,7 @@ use esp_hal::rng::Rng;
 use esp_hal::timer::timg::{MwdtStage, TimerGroup, Wdt};
 use esp_radio::wifi::sta::StationConfig;
 use esp_radio::wifi::{AuthenticationMethodConfig, Config, Interface, WifiController};
-use otter_device::service::{Device, DeviceOptions, UpdateKind};
+use otter_device::service::{Device, DeviceOptions, RollbackMode, UpdateKind};
 use otter_device::settings::Settings;
 use otter_device::uploaders::{EspotaScheme, UploaderSettings, Uploaders};
 use otter_esp::{net::now_ms, EspPlatform, Shared, Watchdog};
@@ -115,7 +115,16 @@ static LAST_PERCENT: AtomicU8 = AtomicU8::new(u8::MAX);
 /// Logs an update's progress every 5 % (of the announced length).
 fn progress(dev: &Device) {
     let (Some(received), Some(u)) = (dev.upload_received(), dev.last_update()) else {
-        LAST_PERCENT.store(u8::MAX, Ordering::Relaxed);
+        // (riscv32imc has no atomic swap; one task calls this.)
+        if LAST_PERCENT.load(Ordering::Relaxed) != u8::MAX {
+            LAST_PERCENT.store(u8::MAX, Ordering::Relaxed);
+            // An update just ended.
+            log::info!(
+                "stack high-water: {} of {} bytes",
+                otter_esp::stack::high_water(),
+                otter_esp::stack::size()
+            );
+        }
         return;
     };
     let Some(total) = u.total.filter(|t| *t > 0) else {
@@ -135,6 +144,7 @@ fn progress(dev: &Device) {
 
 #[esp_rtos::main]
 async fn main(spawner: Spawner) -> ! {
+    otter_esp::stack::paint();
     esp_println::logger::init_logger_from_env();
     let peripherals = esp_hal::init(esp_hal::Config::default().with_cpu_clock(CpuClock::max()));
     esp_alloc::heap_allocator!(#[esp_hal::ram(reclaimed)] size: 64 * 1024);
@@ -152,6 +162,11 @@ async fn main(spawner: Spawner) -> ! {
 
     let desc = &ESP_APP_DESC;
     log::info!("otter-firmware {} on {:?}", desc.version(), CHIP);
+    log::info!(
+        "stack: {} bytes, {} used at boot",
+        otter_esp::stack::size(),
+        otter_esp::stack::high_water()
+    );
 
     // The device core on the flash.
     let mut flash = esp_storage::FlashStorage::new(peripherals.FLASH);
@@ -177,6 +192,12 @@ async fn main(spawner: Spawner) -> ! {
     opts.update_page = UPDATE_PAGE;
     opts.selftest_window_ms = SELFTEST_WINDOW_MS;
     opts.token_sha256 = stored.token_sha256;
+    // Which bootloader runs shows only while a new image is on trial.
+    opts.rollback_mode = Some(match trial {
+        otter_esp::Trial::BootloaderDecides => RollbackMode::Bootloader,
+        otter_esp::Trial::Attempt { .. } | otter_esp::Trial::NoFallback => RollbackMode::AppTrial,
+        _ => RollbackMode::Undetermined,
+    });
     let token = opts.token_sha256.is_some();
     let mut device = Device::new(opts);
     if let Err(e) = device.boot(&mut flash, &mut platform, running, now_ms()) {
