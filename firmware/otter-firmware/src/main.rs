@@ -212,6 +212,7 @@ async fn main(spawner: Spawner) -> ! {
         running,
         otter_esp::efuse_secure_version()
     );
+    #[cfg(feature = "uploaders")]
     let uploaders =
         match Uploaders::from_settings(&stored.uploaders_over(uploader_settings()), token) {
             Ok((u, off)) => {
@@ -228,6 +229,11 @@ async fn main(spawner: Spawner) -> ! {
                 Uploaders::default()
             }
         };
+    #[cfg(not(feature = "uploaders"))]
+    let uploaders = {
+        let _ = (uploader_settings, token);
+        Uploaders::default()
+    };
     log::info!(
         "uploaders: ESPHome OTA {}, espota {}",
         if uploaders.esphome.is_some() {
@@ -333,28 +339,50 @@ async fn main(spawner: Spawner) -> ! {
             }
         }
     };
-    let name = otter_esp::mdns::instance_name();
-    let advert = {
-        let u = &shared.borrow().uploaders;
-        otter_device::mdns::Advert {
-            instance: name.as_str(),
-            hostname: name.as_str(),
-            ipv4: core::net::Ipv4Addr::UNSPECIFIED,
-            port: 3232,
-            http_port: Some(80),
-            chip: CHIP.name(),
-            version: desc.version(),
-            project: desc.project_name(),
-            auth: token,
-            arduino: u.espota.map(|o| o.auth.required()),
-            esphome: u.esphome.is_some(),
+    // Building without a feature measures what it costs (BENCHMARKS.md).
+    let espota = async {
+        #[cfg(feature = "uploaders")]
+        otter_esp::espota(stack, 3232, shared, wdt, progress).await;
+        #[cfg(not(feature = "uploaders"))]
+        core::future::pending::<()>().await;
+    };
+    let mdns = async {
+        #[cfg(feature = "mdns")]
+        {
+            let name = otter_esp::mdns::instance_name();
+            let advert = {
+                let u = &shared.borrow().uploaders;
+                otter_device::mdns::Advert {
+                    instance: name.as_str(),
+                    hostname: name.as_str(),
+                    ipv4: core::net::Ipv4Addr::UNSPECIFIED,
+                    port: 3232,
+                    http_port: Some(80),
+                    chip: CHIP.name(),
+                    version: desc.version(),
+                    project: desc.project_name(),
+                    auth: token,
+                    arduino: u.espota.map(|o| o.auth.required()),
+                    esphome: u.esphome.is_some(),
+                }
+            };
+            otter_esp::mdns::responder(stack, advert).await;
         }
+        #[cfg(not(feature = "mdns"))]
+        core::future::pending::<()>().await;
     };
     embassy_futures::join::join5(
-        otter_esp::serve(stack, 3232, true, shared, wdt, progress),
+        otter_esp::serve(
+            stack,
+            3232,
+            cfg!(feature = "uploaders"),
+            shared,
+            wdt,
+            progress,
+        ),
         otter_esp::serve(stack, 80, false, shared, wdt, progress),
-        otter_esp::espota(stack, 3232, shared, wdt, progress),
-        otter_esp::mdns::responder(stack, advert),
+        espota,
+        mdns,
         ticker,
     )
     .await;
