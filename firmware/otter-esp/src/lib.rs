@@ -33,12 +33,15 @@
 
 extern crate alloc;
 
+#[cfg(feature = "mdns")]
 pub mod mdns;
 pub mod net;
 mod platform;
 pub mod stack;
 
-pub use net::{entropy, espota, serve, Shared, Watchdog};
+#[cfg(feature = "uploaders")]
+pub use net::espota;
+pub use net::{entropy, serve, Shared, Watchdog};
 pub use platform::{efuse_secure_version, running_slot, EspPlatform, Health};
 
 /// The flash driver otter runs on.

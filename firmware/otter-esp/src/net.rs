@@ -14,13 +14,20 @@
 use core::cell::RefCell;
 
 use embassy_net::tcp::TcpSocket;
+#[cfg(feature = "uploaders")]
 use embassy_net::udp::{PacketMetadata, UdpSocket};
-use embassy_net::{IpEndpoint, Stack};
+#[cfg(feature = "uploaders")]
+use embassy_net::IpEndpoint;
+use embassy_net::Stack;
 use embassy_time::{Duration, Instant};
 use embedded_io_async::Write;
+#[cfg(feature = "uploaders")]
 use otter_device::esphome::{sniff, EsphomeConnection, Sniff};
+#[cfg(feature = "uploaders")]
 use otter_device::espota::{Espota, Transfer, MAX_DATAGRAM};
-use otter_device::service::{Action, Connection, Device, Output};
+#[cfg(feature = "uploaders")]
+use otter_device::service::Output;
+use otter_device::service::{Action, Connection, Device};
 use otter_device::uploaders::Uploaders;
 
 use crate::{EspPlatform, Flash};
@@ -44,9 +51,11 @@ pub struct Shared {
     pub uploaders: Uploaders,
 }
 
+#[cfg(feature = "uploaders")]
 /// How long a new connection may stay silent before it is left to the HTTP
 /// machine (whose own head timeout then applies).
 const SNIFF_WAIT: Duration = Duration::from_secs(10);
+#[cfg(feature = "uploaders")]
 /// How long the device tries to reach an espota uploader's port.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -100,37 +109,55 @@ pub async fn serve<W: Watchdog>(
         if sock.accept(port).await.is_err() {
             continue;
         }
-        let esphome = esphome.then(|| shared.borrow().uploaders.esphome).flatten();
-        // The first bytes tell ESPHome's OTA from HTTP.
-        let first = match esphome {
-            None => 0,
-            Some(_) => match embassy_time::with_timeout(SNIFF_WAIT, sock.read(&mut input)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => {
-                    sock.close();
-                    continue;
+        #[cfg(feature = "uploaders")]
+        let action = {
+            let esphome = esphome.then(|| shared.borrow().uploaders.esphome).flatten();
+            // The first bytes tell ESPHome's OTA from HTTP.
+            let first = match esphome {
+                None => 0,
+                Some(_) => {
+                    match embassy_time::with_timeout(SNIFF_WAIT, sock.read(&mut input)).await {
+                        Ok(Ok(0)) | Ok(Err(_)) => {
+                            sock.close();
+                            continue;
+                        }
+                        Ok(Ok(n)) => n,
+                        Err(_) => 0,
+                    }
                 }
-                Ok(Ok(n)) => n,
-                Err(_) => 0,
-            },
+            };
+            let action = match esphome {
+                Some(opts) if sniff(input.get(..first).unwrap_or_default()) == Sniff::Esphome => {
+                    let conn = EsphomeConnection::new(&opts, &entropy(), now_ms());
+                    run_esphome(
+                        &mut sock, conn, shared, wdt, progress, &mut input, first, &mut out,
+                    )
+                    .await
+                }
+                _ => {
+                    let conn = {
+                        let s = shared.borrow();
+                        Connection::new(&s.device, &mut head, now_ms())
+                    };
+                    run(
+                        &mut sock, conn, shared, wdt, progress, &mut input, first, &mut out,
+                    )
+                    .await
+                }
+            };
+            action
         };
-        let action = match esphome {
-            Some(opts) if sniff(input.get(..first).unwrap_or_default()) == Sniff::Esphome => {
-                let conn = EsphomeConnection::new(&opts, &entropy(), now_ms());
-                run_esphome(
-                    &mut sock, conn, shared, wdt, progress, &mut input, first, &mut out,
-                )
-                .await
-            }
-            _ => {
-                let conn = {
-                    let s = shared.borrow();
-                    Connection::new(&s.device, &mut head, now_ms())
-                };
-                run(
-                    &mut sock, conn, shared, wdt, progress, &mut input, first, &mut out,
-                )
-                .await
-            }
+        #[cfg(not(feature = "uploaders"))]
+        let action = {
+            let _ = esphome;
+            let conn = {
+                let s = shared.borrow();
+                Connection::new(&s.device, &mut head, now_ms())
+            };
+            run(
+                &mut sock, conn, shared, wdt, progress, &mut input, 0, &mut out,
+            )
+            .await
         };
         sock.close();
         let _ = sock.flush().await;
@@ -237,6 +264,7 @@ async fn run<W: Watchdog>(
     }
 }
 
+#[cfg(feature = "uploaders")]
 /// One ESPHome OTA connection; see [`serve`].
 #[allow(clippy::too_many_arguments)]
 async fn run_esphome<W: Watchdog>(
@@ -305,6 +333,7 @@ async fn run_esphome<W: Watchdog>(
     }
 }
 
+#[cfg(feature = "uploaders")]
 /// A stable identifier of a datagram's sender (FNV-1a of its address).
 fn peer_id(e: &IpEndpoint) -> u64 {
     struct Fnv(u64);
@@ -323,6 +352,7 @@ fn peer_id(e: &IpEndpoint) -> u64 {
     core::hash::Hasher::finish(&h)
 }
 
+#[cfg(feature = "uploaders")]
 /// Answers ArduinoOTA's espota invitations on UDP `port` forever (when
 /// [`Shared::uploaders`] turns espota on; otherwise waits forever). An
 /// accepted invitation is served before the next datagram is read: the
@@ -393,6 +423,7 @@ pub async fn espota<W: Watchdog>(
     }
 }
 
+#[cfg(feature = "uploaders")]
 /// Connects to the uploader at `to` and streams the image into `t`.
 async fn transfer<W: Watchdog>(
     stack: Stack<'static>,
