@@ -20,6 +20,13 @@ if rustup target list --installed 2>/dev/null | grep -qx "$target"; then
     cargo build --quiet -p otter-format --no-default-features --features sbv2-ecdsa,sbv2-rsa --target "$target"
     echo "building otter-device with signature checks on update (sbv2-ecdsa, sbv2-rsa) for $target (no std, no alloc)"
     cargo build --quiet -p otter-device --no-default-features --features sbv2-ecdsa,sbv2-rsa --target "$target"
+    # edge-mdns's heapless needs atomic CAS: on riscv32imc a firmware gets
+    # it from esp-hal's portable-atomic critical section (the firmware build
+    # checks that); alone it is checked on the C6's riscv32imac.
+    echo "building otter-device's mDNS answers (mdns, edge-mdns) for riscv32imac-unknown-none-elf (no std, no alloc)"
+    rustup target list --installed 2>/dev/null | grep -qx riscv32imac-unknown-none-elf \
+        || rustup target add riscv32imac-unknown-none-elf
+    cargo build --quiet -p otter-device --no-default-features --features mdns --target riscv32imac-unknown-none-elf
 else
     echo "WARNING: the $target target is not available; no_std is checked on the host only" >&2
     for c in "${crates[@]}"; do

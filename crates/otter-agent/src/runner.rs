@@ -184,8 +184,7 @@ pub async fn start(opts: RunOptions) -> Result<Running, AgentError> {
     })?;
     let pull = opts.pull.clone().map(Pull::new).transpose()?;
     let mut core = Core::new(&device, token.as_deref(), opts.selftest_window);
-    let (uploaders, notes) =
-        crate::net::uploaders::Uploaders::from_config(&opts.uploaders, token.is_some())?;
+    let (uploaders, notes) = crate::net::uploaders::from_config(&opts.uploaders, token.is_some())?;
     core.uploaders = uploaders;
     let shared = Arc::new(Shared::new(device));
     for n in notes {

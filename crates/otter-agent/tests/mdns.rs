@@ -215,3 +215,92 @@ fn the_uploader_services_are_published_and_withdrawn() {
     a.shutdown().expect("withdrawing");
     assert!(browse_type(mdns::ARDUINO_SERVICE_TYPE, 2).is_empty());
 }
+
+/// The firmware's responder (`otter_device::mdns`, edge-mdns records) on a
+/// real multicast socket, answering the browser `otter discover` runs.
+#[test]
+fn the_firmwares_mdns_answers_are_what_otter_discover_reads() {
+    if !in_netns(
+        "the_firmwares_mdns_answers_are_what_otter_discover_reads",
+        SETUP_LO,
+    ) {
+        return;
+    }
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+    sock.set_reuse_address(true).expect("SO_REUSEADDR");
+    sock.set_reuse_port(true).expect("SO_REUSEPORT");
+    sock.bind(&SockAddr::from(SocketAddrV4::new(
+        Ipv4Addr::UNSPECIFIED,
+        5353,
+    )))
+    .expect("binding 5353");
+    let lo = Ipv4Addr::LOCALHOST;
+    sock.join_multicast_v4(&otter_device::mdns::GROUP, &lo)
+        .expect("joining the mDNS group on lo");
+    sock.set_multicast_if_v4(&lo).expect("IP_MULTICAST_IF");
+    sock.set_multicast_loop_v4(true).expect("IP_MULTICAST_LOOP");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    let sock: std::net::UdpSocket = sock.into();
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let responder = {
+        let (stop, answered) = (stop.clone(), answered.clone());
+        std::thread::spawn(move || {
+            let advert = otter_device::mdns::Advert {
+                instance: "otter-c3c3",
+                hostname: "otter-c3c3",
+                ipv4: lo,
+                port: 3232,
+                http_port: Some(80),
+                chip: "esp32c3",
+                version: "0.1.0",
+                project: "otter-firmware",
+                auth: false,
+                arduino: Some(false),
+                esphome: true,
+            };
+            let group = SocketAddrV4::new(otter_device::mdns::GROUP, otter_device::mdns::PORT);
+            let mut out = [0u8; otter_device::mdns::MAX_REPLY];
+            let n = advert.announce(&mut out).expect("announcing");
+            sock.send_to(&out[..n], group).expect("announcing");
+            let mut buf = [0u8; 1500];
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(20) {
+                let Ok((len, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let legacy = from.port() != otter_device::mdns::PORT;
+                if let Ok(Some(n)) = advert.answer(&buf[..len], legacy, &mut out) {
+                    let to = if legacy { from } else { group.into() };
+                    sock.send_to(&out[..n], to).expect("answering");
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let found = browse();
+    stop.store(true, Ordering::Relaxed);
+    responder.join().expect("the responder thread");
+    let d = find(&found, "otter-c3c3").expect("otter discover finds the firmware");
+    assert_eq!(d.hostname, "otter-c3c3.local.");
+    assert_eq!(d.port, 3232);
+    assert_eq!(d.addresses, [IpAddr::from([127, 0, 0, 1])]);
+    assert_eq!(d.url, "http://127.0.0.1:3232");
+    assert_eq!(d.chip.as_deref(), Some("esp32c3"));
+    assert_eq!(d.version.as_deref(), Some("0.1.0"));
+    assert_eq!(d.project.as_deref(), Some("otter-firmware"));
+    assert_eq!(d.api.as_deref(), Some("/api/ota/status"));
+    assert_eq!(d.update.as_deref(), Some("/update"));
+    assert_eq!(d.auth.as_deref(), Some("none"));
+    assert_eq!(d.protocol.as_deref(), Some("1"));
+    assert!(
+        answered.load(Ordering::Relaxed) > 0,
+        "the browser's queries were answered"
+    );
+}

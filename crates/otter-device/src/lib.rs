@@ -70,8 +70,12 @@ pub mod esphome;
 pub mod espota;
 pub mod http;
 mod json;
+#[cfg(feature = "mdns")]
+pub mod mdns;
 pub mod service;
+pub mod settings;
 pub mod sizes;
+pub mod uploaders;
 pub mod www;
 
 pub use challenge::Secret;

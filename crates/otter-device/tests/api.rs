@@ -395,6 +395,7 @@ fn status_document_has_the_fields_the_clients_parse() {
         "boot_count",
         "uptime_ms",
         "behavior",
+        "rollback_mode",
         "auth_required",
         "update_in_progress",
         "events",
@@ -410,6 +411,28 @@ fn status_document_has_the_fields_the_clients_parse() {
     assert_eq!(s["slots"][1]["verdict"], "empty");
     assert_eq!(s["www"]["selected"], "www_0");
     assert_eq!(s["selftest"]["state"], "not_needed");
+    let derived = if s["rollback"] == true {
+        "bootloader"
+    } else {
+        "off"
+    };
+    assert_eq!(s["rollback_mode"], derived);
+}
+
+#[test]
+fn status_says_who_rolls_back_as_the_platform_found_out() {
+    use otter_device::service::RollbackMode;
+    for (mode, name) in [
+        (RollbackMode::Bootloader, "bootloader"),
+        (RollbackMode::AppTrial, "app_trial"),
+        (RollbackMode::Undetermined, "undetermined"),
+        (RollbackMode::Off, "off"),
+    ] {
+        let mut r = Rig::new();
+        r.dev.options_mut().rollback_mode = Some(mode);
+        let s = r.one(&get("/api/ota/status", &[])).json();
+        assert_eq!(s["rollback_mode"], name, "{mode:?}");
+    }
 }
 
 #[test]

@@ -34,6 +34,8 @@ enum Command {
     FlashPlan(cmd::flash_plan::Args),
     /// Merge bootloader, table, otadata and images into one full-flash image.
     Merge(cmd::merge::Args),
+    /// Write the NVS image a firmware reads its settings from (Wi-Fi, token, uploader passwords).
+    FirmwareConfig(cmd::firmware_config::Args),
     /// Size gate: does the app fit its slot, with margin?
     Size(cmd::size::Args),
     /// Create, run and inspect virtual devices.
@@ -94,6 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sim(c) => cmd::sim::run(c),
         Command::FlashPlan(a) => cmd::flash_plan::run(a),
         Command::Merge(a) => cmd::merge::run(a),
+        Command::FirmwareConfig(a) => cmd::firmware_config::run(a),
         Command::Size(a) => cmd::size::run(a),
         Command::Device(c) => cmd::device::run(c),
         Command::Push(a) => cmd::push::run(a),

@@ -14,11 +14,17 @@
 //!   ([`otter_ota::trial`]), rebooting into the previous image when its
 //!   attempts are used up.
 //! - [`serve`]: a TCP server loop over embassy-net that feeds
-//!   `otter_device::service::Connection`, yields to the executor between
+//!   `otter_device::service::Connection` (or, told by the first byte,
+//!   `otter_device::esphome::EsphomeConnection`), yields to the executor between
 //!   small pieces of input (each piece is at most one flash sector of work,
 //!   so Wi-Fi and TCP keep running while an update erases and programs),
 //!   feeds the watchdog and reboots through esp-hal after the answer is
 //!   flushed.
+//! - [`espota`]: ArduinoOTA's UDP invitations and the TCP back-connection,
+//!   through `otter_device::espota`.
+//! - [`stack`]: the main stack painted at boot and its high-water mark.
+//! - [`mdns::responder`]: `_otter._tcp`, `_http._tcp`, `_arduino._tcp` and
+//!   `_esphomelib._tcp` through `otter_device::mdns`.
 //!
 //! The device's behaviour (HTTP, the OTA engine, the self-test policy)
 //! lives in `otter-device` and `otter-ota`; this crate only connects it to
@@ -27,10 +33,15 @@
 
 extern crate alloc;
 
+#[cfg(feature = "mdns")]
+pub mod mdns;
 pub mod net;
 mod platform;
+pub mod stack;
 
-pub use net::{serve, Shared, Watchdog};
+#[cfg(feature = "uploaders")]
+pub use net::espota;
+pub use net::{entropy, serve, Shared, Watchdog};
 pub use platform::{efuse_secure_version, running_slot, EspPlatform, Health};
 
 /// The flash driver otter runs on.

@@ -73,6 +73,33 @@ impl EspPlatform {
         Ok((r, ops))
     }
 
+    /// The device's settings (`otter_device::settings`, written by `otter
+    /// firmware-config`) from the NVS partition, read once at boot and kept
+    /// for the life of the firmware. `Ok(None)`: no NVS partition or
+    /// nothing set in the settings namespace.
+    pub fn settings(
+        &self,
+        flash: &mut Flash,
+    ) -> Result<
+        Option<otter_device::settings::Settings<'static>>,
+        otter_device::settings::SettingsError,
+    > {
+        use otter_device::settings::{Settings, NAMESPACE};
+        let Ok((_, part)) = self.nvs_bytes(flash) else {
+            return Ok(None);
+        };
+        let Ok(nvs) = Nvs::parse(&part) else {
+            log::warn!("settings: the nvs partition does not parse; using the build-time ones");
+            return Ok(None);
+        };
+        drop(part);
+        if !nvs.namespaces().any(|(_, n)| n == NAMESPACE) {
+            return Ok(None);
+        }
+        let nvs: &'static Nvs = alloc::boxed::Box::leak(alloc::boxed::Box::new(nvs));
+        Settings::read(|k| nvs.get_str(NAMESPACE, k), |k| nvs.get_u8(NAMESPACE, k)).map(Some)
+    }
+
     /// Mounts `slot` (the device's active web-UI slot) read-only: reads it
     /// into RAM when it fits the budget and lists its files with
     /// otter-www's LittleFS reader.

@@ -2,21 +2,10 @@
 //! and with which passwords: ESPHome's native OTA on TCP (told from HTTP by
 //! its first byte) and ArduinoOTA's espota on UDP.
 
-use otter_device::esphome::{EsphomeOptions, Version};
-use otter_device::espota::{EspotaAuth, EspotaOptions};
-use otter_device::Secret;
+pub use otter_device::uploaders::{EspotaScheme, UploaderError, Uploaders};
+use otter_device::uploaders::{TurnedOff, UploaderSettings};
 
 use super::Core;
-
-/// The espota challenge a password is kept for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EspotaScheme {
-    /// arduino-esp32 3.3.1 and later: SHA-256 + PBKDF2 (64-hex nonce).
-    #[default]
-    Sha256,
-    /// esp8266 and arduino-esp32 before 3.3.1: MD5 (32-hex nonce).
-    Md5,
-}
 
 /// The uploader settings as configured (passwords in clear, before they
 /// are hashed for the device).
@@ -49,92 +38,32 @@ impl Default for UploaderConfig {
     }
 }
 
-/// Why an uploader setting cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum UploaderError {
-    /// The ESPHome password is empty or longer than the device keeps.
-    #[error("the ESPHome OTA password must be 1 to {max} bytes long")]
-    EsphomePassword {
-        /// The longest kept.
-        max: usize,
-    },
-    /// The ESPHome protocol version is neither 1 nor 2.
-    #[error("ESPHome's OTA protocol version is 1 or 2, not {0}")]
-    EsphomeVersion(u8),
-    /// The espota password is empty.
-    #[error("the espota password must not be empty")]
-    EspotaPassword,
-}
-
-/// The uploaders the core serves, with their device-side settings.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Uploaders {
-    /// ESPHome's OTA on the TCP port, `None` when off.
-    pub esphome: Option<EsphomeOptions>,
-    /// espota on the UDP port, `None` when off.
-    pub espota: Option<EspotaOptions>,
-}
-
-impl Uploaders {
-    /// The device-side settings of `cfg`. A protocol without a password is
-    /// not served on a device whose HTTP API needs a token (`token`): the
-    /// token is never accepted by a challenge protocol, and an open
-    /// protocol would bypass it. The notes say what was turned off and how
-    /// to turn it on.
-    pub fn from_config(
-        cfg: &UploaderConfig,
-        token: bool,
-    ) -> Result<(Self, Vec<String>), UploaderError> {
-        let mut notes = Vec::new();
-        let esphome = if cfg.esphome {
-            let version = match cfg.esphome_version {
-                1 => Version::V1,
-                2 => Version::V2,
-                v => return Err(UploaderError::EsphomeVersion(v)),
-            };
-            let password = match &cfg.esphome_password {
-                Some(p) => Some(
-                    Secret::new(p.as_bytes())
-                        .ok_or(UploaderError::EsphomePassword { max: Secret::MAX })?,
-                ),
-                None => None,
-            };
-            if token && password.is_none() {
-                notes.push("ESPHome OTA is off: the device needs a token for HTTP, so ESPHome uploads need their own password (--esphome-password)".to_string());
-                None
-            } else {
-                let mut o = EsphomeOptions::new();
-                o.version = version;
-                o.password = password;
-                Some(o)
-            }
-        } else {
-            None
-        };
-        let espota = if cfg.espota {
-            let auth = match &cfg.espota_password {
-                Some(p) if p.is_empty() => return Err(UploaderError::EspotaPassword),
-                Some(p) => match cfg.espota_scheme {
-                    EspotaScheme::Sha256 => EspotaAuth::sha256_of(p.as_bytes()),
-                    EspotaScheme::Md5 => EspotaAuth::md5_of(p.as_bytes()),
-                },
-                None => EspotaAuth::None,
-            };
-            if token && !auth.required() {
-                notes.push("espota is off: the device needs a token for HTTP, so espota uploads need their own password (--espota-password)".to_string());
-                None
-            } else {
-                Some(EspotaOptions {
-                    auth,
-                    ..EspotaOptions::new()
-                })
-            }
-        } else {
-            None
-        };
-        Ok((Self { esphome, espota }, notes))
-    }
+/// The device-side settings of `cfg` (`otter_device::uploaders`, the rule
+/// the firmware applies too), and for each protocol the token turned off a
+/// note that says how to turn it on.
+pub fn from_config(
+    cfg: &UploaderConfig,
+    token: bool,
+) -> Result<(Uploaders, Vec<String>), UploaderError> {
+    let settings = UploaderSettings {
+        esphome: cfg.esphome,
+        esphome_password: cfg.esphome_password.as_deref().map(str::as_bytes),
+        esphome_version: cfg.esphome_version,
+        espota: cfg.espota,
+        espota_password: cfg.espota_password.as_deref().map(str::as_bytes),
+        espota_scheme: cfg.espota_scheme,
+        espota_hashed: None,
+    };
+    let (u, off) = Uploaders::from_settings(&settings, token)?;
+    let notes = off
+        .into_iter()
+        .flatten()
+        .map(|o| match o {
+            TurnedOff::EsphomeNeedsPassword => "ESPHome OTA is off: the device needs a token for HTTP, so ESPHome uploads need their own password (--esphome-password)",
+            TurnedOff::EspotaNeedsPassword => "espota is off: the device needs a token for HTTP, so espota uploads need their own password (--espota-password)",
+        }.to_string())
+        .collect();
+    Ok((u, notes))
 }
 
 impl Core {
@@ -162,22 +91,25 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use otter_device::espota::EspotaAuth;
 
     #[test]
-    fn a_token_turns_passwordless_protocols_off_and_passwords_turn_them_on() {
+    fn a_token_turns_passwordless_protocols_off_with_a_note_naming_the_option() {
         let cfg = UploaderConfig::default();
-        let (u, notes) = Uploaders::from_config(&cfg, false).unwrap();
+        let (u, notes) = from_config(&cfg, false).unwrap();
         assert!(u.esphome.is_some() && u.espota.is_some());
         assert!(notes.is_empty());
-        let (u, notes) = Uploaders::from_config(&cfg, true).unwrap();
+        let (u, notes) = from_config(&cfg, true).unwrap();
         assert_eq!((u.esphome, u.espota), (None, None));
         assert_eq!(notes.len(), 2);
+        assert!(notes[0].contains("--esphome-password"), "{notes:?}");
+        assert!(notes[1].contains("--espota-password"), "{notes:?}");
         let cfg = UploaderConfig {
             esphome_password: Some("pw".into()),
             espota_password: Some("pw".into()),
             ..UploaderConfig::default()
         };
-        let (u, notes) = Uploaders::from_config(&cfg, true).unwrap();
+        let (u, notes) = from_config(&cfg, true).unwrap();
         assert!(u.esphome.unwrap().password.is_some());
         assert_eq!(u.espota.unwrap().auth, EspotaAuth::sha256_of(b"pw"));
         assert!(notes.is_empty());
@@ -186,7 +118,7 @@ mod tests {
             ..UploaderConfig::default()
         };
         assert_eq!(
-            Uploaders::from_config(&bad, false).unwrap_err(),
+            from_config(&bad, false).unwrap_err(),
             UploaderError::EsphomeVersion(3)
         );
     }

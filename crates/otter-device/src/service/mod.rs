@@ -111,6 +111,34 @@ pub trait Platform<F: NorFlash>: WwwPointer<F> + UiInspector<F> + FileSource {
     fn self_test(&mut self) -> SelfTestVerdict;
 }
 
+/// Who brings a broken new image back (status `rollback_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackMode {
+    /// The bootloader has app rollback: it boots a new image as
+    /// PENDING_VERIFY and rolls back one that is not confirmed.
+    Bootloader,
+    /// The bootloader has none; the application counts a new image's trial
+    /// boots and switches back itself (`otter_ota::trial`).
+    AppTrial,
+    /// A firmware that checks at boot could not tell this boot (the running
+    /// image was confirmed already): the next update tells.
+    Undetermined,
+    /// Neither: a new image is confirmed as it boots.
+    Off,
+}
+
+impl RollbackMode {
+    /// The status document's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bootloader => "bootloader",
+            Self::AppTrial => "app_trial",
+            Self::Undetermined => "undetermined",
+            Self::Off => "off",
+        }
+    }
+}
+
 /// What the service is configured with.
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceOptions {
@@ -131,6 +159,9 @@ pub struct DeviceOptions {
     pub check_wait_ms: u64,
     /// The behaviour profile shown in the status (virtual device), or "".
     pub behavior: &'static str,
+    /// Who rolls a broken new image back, as the platform found out;
+    /// `None`: from `cfg.rollback` (`bootloader` or `off`).
+    pub rollback_mode: Option<RollbackMode>,
     /// HTTP limits.
     pub limits: crate::http::Limits,
     /// What the device's littlefs mounts (web-UI uploads and boot).
@@ -149,6 +180,7 @@ impl DeviceOptions {
             pull: false,
             check_wait_ms: 60_000,
             behavior: "",
+            rollback_mode: None,
             limits: crate::http::Limits::DEFAULT,
             lfs: crate::www::MountLimits::ESP_LITTLEFS,
         }

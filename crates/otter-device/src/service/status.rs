@@ -139,6 +139,12 @@ pub(crate) fn write_status<F: NorFlash, P: Platform<F>>(
         j.raw("{").key("chip").string(cfg.chip.name());
         j.raw(",").key("flash_size").num(capacity);
         j.raw(",").key("rollback").bool(cfg.rollback);
+        let mode = dev.opts.rollback_mode.unwrap_or(if cfg.rollback {
+            super::RollbackMode::Bootloader
+        } else {
+            super::RollbackMode::Off
+        });
+        j.raw(",").key("rollback_mode").string(mode.name());
         j.raw(",")
             .key("anti_rollback")
             .opt_num(cfg.anti_rollback.map(u64::from));

@@ -5,6 +5,7 @@ pub mod delta;
 pub mod demo;
 pub mod device;
 pub mod discover;
+pub mod firmware_config;
 pub mod flash_plan;
 pub mod fleet;
 pub mod image;
