@@ -552,8 +552,10 @@ impl WwwUpload {
     ) -> Result<(), DeviceError> {
         let total = u64::from(self.received) + data.len() as u64;
         if total > u64::from(self.region.size) {
-            return Err(DeviceError::TooLarge {
-                needed: total,
+            // An announced size was checked in `begin`: this body's length
+            // was not announced, or it runs past what was.
+            return Err(DeviceError::TooLargeStream {
+                received: total,
                 capacity: self.region.size,
             });
         }
