@@ -30,15 +30,23 @@ fn ui(tag: &str) -> Vec<u8> {
     std::fs::create_dir(d.path().join("assets")).expect("mkdir");
     let js: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     std::fs::write(d.path().join("assets/app.js"), &js).expect("write");
-    std::fs::write(d.path().join("style.css"), format!("h1{{color:red}}/*{tag}*/"))
-        .expect("write");
+    std::fs::write(
+        d.path().join("style.css"),
+        format!("h1{{color:red}}/*{tag}*/"),
+    )
+    .expect("write");
     otter_www::build_image(d.path(), SLOT).expect("build image")
 }
 
 #[test]
 fn a_thousand_web_ui_switches_on_a_20k_nvs_partition() {
     let images = [ui("even"), ui("odd")];
-    let mut r = Rig::with_ui(CSV_64K, &c3("1.0.0"), opts(false, None, false), Some(&images[1]));
+    let mut r = Rig::with_ui(
+        CSV_64K,
+        &c3("1.0.0"),
+        opts(false, None, false),
+        Some(&images[1]),
+    );
     assert_eq!(r.dev.www().and_then(|w| w.active), Some(0));
     let mut nvs_erases = 0u64;
     for n in 0..1000usize {

@@ -109,9 +109,16 @@ fn a_form_with_another_boundary_than_its_content_type_is_400_and_recorded() {
     assert_eq!(code, 400, "{body}");
     assert_eq!(body["error"], "bad_request");
     let msg = body["message"].as_str().unwrap_or("");
-    assert!(msg.contains("boundary named in Content-Type never appears"), "{msg}");
+    assert!(
+        msg.contains("boundary named in Content-Type never appears"),
+        "{msg}"
+    );
     let st = dev.status();
-    assert_eq!(st["last_update"]["result"], "rejected", "{}", st["last_update"]);
+    assert_eq!(
+        st["last_update"]["result"], "rejected",
+        "{}",
+        st["last_update"]
+    );
     assert_eq!(st["last_update"]["error"]["error"], "bad_request");
     assert_eq!(st["update_in_progress"], false);
 }
@@ -138,7 +145,9 @@ fn a_3_mb_chunked_web_ui_is_413_naming_the_slot_size() {
     assert_eq!(code, 413, "{body}");
     assert_eq!(body["error"], "too_large");
     let msg = body["message"].as_str().unwrap_or("");
-    let slot = dev.status()["www"]["slots"][1]["size"].as_u64().expect("slot size");
+    let slot = dev.status()["www"]["slots"][1]["size"]
+        .as_u64()
+        .expect("slot size");
     assert!(
         msg.contains(&format!("larger than the target slot's {slot} bytes")),
         "{msg}"
