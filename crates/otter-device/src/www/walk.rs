@@ -160,6 +160,11 @@ impl Table {
     }
 }
 
+/// A block's revision and the offset just past its last valid commit.
+type Commits = (u32, u32);
+/// A tail: the next pair, and whether it continues this directory (hard).
+type Tail = ([u32; 2], bool);
+
 fn dsize(tag: u32) -> u32 {
     4 + if tag & 0x3ff == 0x3ff { 0 } else { tag & 0x3ff }
 }
@@ -171,7 +176,7 @@ fn commits<B: BlockBytes>(
     b: &mut B,
     until: Option<u32>,
     mut replay: impl FnMut(&mut B, u32, u32) -> Result<(), Damage>,
-) -> Result<Result<Option<(u32, u32)>, Damage>, B::Error> {
+) -> Result<Result<Option<Commits>, Damage>, B::Error> {
     let mut word = [0u8; 4];
     if !b.copy(0, &mut word)? {
         return Ok(Ok(None));
@@ -232,7 +237,7 @@ fn replay<B: BlockBytes>(
     b: &mut B,
     end: u32,
     t: &mut Table,
-) -> Result<Result<Option<([u32; 2], bool)>, Damage>, B::Error> {
+) -> Result<Result<Option<Tail>, Damage>, B::Error> {
     let mut tail = None;
     let mut io_err = None;
     let r = commits(b, Some(end), |b, tag, data| {
@@ -319,7 +324,7 @@ fn fetch<F: NorFlash>(
     slot: &Region,
     pair: [u32; 2],
     t: &mut Table,
-) -> Result<Result<Option<([u32; 2], bool)>, Damage>, DeviceError> {
+) -> Result<Result<Option<Tail>, Damage>, DeviceError> {
     let mut found: [Option<(u32, u32)>; 2] = [None, None];
     for (i, &blk) in pair.iter().enumerate() {
         let base = match block_of(slot, blk) {
