@@ -187,3 +187,42 @@ fn a_token_protects_the_api_but_not_the_web_ui_files() {
         assert_eq!(json_error(&body).0, "unauthorized");
     }
 }
+
+/// Defect 7: an image with trailing bytes is refused at once, by curl and
+/// by `otter push`, which reports the refusal (not a rollback) and exits 1;
+/// nothing switches.
+#[test]
+fn trailing_data_is_refused_by_both_clients_alike() {
+    let dev = Device::create(&[]).run(&[]);
+    let fw = image(dev.path(), "esp32s3", "2.0.0", &[]);
+    let mut bytes = std::fs::read(&fw).expect("read");
+    bytes.extend_from_slice(&[0xAA; 64]);
+    let tr = dev.path().join("trailing.bin");
+    std::fs::write(&tr, &bytes).expect("write");
+    let data = format!("@{}", s(&tr));
+    let (code, body) = dev.curl(
+        "/update",
+        &[
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &data,
+        ],
+    );
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (422, Some("trailing_data")),
+        "{body}"
+    );
+    let o = util::run_otter(["push", &s(&tr), "--to", &dev.url]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = util::stderr(&o);
+    assert!(
+        err.contains("422 trailing_data") && err.contains("64 bytes follow"),
+        "{err}"
+    );
+    assert!(!err.contains("rolled back"), "{err}");
+    let st = dev.status();
+    assert_eq!(st["running"]["version"], "1.0.0");
+    assert_eq!(st["last_update"]["error"]["error"], "trailing_data");
+}
