@@ -14,7 +14,8 @@
 #   6. runs the whole power-cut scenario table in release (otter-sim's
 #      tests/power_cut.rs: at least 25,000 cut points, no failure; ignored in
 #      the debug run below, which runs each row once instead), then the
-#      short soak (scripts/soak.sh 20 20);
+#      short soak (scripts/soak.sh 20 20) and the short hostile run
+#      (scripts/hostile.sh --short: bounded to 85 s, loopback only);
 #   7. runs every test of the workspace (unit, integration, property, oracle,
 #      end-to-end against the real binary and the shared corpus).
 #
@@ -78,6 +79,9 @@ cargo test --release -p otter-sim --test power_cut -- --nocapture
 
 step "soak, short: 20 firmware + 20 web-UI updates on one virtual device (scripts/soak.sh 20 20)"
 bash scripts/soak.sh 20 20
+
+step "hostile clients, short: floods, stalls, malformed requests, power cuts (scripts/hostile.sh --short)"
+bash scripts/hostile.sh --short
 
 step "cargo test --workspace"
 cargo test --workspace --all-features --no-fail-fast

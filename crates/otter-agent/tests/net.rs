@@ -360,3 +360,48 @@ async fn one_connection_too_many_evicts_the_longest_idle() {
     })
     .await;
 }
+
+/// Issue 19: a flood of new sockets never evicts an upload in progress
+/// while an idle connection could go, even when the upload is the one idle
+/// the longest (a slow link between two chunks).
+#[tokio::test]
+async fn a_socket_flood_evicts_idle_connections_before_an_upload() {
+    bounded(async {
+        let s = serve(device(false, None), Behavior::Healthy, Duration::from_secs(3)).await;
+        let addr = s.url.trim_start_matches("http://").to_string();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fw = std::fs::read(firmware(dir.path(), "2.0.0", 0)).expect("firmware");
+        let result = tokio::task::spawn_blocking(move || {
+            let mut up = std::net::TcpStream::connect(&addr).expect("connect");
+            up.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+            write!(
+                up,
+                "POST /update HTTP/1.1\r\nHost: d\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
+                fw.len()
+            )
+            .expect("head");
+            up.write_all(&fw[..3000]).expect("first bytes");
+            std::thread::sleep(Duration::from_millis(200));
+            // Twice the cap of idle sockets, each newer than the upload's
+            // last byte.
+            let mut flood = Vec::new();
+            for _ in 0..2 * MAX_CONNECTIONS {
+                flood.push(std::net::TcpStream::connect(&addr).expect("connect"));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            up.write_all(&fw[3000..]).expect("the rest of the upload");
+            let mut answer = Vec::new();
+            let _ = up.read_to_end(&mut answer);
+            answer
+        })
+        .await
+        .expect("client thread");
+        assert!(
+            result.starts_with(b"HTTP/1.1 200 "),
+            "the upload was cut off: {}",
+            String::from_utf8_lossy(&result)
+        );
+    })
+    .await;
+}

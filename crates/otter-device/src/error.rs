@@ -138,6 +138,15 @@ pub enum DeviceError {
         /// Slot size.
         capacity: u32,
     },
+    /// 413 `too_large`: a body whose length was not announced (chunked, or
+    /// a form) went past the target slot; `received` is how far it got.
+    #[error("the upload is larger than the target slot's {capacity} bytes: {received} bytes had arrived when it was refused (its length was not announced, so its full size is unknown)")]
+    TooLargeStream {
+        /// Bytes received when the slot was full.
+        received: u64,
+        /// Slot size.
+        capacity: u32,
+    },
     /// 422: the image is not a valid app for this device; the code comes
     /// from the [`ImageError`] (`not_an_app`, `wrong_chip`,
     /// `secure_version_too_low`, `integrity`, `sha256_required`, `truncated`,
@@ -251,7 +260,7 @@ impl DeviceError {
             Self::Busy => "busy",
             Self::PendingVerify => "pending_verify",
             Self::RollbackImpossible => "rollback_impossible",
-            Self::TooLarge { .. } => "too_large",
+            Self::TooLarge { .. } | Self::TooLargeStream { .. } => "too_large",
             Self::Image(e) => image_code(e),
             Self::Sha256Mismatch => "sha256_mismatch",
             Self::Md5Mismatch => "md5_mismatch",
@@ -279,7 +288,7 @@ impl DeviceError {
             Self::MethodNotAllowed { .. } => 405,
             Self::Timeout(_) => 408,
             Self::Busy | Self::PendingVerify | Self::RollbackImpossible => 409,
-            Self::TooLarge { .. } => 413,
+            Self::TooLarge { .. } | Self::TooLargeStream { .. } => 413,
             Self::Image(ImageError::ImageTooLarge { .. } | ImageError::FileTooLarge { .. }) => 413,
             Self::Image(_)
             | Self::Sha256Mismatch

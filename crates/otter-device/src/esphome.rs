@@ -178,6 +178,7 @@ impl ErrorCode {
                 Self::UpdatePrepare
             }
             DeviceError::TooLarge { .. }
+            | DeviceError::TooLargeStream { .. }
             | DeviceError::Image(
                 ImageError::ImageTooLarge { .. } | ImageError::FileTooLarge { .. },
             ) => Self::NotEnoughSpace,

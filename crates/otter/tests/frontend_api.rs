@@ -909,3 +909,77 @@ fn a_littlefs_python_default_image_installs_on_a_device_configured_for_it() {
     let st = dev.status();
     assert_eq!(st["www"]["active"], "www_1", "{st:#}");
 }
+
+/// A littlefs-python image of a whole slot whose `/app.js` (five CTZ
+/// blocks of `Z`s) has its data blocks overwritten, the directory intact.
+fn damaged_ui(work: &Path) -> PathBuf {
+    const BUILD: &str = r#"
+import json, sys
+from littlefs import LittleFS
+fs = LittleFS(block_size=4096, block_count=int(sys.argv[2]), read_size=128, prog_size=128,
+              cache_size=512, lookahead_size=128, name_max=64)
+with fs.open('/index.html', 'wb') as f:
+    f.write(b'<h1>damaged</h1>')
+with fs.open('/app.js', 'wb') as f:
+    f.write(b'Z' * 20000)
+open(sys.argv[1], 'wb').write(bytes(fs.context.buffer))
+print(json.dumps({"files": fs.listdir('/')}))
+"#;
+    let out = work.join("damaged.bin");
+    let r = python_json(BUILD, &[&s(&out), &(SLOT / 4096).to_string()]);
+    assert_eq!(r["files"], serde_json::json!(["app.js", "index.html"]));
+    let mut img = std::fs::read(&out).expect("read");
+    let mut hit = 0;
+    for b in img.chunks_mut(4096) {
+        if b.iter().filter(|&&c| c == b'Z').count() > 3000 {
+            b.fill(0xA5);
+            hit += 1;
+        }
+    }
+    assert_eq!(hit, 5, "app.js spans five blocks");
+    std::fs::write(&out, &img).expect("write");
+    out
+}
+
+#[test]
+fn a_web_ui_whose_file_data_is_damaged_is_refused_and_a_flipped_one_falls_back() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut dev = Device::create(&[]).run(&[]);
+    let bad = damaged_ui(work.path());
+    // The upload: refused before the pointer flips, the UI still served.
+    let before = unchanged(&dev);
+    let (code, body) = upload(&dev, &bad, &[]);
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["error"], "bad_web_ui");
+    let msg = body["message"].as_str().unwrap_or("");
+    assert!(msg.contains("does not read to the end"), "{msg}");
+    assert_eq!(unchanged(&dev), before);
+    let st = dev.status();
+    assert_eq!(st["last_update"]["result"], "rejected");
+    assert_eq!(st["www"]["active"], "www_0");
+    // Flipped behind the device's back: the image in www_1, the pointer on
+    // it (ESP-IDF's NVS generator), then a power-on.
+    dev.kill();
+    let mut flash = dev.flash();
+    flash[WWW_1].copy_from_slice(&std::fs::read(&bad).expect("read"));
+    let gen = generate_nvs(
+        work.path(),
+        "otter,namespace,,\nwww_slot,data,u8,1\n",
+        NVS.len(),
+    );
+    flash[NVS].copy_from_slice(&gen);
+    std::fs::write(dev.path().join("flash.bin"), &flash).expect("write");
+    dev.start();
+    let st = dev.status();
+    assert_eq!(st["www"]["selected"], "www_1", "{}", st["www"]);
+    assert_eq!(st["www"]["active"], "www_0", "{}", st["www"]);
+    let reason = st["www"]["fallback"]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("www_1") && reason.contains("block 2779096485"),
+        "{reason}"
+    );
+    assert_eq!(st["www"]["slots"][1]["mounts"], false);
+    let (code, _, body) = get(&dev.url, "/", &[]);
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&body).contains("built-in web UI"));
+}

@@ -8,14 +8,15 @@
 //! [`Connection::poll`] every [`POLL`] while a socket is quiet, and
 //! [`Device::tick`] as often for the self-test window. At most
 //! [`MAX_CONNECTIONS`] sockets are served: one more evicts the one idle the
-//! longest.
+//! longest, preferring connections that are not receiving an upload or
+//! awaiting a release check.
 
 mod esphome;
 mod espota;
 pub mod platform;
 pub mod uploaders;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -136,6 +137,27 @@ impl Core {
         if let Err(e) = plat.mount(vd.flash(), slot.as_ref()) {
             tracing::warn!("web UI: mounting failed: {e}");
         }
+        // The status says what is served: the core's choice, and why it
+        // fell back, wherever the simulator's own power-on model differs.
+        if let (Some(w), Some((boot, _))) = (dev.www().copied(), plat.www.as_mut()) {
+            let core_active = w.active.map(usize::from);
+            if boot.active != core_active || (w.fallback.is_some() && boot.fallback.is_none()) {
+                let name = |i: usize| {
+                    otter_sim::device::www::SLOT_LABELS
+                        .get(i)
+                        .map(|s| s.to_string())
+                };
+                boot.active = core_active;
+                boot.fallback = w.fallback.map(|p| otter_sim::device::www::Fallback {
+                    from: name(usize::from(w.selected)).unwrap_or_default(),
+                    to: core_active.and_then(name),
+                    reason: format!(
+                        "{} (selected by NVS) cannot be mounted: {p}",
+                        name(usize::from(w.selected)).unwrap_or_default()
+                    ),
+                });
+            }
+        }
     }
 
     fn handle(
@@ -247,6 +269,9 @@ struct Slot {
     id: u64,
     last: Arc<AtomicU64>,
     evict: Arc<Notify>,
+    /// The connection is receiving an upload or awaiting a check
+    /// ([`Connection::authorized_work`]): evicted last.
+    working: Arc<AtomicBool>,
 }
 
 /// Serves `listener` until `stop` fires (or is dropped) or the core asks
@@ -315,11 +340,19 @@ fn lock_slots(s: &Mutex<Vec<Slot>>) -> MutexGuard<'_, Vec<Slot>> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Registers a new socket, evicting the one idle the longest when full.
+/// Registers a new socket, evicting the one idle the longest when full:
+/// among connections not receiving an upload or awaiting a check first, so
+/// a flood of new sockets never takes an update's connection while another
+/// could go.
 fn admit(slots: &Mutex<Vec<Slot>>, id: u64, now: u64) -> Slot {
     let mut s = lock_slots(slots);
     if s.len() >= MAX_CONNECTIONS {
-        if let Some(i) = (0..s.len()).min_by_key(|&i| s[i].last.load(Ordering::Relaxed)) {
+        if let Some(i) = (0..s.len()).min_by_key(|&i| {
+            (
+                s[i].working.load(Ordering::Relaxed),
+                s[i].last.load(Ordering::Relaxed),
+            )
+        }) {
             s.remove(i).evict.notify_one();
         }
     }
@@ -327,11 +360,13 @@ fn admit(slots: &Mutex<Vec<Slot>>, id: u64, now: u64) -> Slot {
         id,
         last: Arc::new(AtomicU64::new(now)),
         evict: Arc::new(Notify::new()),
+        working: Arc::new(AtomicBool::new(false)),
     };
     s.push(Slot {
         id,
         last: slot.last.clone(),
         evict: slot.evict.clone(),
+        working: slot.working.clone(),
     });
     slot
 }
@@ -358,6 +393,8 @@ async fn connection<H: Host>(
         // Feed what was read until the core wants more.
         loop {
             let out = lock(core).handle(&mut host.device(), &mut conn, &rx[start..end], &mut tx);
+            slot.working
+                .store(conn.authorized_work(), Ordering::Relaxed);
             start += out.consumed;
             if let Some(done) = act(&mut sock, &tx, out, hooks, &mut decision).await? {
                 return Ok(done);

@@ -96,6 +96,9 @@ impl Multipart {
         match self.state {
             State::Epilogue => Ok(()),
             _ if self.file_done => Ok(()),
+            State::Preamble => Err(broken(
+                "the boundary named in Content-Type never appears in the body",
+            )),
             _ => Err(broken("the body ended before the closing boundary")),
         }
     }

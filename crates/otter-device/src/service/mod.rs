@@ -421,6 +421,9 @@ pub struct WwwState {
     pub nvs_value: Option<u8>,
     /// The pointer could not be read.
     pub nvs_unreadable: bool,
+    /// Why the selected slot was not mounted (the other one was tried),
+    /// `None` when it was.
+    pub fallback: Option<crate::www::UiProblem>,
 }
 
 /// The device's state, shared by all connections.
@@ -579,8 +582,10 @@ impl Device {
 
     /// Starts a boot: `running` is the slot the bootloader booted. Reads the
     /// running state (self-test window) and the web-UI pointer, and mounts
-    /// the selected UI slot if its superblock fits, else the other one.
-    /// Writes nothing.
+    /// the selected UI slot if it passes the upload's checks (superblock,
+    /// then every file read to its end: [`crate::www::check_files`]), else
+    /// the other one, recording why in [`WwwState::fallback`]. Writes
+    /// nothing.
     pub fn boot<F: NorFlash, P: Platform<F>>(
         &mut self,
         flash: &mut F,

@@ -48,12 +48,22 @@ pub(crate) fn www_boot<F: NorFlash, P: Platform<F>>(
         _ => 0,
     };
     let mut active = None;
+    let mut fallback = None;
     for cand in [selected, 1 - selected] {
-        if let Some(r) = slots.get(usize::from(cand)) {
-            if check_superblock(flash, r, limits)?.is_ok() {
+        let Some(r) = slots.get(usize::from(cand)) else {
+            continue;
+        };
+        let checked = match check_superblock(flash, r, limits)? {
+            Ok(_) => crate::www::check_files(flash, r)?.map(|_| ()),
+            Err(p) => Err(p),
+        };
+        match checked {
+            Ok(()) => {
                 active = Some(cand);
                 break;
             }
+            Err(p) if cand == selected => fallback = Some(p),
+            Err(_) => {}
         }
     }
     Ok(Some(WwwState {
@@ -62,6 +72,7 @@ pub(crate) fn www_boot<F: NorFlash, P: Platform<F>>(
         selected,
         nvs_value,
         nvs_unreadable,
+        fallback,
     }))
 }
 
@@ -349,14 +360,14 @@ pub(crate) fn write_status<F: NorFlash, P: Platform<F>>(
                     None
                 });
                 j.raw(",").key("fallback");
-                if w.active.is_some_and(|a| a != w.selected) {
+                if let Some(p) = w.fallback {
                     j.raw("{")
                         .key("from")
                         .string(name(w.selected))
                         .raw(",")
                         .key("to");
                     j.opt_string(w.active.map(name)).raw(",").key("reason");
-                    j.raw("\"the selected slot holds no LittleFS superblock of the slot's geometry\"}");
+                    j.display(&p).raw("}");
                 } else {
                     j.raw("null");
                 }

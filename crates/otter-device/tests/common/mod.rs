@@ -224,6 +224,12 @@ pub fn opts(rollback: bool, anti: Option<u32>, token: bool) -> DeviceOptions {
 
 impl Rig {
     pub fn with(csv: &str, image: &[u8], o: DeviceOptions) -> Self {
+        let ui = csv.contains("www_0").then(ui_image);
+        Self::with_ui(csv, image, o, ui.as_deref())
+    }
+
+    /// [`Rig::with`], with `ui` (if any) in `www_0` at [`WWW0`].
+    pub fn with_ui(csv: &str, image: &[u8], o: DeviceOptions, ui: Option<&[u8]>) -> Self {
         let bin = OwnedTable::from_csv(csv, &CsvOptions::default())
             .expect("test table parses")
             .to_binary(true)
@@ -233,9 +239,8 @@ impl Rig {
         flash.load(0x10000, image).expect("image fits");
         let nvs = otter_sim::device::www::initial_nvs(NVS_SIZE, 0).expect("NVS image");
         flash.load(NVS_AT, &nvs).expect("NVS fits");
-        let ui = ui_image();
-        if csv.contains("www_0") {
-            flash.load(WWW0, &ui).expect("UI fits");
+        if let Some(ui) = ui {
+            flash.load(WWW0, ui).expect("UI fits");
         }
         let mut rig = Self {
             flash,

@@ -4,7 +4,8 @@
 //! order; the struct names the last block (the head) and the size. Block
 //! `i > 0` opens with `ctz(i) + 1` little-endian pointers, pointer `j` naming
 //! block `i - 2^j`; the data fills the rest. Block 0 is all data. Reading the
-//! whole file only needs pointer 0 of each block (the previous block).
+//! whole file only needs pointer 0 of each block (the previous block), but
+//! littlefs seeks through the others, so they are checked too.
 
 use alloc::vec::Vec;
 
@@ -60,6 +61,22 @@ pub(super) fn read(
         }
     }
     chain.reverse();
+    // littlefs reads through the skip pointers (`lfs_ctz_find` on every
+    // block change), not only pointer 0: each must name the block
+    // `2^j` back in the chain.
+    for (index, &b) in chain.iter().enumerate().skip(1) {
+        let at = b as usize * block_size as usize;
+        for j in 1..pointers(index as u32) / 4 {
+            let p = image
+                .get(at + 4 * j as usize..at + 4 * j as usize + 4)
+                .ok_or(Corruption::BlockOutOfRange(b))?;
+            let named = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+            let want = chain.get(index - (1usize << j)).copied();
+            if want != Some(named) {
+                return Err(Corruption::SkipPointer(named));
+            }
+        }
+    }
     let mut out = Vec::with_capacity(size as usize);
     for (index, &b) in chain.iter().enumerate() {
         let start = b as usize * block_size as usize + pointers(index as u32) as usize;

@@ -84,6 +84,10 @@ pub enum Corruption {
     /// image's block count (a loop).
     #[error("a walk of directories or file blocks does not end (a loop)")]
     Loop,
+    /// A CTZ skip pointer names another block than the chain's (littlefs
+    /// would read the wrong data, or none).
+    #[error("a file's skip pointer names block {0}, not the one its chain holds there")]
+    SkipPointer(u32),
     /// A file's size needs more blocks than the image has.
     #[error("a file of {0} bytes cannot fit in the image")]
     FileTooLarge(u32),

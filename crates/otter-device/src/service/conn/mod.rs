@@ -336,6 +336,15 @@ impl<'b> Connection<'b> {
         }
     }
 
+    /// Whether the connection is doing work its token was accepted for: an
+    /// upload's body being received, or a release check awaited. A socket
+    /// layer that must drop a connection to admit another drops one of these
+    /// only when every connection is one, so unauthenticated or idle sockets
+    /// cannot push an update off the device.
+    pub fn authorized_work(&self) -> bool {
+        matches!(self.state, State::Body { .. } | State::Check { .. })
+    }
+
     /// Whether the connection waits for a release check's decision.
     pub fn awaits_check(&self) -> bool {
         matches!(self.state, State::Check { .. })

@@ -37,9 +37,9 @@ pub(in crate::service) fn dev_fail(
 ) {
     dev.upload = Upload::Idle;
     let result = match e {
-        DeviceError::Aborted { .. } | DeviceError::Timeout(_) | DeviceError::BadRequest(_) => {
-            UpdateResult::Aborted
-        }
+        // A malformed body (a broken form, a bad chunk) is the client's
+        // request refused, not a connection lost.
+        DeviceError::Aborted { .. } | DeviceError::Timeout(_) => UpdateResult::Aborted,
         DeviceError::Flash(_) | DeviceError::Nvs => UpdateResult::Failed,
         _ => UpdateResult::Rejected,
     };

@@ -62,7 +62,8 @@ pub fn superblock(image: &[u8]) -> Option<Superblock> {
 
 /// Checks that `image` (a whole slot's bytes) would mount on a device
 /// running esp_littlefs with its default configuration, whose slot has
-/// exactly `image.len()` bytes, and holds `/index.html`.
+/// exactly `image.len()` bytes, holds `/index.html`, and that every file
+/// reads to its end.
 pub fn inspect_ui(image: &[u8]) -> Result<UiSummary, UiProblem> {
     let slot_size = u32::try_from(image.len()).unwrap_or(u32::MAX);
     inspect_ui_with(image, &MountLimits::esp_littlefs(slot_size))
@@ -89,6 +90,11 @@ pub fn inspect_ui_with(image: &[u8], limits: &MountLimits) -> Result<UiSummary, 
         .iter()
         .find(|e| !e.is_dir && e.path == INDEX_HTML)
         .ok_or(UiProblem::NoIndexHtml)?;
+    // A listing is not a mount that serves: every file must read to its
+    // end (a damaged CTZ chain lists fine and fails on the first read).
+    for e in entries.iter().filter(|e| !e.is_dir) {
+        otter_www::read_file(image, &e.path).map_err(unreadable)?;
+    }
     Ok(UiSummary {
         files: entries.iter().filter(|e| !e.is_dir).count(),
         index_html_len: index.size,

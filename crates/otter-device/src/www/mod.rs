@@ -12,7 +12,9 @@
 //! 3. [`WwwUpload::finish`] reads the slot back in [`VERIFY_CHUNK`]-byte
 //!    pieces (never the whole slot) and hashes it: it must equal the streamed
 //!    SHA-256 (and `X-Otter-Sha256`); the superblock must have the slot's
-//!    geometry ([`check_superblock`]); the [`UiInspector`] must accept it.
+//!    geometry ([`check_superblock`]); every file must read to its end
+//!    ([`check_files`]: metadata pairs, CTZ skip pointers, data, and
+//!    `/index.html` in the root); the [`UiInspector`] must accept it.
 //! 4. Only then is the pointer switched ([`WwwPointer::select`]).
 
 use embedded_storage::nor_flash::NorFlash;
@@ -20,6 +22,10 @@ use otter_ota::Region;
 use sha2::{Digest, Sha256};
 
 use crate::error::DeviceError;
+
+mod walk;
+
+pub use walk::{check_files, Damage, WalkSummary, MAX_PAIR_ENTRIES};
 
 /// LittleFS block size esp_littlefs uses.
 pub const LFS_BLOCK_SIZE: u32 = 4096;
@@ -81,6 +87,10 @@ pub enum UiProblem {
     /// It mounts but has no `/index.html`.
     #[error("it mounts but has no /index.html at its root")]
     NoIndexHtml,
+    /// It mounts, but a metadata pair or a file does not read to its end
+    /// ([`check_files`]).
+    #[error("it mounts but does not read to the end: {0}")]
+    Damaged(Damage),
 }
 
 /// The superblock fields otter checks.
@@ -542,8 +552,10 @@ impl WwwUpload {
     ) -> Result<(), DeviceError> {
         let total = u64::from(self.received) + data.len() as u64;
         if total > u64::from(self.region.size) {
-            return Err(DeviceError::TooLarge {
-                needed: total,
+            // An announced size was checked in `begin`: this body's length
+            // was not announced, or it runs past what was.
+            return Err(DeviceError::TooLargeStream {
+                received: total,
                 capacity: self.region.size,
             });
         }
@@ -614,6 +626,7 @@ impl WwwUpload {
             )));
         }
         check_superblock(flash, &self.region, limits)?.map_err(DeviceError::BadWebUi)?;
+        let walked = check_files(flash, &self.region)?.map_err(DeviceError::BadWebUi)?;
         let summary = platform.inspect(flash, &self.region).map_err(|e| match e {
             InspectError::Problem(p) => DeviceError::BadWebUi(p),
             InspectError::Flash(k) => DeviceError::Flash(crate::FlashFault(k)),
@@ -623,7 +636,7 @@ impl WwwUpload {
             target: self.target,
             bytes: self.received,
             sha256: stored,
-            files: summary.files,
+            files: summary.files.or(Some(walked.files)),
         })
     }
 }
