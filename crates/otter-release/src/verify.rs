@@ -1,6 +1,8 @@
 //! [`verify_manifest`]: everything a device checks about a manifest before it
 //! looks at the firmware.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use crate::keys::{KeyId, PublicKey};
 use crate::manifest::Manifest;
 use crate::signature::verify_signatures;
