@@ -70,6 +70,8 @@ pub mod esphome;
 pub mod espota;
 pub mod http;
 mod json;
+#[cfg(feature = "pull")]
+pub mod pull;
 pub mod service;
 pub mod sizes;
 pub mod www;
