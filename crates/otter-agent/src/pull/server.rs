@@ -39,6 +39,19 @@ use super::{CheckReport, Stop};
 use crate::fetch::Trust;
 use crate::state::{now_secs, Shared};
 
+/// The typed fault of a check-in's failure code.
+pub(super) fn fault(code: &str) -> otter_device::pull::ServerFault {
+    use otter_device::pull::ServerFault as F;
+    match code {
+        "server_unreachable" => F::Unreachable,
+        "server_refused" => F::Refused,
+        "server_answer" => F::Answer,
+        "server_url" => F::Url,
+        "not_enrolled" => F::NotEnrolled,
+        _ => F::State,
+    }
+}
+
 /// The largest answer the server may send to a check-in.
 const MAX_ANSWER: usize = 64 * 1024;
 /// Events kept while the server is unreachable; the oldest go first.

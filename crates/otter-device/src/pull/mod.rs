@@ -371,6 +371,10 @@ impl Pull {
     pub fn last_error(&self) -> Option<&LastError> {
         self.last_error.as_ref()
     }
+    /// The URL (as the manifest writes it) of the artifact decided on.
+    pub fn url(&self) -> &str {
+        self.url.as_str()
+    }
 
     /// A check starts (at boot, every poll, `POST /api/ota/check`).
     pub fn start(&mut self, now: Now) {
