@@ -732,7 +732,8 @@ impl Pull {
                 Ok(done.reboot)
             }
             Err(e) => {
-                if e == DeviceError::Sha256Mismatch && self.artifact == Some(Artifact::Firmware) {
+                // The manifest's SHA-256 or the image's appended one.
+                if e.code() == "sha256_mismatch" && self.artifact == Some(Artifact::Firmware) {
                     self.bad = self.release.map(|r| r.firmware.sha256);
                 }
                 let msg = e.clone();
@@ -752,6 +753,10 @@ impl Pull {
     /// abandons the update (recorded; nothing selected, the lock released)
     /// and records `error`.
     pub fn abort(&mut self, dev: &mut Device, error: PullError, message: core::fmt::Arguments<'_>, now: Now) {
+        if error.code() == "sha256_mismatch" && self.artifact == Some(Artifact::Firmware)
+        {
+            self.bad = self.release.map(|r| r.firmware.sha256);
+        }
         if matches!(self.step, Step::Downloading | Step::Verifying) {
             let e = match &error {
                 PullError::Device(e) => e.clone(),
