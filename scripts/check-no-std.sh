@@ -18,6 +18,8 @@ if rustup target list --installed 2>/dev/null | grep -qx "$target"; then
     done
     echo "building otter-format's ECDSA Secure Boot verifier for $target (no std, no alloc)"
     cargo build --quiet -p otter-format --no-default-features --features sbv2-ecdsa --target "$target"
+    echo "building otter-device with the pull client (pull: manifest verification on a bounded heap) for $target (no std)"
+    cargo build --quiet -p otter-device --no-default-features --features pull --target "$target"
     echo "building otter-device with signature checks on update (sbv2-ecdsa) for $target (no std, no alloc)"
     cargo build --quiet -p otter-device --no-default-features --features sbv2-ecdsa --target "$target"
 else

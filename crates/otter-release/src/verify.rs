@@ -1,10 +1,10 @@
 //! [`verify_manifest`]: everything a device checks about a manifest before it
 //! looks at the firmware.
 
-#[allow(unused_imports)]
-use crate::prelude::*;
 use crate::keys::{KeyId, PublicKey};
 use crate::manifest::Manifest;
+#[allow(unused_imports)]
+use crate::prelude::*;
 use crate::signature::verify_signatures;
 use crate::timestamp::Timestamp;
 use crate::ReleaseError;

@@ -344,12 +344,17 @@ impl Pull {
     /// One call into the machine with the core locked.
     fn core_call<T>(
         &self,
-        f: impl FnOnce(&mut otter_device::pull::Pull, &mut Device, &mut SimFlash, &mut SimPlatform, Now) -> T,
+        f: impl FnOnce(
+            &mut otter_device::pull::Pull,
+            &mut Device,
+            &mut SimFlash,
+            &mut SimPlatform,
+            Now,
+        ) -> T,
     ) -> Result<T, Stop> {
-        let core = self
-            .core
-            .get()
-            .ok_or_else(|| Stop::failed("internal", "the pull client runs without the device core"))?;
+        let core = self.core.get().ok_or_else(|| {
+            Stop::failed("internal", "the pull client runs without the device core")
+        })?;
         let mut f = Some(f);
         let mut out = None;
         core.with(&mut |dev, flash, plat, ms| {

@@ -389,7 +389,13 @@ impl Pull {
     /// Records that the check failed before or outside the machine's own
     /// steps (the manifest could not be fetched, the fleet server failed):
     /// `error` with `message`. Busy only returns the step to idle.
-    pub fn fail(&mut self, dev: &Device, error: PullError, message: core::fmt::Arguments<'_>, now: Now) {
+    pub fn fail(
+        &mut self,
+        dev: &Device,
+        error: PullError,
+        message: core::fmt::Arguments<'_>,
+        now: Now,
+    ) {
         self.progress = None;
         if error == PullError::Busy {
             self.step = Step::Idle;
@@ -539,12 +545,7 @@ impl Pull {
             Err(r) => {
                 let mut m = Text::<MESSAGE_LEN>::new();
                 r.explain(release, &f, &mut m);
-                return Err(self.fail_with(
-                    dev,
-                    PullError::Refused(r),
-                    &mut |t| *t = m,
-                    now,
-                ));
+                return Err(self.fail_with(dev, PullError::Refused(r), &mut |t| *t = m, now));
             }
         };
         let decision = match plan {
@@ -624,7 +625,12 @@ impl Pull {
         let from = match begun {
             Ok(f) => f,
             Err(DeviceError::Busy) => {
-                self.fail(dev, PullError::Busy, format_args!("an update is in progress; the pull checks again later"), now);
+                self.fail(
+                    dev,
+                    PullError::Busy,
+                    format_args!("an update is in progress; the pull checks again later"),
+                    now,
+                );
                 return Err(PullError::Busy);
             }
             Err(e) => {
@@ -752,9 +758,14 @@ impl Pull {
     /// The download failed (the transport, or a write the device refused):
     /// abandons the update (recorded; nothing selected, the lock released)
     /// and records `error`.
-    pub fn abort(&mut self, dev: &mut Device, error: PullError, message: core::fmt::Arguments<'_>, now: Now) {
-        if error.code() == "sha256_mismatch" && self.artifact == Some(Artifact::Firmware)
-        {
+    pub fn abort(
+        &mut self,
+        dev: &mut Device,
+        error: PullError,
+        message: core::fmt::Arguments<'_>,
+        now: Now,
+    ) {
+        if error.code() == "sha256_mismatch" && self.artifact == Some(Artifact::Firmware) {
             self.bad = self.release.map(|r| r.firmware.sha256);
         }
         if matches!(self.step, Step::Downloading | Step::Verifying) {

@@ -47,10 +47,7 @@ impl<const N: usize> Text<N> {
         while n > 0 && !s.is_char_boundary(n) {
             n -= 1;
         }
-        if let (Some(dst), Some(src)) = (
-            self.bytes.get_mut(len..len + n),
-            s.as_bytes().get(..n),
-        ) {
+        if let (Some(dst), Some(src)) = (self.bytes.get_mut(len..len + n), s.as_bytes().get(..n)) {
             dst.copy_from_slice(src);
             self.len = (len + n) as u16;
         }

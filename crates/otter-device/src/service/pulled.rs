@@ -209,7 +209,11 @@ impl Device {
 
     /// Writes the next bytes of the pulled update (the upload path's one
     /// write: the session refuses a bad header, trailing data, ...).
-    pub fn write_pull<F: NorFlash>(&mut self, flash: &mut F, data: &[u8]) -> Result<(), DeviceError> {
+    pub fn write_pull<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        data: &[u8],
+    ) -> Result<(), DeviceError> {
         self.write_update(flash, data)
     }
 
@@ -237,8 +241,8 @@ impl Device {
         sha256: [u8; 32],
         head: &[u8],
     ) -> Result<(UpdateSession, u32), DeviceError> {
-        let map =
-            SlotMap::read(flash, self.opts.cfg.table_offset).map_err(|e| DeviceError::from_ota(&e))?;
+        let map = SlotMap::read(flash, self.opts.cfg.table_offset)
+            .map_err(|e| DeviceError::from_ota(&e))?;
         let slot = map
             .next_update_slot(Some(running))
             .ok_or(DeviceError::NoOtaSlot)?;
@@ -284,7 +288,11 @@ fn fresh<F: NorFlash>(
 }
 
 /// Whether the slot starts with `head`, read in 4-byte aligned chunks.
-fn same_prefix<F: NorFlash>(flash: &mut F, region: &Region, head: &[u8]) -> Result<bool, DeviceError> {
+fn same_prefix<F: NorFlash>(
+    flash: &mut F,
+    region: &Region,
+    head: &[u8],
+) -> Result<bool, DeviceError> {
     let mut buf = [0u8; 256];
     let mut at = 0usize;
     while at < head.len() {
