@@ -161,7 +161,8 @@ fn a_newer_firmware_is_verified_downloaded_and_selected() {
 #[test]
 fn every_refusal_has_its_code_and_writes_nothing() {
     let fw = c3("1.1.0");
-    let cases: Vec<(&str, Box<dyn Fn() -> (Vec<u8>, Vec<u8>)>, &str)> = vec![
+    type Make<'a> = Box<dyn Fn() -> (Vec<u8>, Vec<u8>) + 'a>;
+    let cases: Vec<(&str, Make<'_>, &str)> = vec![
         (
             "bad signature",
             Box::new(|| {
@@ -394,7 +395,7 @@ fn a_corrupt_body_is_refused_and_not_fetched_again() {
     }
     assert_eq!(pull.step(), Step::Failed);
     assert_eq!(rig.boot_choice(), Some(SlotId::Ota(0)), "nothing selected");
-    assert_eq!(rig.dev.update_in_progress(), false, "the lock is released");
+    assert!(!rig.dev.update_in_progress(), "the lock is released");
     // The same bytes are not fetched again.
     let again = check(&mut rig, &mut pull, &m, &s);
     assert_eq!(again, Err(PullError::KnownBad));
