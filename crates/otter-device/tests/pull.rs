@@ -518,3 +518,75 @@ fn a_version_this_device_rolled_back_is_refused() {
         Err(PullError::Refused(Refusal::RolledBack))
     );
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Any manifest signed by the trusted key (the valid one with bytes
+        /// changed) and any body (the image with bytes changed, in any
+        /// pieces): no panic; a check that does not download writes
+        /// nothing; every ending releases the lock; only an image that
+        /// verifies is ever selected.
+        #[test]
+        fn any_manifest_and_body_end_cleanly(
+            m_edits in proptest::collection::vec((any::<u16>(), any::<u8>()), 0..6),
+            b_edits in proptest::collection::vec((any::<u32>(), any::<u8>()), 0..3),
+            pieces in proptest::collection::vec(1usize..9000, 1..12),
+        ) {
+            let fw = c3("1.1.0");
+            let mut m = Rel::new("1.1.0", &fw).json();
+            for (at, v) in m_edits {
+                let i = usize::from(at) % m.len();
+                m[i] = v;
+            }
+            let s = sign_manifest(&m, &[key(1)]).unwrap();
+            let mut body = fw.clone();
+            for (at, v) in b_edits {
+                let i = at as usize % body.len();
+                body[i] = v;
+            }
+            let mut rig = Rig::new();
+            let before = rig.flash.contents().to_vec();
+            let mut pull = Pull::new();
+            match check(&mut rig, &mut pull, &m, &s) {
+                Ok(Decision::Download(Artifact::Firmware)) => {}
+                other => {
+                    prop_assert!(!matches!(other, Ok(Decision::Download(_))));
+                    prop_assert_eq!(rig.flash.contents(), &before[..]);
+                    prop_assert!(!rig.dev.update_in_progress());
+                    return Ok(());
+                }
+            }
+            let head = body[..SECTOR as usize].to_vec();
+            let n = now(&rig);
+            let f = pull.begin(&mut rig.dev, &mut rig.flash, &mut rig.plat, &head, n);
+            let Ok(f) = f else {
+                prop_assert!(!rig.dev.update_in_progress());
+                return Ok(());
+            };
+            let mut at = f.from as usize;
+            let mut ok = true;
+            for p in pieces.iter().cycle() {
+                if at >= body.len() {
+                    break;
+                }
+                let end = (at + p).min(body.len());
+                if let Err(e) = pull.write(&mut rig.dev, &mut rig.flash, at as u64, &body[at..end]) {
+                    pull.abort(&mut rig.dev, e, format_args!("refused"), n);
+                    ok = false;
+                    break;
+                }
+                at = end;
+            }
+            let done = ok && pull.finish(&mut rig.dev, &mut rig.flash, &mut rig.plat, n).is_ok();
+            prop_assert!(!rig.dev.update_in_progress());
+            prop_assert_eq!(done, body == fw, "selected exactly when the body is the signed image");
+            let choice = rig.boot_choice();
+            prop_assert_eq!(choice, Some(if done { SlotId::Ota(1) } else { SlotId::Ota(0) }));
+        }
+    }
+}
