@@ -5,6 +5,7 @@
 //! (a new machine and core over the same flash: a power loss) and
 //! restarts. Nothing may panic, the update lock is always released once a
 //! check ends, and the device never boots an image that does not verify.
+//! The input is also a fleet check-in answer for the device's parser.
 #![no_main]
 
 #[path = "device_common.rs"]
@@ -27,6 +28,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((&ctl, rest)) = data.split_first() else {
         return;
     };
+    // The fleet answer parser takes the same bytes.
+    let _ = otter_device::pull::checkin::parse_answer(rest, &mut |_| {});
     let (flash0, fw) = base();
     let mut flash = flash0.fork();
     let cfg = DeviceConfig::new(Chip::Esp32c3).with_rollback(ctl & 4 != 0);

@@ -47,6 +47,7 @@
 //! (otter-release parses the JSON): bounded by those lengths, freed before
 //! `verify` returns; nothing on the download path allocates.
 
+pub mod checkin;
 mod plan;
 mod text;
 
