@@ -590,3 +590,13 @@ mod props {
         }
     }
 }
+
+/// The machine's size, as documented (`sizes::PULL_SIZE` bounds it at
+/// compile time; this prints it for BENCHMARKS.md).
+#[test]
+fn the_machine_is_fixed_size() {
+    let n = std::mem::size_of::<Pull>();
+    println!("size_of::<Pull>() = {n}");
+    assert!(n <= otter_device::sizes::PULL_SIZE, "{n}");
+    assert!(std::mem::size_of::<otter_device::pull::checkin::Offer>() <= 2560);
+}
