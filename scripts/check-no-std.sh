@@ -20,6 +20,8 @@ if rustup target list --installed 2>/dev/null | grep -qx "$target"; then
     cargo build --quiet -p otter-format --no-default-features --features sbv2-ecdsa,sbv2-rsa --target "$target"
     echo "building otter-device with signature checks on update (sbv2-ecdsa, sbv2-rsa) for $target (no std, no alloc)"
     cargo build --quiet -p otter-device --no-default-features --features sbv2-ecdsa,sbv2-rsa --target "$target"
+    echo "building otter-device with the pull client (pull: manifest verification on a bounded heap) for $target (no std)"
+    cargo build --quiet -p otter-device --no-default-features --features pull --target "$target"
     # edge-mdns's heapless needs atomic CAS: on riscv32imc a firmware gets
     # it from esp-hal's portable-atomic critical section (the firmware build
     # checks that); alone it is checked on the C6's riscv32imac.

@@ -198,7 +198,7 @@ pub async fn start(opts: RunOptions) -> Result<Running, AgentError> {
         c.plat.status = Some(host_status(shared.clone(), pull.clone()));
     }
     if let Some(p) = &pull {
-        p.set_gate(Arc::new(CoreGate {
+        p.set_core(Arc::new(CoreGate {
             core: core.clone(),
             shared: shared.clone(),
         }));
@@ -608,48 +608,28 @@ fn core_server(
     )
 }
 
-/// The core as the pull client uses it: the update lock and the web-UI
-/// writer. Locks the core first, then the device, as every caller does.
+/// The core as the pull client uses it. Locks the core first, then the
+/// device, as every caller does.
 struct CoreGate {
     core: Arc<std::sync::Mutex<Core>>,
     shared: Arc<Shared>,
 }
 
-impl crate::pull::UpdateGate for CoreGate {
-    fn begin(&self, kind: otter_device::service::UpdateKind) -> bool {
-        crate::net::lock(&self.core)
-            .dev
-            .begin_external(kind)
-            .is_ok()
-    }
-    fn end(&self) {
-        crate::net::lock(&self.core).dev.end_external();
-    }
-    fn www_begin(
+impl crate::pull::CoreAccess for CoreGate {
+    fn with(
         &self,
-        size: u64,
-        sha256: [u8; 32],
-    ) -> Result<otter_device::www::WwwUpload, otter_device::DeviceError> {
+        f: &mut dyn FnMut(
+            &mut otter_device::service::Device,
+            &mut otter_sim::SimFlash,
+            &mut crate::net::platform::SimPlatform,
+            u64,
+        ),
+    ) {
         let mut c = crate::net::lock(&self.core);
+        let ms = c.now();
         let mut vd = self.shared.device();
         let Core { dev, plat, .. } = &mut *c;
-        dev.begin_external_www(vd.www_flash(), plat, size, Some(sha256))
-    }
-    fn www_write(
-        &self,
-        upload: &mut otter_device::www::WwwUpload,
-        data: &[u8],
-    ) -> Result<(), otter_device::DeviceError> {
-        upload.write(self.shared.device().www_flash(), data)
-    }
-    fn www_finish(
-        &self,
-        upload: otter_device::www::WwwUpload,
-    ) -> Result<otter_device::www::WwwDone, otter_device::DeviceError> {
-        let mut c = crate::net::lock(&self.core);
-        let mut vd = self.shared.device();
-        let Core { dev, plat, .. } = &mut *c;
-        dev.finish_external_www(vd.www_flash(), plat, upload)
+        f(dev, vd.www_flash(), plat, ms);
     }
 }
 

@@ -8,11 +8,14 @@
 //! document, confirm, rollback, reboot, the self-test window, and web-UI
 //! uploads into the inactive `www_0`/`www_1` slot ([`www`]).
 //!
-//! It is `#![no_std]`, uses no allocator on any path, forbids `unsafe`, and is
+//! It is `#![no_std]`, uses no allocator on any update path (only a pull's
+//! manifest verification allocates, behind the `pull` feature), forbids `unsafe`, and is
 //! generic over [`embedded_storage::nor_flash::NorFlash`].
 //!
 //! What it is not: there are no sockets, clocks, threads, executors or
-//! logging here, no TLS, no mDNS, and no pull client (a later step).
+//! logging here, no TLS and no mDNS. The pull client's decisions are here
+//! ([`pull`], the default `pull` feature): the caller fetches, the machine
+//! verifies, decides and writes.
 //!
 //! # The caller owns the socket
 //!
@@ -46,6 +49,9 @@
 //! | head buffer lent to a connection | ≥ [`http::MIN_HEAD_BUF`], default limit [`http::DEFAULT_MAX_HEAD`] | the caller |
 //! | response buffer lent to each call | ≥ [`service::MIN_TX_BUF`] | the caller |
 //! | header slots (`httparse::Header`) | [`http::MAX_HEADERS`] on the stack while a head is parsed | |
+//! | [`pull::Pull`] (feature `pull`) | ≤ [`sizes::PULL_SIZE`] = 3,328 | the caller, one per device |
+//! | manifest, signature and first-sector buffers lent to one pull check | ≤ 64 KiB + 16 KiB + 4 KiB | the caller |
+//! | heap while a manifest is verified (otter-release's JSON parse; freed before `Pull::check` returns) | bounded by the manifest's 64 KiB | the `alloc` of a `pull` build |
 //!
 //! # Errors
 //!
@@ -72,6 +78,8 @@ pub mod http;
 mod json;
 #[cfg(feature = "mdns")]
 pub mod mdns;
+#[cfg(feature = "pull")]
+pub mod pull;
 pub mod service;
 pub mod settings;
 pub mod sizes;

@@ -52,3 +52,11 @@ const _: () =
     assert!(core::mem::size_of::<crate::esphome::EsphomeConnection>() <= ESPHOME_CONNECTION_SIZE);
 const _: () = assert!(core::mem::size_of::<crate::espota::Espota>() <= ESPOTA_SIZE);
 const _: () = assert!(core::mem::size_of::<crate::espota::Transfer>() <= ESPOTA_SIZE);
+
+/// Upper bound of `size_of::<Pull>()`: the release's three names (128 B
+/// each), the artifact URL (2,048 B), the last error's message (512 B).
+#[cfg(feature = "pull")]
+pub const PULL_SIZE: usize = 3328;
+
+#[cfg(feature = "pull")]
+const _: () = assert!(core::mem::size_of::<crate::pull::Pull>() <= PULL_SIZE);

@@ -10,8 +10,12 @@
 //! - the **caller** (misuse of this API): no keys at all.
 //! - the **system**: reading or writing files, the random source.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+#[cfg(feature = "std")]
 use std::path::PathBuf;
 
+#[cfg(feature = "std")]
 use crate::manifest::Sha256Digest;
 use crate::timestamp::Timestamp;
 use crate::KeyId;
@@ -109,6 +113,7 @@ pub enum ReleaseError {
         url: String,
     },
     /// An artifact file has another length than the manifest says.
+    #[cfg(feature = "std")]
     #[error("{} is {got} bytes but the manifest says {expected}: the file was changed or replaced after signing", path.display())]
     ArtifactSizeMismatch {
         /// The file.
@@ -119,6 +124,7 @@ pub enum ReleaseError {
         got: u64,
     },
     /// An artifact file has another SHA-256 than the manifest says.
+    #[cfg(feature = "std")]
     #[error("{} has SHA-256 {got} but the manifest says {expected}: the file was changed or replaced after signing", path.display())]
     ArtifactHashMismatch {
         /// The file.
@@ -157,6 +163,7 @@ pub enum ReleaseError {
 
     // ---- the system failed -------------------------------------------------
     /// Reading a file failed.
+    #[cfg(feature = "std")]
     #[error("reading {}: {source}", path.display())]
     Read {
         /// The file.
@@ -166,6 +173,7 @@ pub enum ReleaseError {
         source: std::io::Error,
     },
     /// Writing a file failed.
+    #[cfg(feature = "std")]
     #[error("writing {}: {source}", path.display())]
     Write {
         /// The file.
@@ -175,6 +183,7 @@ pub enum ReleaseError {
         source: std::io::Error,
     },
     /// The operating system's random source failed while making a key.
+    #[cfg(feature = "std")]
     #[error("the operating system's random source failed: {0}")]
     Random(getrandom::Error),
 }
@@ -195,14 +204,19 @@ impl ReleaseError {
             ReleaseError::InvalidField { .. } => "invalid_field",
             ReleaseError::Expired { .. } => "expired",
             ReleaseError::ArtifactNotLocal { .. } => "artifact_not_local",
+            #[cfg(feature = "std")]
             ReleaseError::ArtifactSizeMismatch { .. } => "artifact_size_mismatch",
+            #[cfg(feature = "std")]
             ReleaseError::ArtifactHashMismatch { .. } => "artifact_sha256_mismatch",
             ReleaseError::BadKey { .. } => "bad_key",
             ReleaseError::WrongKeyKind { .. } => "wrong_key_kind",
             ReleaseError::NoSigningKeys => "no_signing_keys",
             ReleaseError::NoTrustedKeys => "no_trusted_keys",
+            #[cfg(feature = "std")]
             ReleaseError::Read { .. } => "read",
+            #[cfg(feature = "std")]
             ReleaseError::Write { .. } => "write",
+            #[cfg(feature = "std")]
             ReleaseError::Random(_) => "random",
         }
     }
@@ -263,8 +277,8 @@ pub enum KeyKind {
     Public,
 }
 
-impl std::fmt::Display for KeyKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
             KeyKind::Private => "private (PKCS#8, BEGIN PRIVATE KEY)",
             KeyKind::Public => "public (SPKI, BEGIN PUBLIC KEY)",
@@ -288,8 +302,8 @@ pub enum KeyDecodeError {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KeyIdList(pub Vec<String>);
 
-impl std::fmt::Display for KeyIdList {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for KeyIdList {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         if self.0.is_empty() {
             return f.write_str("none");
         }

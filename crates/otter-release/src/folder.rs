@@ -5,6 +5,7 @@
 //! static web server can host it; devices fetch the manifest and resolve the
 //! artifacts' relative URLs against its URL.
 
+use crate::prelude::*;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -6,8 +6,10 @@
 //! what `openssl genpkey -algorithm ed25519` writes), the public key is SPKI
 //! (`-----BEGIN PUBLIC KEY-----`, what `openssl pkey -pubout` writes).
 
-use std::fmt;
-use std::str::FromStr;
+#[allow(unused_imports)]
+use crate::prelude::*;
+use core::fmt;
+use core::str::FromStr;
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::KeypairBytes;
@@ -47,6 +49,7 @@ pub struct KeyId([u8; KEY_ID_LEN]);
 
 impl SigningKey {
     /// A fresh key from the operating system's random source.
+    #[cfg(feature = "std")]
     pub fn generate() -> Result<SigningKey, ReleaseError> {
         let mut seed = Zeroizing::new([0u8; 32]);
         getrandom::fill(seed.as_mut()).map_err(ReleaseError::Random)?;

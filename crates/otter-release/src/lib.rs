@@ -33,7 +33,25 @@
 //! manifest with what a device runs, belong to the pull client. It does not
 //! look inside images either; the CLI checks them before signing.
 
+#![no_std]
+
+extern crate alloc;
+#[cfg(any(feature = "std", test))]
+extern crate std;
+
+/// What every module uses from `alloc`.
+#[allow(unused_imports)]
+mod prelude {
+    pub(crate) use alloc::borrow::ToOwned;
+    pub(crate) use alloc::boxed::Box;
+    pub(crate) use alloc::format;
+    pub(crate) use alloc::string::{String, ToString};
+    pub(crate) use alloc::vec;
+    pub(crate) use alloc::vec::Vec;
+}
+
 mod error;
+#[cfg(feature = "std")]
 mod folder;
 mod keys;
 mod manifest;
@@ -43,6 +61,7 @@ mod verify;
 mod version;
 
 pub use error::{FieldProblem, KeyDecodeError, KeyIdList, KeyKind, ReleaseError, SignatureFault};
+#[cfg(feature = "std")]
 pub use folder::{
     verify_folder, write_release, ReleaseSpec, Verified, Written, MANIFEST_FILE, SIGNATURE_FILE,
 };
@@ -61,6 +80,6 @@ pub use verify::{
 pub use version::compare_versions;
 
 /// Lowercase hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> alloc::string::String {
     hex::encode(bytes)
 }

@@ -20,8 +20,10 @@
 //! meaning this version of otter would silently ignore. New fields come with a
 //! new `format` (docs/release-manifest.md, "Versioning").
 
-use std::fmt;
-use std::str::FromStr;
+#[allow(unused_imports)]
+use crate::prelude::*;
+use core::fmt;
+use core::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -379,7 +381,7 @@ impl Serialize for Sha256Digest {
 
 impl<'de> Deserialize<'de> for Sha256Digest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Sha256Digest, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let s = <alloc::borrow::Cow<'de, str>>::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
     }
 }
@@ -415,7 +417,7 @@ mod tests {
     fn json_round_trip_in_documented_order() {
         let m = sample();
         let bytes = m.to_json();
-        let text = std::str::from_utf8(&bytes).unwrap();
+        let text = core::str::from_utf8(&bytes).unwrap();
         let order: Vec<usize> = [
             "\"format\"",
             "\"product\"",

@@ -20,6 +20,8 @@
 //!    refuses the release, even when another trusted signature is good.
 //! 4. At least one entry must be by a trusted key.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 

@@ -1,7 +1,9 @@
 //! [`Timestamp`]: a point in time as the manifest writes it (RFC 3339).
 
-use std::fmt;
-use std::str::FromStr;
+#[allow(unused_imports)]
+use crate::prelude::*;
+use core::fmt;
+use core::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::format_description::well_known::Rfc3339;
@@ -55,6 +57,7 @@ impl Timestamp {
     }
 
     /// The system clock, to the second.
+    #[cfg(feature = "std")]
     pub fn now() -> Timestamp {
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -75,14 +78,22 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // In range by construction, so formatting succeeds; should it not,
-        // fall back to the number rather than fail the formatter.
-        let text = i64::try_from(self.0)
+        // RFC 3339 in UTC with a `Z`; in range by construction (1970..=9999),
+        // should it not be, fall back to the number rather than fail.
+        let t = i64::try_from(self.0)
             .ok()
-            .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
-            .and_then(|t| t.format(&Rfc3339).ok());
-        match text {
-            Some(t) => f.write_str(&t),
+            .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok());
+        match t {
+            Some(t) => write!(
+                f,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            ),
             None => write!(f, "@{}", self.0),
         }
     }
@@ -109,7 +120,7 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let s = <alloc::borrow::Cow<'de, str>>::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
     }
 }

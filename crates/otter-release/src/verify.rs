@@ -3,6 +3,8 @@
 
 use crate::keys::{KeyId, PublicKey};
 use crate::manifest::Manifest;
+#[allow(unused_imports)]
+use crate::prelude::*;
 use crate::signature::verify_signatures;
 use crate::timestamp::Timestamp;
 use crate::ReleaseError;

@@ -26,7 +26,9 @@
 //! `git describe` output such as `v1.2.3-4-gabcdef` is semver-ish with a
 //! prerelease, so it is *older* than `v1.2.3`: release from tags.
 
-use std::cmp::Ordering;
+#[allow(unused_imports)]
+use crate::prelude::*;
+use core::cmp::Ordering;
 
 /// Compares two app versions (module docs). A total order: `Equal` only for
 /// versions that mean the same (`v1.2` and `1.2.0+build7`, or equal strings).
@@ -159,8 +161,8 @@ fn natural(a: &str, b: &str) -> Ordering {
                     (true, true) => {
                         // ASCII digits are valid UTF-8.
                         cmp_digits(
-                            std::str::from_utf8(x).unwrap_or(""),
-                            std::str::from_utf8(y).unwrap_or(""),
+                            core::str::from_utf8(x).unwrap_or(""),
+                            core::str::from_utf8(y).unwrap_or(""),
                         )
                     }
                     (true, false) => Ordering::Less,

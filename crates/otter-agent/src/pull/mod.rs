@@ -5,42 +5,44 @@
 //!
 //! 1. Fetch `manifest.json` and `manifest.json.sig` (bounded:
 //!    [`otter_release::MAX_MANIFEST_LEN`], [`otter_release::MAX_SIGNATURE_FILE_LEN`]).
-//! 2. [`otter_release::verify_manifest`]: a trusted Ed25519 signature over the
-//!    exact bytes, the format, the expiry.
-//! 3. [`plan::plan`]: product, chip, secure_version against the eFuse counter,
-//!    newer version (and not one this device rolled back), size against the
-//!    slot.
-//! 4. Firmware: stream it into the inactive slot through the engine's update
-//!    session, resuming from what is already in flash after a power cut
-//!    ([`firmware`]), SHA-256 checked as it arrives and again at the end;
-//!    activate only on a match; reboot. The self-test confirms it.
-//! 5. Web UI (a bundle): once the new firmware has confirmed itself, the next
-//!    check streams the LittleFS image into the inactive `www` slot, checks
-//!    it, flips the NVS pointer and reboots.
+//! 2. The device core's pull machine ([`otter_device::pull::Pull`]) decides:
+//!    the signature, format and expiry, then product, chip, secure_version
+//!    against the eFuse counter, newer version (and not one this device
+//!    rolled back), size against the slot, and the web UI of a bundle.
+//! 3. Firmware: the first sector is fetched and the machine opens the slot,
+//!    resuming from what is already in flash after a power cut; the body
+//!    goes through the core's update path (the same session as an upload),
+//!    verified and activated by the machine; reboot. The self-test confirms
+//!    it.
+//! 4. Web UI (a bundle): once the new firmware has confirmed itself, the next
+//!    check streams the LittleFS image through the core's web-UI writer.
+//!
+//! This module is the adapter: it fetches (hyper, rustls, the overall
+//! deadlines of [`crate::fetch`]), holds no lock while the network is waited
+//! on (the core is locked only for each call into the machine), feeds the
+//! machine and performs what it decides (a reboot).
 //!
 //! Checks run at boot, every `poll` and on `POST /api/ota/check`. A check
 //! runs only while the firmware runs (the task is per boot, so a reboot or a
-//! power cut stops it); it takes the same lock as uploads, so a pull and a
-//! push never overlap.
+//! power cut stops it); the download takes the same lock as uploads, so a
+//! pull and a push never overlap.
 
-pub mod firmware;
-pub mod plan;
 pub mod server;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use otter_device::www::{WwwDone, WwwUpload};
-use otter_device::DeviceError;
-use otter_format::otadata::OtaState;
-use otter_release::{resolve_url, verify_manifest, Manifest, PublicKey, ReleaseError};
+use otter_device::pull::{Artifact, Decision, Now, PullError};
+use otter_device::service::{Device, RebootReason};
+use otter_release::{resolve_url, PublicKey};
+use otter_sim::SimFlash;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use url::Url;
 
-use crate::fetch::{DownloadStats, FetchConfig, FetchError, Fetcher, Sink, SinkError};
+use crate::fetch::{FetchConfig, FetchError, Fetcher, Sink, SinkError};
+use crate::net::platform::SimPlatform;
 use crate::state::{lock, now_secs, ErrorBody, Reboot, Shared};
-use plan::{DeviceFacts, Plan, WwwFacts};
 
 /// How a device pulls.
 #[derive(Debug, Clone)]
@@ -82,7 +84,7 @@ pub struct PullStatus {
     /// When the last check started (Unix seconds).
     pub last_check: Option<u64>,
     /// The last check's error, until a check succeeds.
-    pub last_error: Option<PullError>,
+    pub last_error: Option<LastPullError>,
     /// The last download's transport figures.
     pub last_download: Option<DownloadSummary>,
 }
@@ -118,7 +120,7 @@ pub struct Progress {
 
 /// A failed or refused check.
 #[derive(Debug, Clone, Serialize)]
-pub struct PullError {
+pub struct LastPullError {
     /// Machine-readable code.
     pub error: &'static str,
     /// What happened and what to do.
@@ -178,45 +180,25 @@ pub fn decision(report: &CheckReport) -> (otter_device::service::CheckResult, St
     (result, body)
 }
 
-/// The device core as the pull client uses it: its one-update-at-a-time
-/// lock, taken for a download only (never while the manifest server is
-/// waited on), and its web-UI writer, so a pulled UI is written and checked
-/// by the same code as an uploaded one.
-pub trait UpdateGate: Send + Sync {
-    /// Takes the lock for a download of `kind`; `false` when an update runs.
-    fn begin(&self, kind: otter_device::service::UpdateKind) -> bool;
-    /// Releases it.
-    fn end(&self);
-    /// Starts writing a web-UI image of `size` bytes with SHA-256 `sha256`
-    /// into the slot not mounted (under the lock for `Www`).
-    fn www_begin(&self, size: u64, sha256: [u8; 32]) -> Result<WwwUpload, DeviceError>;
-    /// Writes the next bytes.
-    fn www_write(&self, upload: &mut WwwUpload, data: &[u8]) -> Result<(), DeviceError>;
-    /// Verifies the slot and switches the pointer.
-    fn www_finish(&self, upload: WwwUpload) -> Result<WwwDone, DeviceError>;
+/// The device core as the pull client uses it: the core's device state,
+/// the flash and the platform, locked for one call into the pull machine
+/// (never while the network is waited on).
+pub trait CoreAccess: Send + Sync {
+    /// Runs `f` with the core locked; `ms` is the core's clock.
+    fn with(&self, f: &mut dyn FnMut(&mut Device, &mut SimFlash, &mut SimPlatform, u64));
 }
 
-/// Releases the gate when the download ends, however it ends.
-struct Held<'a>(&'a dyn UpdateGate);
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.0.end();
-    }
-}
-
-/// The pull client's state, shared by the per-boot task and the API.
+/// The pull client: the core's machine, and what only the host knows (the
+/// URLs, the poll, the transport figures).
 pub struct Pull {
     cfg: PullConfig,
     fetcher: Fetcher,
-    status: Arc<Mutex<PullStatus>>,
+    machine: Arc<Mutex<otter_device::pull::Pull>>,
+    last_download: Arc<Mutex<Option<DownloadSummary>>>,
     requests: mpsc::Sender<oneshot::Sender<CheckReport>>,
     inbox: tokio::sync::Mutex<mpsc::Receiver<oneshot::Sender<CheckReport>>>,
-    /// A release whose download failed its final SHA-256 since power-on: not
-    /// fetched again until the manifest names another.
-    bad: Mutex<Option<[u8; 32]>>,
-    /// The device's update lock (the core's), once the runner installed it.
-    gate: std::sync::OnceLock<Arc<dyn UpdateGate>>,
+    /// The device core, once the runner installed it.
+    core: std::sync::OnceLock<Arc<dyn CoreAccess>>,
     /// The manifest URL of the check in progress (the server's offer, or
     /// `manifest_url`): artifacts resolve against it.
     current: Mutex<Url>,
@@ -230,13 +212,6 @@ struct Stop {
 }
 
 impl Stop {
-    fn refused(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            result: "refused",
-            code,
-            message: message.into(),
-        }
-    }
     fn failed(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             result: "failed",
@@ -246,23 +221,27 @@ impl Stop {
     }
 }
 
-impl From<FetchError> for Stop {
-    fn from(e: FetchError) -> Self {
-        let mut message = e.to_string();
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            message.push_str(": ");
-            message.push_str(&c.to_string());
-            cause = c.source();
-        }
-        Stop::failed("download_failed", message)
+/// A transport failure with its causes, as one message.
+fn fetch_message(e: &FetchError) -> String {
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    message
+}
+
+fn now() -> impl Fn(u64) -> Now {
+    |ms| Now {
+        ms,
+        unix: now_secs(),
     }
 }
 
-impl From<ReleaseError> for Stop {
-    fn from(e: ReleaseError) -> Self {
-        Stop::refused(e.code(), e.to_string())
-    }
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl Pull {
@@ -270,63 +249,48 @@ impl Pull {
     pub fn new(cfg: PullConfig) -> Result<Arc<Self>, FetchError> {
         let fetcher = Fetcher::new(cfg.fetch.clone())?;
         let (requests, inbox) = mpsc::channel(8);
-        let status = PullStatus {
-            manifest_url: cfg.manifest_url.to_string(),
-            poll_s: cfg.poll.map(|d| d.as_secs()),
-            step: "idle",
-            artifact: None,
-            release: None,
-            progress: None,
-            checks: 0,
-            last_check: None,
-            last_error: None,
-            last_download: None,
-        };
         Ok(Arc::new(Self {
             fetcher,
-            status: Arc::new(Mutex::new(status)),
+            machine: Arc::new(Mutex::new(otter_device::pull::Pull::new())),
+            last_download: Arc::new(Mutex::new(None)),
             requests,
             inbox: tokio::sync::Mutex::new(inbox),
-            bad: Mutex::new(None),
-            gate: std::sync::OnceLock::new(),
+            core: std::sync::OnceLock::new(),
             current: Mutex::new(cfg.manifest_url.clone()),
             cfg,
         }))
     }
 
-    /// Installs the device's update lock (once, before the first boot).
-    pub fn set_gate(&self, gate: Arc<dyn UpdateGate>) {
-        let _ = self.gate.set(gate);
+    /// Installs the device core (once, before the first boot).
+    pub fn set_core(&self, core: Arc<dyn CoreAccess>) {
+        let _ = self.core.set(core);
     }
 
-    /// Takes the update lock for a download of `kind`.
-    fn hold(&self, kind: otter_device::service::UpdateKind) -> Result<Held<'_>, Stop> {
-        let g = self.gate()?;
-        if g.begin(kind) {
-            Ok(Held(g))
-        } else {
-            Err(Stop {
-                result: "busy",
-                code: "busy",
-                message: "an update is in progress; the pull checks again later".into(),
-            })
-        }
-    }
-
-    fn gate(&self) -> Result<&dyn UpdateGate, Stop> {
-        self.gate
-            .get()
-            .map(|g| g.as_ref())
-            .ok_or_else(|| Stop::failed("internal", "the pull client runs without the device core"))
-    }
-
-    /// The status.
+    /// The status, from the core's machine and the host's figures. Locks
+    /// only the machine (the core may be locked by the caller).
     pub fn status(&self) -> PullStatus {
-        lock(&self.status).clone()
-    }
-
-    fn set(&self, f: impl FnOnce(&mut PullStatus)) {
-        f(&mut lock(&self.status));
+        let m = lock(&self.machine);
+        PullStatus {
+            manifest_url: self.cfg.manifest_url.to_string(),
+            poll_s: self.cfg.poll.map(|d| d.as_secs()),
+            step: m.step().name(),
+            artifact: m.artifact().map(Artifact::name),
+            release: m.release().map(summary),
+            progress: m.progress().map(|p| Progress {
+                written: p.written,
+                total: p.total,
+                resumed_from: p.resumed_from,
+            }),
+            checks: m.checks(),
+            last_check: m.last_check(),
+            last_error: m.last_error().map(|e| LastPullError {
+                error: e.error.code(),
+                message: e.message.as_str().to_string(),
+                at: e.at,
+                boot: u64::from(e.boot),
+            }),
+            last_download: lock(&self.last_download).clone(),
+        }
     }
 
     /// Asks the running firmware to check now, and waits for the decision
@@ -377,67 +341,93 @@ impl Pull {
         }
     }
 
+    /// One call into the machine with the core locked.
+    fn core_call<T>(
+        &self,
+        f: impl FnOnce(
+            &mut otter_device::pull::Pull,
+            &mut Device,
+            &mut SimFlash,
+            &mut SimPlatform,
+            Now,
+        ) -> T,
+    ) -> Result<T, Stop> {
+        let core = self.core.get().ok_or_else(|| {
+            Stop::failed("internal", "the pull client runs without the device core")
+        })?;
+        let mut f = Some(f);
+        let mut out = None;
+        core.with(&mut |dev, flash, plat, ms| {
+            if let Some(f) = f.take() {
+                let mut m = lock(&self.machine);
+                out = Some(f(&mut m, dev, flash, plat, now()(ms)));
+            }
+        });
+        out.ok_or_else(|| Stop::failed("internal", "the device core did not run the pull"))
+    }
+
+    /// The machine's record of the error it just refused or failed with.
+    fn stop(&self, e: &PullError) -> Stop {
+        if *e == PullError::Busy {
+            return Stop {
+                result: "busy",
+                code: "busy",
+                message: "an update is in progress; the pull checks again later".into(),
+            };
+        }
+        let m = lock(&self.machine);
+        let message = m
+            .last_error()
+            .map(|l| l.message.as_str().to_string())
+            .unwrap_or_else(|| "an update is in progress; the pull checks again later".into());
+        Stop {
+            result: e.result().name(),
+            code: e.code(),
+            message,
+        }
+    }
+
+    /// Records a failure outside the machine's steps (transport, server).
+    fn record(&self, error: PullError, message: &str) -> Stop {
+        let code = error.code();
+        let result = error.result().name();
+        let _ = self.core_call(|m, dev, _, _, now| {
+            m.abort(dev, error, format_args!("{message}"), now);
+        });
+        Stop {
+            result,
+            code,
+            message: message.to_string(),
+        }
+    }
+
     /// One check. `reply` is answered as soon as the decision is made.
     async fn check(
         &self,
         shared: &Arc<Shared>,
         reply: &mut Option<oneshot::Sender<CheckReport>>,
     ) -> CheckReport {
-        let boot = shared.boot().count;
-        self.set(|s| {
-            s.step = "checking";
-            s.artifact = None;
-            s.progress = None;
-            s.checks += 1;
-            s.last_check = Some(now_secs());
+        lock(&self.machine).start(Now {
+            ms: 0,
+            unix: now_secs(),
         });
-        // The core's update lock is taken only for a download (`hold`).
-        let mut release = None;
-        let outcome = self.check_locked(shared, reply, &mut release).await;
+        let outcome = self.check_inner(shared, reply).await;
+        let release = lock(&self.machine).release().map(summary);
         let report = match outcome {
-            Ok((result, artifact)) => {
-                self.set(|s| {
-                    s.last_error = None;
-                    if result == "up_to_date" || result == "waiting_for_confirm" {
-                        s.step = result;
-                        s.artifact = None;
-                    }
-                });
-                CheckReport {
-                    result,
-                    artifact,
-                    release: release.clone(),
-                    error: None,
-                }
-            }
-            Err(stop) if stop.result == "busy" => {
-                self.set(|s| s.step = "idle");
-                CheckReport {
-                    result: stop.result,
-                    artifact: None,
-                    release: release.clone(),
-                    error: Some(ErrorBody {
-                        error: stop.code,
-                        message: stop.message,
-                    }),
-                }
-            }
+            Ok((result, artifact)) => CheckReport {
+                result,
+                artifact,
+                release,
+                error: None,
+            },
             Err(stop) => {
-                shared.event(format!("pull: {}: {}", stop.code, stop.message));
-                self.set(|s| {
-                    s.step = stop.result;
-                    s.progress = None;
-                    s.last_error = Some(PullError {
-                        error: stop.code,
-                        message: stop.message.clone(),
-                        at: now_secs(),
-                        boot,
-                    });
-                });
+                if stop.result != "busy" {
+                    shared.event(format!("pull: {}: {}", stop.code, stop.message));
+                }
                 CheckReport {
                     result: stop.result,
                     artifact: None,
-                    release: release.clone(),
+                    release,
                     error: Some(ErrorBody {
                         error: stop.code,
                         message: stop.message,
@@ -451,351 +441,293 @@ impl Pull {
         report
     }
 
-    async fn check_locked(
+    async fn check_inner(
         &self,
         shared: &Arc<Shared>,
         reply: &mut Option<oneshot::Sender<CheckReport>>,
-        release: &mut Option<ReleaseSummary>,
     ) -> Result<(&'static str, Option<&'static str>), Stop> {
         let url = &match &self.cfg.server {
-            Some(s) => match server::check_in(s, shared).await? {
-                Some(u) => u,
-                None => return Ok(("up_to_date", None)),
+            Some(s) => match server::check_in(s, shared).await {
+                Ok(Some(u)) => u,
+                Ok(None) => {
+                    lock(&self.machine).up_to_date();
+                    return Ok(("up_to_date", None));
+                }
+                Err(stop) => {
+                    let error = match stop.code {
+                        "not_running" => PullError::Device(otter_device::DeviceError::NotRunning),
+                        code => PullError::Server(server::fault(code)),
+                    };
+                    return Err(self.record(error, &stop.message));
+                }
             },
             None => self.cfg.manifest_url.clone(),
         };
         *lock(&self.current) = url.clone();
         let mut sig_url = url.clone();
         sig_url.set_path(&format!("{}.sig", url.path()));
-        let manifest = self
-            .fetcher
-            .get_small(url, otter_release::MAX_MANIFEST_LEN)
-            .await?;
-        let sig = self
-            .fetcher
-            .get_small(&sig_url, otter_release::MAX_SIGNATURE_FILE_LEN)
-            .await?;
-        let m = verify_manifest(&manifest, &sig, &self.cfg.trusted, now_secs())?;
-        let summary = ReleaseSummary {
-            product: m.product.clone(),
-            version: m.firmware.version.clone(),
-            secure_version: m.firmware.secure_version,
-            sha256: m.firmware.sha256.to_string(),
-            www: m.www.is_some(),
-            expires: m.expires.to_string(),
+        // Both fetched without any lock, each under the fetch deadlines.
+        let fetched = async {
+            let manifest = self
+                .fetcher
+                .get_small(url, otter_device::pull::MAX_MANIFEST_LEN)
+                .await?;
+            let sig = self
+                .fetcher
+                .get_small(&sig_url, otter_device::pull::MAX_SIGNATURE_FILE_LEN)
+                .await?;
+            Ok::<_, FetchError>((manifest, sig))
         };
-        *release = Some(summary.clone());
-        self.set(|s| s.release = Some(summary));
-        let facts = facts(shared, self.cfg.product.as_deref())?;
-        let what = plan::plan(&m, &facts).map_err(|r| Stop::refused(r.code, r.message))?;
-        match what {
-            Plan::UpToDate => Ok(("up_to_date", None)),
-            Plan::WaitForConfirm => Ok(("waiting_for_confirm", None)),
-            Plan::Firmware => {
-                if *lock(&self.bad) == Some(m.firmware.sha256.0) {
-                    return Err(Stop::failed(
-                        "sha256_mismatch",
-                        format!(
-                            "firmware {} did not match its manifest's SHA-256 when downloaded; not fetched again until the manifest changes (or the device restarts)",
-                            m.firmware.version
-                        ),
-                    ));
-                }
-                let _held = self.hold(otter_device::service::UpdateKind::Firmware)?;
-                self.answer(reply, release, "firmware");
-                self.install_firmware(shared, &m).await?;
-                Ok(("updating", Some("firmware")))
+        let (manifest, sig) = match fetched.await {
+            Ok(b) => b,
+            Err(e) => return Err(self.record(PullError::Download, &fetch_message(&e))),
+        };
+        let (trusted, product) = (&self.cfg.trusted, self.cfg.product.as_deref());
+        let decision = self.core_call(|m, dev, flash, _, now| {
+            m.check(dev, flash, &manifest, &sig, trusted, product, now)
+        })?;
+        match decision {
+            Ok(Decision::UpToDate) => Ok(("up_to_date", None)),
+            Ok(Decision::WaitingForConfirm) => Ok(("waiting_for_confirm", None)),
+            Ok(Decision::Download(a)) => {
+                self.install(shared, a, reply).await?;
+                Ok(("updating", Some(a.name())))
             }
-            Plan::Www => {
-                let _held = self.hold(otter_device::service::UpdateKind::Www)?;
-                self.answer(reply, release, "www");
-                self.install_www(shared, &m).await?;
-                Ok(("updating", Some("www")))
-            }
-        }
-    }
-
-    fn answer(
-        &self,
-        reply: &mut Option<oneshot::Sender<CheckReport>>,
-        release: &Option<ReleaseSummary>,
-        artifact: &'static str,
-    ) {
-        if let Some(tx) = reply.take() {
-            let _ = tx.send(CheckReport {
-                result: "updating",
-                artifact: Some(artifact),
-                release: release.clone(),
-                error: None,
-            });
+            Err(e) => Err(self.stop(&e)),
         }
     }
 
     fn artifact_url(&self, url: &str) -> Result<Url, Stop> {
         let base = lock(&self.current).clone();
-        let s = resolve_url(base.as_str(), url)?;
-        Url::parse(&s).map_err(|e| {
-            Stop::refused(
-                "bad_manifest",
-                format!("the artifact URL {s:?} is not a URL: {e}"),
-            )
+        let s = resolve_url(base.as_str(), url).map_err(|e| Stop {
+            result: "refused",
+            code: e.code(),
+            message: e.to_string(),
+        })?;
+        Url::parse(&s).map_err(|e| Stop {
+            result: "refused",
+            code: "bad_manifest",
+            message: format!("the artifact URL {s:?} is not a URL: {e}"),
         })
     }
 
-    fn downloading(&self, artifact: &'static str, total: u64, resumed_from: u64) {
-        self.set(|s| {
-            s.step = "downloading";
-            s.artifact = Some(artifact);
-            s.progress = Some(Progress {
-                written: resumed_from,
-                total,
-                resumed_from,
-            });
-        });
-    }
-
-    fn downloaded(&self, artifact: &'static str, stats: &DownloadStats, resumed_from: u64) {
-        self.set(|s| {
-            s.step = "verifying";
-            s.last_download = Some(DownloadSummary {
-                artifact,
-                body_bytes: stats.body_bytes,
-                connections: stats.connections,
-                resumes: stats.resumes,
-                restarts: stats.restarts,
-                resumed_from,
-                buffer_size: stats.buffer_size,
-            });
-        });
-    }
-
-    async fn install_firmware(&self, shared: &Arc<Shared>, m: &Manifest) -> Result<(), Stop> {
-        let url = self.artifact_url(&m.firmware.url)?;
-        let fw = &m.firmware;
-        let size = u32::try_from(fw.size)
-            .map_err(|_| Stop::refused("too_large", format!("{} bytes fit no slot", fw.size)))?;
-        // The first sector decides whether the slot already holds a prefix of
-        // this very image (a download cut by a power loss).
-        let mut head = firmware::Collect {
-            bytes: Vec::new(),
-            want: size.min(firmware::SECTOR) as usize,
+    /// Downloads the decided artifact through the machine and reboots into it.
+    async fn install(
+        &self,
+        shared: &Arc<Shared>,
+        artifact: Artifact,
+        reply: &mut Option<oneshot::Sender<CheckReport>>,
+    ) -> Result<(), Stop> {
+        // The first sector decides whether the slot already holds a prefix
+        // of this very image (a download cut by a power loss); fetched
+        // before the lock is taken.
+        let (head_range, raw_url, size) = {
+            let m = lock(&self.machine);
+            (
+                m.head_range(),
+                m.url().to_string(),
+                m.release().map_or(0, |r| r.firmware.size),
+            )
         };
-        match self.fetcher.download(&url, 0, fw.size, &mut head).await {
-            Ok(_) => {}
-            Err(FetchError::Sink { source, .. })
-                if source.downcast_ref::<firmware::HeadComplete>().is_some() => {}
-            Err(e) => return Err(download_stop(e)),
+        let url = self.artifact_url(&raw_url)?;
+        let mut head = Vec::new();
+        if let Some((from, to)) = head_range {
+            let mut collect = Collect {
+                bytes: Vec::new(),
+                want: (to - from) as usize,
+            };
+            match self.fetcher.download(&url, 0, size, &mut collect).await {
+                Ok(_) => {}
+                Err(FetchError::Sink { source, .. })
+                    if source.downcast_ref::<HeadComplete>().is_some() => {}
+                Err(e) => return Err(self.record(PullError::Download, &fetch_message(&e))),
+            }
+            head = collect.bytes;
         }
-        let mut sink = firmware::FirmwareSink::open(shared, size, fw.sha256.0, &head.bytes)?;
-        let from = sink.resumed_from();
-        if from > 0 {
-            shared.event(format!(
-                "pull: resuming firmware {} at {from:#x} of {size:#x}: the slot holds the first {from} bytes from before the power loss (re-hashed)",
-                fw.version
-            ));
-        } else {
-            shared.event(format!(
-                "pull: downloading firmware {} ({size} bytes) from {url}",
-                fw.version
-            ));
+        let begun = self.core_call(|m, dev, flash, plat, now| {
+            m.begin(dev, flash, plat, &head, now)
+                .map(|f| (f.from, f.to))
+        })?;
+        let (from, to) = match begun {
+            Ok(r) => r,
+            Err(e) => return Err(self.stop(&e)),
+        };
+        if let Some(tx) = reply.take() {
+            let _ = tx.send(CheckReport {
+                result: "updating",
+                artifact: Some(artifact.name()),
+                release: lock(&self.machine).release().map(summary),
+                error: None,
+            });
         }
-        self.downloading("firmware", fw.size, from);
-        let status = self.status.clone();
-        // A log line at every 10% of the image, as POST /update logs its own.
-        let (total, version) = (fw.size.max(1), fw.version.clone());
-        let next_pct = std::sync::atomic::AtomicU64::new((from * 100 / total / 10 + 1) * 10);
-        sink.on_progress(Box::new(move |written: u64| {
-            if let Some(p) = lock(&status).progress.as_mut() {
-                p.written = written;
-            }
-            let pct = written * 100 / total;
-            if pct >= next_pct.load(std::sync::atomic::Ordering::Relaxed) {
-                next_pct.store((pct / 10 + 1) * 10, std::sync::atomic::Ordering::Relaxed);
-                tracing::info!("pull: firmware {version}: {pct}% ({written} of {total} bytes)");
-            }
-        }));
-        let stats = self
-            .fetcher
-            .download(&url, from, fw.size, &mut sink)
-            .await
-            .map_err(download_stop)?;
-        self.downloaded("firmware", &stats, from);
-        match sink.finish() {
-            Ok(done) => {
-                shared.event(format!(
-                    "pull: firmware {} written to {} and verified (SHA-256 {}); {} bytes off the wire in {} connection(s), {} resume(s); rebooting",
-                    fw.version, done.slot, fw.sha256, stats.body_bytes, stats.connections, stats.resumes
-                ));
-                self.set(|s| s.step = "rebooting");
-                shared.request_reboot(Reboot::Update);
-                Ok(())
-            }
+        let version = lock(&self.machine)
+            .release()
+            .map(|r| r.version.as_str().to_string())
+            .unwrap_or_default();
+        match artifact {
+            Artifact::Firmware if from > 0 => shared.event(format!(
+                "pull: resuming firmware {version} at {from:#x} of {to:#x}: the slot holds the first {from} bytes from before the power loss (re-hashed)"
+            )),
+            Artifact::Firmware => shared.event(format!(
+                "pull: downloading firmware {version} ({to} bytes) from {url}"
+            )),
+            Artifact::Www => {}
+        }
+        let mut sink = MachineSink {
+            pull: self,
+            artifact,
+            version: version.clone(),
+            total: to.max(1),
+            next_pct: (from * 100 / to.max(1) / 10 + 1) * 10,
+        };
+        let stats = match self.fetcher.download(&url, from, to, &mut sink).await {
+            Ok(s) => s,
             Err(e) => {
-                if e.code == "sha256_mismatch" {
-                    *lock(&self.bad) = Some(fw.sha256.0);
+                // The sink's own failure (the core refused the bytes) is
+                // already recorded by the machine.
+                if let FetchError::Sink { source, .. } = &e {
+                    if let Some(f) = source.downcast_ref::<SinkFailure>() {
+                        return Err(self.stop(&f.0));
+                    }
                 }
-                Err(Stop::failed(e.code, e.message))
+                return Err(self.record(PullError::Download, &fetch_message(&e)));
             }
-        }
-    }
-
-    async fn install_www(&self, shared: &Arc<Shared>, m: &Manifest) -> Result<(), Stop> {
-        let Some(art) = &m.www else { return Ok(()) };
-        let url = self.artifact_url(&art.url)?;
-        let mut sink = WwwSink {
-            gate: self.gate()?,
-            size: art.size,
-            sha256: art.sha256.0,
-            update: None,
         };
-        sink.restart_update()?;
-        self.downloading("www", art.size, 0);
-        let stats = self
-            .fetcher
-            .download(&url, 0, art.size, &mut sink)
-            .await
-            .map_err(download_stop)?;
-        self.downloaded("www", &stats, 0);
-        let update = sink
-            .update
-            .take()
-            .ok_or_else(|| Stop::failed("internal", "the web-UI update was not started"))?;
-        match sink.gate.www_finish(update) {
-            Ok(done) => {
-                let sha: String = done.sha256.iter().map(|b| format!("{b:02x}")).collect();
-                shared.event(format!(
-                    "pull: web UI written to www_{} and verified (SHA-256 {sha}{}); rebooting to mount it",
-                    done.target,
-                    done.files.map(|n| format!(", {n} files")).unwrap_or_default()
-                ));
-                self.set(|s| s.step = "rebooting");
-                shared.request_reboot(Reboot::Frontend);
+        *lock(&self.last_download) = Some(DownloadSummary {
+            artifact: artifact.name(),
+            body_bytes: stats.body_bytes,
+            connections: stats.connections,
+            resumes: stats.resumes,
+            restarts: stats.restarts,
+            resumed_from: from,
+            buffer_size: stats.buffer_size,
+        });
+        let done = self.core_call(|m, dev, flash, plat, now| m.finish(dev, flash, plat, now))?;
+        match done {
+            Ok(reason) => {
+                let sha = lock(&self.machine)
+                    .release()
+                    .map(|r| match artifact {
+                        Artifact::Firmware => hex(&r.firmware.sha256),
+                        Artifact::Www => r.www.map(|w| hex(&w.sha256)).unwrap_or_default(),
+                    })
+                    .unwrap_or_default();
+                let why = match reason {
+                    RebootReason::Www => {
+                        shared.event(format!(
+                            "pull: web UI written and verified (SHA-256 {sha}); rebooting to mount it"
+                        ));
+                        Reboot::Frontend
+                    }
+                    _ => {
+                        shared.event(format!(
+                            "pull: firmware {version} written and verified (SHA-256 {sha}); {} bytes off the wire in {} connection(s), {} resume(s); rebooting",
+                            stats.body_bytes, stats.connections, stats.resumes
+                        ));
+                        Reboot::Update
+                    }
+                };
+                shared.request_reboot(why);
                 Ok(())
             }
-            Err(e) => Err(SinkFailure::from(&e).into()),
+            Err(e) => Err(self.stop(&e)),
         }
     }
 }
 
-/// A sink failure, with the code status reports.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct SinkFailure {
-    /// Machine-readable code.
-    pub code: &'static str,
-    /// What happened.
-    pub message: String,
+/// The release a manifest describes, for the status.
+fn summary(r: &otter_device::pull::Release) -> ReleaseSummary {
+    ReleaseSummary {
+        product: r.product.as_str().to_string(),
+        version: r.version.as_str().to_string(),
+        secure_version: r.secure_version,
+        sha256: hex(&r.firmware.sha256),
+        www: r.www.is_some(),
+        expires: otter_release::Timestamp::from_unix_saturating(r.expires).to_string(),
+    }
 }
 
-impl From<&DeviceError> for SinkFailure {
-    fn from(e: &DeviceError) -> Self {
-        Self {
-            code: e.code(),
-            message: e.to_string(),
+/// A pull's error, as the machine refused the bytes.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.code())]
+struct SinkFailure(PullError);
+
+/// The download's bytes into the core's pull machine, one locked call per
+/// piece (a buffer of [`crate::fetch::BUFFER_SIZE`] at most).
+struct MachineSink<'p> {
+    pull: &'p Pull,
+    artifact: Artifact,
+    version: String,
+    total: u64,
+    next_pct: u64,
+}
+
+impl Sink for MachineSink<'_> {
+    fn restart(&mut self) -> Result<(), SinkError> {
+        let r = self
+            .pull
+            .core_call(|m, dev, flash, plat, _| m.restart(dev, flash, plat))
+            .map_err(|s| SinkError::new(s.message))?;
+        r.map_err(|e| SinkError::new(SinkFailure(e)))
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), SinkError> {
+        let r = self
+            .pull
+            .core_call(|m, dev, flash, _, now| {
+                let r = m.write(dev, flash, offset, data);
+                if let Err(e) = &r {
+                    // Recorded (and the update abandoned) by the machine.
+                    let msg = match e {
+                        PullError::Device(d) => d.to_string(),
+                        other => other.code().to_string(),
+                    };
+                    m.abort(dev, e.clone(), format_args!("{msg}"), now);
+                }
+                r
+            })
+            .map_err(|s| SinkError::new(s.message))?;
+        r.map_err(|e| SinkError::new(SinkFailure(e)))?;
+        if self.artifact == Artifact::Firmware {
+            // A log line at every 10% of the image, as POST /update logs its own.
+            let written = offset + data.len() as u64;
+            let pct = written * 100 / self.total;
+            if pct >= self.next_pct {
+                self.next_pct = (pct / 10 + 1) * 10;
+                tracing::info!(
+                    "pull: firmware {}: {pct}% ({written} of {} bytes)",
+                    self.version,
+                    self.total
+                );
+            }
         }
-    }
-}
-
-impl From<SinkFailure> for Stop {
-    fn from(e: SinkFailure) -> Self {
-        Stop::failed(e.code, e.message)
-    }
-}
-
-/// A failed download as a check's outcome: the sink's own failure when the
-/// sink stopped it, else the transport's (with its causes).
-fn download_stop(e: FetchError) -> Stop {
-    if let FetchError::Sink { source, .. } = &e {
-        if let Some(f) = source.downcast_ref::<SinkFailure>() {
-            return Stop::from(f.clone());
-        }
-    }
-    Stop::from(e)
-}
-
-/// Streams the web-UI image into the inactive `www` slot, through the core.
-struct WwwSink<'g> {
-    gate: &'g dyn UpdateGate,
-    size: u64,
-    sha256: [u8; 32],
-    update: Option<WwwUpload>,
-}
-
-impl WwwSink<'_> {
-    fn restart_update(&mut self) -> Result<(), SinkFailure> {
-        self.update = None;
-        let u = self
-            .gate
-            .www_begin(self.size, self.sha256)
-            .map_err(|e| SinkFailure::from(&e))?;
-        self.update = Some(u);
         Ok(())
     }
 }
 
-impl Sink for WwwSink<'_> {
+/// Collects the first bytes of a download, then stops it.
+struct Collect {
+    bytes: Vec<u8>,
+    want: usize,
+}
+
+impl Sink for Collect {
     fn restart(&mut self) -> Result<(), SinkError> {
-        self.restart_update().map_err(SinkError::new)
+        self.bytes.clear();
+        Ok(())
     }
 
     fn write(&mut self, _offset: u64, data: &[u8]) -> Result<(), SinkError> {
-        let Some(update) = self.update.as_mut() else {
-            return Err(SinkError::new("the web-UI update was not started"));
-        };
-        self.gate
-            .www_write(update, data)
-            .map_err(|e| SinkError::new(SinkFailure::from(&e)))
+        let take = (self.want - self.bytes.len()).min(data.len());
+        self.bytes.extend_from_slice(&data[..take]);
+        if self.bytes.len() == self.want {
+            return Err(SinkError::new(HeadComplete));
+        }
+        Ok(())
     }
 }
 
-/// What the device knows about itself, from flash and the agent's state.
-fn facts(shared: &Shared, product: Option<&str>) -> Result<DeviceFacts, Stop> {
-    let boot = shared.boot();
-    let mut dev = shared.device();
-    let status = dev
-        .status(boot.running)
-        .map_err(|e| Stop::failed("flash_error", e.to_string()))?;
-    let running = status
-        .running
-        .as_ref()
-        .ok_or_else(|| Stop::failed("not_running", "no image runs"))?;
-    let next_slot_size = status.next.as_ref().map(|n| n.size);
-    let rolled_back = status
-        .slots
-        .iter()
-        .filter(|s| {
-            matches!(
-                s.state.as_deref(),
-                Some(n) if n == OtaState::Invalid.name() || n == OtaState::Aborted.name()
-            )
-        })
-        .filter_map(|s| s.version.clone())
-        .collect();
-    // The inactive slot takes the update; the active one's SHA-256 (of the
-    // whole slot, which is the uploaded file's: images are slot-sized) says
-    // whether the bundle's UI is already there.
-    let www = status.www.as_ref().map(|w| {
-        let active = w.active.as_deref();
-        let target = w.slots.iter().find(|s| Some(s.name.as_str()) != active);
-        WwwFacts {
-            target_size: target.map_or(0, |s| s.size),
-            active_sha256: w
-                .slots
-                .iter()
-                .find(|s| Some(s.name.as_str()) == active)
-                .and_then(|s| s.sha256.as_deref())
-                .and_then(|h| h.parse::<otter_release::Sha256Digest>().ok())
-                .map(|d| d.0),
-        }
-    });
-    Ok(DeviceFacts {
-        product: product.map_or_else(|| running.project_name.clone(), str::to_string),
-        chip: status.chip.clone(),
-        running_version: running.version.clone(),
-        pending_verify: running.state.as_deref() == Some(OtaState::PendingVerify.name()),
-        secure_counter: status.anti_rollback,
-        next_slot_size,
-        rolled_back,
-        www,
-    })
-}
+/// What [`Collect`] stops a download with once it has its bytes.
+#[derive(Debug, thiserror::Error)]
+#[error("first sector received")]
+struct HeadComplete;

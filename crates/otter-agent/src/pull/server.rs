@@ -39,6 +39,19 @@ use super::{CheckReport, Stop};
 use crate::fetch::Trust;
 use crate::state::{now_secs, Shared};
 
+/// The typed fault of a check-in's failure code.
+pub(super) fn fault(code: &str) -> otter_device::pull::ServerFault {
+    use otter_device::pull::ServerFault as F;
+    match code {
+        "server_unreachable" => F::Unreachable,
+        "server_refused" => F::Refused,
+        "server_answer" => F::Answer,
+        "server_url" => F::Url,
+        "not_enrolled" => F::NotEnrolled,
+        _ => F::State,
+    }
+}
+
 /// The largest answer the server may send to a check-in.
 const MAX_ANSWER: usize = 64 * 1024;
 /// Events kept while the server is unreachable; the oldest go first.
@@ -173,7 +186,7 @@ impl Journal {
 }
 
 /// The device's state as a check-in reports it, and the events it implies.
-fn observe(shared: &Shared, j: &mut Journal) -> Result<Value, Stop> {
+fn observe(shared: &Shared, j: &mut Journal) -> Result<Observed, Stop> {
     let boot = shared.boot();
     let status = shared
         .device()
@@ -234,21 +247,84 @@ fn observe(shared: &Shared, j: &mut Journal) -> Result<Value, Stop> {
             }
         }
     }
-    let slots: Vec<Value> = status
+    let slots = status
         .slots
         .iter()
         .take(16)
-        .map(|s| json!({"name": s.slot.label, "state": s.state, "version": s.version}))
+        .map(|s| (s.slot.label.to_string(), s.state.clone(), s.version.clone()))
         .collect();
-    Ok(json!({
-        "device_id": j.device_id,
-        "product": running.project_name,
-        "chip": status.chip,
-        "version": running.version,
-        "sha256": running.sha256,
-        "secure_counter": status.anti_rollback,
-        "boot": {"running_slot": running.slot.label, "state": state, "slots": slots},
-    }))
+    Ok(Observed {
+        product: running.project_name.clone(),
+        chip: status.chip.clone(),
+        version: running.version.clone(),
+        sha256: running.sha256.clone(),
+        secure_counter: status.anti_rollback,
+        running_slot: running.slot.label.to_string(),
+        state,
+        slots,
+    })
+}
+
+/// What a check-in reports of the device, as [`observe`] read it.
+struct Observed {
+    product: String,
+    chip: String,
+    version: String,
+    sha256: Option<String>,
+    secure_counter: Option<u32>,
+    running_slot: String,
+    state: Option<String>,
+    slots: Vec<(String, Option<String>, Option<String>)>,
+}
+
+/// The check-in document, written by the device core's writer.
+fn checkin_body(device_id: &str, o: &Observed, events: &[Event]) -> Result<Vec<u8>, Stop> {
+    use otter_device::pull::checkin::{EventReport, Report, SlotReport};
+    let slots: Vec<SlotReport<'_>> = o
+        .slots
+        .iter()
+        .map(|(name, state, version)| SlotReport {
+            name,
+            state: state.as_deref(),
+            version: version.as_deref(),
+        })
+        .collect();
+    let events: Vec<EventReport<'_>> = events
+        .iter()
+        .map(|e| EventReport {
+            id: &e.id,
+            kind: &e.kind,
+            release: e.release.as_deref(),
+            version: e.version.as_deref(),
+            reason: e.reason.as_deref(),
+            at: e.at,
+        })
+        .collect();
+    let report = Report {
+        device_id,
+        product: &o.product,
+        chip: &o.chip,
+        version: &o.version,
+        sha256: o.sha256.as_deref(),
+        secure_counter: o.secure_counter,
+        running_slot: &o.running_slot,
+        state: o.state.as_deref(),
+        slots: &slots,
+        events: &events,
+    };
+    // Events carry reasons of at most 1,000 characters (6 bytes each
+    // escaped), so this bounds any document.
+    let mut buf = vec![0u8; 16 * 1024 + MAX_EVENTS_PER_CHECKIN * 7 * 1024];
+    let mut out = otter_device::JsonOut::new(&mut buf);
+    if !report.write(&mut out) {
+        return Err(Stop::failed(
+            "fleet_state",
+            "the check-in document does not fit its buffer",
+        ));
+    }
+    let n = out.len();
+    buf.truncate(n);
+    Ok(buf)
 }
 
 /// One HTTP exchange with the server: `POST path` with a JSON body.
@@ -256,8 +332,8 @@ async fn post(
     cfg: &ServerConfig,
     path: &str,
     token: Option<&str>,
-    body: &Value,
-) -> Result<(u16, Value), Stop> {
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), Stop> {
     let url = cfg
         .url
         .join(path)
@@ -270,7 +346,7 @@ async fn post(
     let port = url
         .port_or_known_default()
         .ok_or_else(|| fail("no port".into()))?;
-    let bytes = Bytes::from(body.to_string());
+    let bytes = Bytes::from(body);
     let mut req = Request::post(url.path())
         .header(header::HOST, format!("{host}:{port}"))
         .header(header::CONTENT_TYPE, "application/json")
@@ -317,7 +393,7 @@ async fn post(
         })?
 }
 
-async fn send<IO>(io: TokioIo<IO>, req: Request<Full<Bytes>>) -> Result<(u16, Value), String>
+async fn send<IO>(io: TokioIo<IO>, req: Request<Full<Bytes>>) -> Result<(u16, Vec<u8>), String>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -335,10 +411,11 @@ where
         .map_err(|e| e.to_string())?
         .to_bytes();
     task.abort();
-    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    Ok((status, body.to_vec()))
 }
 
-fn refusal(status: u16, body: &Value) -> Stop {
+fn refusal(status: u16, body: &[u8]) -> Stop {
+    let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let code = body["error"].as_str().unwrap_or("unknown");
     let message = body["message"].as_str().unwrap_or("");
     Stop::failed(
@@ -368,12 +445,15 @@ pub(super) async fn check_in(
             cfg,
             "device/v1/enroll",
             None,
-            &json!({"device_id": cfg.device_id, "enrollment_key": key, "tags": cfg.tags}),
+            json!({"device_id": cfg.device_id, "enrollment_key": key, "tags": cfg.tags})
+                .to_string()
+                .into_bytes(),
         )
         .await?;
         if status != 201 {
             return Err(refusal(status, &body));
         }
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         j.token = body["token"].as_str().map(str::to_string);
         j.save(&cfg.state_file)?;
         shared.event(format!(
@@ -381,7 +461,7 @@ pub(super) async fn check_in(
             cfg.device_id, cfg.url
         ));
     }
-    let mut report = observe(shared, &mut j)?;
+    let observed = observe(shared, &mut j)?;
     j.save(&cfg.state_file)?;
     let sending: Vec<Event> = j
         .outbox
@@ -389,46 +469,47 @@ pub(super) async fn check_in(
         .take(MAX_EVENTS_PER_CHECKIN)
         .cloned()
         .collect();
-    report["events"] = serde_json::to_value(&sending).unwrap_or(Value::Array(vec![]));
-    let (status, body) = post(cfg, "device/v1/checkin", j.token.as_deref(), &report).await?;
+    let doc = checkin_body(&j.device_id, &observed, &sending)?;
+    let (status, body) = post(cfg, "device/v1/checkin", j.token.as_deref(), doc).await?;
     if status != 200 {
         return Err(refusal(status, &body));
     }
-    let acked: Vec<&str> = body["acknowledged"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    j.outbox.retain(|e| !acked.contains(&e.id.as_str()));
-    let offer = &body["offer"];
-    let url = if offer.is_null() {
-        None
-    } else {
-        let (Some(release), Some(version), Some(sha256), Some(path)) = (
-            offer["release"].as_str(),
-            offer["version"].as_str(),
-            offer["sha256"].as_str(),
-            offer["manifest_url"].as_str(),
-        ) else {
+    let mut acked: Vec<String> = Vec::new();
+    let offer = otter_device::pull::checkin::parse_answer(&body, &mut |id| {
+        acked.push(id.to_string());
+    });
+    let offer = match offer {
+        Ok(o) => o,
+        Err(_) => {
             j.save(&cfg.state_file)?;
             return Err(Stop::failed(
                 "server_answer",
-                format!("the offer does not parse: {offer}"),
+                format!(
+                    "the answer does not parse: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                ),
             ));
-        };
-        let url = cfg
-            .url
-            .join(path)
-            .map_err(|e| Stop::failed("server_answer", format!("manifest_url {path:?}: {e}")))?;
-        if j.pending.as_ref().map(|p| p.release.as_str()) != Some(release) {
-            j.pending = Some(Pending {
-                release: release.into(),
-                version: version.into(),
-                sha256: sha256.into(),
-                started: false,
-                verified: false,
-            });
         }
-        Some(url)
+    };
+    j.outbox.retain(|e| !acked.contains(&e.id));
+    let url = match offer {
+        None => None,
+        Some(o) => {
+            let path = o.manifest_url.as_str();
+            let url = cfg.url.join(path).map_err(|e| {
+                Stop::failed("server_answer", format!("manifest_url {path:?}: {e}"))
+            })?;
+            if j.pending.as_ref().map(|p| p.release.as_str()) != Some(o.release.as_str()) {
+                j.pending = Some(Pending {
+                    release: o.release.as_str().into(),
+                    version: o.version.as_str().into(),
+                    sha256: o.sha256.as_str().into(),
+                    started: false,
+                    verified: false,
+                });
+            }
+            Some(url)
+        }
     };
     j.save(&cfg.state_file)?;
     Ok(url)

@@ -27,12 +27,14 @@
 
 mod conn;
 mod events;
+mod pulled;
 mod status;
 mod update;
 
 pub use events::{Event, EventKind, Events, EVENTS};
 
 pub use conn::{Action, Connection, Output, RebootReason, MIN_TX_BUF};
+pub use pulled::SECTOR;
 pub use update::{Finished, Protocol};
 
 use embedded_storage::nor_flash::NorFlash;

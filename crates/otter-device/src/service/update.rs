@@ -27,6 +27,8 @@ pub enum Protocol {
     Esphome,
     /// ArduinoOTA's espota protocol ([`crate::espota`]).
     Espota,
+    /// A release the device pulled ([`crate::pull`]).
+    Pull,
 }
 
 impl Protocol {
@@ -36,6 +38,7 @@ impl Protocol {
             Self::Http => "http",
             Self::Esphome => "esphome",
             Self::Espota => "espota",
+            Self::Pull => "pull",
         }
     }
 }

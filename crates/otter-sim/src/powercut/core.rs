@@ -352,6 +352,41 @@ pub fn http_update(
         .ok_or(OtaError::Misuse("the device core recorded no slot"))
 }
 
+/// A pulled firmware as the device core writes it
+/// ([`Device::begin_pull_firmware`]: the first-sector comparison with the
+/// slot, the resume point, a fresh start otherwise), then the body from
+/// where it continues in `CHUNK`-byte pieces, verified and selected.
+/// Returns the slot it selected.
+pub fn core_pull(
+    flash: &mut SimFlash,
+    cfg: &DeviceConfig,
+    running: SlotId,
+    image: &[u8],
+) -> Result<SlotId, OtaError<SimFlashError>> {
+    use sha2::{Digest, Sha256};
+    let mut core = Core::boot(flash, cfg, running, PointerWrite::REAL)?;
+    let size = u32::try_from(image.len()).map_err(|_| OtaError::Misuse("image too large"))?;
+    let sha: [u8; 32] = Sha256::digest(image).into();
+    let head = image
+        .get(..image.len().min(otter_device::service::SECTOR as usize))
+        .unwrap_or_default();
+    let from = core
+        .dev
+        .begin_pull_firmware(flash, size, sha, head, 0)
+        .map_err(|e| core_err(flash, e.code()))?;
+    for c in image.get(from as usize..).unwrap_or_default().chunks(CHUNK) {
+        core.dev
+            .write_pull(flash, c)
+            .map_err(|e| core_err(flash, e.code()))?;
+    }
+    let Core { dev, plat } = &mut core;
+    let done = dev
+        .finish_pull(flash, plat, 0)
+        .map_err(|e| core_err(flash, e.code()))?;
+    done.slot
+        .ok_or(OtaError::Misuse("the device core selected no slot"))
+}
+
 /// `POST /api/ota/confirm` through the device core on `running`; returns the
 /// eFuse counter the core burned, if any.
 pub fn http_confirm(

@@ -1,5 +1,8 @@
-//! The resumable pull as the device ships it (otter-agent's
-//! `pull::firmware::FirmwareSink`): the slot is the only record of a
+//! The resumable pull: [`pull_update`] is the device core's own
+//! (`otter_device::service::Device::begin_pull_firmware`, through
+//! [`super::core::core_pull`]); [`pull_with`] is a model of the same steps
+//! with a hook, from which the tests make broken variants to prove the
+//! table catches them. The slot is the only record of a
 //! download in progress, and the image's first sector decides whether what
 //! the slot holds is a prefix of this very release. [`pull_update`] is an
 //! [`UpdateFn`](super::device::UpdateFn), so the table cuts it at every
@@ -14,7 +17,7 @@
 //!
 //! Sector 0 is erased last and written first, so sector 0 holding exactly
 //! the image's first bytes proves the erase finished before writing began.
-//! The engine calls are the agent's, in the agent's order; the download
+//! The engine calls are the core's, in the core's order; the download
 //! itself is the image in memory, delivered in TCP-segment-sized pieces.
 
 use embedded_storage::nor_flash::ReadNorFlash;
@@ -54,13 +57,9 @@ pub fn nvs_region(flash: &mut SimFlash, cfg: &DeviceConfig) -> Option<NvsRegion>
 }
 
 /// Where a resume continues, given where the prefix really ends
-/// (`resume_point`'s answer). The real pull keeps it; a broken variant in
-/// the tests trusts the sector before it too.
+/// (`resume_point`'s answer). The core keeps it; a broken variant in the
+/// tests trusts the sector before it too.
 pub type ResumeAt = fn(at: u32, size: u32) -> u32;
-
-fn keep(at: u32, _size: u32) -> u32 {
-    at
-}
 
 fn fresh(
     flash: &mut SimFlash,
@@ -123,12 +122,14 @@ pub fn pull_with(
     s.finish(flash)?.activate(flash)
 }
 
-/// The pull the device ships (module docs).
+/// The pull the device ships: the device core's own update path for a
+/// pulled firmware ([`super::core::core_pull`], otter-device's
+/// `Device::begin_pull_firmware`), not this module's model of it.
 pub fn pull_update(
     flash: &mut SimFlash,
     cfg: &DeviceConfig,
     running: SlotId,
     image: &[u8],
 ) -> Res<SlotId> {
-    pull_with(flash, cfg, running, image, keep)
+    super::core::core_pull(flash, cfg, running, image)
 }
