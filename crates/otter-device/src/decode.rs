@@ -408,6 +408,47 @@ fn running_base<F: NorFlash>(
     Ok((sha, len.min(region.size)))
 }
 
+/// Bytes of the bounce buffer for reads the flash's `READ_SIZE` does not
+/// align (a patch reads its base at any offset).
+const BOUNCE: usize = 64;
+
+/// Reads `buf` from `at` in units of 4 bytes at 4-byte offsets (or
+/// `F::READ_SIZE`, when larger, up to [`BOUNCE`]): directly when aligned,
+/// else through a small aligned bounce buffer. ESP32 flash drivers
+/// (`esp-storage` without `bytewise-read`) read only 4-byte-aligned words,
+/// whatever `READ_SIZE` says.
+fn read_unaligned<F: NorFlash>(flash: &mut F, at: u32, buf: &mut [u8]) -> Result<(), DeviceError> {
+    let align = F::READ_SIZE.max(4);
+    if at as usize % align == 0 && buf.len() % align == 0 {
+        return flash.read(at, buf).map_err(DeviceError::flash);
+    }
+    if align > BOUNCE || BOUNCE % align != 0 {
+        return Err(DeviceError::Flash(crate::FlashFault(
+            embedded_storage::nor_flash::NorFlashErrorKind::NotAligned,
+        )));
+    }
+    let mut bounce = [0u8; BOUNCE];
+    let mut done = 0usize;
+    while done < buf.len() {
+        let pos = at as usize + done;
+        let start = pos - pos % align;
+        let skip = pos - start;
+        let want = (buf.len() - done + skip).div_ceil(align) * align;
+        let n = want.min(BOUNCE);
+        let start32 = u32::try_from(start).map_err(|_| DeviceError::BaseUnavailable)?;
+        let chunk = bounce.get_mut(..n).unwrap_or_default();
+        flash.read(start32, chunk).map_err(DeviceError::flash)?;
+        let take = (n - skip).min(buf.len() - done);
+        let (Some(dst), Some(src)) = (buf.get_mut(done..done + take), chunk.get(skip..skip + take))
+        else {
+            return Err(DeviceError::BaseUnavailable);
+        };
+        dst.copy_from_slice(src);
+        done += take;
+    }
+    Ok(())
+}
+
 fn inflate_error(e: InflateError<DeviceError>, limit: u64) -> DeviceError {
     match e {
         InflateError::Sink(d) => d,
@@ -462,7 +503,7 @@ impl<F: NorFlash> PatchIo for BaseIo<'_, F> {
             .ok()
             .and_then(|o| self.base.checked_add(o))
             .ok_or(DeviceError::BaseUnavailable)?;
-        self.flash.read(at, buf).map_err(DeviceError::flash)
+        read_unaligned(self.flash, at, buf)
     }
     fn write(&mut self, data: &[u8]) -> Result<(), DeviceError> {
         self.session
