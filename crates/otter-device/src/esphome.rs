@@ -8,7 +8,7 @@
 //! | step | uploader → device | device → uploader |
 //! |---|---|---|
 //! | 1 | magic `6C 26 F7 5C 45` | `00`, protocol version (1 or 2) |
-//! | 2 | client feature byte (`01` gzip, `02` SHA-256 auth, `04` extended, `10` deflate) | `40` (legacy; `46` = gzip accepted), or `48` + server flags (`01` gzip, `08` deflate) when the client set `04` |
+//! | 2 | client feature byte (`01` gzip, `02` SHA-256 auth, `04` extended) | `40` (legacy; `46` = gzip accepted), or `48` + server flags (`01` gzip) when the client set `04` |
 //! | 3 | | no password: `41`; else `02` + 64-hex nonce if the client set `02`, otherwise `01` + 32-hex nonce |
 //! | 3' | cnonce (hex, nonce's length), then hex(H(password ‖ nonce ‖ cnonce)) | `41`, or `82` |
 //! | 4 | extended only: OTA type (`00` app) | |
@@ -20,12 +20,11 @@
 //!
 //! Any answer may instead be one error byte ([`ErrorCode`]), after which
 //! the device closes. When the platform lends an inflater
-//! ([`crate::service::Platform::decoder_ram`]) the device advertises
-//! compression: `46` to a legacy client that offered gzip (`01`), and the
-//! server flags `01` (gzip) and, when the client offered it (`10`), `08`
-//! (raw deflate) in the extended answer. The image is then inflated as it
-//! arrives ([`crate::decode`]), the size and MD5 are the compressed
-//! stream's, and every check applies to the inflated image. Partition
+//! ([`crate::service::Platform::decoder_ram`]) the device advertises gzip
+//! to a client that offered it (`01`): `46` to a legacy client, server flag
+//! `01` in the extended answer (never `08`, raw deflate). The image is then
+//! inflated as it arrives ([`crate::decode`]), the size and MD5 are the
+//! gzip stream's, and every check applies to the inflated image. Partition
 //! access is never advertised: only app images are taken, through the same
 //! early refusals as `POST /update` (wrong chip, too large, not an app,
 //! `secure_version` below the counter). The MD5 the uploader sent is
@@ -75,11 +74,11 @@ const SUPPORTS_COMPRESSION: u8 = 0x46;
 const CLIENT_COMPRESSION: u8 = 0x01;
 const CLIENT_SHA256_AUTH: u8 = 0x02;
 const CLIENT_EXTENDED: u8 = 0x04;
-const CLIENT_DEFLATE: u8 = 0x10;
-/// Server feature flag (extended protocol): gzip-compressed images.
+/// Server feature flag (extended protocol): gzip-compressed images. Its
+/// sibling `08` (raw deflate, with the inflated image's size sent after
+/// the transfer's and an MD5 over the inflated image) is not offered: it
+/// saves gzip's 18 framing bytes and nothing else.
 const SERVER_COMPRESSION: u8 = 0x01;
-/// Server feature flag (extended protocol): raw-deflate images.
-const SERVER_DEFLATE: u8 = 0x08;
 const OTA_TYPE_APP: u8 = 0x00;
 
 /// Which protocol a TCP connection on the OTA port speaks.
@@ -209,9 +208,11 @@ impl ErrorCode {
                 | ImageError::IsMergedFlash
                 | ImageError::IsRamOnly,
             ) => Self::Magic,
-            DeviceError::Image(_) | DeviceError::TrailingData { .. } | DeviceError::Empty => {
-                Self::UpdateEnd
-            }
+            DeviceError::Image(_)
+            | DeviceError::TrailingData { .. }
+            | DeviceError::Empty
+            | DeviceError::Compressed(_)
+            | DeviceError::Patch(_) => Self::UpdateEnd,
             _ => Self::Unknown,
         }
     }
@@ -526,24 +527,15 @@ impl EsphomeConnection {
                 // inflater: the image is then inflated as it arrives.
                 let inflate = platform.decoder_ram().inflate.is_some();
                 let gzip = inflate && flags & CLIENT_COMPRESSION != 0;
-                let deflate = inflate && self.extended && flags & CLIENT_DEFLATE != 0;
                 // Sniffed: an uploader that offered gzip may still send the
-                // plain image.
-                self.encoding = if deflate {
-                    Encoding::RawDeflate
-                } else if gzip {
+                // plain image. The size and MD5 are the gzip stream's.
+                self.encoding = if gzip {
                     Encoding::Sniff
                 } else {
                     Encoding::Identity
                 };
                 let mut n = if self.extended {
-                    let mut server = 0;
-                    if gzip {
-                        server |= SERVER_COMPRESSION;
-                    }
-                    if deflate {
-                        server |= SERVER_DEFLATE;
-                    }
+                    let server = if gzip { SERVER_COMPRESSION } else { 0 };
                     put(tx, &[FEATURE_FLAGS, server])
                 } else if gzip {
                     put(tx, &[SUPPORTS_COMPRESSION])

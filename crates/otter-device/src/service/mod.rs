@@ -482,7 +482,7 @@ impl Device {
     pub fn upload_progress(&self) -> Option<(u64, Option<u64>)> {
         let received = match &self.upload {
             Upload::Idle | Upload::External { .. } => return None,
-            Upload::Firmware { session, .. } => u64::from(session.received()),
+            Upload::Firmware { decoder, .. } => decoder.consumed(),
             Upload::Www { upload } => u64::from(upload.received()),
         };
         Some((received, self.last_update.as_ref().and_then(|r| r.total)))

@@ -194,7 +194,8 @@ impl Device {
         let upload = core::mem::replace(&mut self.upload, Upload::Idle);
         let (sink, received, done) = match upload {
             Upload::Firmware { session, decoder } => {
-                let r = session.received();
+                // The transfer's bytes (compressed, or the patch), as `total`.
+                let r = u32::try_from(decoder.consumed()).unwrap_or(u32::MAX);
                 let ram = platform.decoder_ram();
                 (
                     Sink::Firmware,
@@ -260,7 +261,10 @@ impl Device {
     /// as they were.
     pub(crate) fn abort_update(&mut self, protocol: Protocol, e: &DeviceError, now: u64) {
         let (sink, received) = match &self.upload {
-            Upload::Firmware { session, .. } => (Sink::Firmware, session.received()),
+            Upload::Firmware { decoder, .. } => (
+                Sink::Firmware,
+                u32::try_from(decoder.consumed()).unwrap_or(u32::MAX),
+            ),
             Upload::Www { upload } => (Sink::Www, upload.received()),
             Upload::Idle | Upload::External { .. } => return,
         };
