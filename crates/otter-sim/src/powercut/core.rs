@@ -459,7 +459,10 @@ mod encoded {
 
     type Cache = Mutex<HashMap<[u8; 32], Vec<u8>>>;
 
-    fn cached(key: [u8; 32], make: impl FnOnce() -> Result<Vec<u8>, &'static str>) -> Result<Vec<u8>, &'static str> {
+    fn cached(
+        key: [u8; 32],
+        make: impl FnOnce() -> Result<Vec<u8>, &'static str>,
+    ) -> Result<Vec<u8>, &'static str> {
         static CACHE: OnceLock<Cache> = OnceLock::new();
         let cache = CACHE.get_or_init(Cache::default);
         if let Some(v) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {

@@ -334,7 +334,11 @@ fn http_rows(env: &Env) -> Result<Vec<Case>, String> {
     Ok(cases)
 }
 
-fn encoded_rows(env: &Env, update: super::UpdateFn, name: &'static str) -> Result<Vec<Case>, String> {
+fn encoded_rows(
+    env: &Env,
+    update: super::UpdateFn,
+    name: &'static str,
+) -> Result<Vec<Case>, String> {
     let (old, new) = env.pair()?;
     let mut cases = Vec::new();
     for (layout, history, rollback) in [(FACTORY_2OTA_4MB, 0, true), (SEED003_2OTA_4MB, 1, false)] {
