@@ -419,10 +419,10 @@ const BOUNCE: usize = 64;
 /// whatever `READ_SIZE` says.
 fn read_unaligned<F: NorFlash>(flash: &mut F, at: u32, buf: &mut [u8]) -> Result<(), DeviceError> {
     let align = F::READ_SIZE.max(4);
-    if at as usize % align == 0 && buf.len() % align == 0 {
+    if (at as usize).is_multiple_of(align) && buf.len().is_multiple_of(align) {
         return flash.read(at, buf).map_err(DeviceError::flash);
     }
-    if align > BOUNCE || BOUNCE % align != 0 {
+    if align > BOUNCE || !BOUNCE.is_multiple_of(align) {
         return Err(DeviceError::Flash(crate::FlashFault(
             embedded_storage::nor_flash::NorFlashErrorKind::NotAligned,
         )));
