@@ -88,8 +88,8 @@ fn base() -> &'static Base {
                 .build()
                 .unwrap()
         };
-        let old = img("1", 40_000);
-        let new = img("2", 42_000);
+        let old = img("1", 72_000);
+        let new = img("2", 74_000);
         let mut flash = SimFlash::new(4 << 20).unwrap();
         flash.load(0x8000, &bin).unwrap();
         flash.load(0x10000, &old).unwrap();
