@@ -121,7 +121,8 @@ impl<E> InflateError<E> {
         }
     }
 
-    fn map_sink<F>(self, f: impl FnOnce(E) -> F) -> InflateError<F> {
+    /// The same error with the sink's error mapped by `f`.
+    pub fn map_sink<F>(self, f: impl FnOnce(E) -> F) -> InflateError<F> {
         match self {
             Self::GzipHeader(x) => InflateError::GzipHeader(x),
             Self::UnsupportedMethod(x) => InflateError::UnsupportedMethod(x),

@@ -202,6 +202,23 @@ impl<E> PatchError<E> {
             Self::Io(_) => "io_error",
         }
     }
+
+    /// The same error with the I/O error mapped by `f` (a caller that
+    /// wraps its flash and session errors into its own type).
+    pub fn map_io<F>(self, f: impl FnOnce(E) -> F) -> PatchError<F> {
+        match self {
+            Self::BadMagic { found } => PatchError::BadMagic { found },
+            Self::WrongBase { patch, running } => PatchError::WrongBase { patch, running },
+            Self::UnsupportedPatchType(t) => PatchError::UnsupportedPatchType(t),
+            Self::UnsupportedCompression(c) => PatchError::UnsupportedCompression(c),
+            Self::Heatshrink(p) => PatchError::Heatshrink(p),
+            Self::TooLarge { to_size, limit } => PatchError::TooLarge { to_size, limit },
+            Self::Corrupt { to_pos, fault } => PatchError::Corrupt { to_pos, fault },
+            Self::Truncated { to_pos, to_size } => PatchError::Truncated { to_pos, to_size },
+            Self::TrailingData => PatchError::TrailingData,
+            Self::Io(e) => PatchError::Io(f(e)),
+        }
+    }
 }
 
 /// A detools varint being read.
@@ -302,6 +319,38 @@ impl PatchApplier {
     /// so no base check): for host tools that know the base already.
     pub fn bare(limit: u64) -> Self {
         Self::with_base(None, limit)
+    }
+
+    /// Start over, in place, for a new `esp_delta_ota` patch against
+    /// `running_sha256` (a device keeps one applier in a `static` and never
+    /// moves its [`APPLIER_RAM`] bytes through the stack).
+    pub fn reset(&mut self, running_sha256: [u8; 32], limit: u64) {
+        self.reset_with(Some(running_sha256), limit);
+    }
+
+    /// Start over, in place, for a bare detools patch (see
+    /// [`PatchApplier::bare`]).
+    pub fn reset_bare(&mut self, limit: u64) {
+        self.reset_with(None, limit);
+    }
+
+    fn reset_with(&mut self, running_sha256: Option<[u8; 32]>, limit: u64) {
+        self.running_sha256 = running_sha256;
+        self.limit = limit;
+        self.outer = if running_sha256.is_some() {
+            Outer::EspHeader { n: 0 }
+        } else {
+            Outer::Type
+        };
+        self.varint = Varint::default();
+        self.compression = Compression::None;
+        self.seq.state = Inner::DfSize;
+        self.seq.varint = Varint::default();
+        self.seq.to_size = 0;
+        self.seq.to_pos = 0;
+        self.seq.from_pos = 0;
+        // The heatshrink decoder is reset when the patch names its
+        // parameters (`Outer::HsParams`).
     }
 
     fn with_base(running_sha256: Option<[u8; 32]>, limit: u64) -> Self {

@@ -190,6 +190,34 @@ pub enum DeviceError {
     /// 422 `bad_web_ui`: the web-UI image was written but is not usable.
     #[error("the web-UI image is not usable: {0}; the active UI is unchanged")]
     BadWebUi(UiProblem),
+    /// 415 `unsupported_encoding`: a `Content-Encoding` other than `gzip`,
+    /// `deflate` or `identity`, a compressed or delta web-UI upload, or a
+    /// gzip-compressed patch. Send the firmware plain, gzip/deflate
+    /// compressed, or as an `esp_delta_ota` patch.
+    #[error("unsupported encoding: firmware uploads may be plain, Content-Encoding gzip or deflate, or an esp_delta_ota patch (Content-Type application/x-esp-delta-ota); web-UI uploads must be plain")]
+    UnsupportedEncoding,
+    /// 415 `decoder_unavailable`: the upload is compressed or a patch, and
+    /// this device's firmware lends no RAM for that decoder. Nothing was
+    /// erased; send the plain image.
+    #[error("this device cannot decode {} uploads (its firmware lends no RAM for that decoder); nothing was changed, send the plain image", .0.name())]
+    DecoderUnavailable(crate::decode::Encoding),
+    /// 422: the compressed stream is corrupt (code `corrupt_deflate`,
+    /// `bad_gzip_header`, `unsupported_compression`, `compressed_checksum`,
+    /// `compressed_size`, `compressed_truncated`,
+    /// `compressed_trailing_data`). Nothing was switched.
+    #[error("the compressed upload is broken: {0}; nothing was switched")]
+    Compressed(otter_delta::inflate::InflateError<()>),
+    /// 422: the `esp_delta_ota` patch is refused (code `wrong_base`,
+    /// `bad_patch_magic`, `unsupported_patch`, `corrupt_patch`,
+    /// `patch_truncated`, `patch_trailing_data`). A patch for another base
+    /// is refused before anything is erased; nothing was switched.
+    #[error("the delta patch is refused: {0}; nothing was switched (a patch applies only to the image it was made from: send the full image, or a patch made from the running image)")]
+    Patch(otter_delta::patch::PatchError<()>),
+    /// 409 `base_unavailable`: a patch arrived but the running image cannot
+    /// serve as its base (it does not verify, or has no appended SHA-256).
+    /// Nothing was erased; send the full image.
+    #[error("the running image cannot be used as a patch base (it does not verify or has no appended SHA-256); send the full image")]
+    BaseUnavailable,
     /// 503 `no_ota_slot`: no OTA slot or no otadata.
     #[error("this device cannot be updated over the air: the partition table has no OTA slot (ota_0, ota_1, ...) or no otadata")]
     NoOtaSlot,
@@ -268,6 +296,11 @@ impl DeviceError {
             Self::BadSignature(_) => "bad_signature",
             Self::WrongSize { .. } => "wrong_size",
             Self::BadWebUi(_) => "bad_web_ui",
+            Self::UnsupportedEncoding => "unsupported_encoding",
+            Self::DecoderUnavailable(_) => "decoder_unavailable",
+            Self::Compressed(e) => compressed_code(e),
+            Self::Patch(e) => patch_code(e),
+            Self::BaseUnavailable => "base_unavailable",
             Self::NoOtaSlot => "no_ota_slot",
             Self::NotRunning => "not_running",
             Self::NoWwwSlot => "no_www_slot",
@@ -287,7 +320,10 @@ impl DeviceError {
             Self::NotFound | Self::PullNotConfigured => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::Timeout(_) => 408,
-            Self::Busy | Self::PendingVerify | Self::RollbackImpossible => 409,
+            Self::Busy | Self::PendingVerify | Self::RollbackImpossible | Self::BaseUnavailable => {
+                409
+            }
+            Self::UnsupportedEncoding | Self::DecoderUnavailable(_) => 415,
             Self::TooLarge { .. } | Self::TooLargeStream { .. } => 413,
             Self::Image(ImageError::ImageTooLarge { .. } | ImageError::FileTooLarge { .. }) => 413,
             Self::Image(_)
@@ -296,7 +332,9 @@ impl DeviceError {
             | Self::TrailingData { .. }
             | Self::BadSignature(_)
             | Self::WrongSize { .. }
-            | Self::BadWebUi(_) => 422,
+            | Self::BadWebUi(_)
+            | Self::Compressed(_)
+            | Self::Patch(_) => 422,
             Self::HeadersTooLarge { .. } => 431,
             Self::NoOtaSlot
             | Self::NotRunning
@@ -338,6 +376,35 @@ impl DeviceError {
     /// A flash driver error.
     pub fn flash<E: NorFlashError>(e: E) -> Self {
         Self::Flash(FlashFault(e.kind()))
+    }
+}
+
+fn compressed_code(e: &otter_delta::inflate::InflateError<()>) -> &'static str {
+    use otter_delta::inflate::InflateError as E;
+    match e {
+        E::GzipHeader(_) => "bad_gzip_header",
+        E::UnsupportedMethod(_) => "unsupported_compression",
+        E::Adler32Mismatch | E::Crc32Mismatch { .. } => "compressed_checksum",
+        E::SizeMismatch { .. } => "compressed_size",
+        E::TooLarge { .. } => "too_large",
+        E::Truncated { .. } => "compressed_truncated",
+        E::TrailingData(_) => "compressed_trailing_data",
+        _ => "corrupt_deflate",
+    }
+}
+
+fn patch_code(e: &otter_delta::patch::PatchError<()>) -> &'static str {
+    use otter_delta::patch::PatchError as E;
+    match e {
+        E::BadMagic { .. } => "bad_patch_magic",
+        E::WrongBase { .. } => "wrong_base",
+        E::UnsupportedPatchType(_) | E::UnsupportedCompression(_) | E::Heatshrink(_) => {
+            "unsupported_patch"
+        }
+        E::TooLarge { .. } => "too_large",
+        E::Truncated { .. } => "patch_truncated",
+        E::TrailingData => "patch_trailing_data",
+        _ => "corrupt_patch",
     }
 }
 

@@ -8,7 +8,7 @@
 //! | step | uploader → device | device → uploader |
 //! |---|---|---|
 //! | 1 | magic `6C 26 F7 5C 45` | `00`, protocol version (1 or 2) |
-//! | 2 | client feature byte (`01` gzip, `02` SHA-256 auth, `04` extended) | `40` (legacy), or `48` + server flags `00` when the client set `04` |
+//! | 2 | client feature byte (`01` gzip, `02` SHA-256 auth, `04` extended) | `40` (legacy; `46` = gzip accepted), or `48` + server flags (`01` gzip) when the client set `04` |
 //! | 3 | | no password: `41`; else `02` + 64-hex nonce if the client set `02`, otherwise `01` + 32-hex nonce |
 //! | 3' | cnonce (hex, nonce's length), then hex(H(password ‖ nonce ‖ cnonce)) | `41`, or `82` |
 //! | 4 | extended only: OTA type (`00` app) | |
@@ -19,12 +19,17 @@
 //! | 9 | `00` (tolerated missing) | the caller closes and reboots |
 //!
 //! Any answer may instead be one error byte ([`ErrorCode`]), after which
-//! the device closes. The device never advertises gzip (the update session
-//! stores what it receives), nor partition access: only app images are
-//! taken, through the same early refusals as `POST /update` (wrong chip,
-//! too large, not an app, `secure_version` below the counter). The MD5 the
-//! uploader sent is checked over every byte received, and the image's own
-//! checksum and SHA-256 are verified before anything is selected.
+//! the device closes. When the platform lends an inflater
+//! ([`crate::service::Platform::decoder_ram`]) the device advertises gzip
+//! to a client that offered it (`01`): `46` to a legacy client, server flag
+//! `01` in the extended answer (never `08`, raw deflate). The image is then
+//! inflated as it arrives ([`crate::decode`]), the size and MD5 are the
+//! gzip stream's, and every check applies to the inflated image. Partition
+//! access is never advertised: only app images are taken, through the same
+//! early refusals as `POST /update` (wrong chip, too large, not an app,
+//! `secure_version` below the counter). The MD5 the uploader sent is
+//! checked over every byte received, and the image's own checksum and
+//! SHA-256 are verified before anything is selected.
 //!
 //! The caller owns the socket and the clock; it hands
 //! [`EsphomeConnection::handle`] the bytes read, sends what it answers and
@@ -38,6 +43,7 @@ use otter_format::image::ImageError;
 use sha2::Sha256;
 
 use crate::challenge::{ct_eq_hex, hex, unhex, Secret};
+use crate::decode::Encoding;
 use crate::error::{DeviceError, Timeout};
 use crate::service::{Action, Device, Output, Platform, Protocol, UpdateKind};
 
@@ -62,8 +68,17 @@ const UPDATE_END_OK: u8 = 0x45;
 const CHUNK_OK: u8 = 0x47;
 const FEATURE_FLAGS: u8 = 0x48;
 
+/// Legacy answer to a client that offered gzip: the device takes it.
+const SUPPORTS_COMPRESSION: u8 = 0x46;
+
+const CLIENT_COMPRESSION: u8 = 0x01;
 const CLIENT_SHA256_AUTH: u8 = 0x02;
 const CLIENT_EXTENDED: u8 = 0x04;
+/// Server feature flag (extended protocol): gzip-compressed images. Its
+/// sibling `08` (raw deflate, with the inflated image's size sent after
+/// the transfer's and an MD5 over the inflated image) is not offered: it
+/// saves gzip's 18 framing bytes and nothing else.
+const SERVER_COMPRESSION: u8 = 0x01;
 const OTA_TYPE_APP: u8 = 0x00;
 
 /// Which protocol a TCP connection on the OTA port speaks.
@@ -194,9 +209,11 @@ impl ErrorCode {
                 | ImageError::IsMergedFlash
                 | ImageError::IsRamOnly,
             ) => Self::Magic,
-            DeviceError::Image(_) | DeviceError::TrailingData { .. } | DeviceError::Empty => {
-                Self::UpdateEnd
-            }
+            DeviceError::Image(_)
+            | DeviceError::TrailingData { .. }
+            | DeviceError::Empty
+            | DeviceError::Compressed(_)
+            | DeviceError::Patch(_) => Self::UpdateEnd,
             _ => Self::Unknown,
         }
     }
@@ -289,6 +306,8 @@ pub struct EsphomeConnection {
     cnonce: [u8; 64],
     hash: Hash,
     extended: bool,
+    /// What the uploader will send, as negotiated.
+    encoding: Encoding,
     size: u32,
     received: u32,
     acked: u32,
@@ -316,6 +335,7 @@ impl EsphomeConnection {
             cnonce: [0; 64],
             hash: Hash::Md5,
             extended: false,
+            encoding: Encoding::Identity,
             size: 0,
             received: 0,
             acked: 0,
@@ -504,8 +524,22 @@ impl EsphomeConnection {
             State::Features => {
                 let flags = input.first().copied().unwrap_or(0);
                 self.extended = flags & CLIENT_EXTENDED != 0;
+                // Compression is offered only when the platform lends the
+                // inflater: the image is then inflated as it arrives.
+                let inflate = platform.decoder_ram().inflate.is_some();
+                let gzip = inflate && flags & CLIENT_COMPRESSION != 0;
+                // Sniffed: an uploader that offered gzip may still send the
+                // plain image. The size and MD5 are the gzip stream's.
+                self.encoding = if gzip {
+                    Encoding::Sniff
+                } else {
+                    Encoding::Identity
+                };
                 let mut n = if self.extended {
-                    put(tx, &[FEATURE_FLAGS, 0x00])
+                    let server = if gzip { SERVER_COMPRESSION } else { 0 };
+                    put(tx, &[FEATURE_FLAGS, server])
+                } else if gzip {
+                    put(tx, &[SUPPORTS_COMPRESSION])
                 } else {
                     put(tx, &[HEADER_OK])
                 };
@@ -579,6 +613,7 @@ impl EsphomeConnection {
                     UpdateKind::Firmware,
                     Protocol::Esphome,
                     size,
+                    self.encoding,
                     now,
                 )
                 .map_err(EsphomeError::Update)?;
@@ -657,7 +692,7 @@ impl EsphomeConnection {
         let left = self.size - self.received;
         let take = (input.len() as u64).min(u64::from(to_block.min(left))) as usize;
         let data = input.get(..take).unwrap_or_default();
-        dev.write_update(flash, data)
+        dev.write_update(flash, platform, data)
             .map_err(EsphomeError::Update)?;
         self.md5.update(data);
         self.received += take as u32;

@@ -338,8 +338,15 @@ impl Espota {
         tx: &mut [u8],
     ) -> Reply {
         self.state = State::Idle;
-        if let Err(e) = dev.begin_update(flash, platform, inv.kind, Protocol::Espota, inv.size, now)
-        {
+        if let Err(e) = dev.begin_update(
+            flash,
+            platform,
+            inv.kind,
+            Protocol::Espota,
+            inv.size,
+            crate::decode::Encoding::Sniff,
+            now,
+        ) {
             return refuse(EspotaError::Update(e), tx);
         }
         Reply {
@@ -502,7 +509,7 @@ impl Transfer {
         let left = self.inv.size - self.received;
         let take = (input.len() as u64).min(u64::from(left)) as usize;
         let data = input.get(..take).unwrap_or_default();
-        if let Err(e) = dev.write_update(flash, data) {
+        if let Err(e) = dev.write_update(flash, platform, data) {
             return self.fail(dev, e, now, tx, input.len());
         }
         self.md5.update(data);

@@ -71,6 +71,7 @@
 extern crate std;
 
 mod challenge;
+pub mod decode;
 mod error;
 pub mod esphome;
 pub mod espota;

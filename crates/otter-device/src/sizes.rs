@@ -5,13 +5,19 @@
 //!
 //! | type | riscv32imc | x86_64 |
 //! |---|---|---|
-//! | [`Device`] (with [`crate::service::EVENTS`] = 16 events) | 3,008 B | 3,288 B |
+//! | [`Device`] (with [`crate::service::EVENTS`] = 16 events) | 3,120 B | 3,432 B |
 //! | [`Connection`] | 760 B | 792 B |
 //! | of which `UpdateSession` (inside `Device`) | 2,160 B | 2,160 B |
 //! | of which `WwwUpload` (inside `Device`, instead of the session) | 440 B | 440 B |
+//! | of which [`crate::decode::Decoder`] (beside the session) | | 56 B |
 //! | [`crate::esphome::EsphomeConnection`] | | 496 B |
 //! | [`crate::espota::Espota`] (UDP) | | 192 B |
 //! | [`crate::espota::Transfer`] (TCP) | | 216 B |
+//!
+//! Lent by the platform for compressed and delta updates, only if it wants
+//! them ([`crate::decode`]): the inflater ([`crate::decode::INFLATER_RAM`],
+//! 43,336 B on x86_64) and the patch applier
+//! ([`crate::decode::APPLIER_RAM`], 4,824 B).
 //!
 //! Lent by the caller on top: the head buffer (2 KiB by default), the
 //! response buffer (at least [`crate::service::MIN_TX_BUF`] = 4 KiB), and

@@ -559,3 +559,133 @@ fn an_unconfirmed_image_refuses_the_next_upload_with_81() {
     assert_eq!(err, Some(0x81), "pending_verify, as HTTP's 409");
     assert_eq!(otadata(&rig), before);
 }
+
+/// Deflates `data` with miniz_oxide (any correct deflate encoder will do:
+/// the uploader-side oracles are in crates/otter/tests/uploaders.rs).
+fn gzip_of(data: &[u8]) -> Vec<u8> {
+    let raw = raw_deflate_of(data);
+    let mut v = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 0xff];
+    v.extend_from_slice(&raw);
+    let crc = crc32(data);
+    v.extend_from_slice(&crc.to_le_bytes());
+    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    v
+}
+
+fn raw_deflate_of(data: &[u8]) -> Vec<u8> {
+    miniz_oxide::deflate::compress_to_vec(data, 9)
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xffff_ffffu32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// Runs espota2's sequence with compression offered by `flags`; returns
+/// the device's whole answer.
+fn compressed_upload(rig: &mut Rig, flags: u8, body: &[u8]) -> (Link, Vec<u8>) {
+    let mut l = Link::new(rig, &EsphomeOptions::new());
+    let mut all = l.send(rig, &MAGIC);
+    all.extend(l.send(rig, &[flags]));
+    if flags & 0x04 != 0 {
+        all.extend(l.send(rig, &[0x00]));
+    }
+    all.extend(l.send(rig, &(body.len() as u32).to_be_bytes()));
+    let md5: [u8; 16] = Md5::digest(body).into();
+    all.extend(l.send(rig, hexs(&md5).as_bytes()));
+    for chunk in body.chunks(8192) {
+        all.extend(l.send(rig, chunk));
+        if l.action != Action::Read {
+            break;
+        }
+    }
+    (l, all)
+}
+
+fn lending_rig() -> Rig {
+    let mut rig = fresh();
+    rig.plat.inflate = Some(Box::new(otter_device::decode::new_inflater()));
+    rig
+}
+
+#[test]
+fn with_an_inflater_gzip_is_advertised_and_inflated_as_it_arrives() {
+    let image = c3("2.0.0");
+    // Legacy client offering gzip (esphome 2024.12): `46`, then gzip.
+    let mut rig = lending_rig();
+    let gz = gzip_of(&image);
+    let (l, rx) = compressed_upload(&mut rig, 0x01, &gz);
+    assert_eq!(&rx[..5], &[0x00, 0x02, 0x46, 0x41, 0x42], "{rx:02x?}");
+    assert_eq!(&rx[rx.len() - 2..], &[0x44, 0x45], "{rx:02x?}");
+    assert_eq!(l.action, Action::Reboot(RebootReason::Update));
+    assert_eq!(
+        &rig.flash.contents()[0x110000..0x110000 + image.len()],
+        &image[..]
+    );
+    let u = rig.dev.last_update().unwrap();
+    assert_eq!((u.result, u.received), (UpdateResult::Ok, gz.len() as u64));
+    rig.boot();
+    assert_eq!(rig.running(), Some(SlotId::Ota(1)));
+
+    // Extended client offering gzip and deflate (esphome 2026.10): server
+    // flag 01 only (gzip), then gzip.
+    let mut rig = lending_rig();
+    let (_, rx) = compressed_upload(&mut rig, 0x17, &gz);
+    assert_eq!(&rx[..6], &[0x00, 0x02, 0x48, 0x01, 0x41, 0x42], "{rx:02x?}");
+    assert_eq!(&rx[rx.len() - 2..], &[0x44, 0x45], "{rx:02x?}");
+    rig.boot();
+    assert_eq!(rig.running(), Some(SlotId::Ota(1)));
+
+    // Extended without the deflate flag: gzip only (01), and the plain
+    // image is still taken (sniffed).
+    let mut rig = lending_rig();
+    let (_, rx) = compressed_upload(&mut rig, 0x07, &image);
+    assert_eq!(&rx[..6], &[0x00, 0x02, 0x48, 0x01, 0x41, 0x42], "{rx:02x?}");
+    assert_eq!(&rx[rx.len() - 2..], &[0x44, 0x45], "{rx:02x?}");
+}
+
+#[test]
+fn a_corrupt_or_wrong_chip_gzip_over_esphome_is_refused_with_nothing_switched() {
+    let mut rig = lending_rig();
+    let before = otadata(&rig);
+    let mut gz = gzip_of(&c3("2.0.0"));
+    let n = gz.len();
+    gz[n - 8] ^= 0xff; // the CRC-32
+    let (_, rx) = compressed_upload(&mut rig, 0x01, &gz);
+    assert_eq!(rx.last(), Some(&0x84), "{rx:02x?}");
+    assert_eq!(
+        rig.dev
+            .last_update()
+            .unwrap()
+            .error
+            .as_ref()
+            .map(|e| e.code()),
+        Some("compressed_checksum")
+    );
+    assert_eq!(otadata(&rig), before);
+    let gz = gzip_of(&app(Chip::Esp32s3, "2.0.0", 0, 72_000));
+    let (_, rx) = compressed_upload(&mut rig, 0x01, &gz);
+    assert!(rx.iter().any(|&b| b >= 0x80), "{rx:02x?}");
+    assert_eq!(
+        rig.dev
+            .last_update()
+            .unwrap()
+            .error
+            .as_ref()
+            .map(|e| e.code()),
+        Some("wrong_chip")
+    );
+    assert_eq!(otadata(&rig), before);
+    rig.boot();
+    assert_eq!(rig.running(), Some(SlotId::Ota(0)));
+}

@@ -414,6 +414,21 @@ impl UpdateSession {
         self.target
     }
 
+    /// Forgets the size given to [`UpdateSession::begin`], before anything
+    /// was written: it was the size of an encoded transfer (a compressed
+    /// image or a delta patch, decoded on its way in), not of the image.
+    /// The session then erases as for an unknown size. Refused as misuse
+    /// after the first write and for a pre-erased slot.
+    pub fn forget_size<E>(&mut self) -> Result<(), OtaError<E>> {
+        if self.received != 0 || self.erased_to != 0 {
+            return Err(OtaError::Misuse(
+                "the size can only be forgotten before the first write",
+            ));
+        }
+        self.size = None;
+        Ok(())
+    }
+
     /// The target slot's region.
     pub fn region(&self) -> &Region {
         &self.region

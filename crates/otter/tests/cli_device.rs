@@ -398,3 +398,75 @@ fn device_commands_drive_a_running_device_over_its_api() {
     let o = run_otter(["device", "status", s(dev.path()), "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+// ---- issue 15: `push --compress` and `push --delta-from` use the same endpoint.
+
+#[test]
+fn push_compress_and_delta_from_send_fewer_bytes_and_the_image_runs() {
+    let old = util::corpus_file("delta-pairs/obnizos/obniz-2.1.0.bin");
+    let new = util::corpus_file("delta-pairs/obnizos/obniz-2.1.1.bin");
+    let new_len = std::fs::metadata(&new).expect("new image").len();
+    let dev = devproc::Device::create(&["--chip", "esp32", "--firmware", s(&old)]).run(&[]);
+    // A patch from an image the device does not run is refused before sending.
+    let other = devproc::image(dev.path(), "esp32", "0.9.0", &[]);
+    let o = run_otter([
+        "push",
+        s(&new),
+        "--to",
+        &dev.url,
+        "--delta-from",
+        s(&other),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let j = json_of(&o);
+    assert_eq!(
+        (j["result"].as_str(), j["error"].as_str()),
+        (Some("refused"), Some("wrong_base"))
+    );
+    assert_eq!(j["bytes"], 0, "nothing was sent");
+    // The patch from the running image: a few percent of the image.
+    let o = run_otter([
+        "push",
+        s(&new),
+        "--to",
+        &dev.url,
+        "--delta-from",
+        s(&old),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let j = json_of(&o);
+    assert_eq!(j["result"], "running", "{j:#}");
+    assert_eq!(j["transfer"], "delta");
+    assert_eq!(j["image_bytes"], new_len);
+    let sent = j["bytes"].as_u64().expect("bytes");
+    assert!(
+        sent * 100 < new_len * 8,
+        "the patch is {sent} of {new_len} bytes"
+    );
+    let st = dev.status();
+    let want: String = {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(std::fs::read(&new).expect("new image"))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert_eq!(st["running"]["sha256"], want.as_str(), "{st:#}");
+    assert_eq!(st["last_update"]["received"], sent);
+
+    // --compress: gzip -9 on the wire, the plain image in the slot.
+    let dev = devproc::Device::create(&[]).run(&[]);
+    let v2 = devproc::image(dev.path(), "esp32s3", "2.0.0", &[]);
+    let v2_len = std::fs::metadata(&v2).expect("image").len();
+    let o = run_otter(["push", s(&v2), "--to", &dev.url, "--compress", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let j = json_of(&o);
+    assert_eq!(
+        (j["result"].as_str(), j["transfer"].as_str()),
+        (Some("running"), Some("gzip"))
+    );
+    assert!(j["bytes"].as_u64().expect("bytes") < v2_len, "{j:#}");
+    assert_eq!(dev.status()["running"]["version"], "2.0.0");
+}

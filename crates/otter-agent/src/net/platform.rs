@@ -45,6 +45,40 @@ pub struct SimPlatform {
     /// What the host keeps of the status document (boot-loop rollbacks, the
     /// pull client).
     pub status: Option<StatusSource>,
+    /// The decoder RAM the virtual device lends to compressed and delta
+    /// updates (both parts by default, as a firmware built with them).
+    pub decoders: SimDecoders,
+}
+
+/// The decoder RAM of a virtual device ([`otter_device::decode`]): each
+/// part boxed once and reset in place per update; `None` plays a firmware
+/// that does not lend it (uploads that need it get 415
+/// `decoder_unavailable`).
+#[derive(Debug)]
+pub struct SimDecoders {
+    /// The inflater (gzip, zlib, deflate).
+    pub inflate: Option<Box<otter_device::decode::Inflater>>,
+    /// The `esp_delta_ota` patch applier.
+    pub patch: Option<Box<otter_device::decode::PatchApplier>>,
+}
+
+impl Default for SimDecoders {
+    fn default() -> Self {
+        Self {
+            inflate: Some(Box::new(otter_device::decode::new_inflater())),
+            patch: Some(Box::new(otter_device::decode::new_applier())),
+        }
+    }
+}
+
+impl SimDecoders {
+    /// No decoder RAM: plain images only.
+    pub fn none() -> Self {
+        Self {
+            inflate: None,
+            patch: None,
+        }
+    }
 }
 
 /// Status fields the host supplies: a field's JSON value, or `None` for the
@@ -231,6 +265,13 @@ impl Platform<SimFlash> for SimPlatform {
         match self.behavior {
             Behavior::FailSelftest => SelfTestVerdict::Failed,
             _ => SelfTestVerdict::Passed,
+        }
+    }
+
+    fn decoder_ram(&mut self) -> otter_device::decode::DecoderRam<'_> {
+        otter_device::decode::DecoderRam {
+            inflate: self.decoders.inflate.as_deref_mut(),
+            patch: self.decoders.patch.as_deref_mut(),
         }
     }
 }

@@ -149,7 +149,30 @@ pub struct RequestHead {
     /// `Content-Type` is multipart/form-data but the boundary is missing or
     /// invalid.
     pub bad_multipart: bool,
+    /// `Content-Encoding`.
+    pub content_coding: ContentCoding,
+    /// `Content-Type: application/x-esp-delta-ota` (the body is an
+    /// `esp_delta_ota` patch).
+    pub delta: bool,
 }
+
+/// A request's `Content-Encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentCoding {
+    /// No header.
+    None,
+    /// `identity`.
+    Identity,
+    /// `gzip` or `x-gzip`.
+    Gzip,
+    /// `deflate`.
+    Deflate,
+    /// Anything else (`br`, `zstd`, a list of codings).
+    Unknown,
+}
+
+/// The media type of an `esp_delta_ota` patch upload.
+pub const DELTA_CONTENT_TYPE: &str = "application/x-esp-delta-ota";
 
 /// Reads a request head into the lent buffer.
 #[derive(Debug)]
@@ -310,6 +333,8 @@ fn parse_head(head: &[u8]) -> Result<RequestHead, DeviceError> {
         sha256: None,
         boundary: None,
         bad_multipart: false,
+        content_coding: ContentCoding::None,
+        delta: false,
     };
     let mut length: Option<u64> = None;
     let mut chunked = false;
@@ -343,7 +368,23 @@ fn parse_head(head: &[u8]) -> Result<RequestHead, DeviceError> {
             out.authorization = Some(Span::of(head, value));
         } else if name.eq_ignore_ascii_case("x-otter-sha256") {
             out.sha256 = Some(parse_sha256(value));
+        } else if name.eq_ignore_ascii_case("content-encoding") {
+            out.content_coding = if out.content_coding != ContentCoding::None {
+                ContentCoding::Unknown
+            } else if value.eq_ignore_ascii_case(b"gzip") || value.eq_ignore_ascii_case(b"x-gzip") {
+                ContentCoding::Gzip
+            } else if value.eq_ignore_ascii_case(b"deflate") {
+                ContentCoding::Deflate
+            } else if value.eq_ignore_ascii_case(b"identity") {
+                ContentCoding::Identity
+            } else {
+                ContentCoding::Unknown
+            };
         } else if name.eq_ignore_ascii_case("content-type") {
+            let mime = trim(value.split(|&b| b == b';').next().unwrap_or_default());
+            if mime.eq_ignore_ascii_case(DELTA_CONTENT_TYPE.as_bytes()) {
+                out.delta = true;
+            }
             if let Some(b) = multipart_boundary(value) {
                 match b {
                     Some(b) => out.boundary = Some(Span::of(head, b)),

@@ -111,6 +111,15 @@ pub trait Platform<F: NorFlash>: WwwPointer<F> + UiInspector<F> + FileSource {
     fn raise_secure_version(&mut self, secure_version: u32) -> bool;
     /// The self-test's verdict on the running image.
     fn self_test(&mut self) -> SelfTestVerdict;
+
+    /// The decoder RAM this device lends to compressed and delta updates
+    /// ([`crate::decode`]): the same buffers on every call while an update
+    /// runs. The default lends none, so such uploads are answered 415
+    /// `decoder_unavailable` (before anything is erased) and plain images
+    /// work as before.
+    fn decoder_ram(&mut self) -> crate::decode::DecoderRam<'_> {
+        crate::decode::DecoderRam::NONE
+    }
 }
 
 /// Who brings a broken new image back (status `rollback_mode`).
@@ -400,6 +409,9 @@ pub(crate) enum Upload {
     Idle,
     Firmware {
         session: UpdateSession,
+        /// Plain, compressed or a patch (the big state is lent by the
+        /// platform, [`Platform::decoder_ram`]).
+        decoder: crate::decode::Decoder,
     },
     Www {
         upload: WwwUpload,
@@ -507,7 +519,7 @@ impl Device {
     pub fn upload_progress(&self) -> Option<(u64, Option<u64>)> {
         let received = match &self.upload {
             Upload::Idle | Upload::External { .. } => return None,
-            Upload::Firmware { session } => u64::from(session.received()),
+            Upload::Firmware { decoder, .. } => decoder.consumed(),
             Upload::Www { upload } => u64::from(upload.received()),
         };
         Some((received, self.last_update.as_ref().and_then(|r| r.total)))

@@ -73,7 +73,10 @@ impl Device {
             }
         };
         let slot = session.target();
-        self.upload = Upload::Firmware { session };
+        self.upload = Upload::Firmware {
+            session,
+            decoder: crate::decode::Decoder::identity(),
+        };
         self.record(LastUpdate {
             result: UpdateResult::InProgress,
             error: None,
@@ -107,7 +110,10 @@ impl Device {
         };
         match fresh(flash, self, running, size, sha256) {
             Ok(session) => {
-                self.upload = Upload::Firmware { session };
+                self.upload = Upload::Firmware {
+                    session,
+                    decoder: crate::decode::Decoder::identity(),
+                };
                 Ok(())
             }
             Err(e) => {
@@ -201,7 +207,7 @@ impl Device {
     /// Bytes of the pulled update in flash (kept prefix included).
     pub fn pull_received(&self) -> Option<u64> {
         match &self.upload {
-            Upload::Firmware { session } => Some(u64::from(session.received())),
+            Upload::Firmware { session, .. } => Some(u64::from(session.received())),
             Upload::Www { upload } => Some(u64::from(upload.received())),
             Upload::Idle | Upload::External { .. } => None,
         }
@@ -214,7 +220,10 @@ impl Device {
         flash: &mut F,
         data: &[u8],
     ) -> Result<(), DeviceError> {
-        self.write_update(flash, data)
+        // Pulled artifacts are plain images today; a compressed or delta
+        // artifact would lend the platform's decoder RAM here.
+        let mut none = crate::decode::DecoderRam::NONE;
+        super::conn::upload::write_upload(&mut self.upload, flash, &mut none, data)
     }
 
     /// Verifies and selects the pulled update; recorded as the last update.

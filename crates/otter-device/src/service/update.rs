@@ -14,6 +14,7 @@ use super::conn::upload::{
     begin_firmware, begin_www, dev_fail, finish_firmware, kind_of, write_upload, Done, Sink,
 };
 use super::{Device, LastUpdate, Platform, RebootReason, Text32, UpdateKind, UpdateResult, Upload};
+use crate::decode::Encoding;
 use crate::error::DeviceError;
 
 /// The protocol an update arrived by (`last_update.protocol` in the status
@@ -72,6 +73,7 @@ impl Device {
         kind: UpdateKind,
         protocol: Protocol,
         size: u32,
+        encoding: Encoding,
         now: u64,
     ) -> Result<(), DeviceError> {
         self.last_now = now;
@@ -87,7 +89,7 @@ impl Device {
         if self.update_in_progress() {
             return Err(DeviceError::Busy);
         }
-        let begun = self.begin_checked(flash, platform, sink, running, size);
+        let begun = self.begin_checked(flash, platform, sink, running, size, encoding);
         let upload = match begun {
             Ok(u) => u,
             Err(e) => {
@@ -97,7 +99,7 @@ impl Device {
         };
         self.upload = upload;
         let (slot, www_slot) = match &self.upload {
-            Upload::Firmware { session } => (Some(session.target()), None),
+            Upload::Firmware { session, .. } => (Some(session.target()), None),
             Upload::Www { upload } => (None, Some(upload.target)),
             Upload::Idle | Upload::External { .. } => (None, None),
         };
@@ -142,14 +144,27 @@ impl Device {
         sink: Sink,
         running: SlotId,
         size: u32,
+        encoding: Encoding,
     ) -> Result<Upload, DeviceError> {
         if size == 0 {
             return Err(DeviceError::Empty);
         }
         let n = Some(u64::from(size));
         match sink {
-            Sink::Firmware => begin_firmware(self, flash, running, n, n, None),
-            Sink::Www => begin_www(self, flash, platform, n, n, None),
+            Sink::Firmware => begin_firmware(
+                self,
+                flash,
+                running,
+                n,
+                n,
+                None,
+                encoding,
+                &mut platform.decoder_ram(),
+            ),
+            Sink::Www if matches!(encoding, Encoding::Identity | Encoding::Sniff) => {
+                begin_www(self, flash, platform, n, n, None)
+            }
+            Sink::Www => Err(DeviceError::UnsupportedEncoding),
         }
     }
 
@@ -159,12 +174,13 @@ impl Device {
     /// header and app descriptor have arrived; bytes after the end of the
     /// app image (other than a signature sector) are refused too
     /// (`trailing_data`).
-    pub(crate) fn write_update<F: NorFlash>(
+    pub(crate) fn write_update<F: NorFlash, P: Platform<F>>(
         &mut self,
         flash: &mut F,
+        platform: &mut P,
         data: &[u8],
     ) -> Result<(), DeviceError> {
-        write_upload(&mut self.upload, flash, data)
+        write_upload(&mut self.upload, flash, &mut platform.decoder_ram(), data)
     }
 
     /// Finishes the update: verifies the written image (checksum, appended
@@ -180,9 +196,15 @@ impl Device {
         self.last_now = now;
         let upload = core::mem::replace(&mut self.upload, Upload::Idle);
         let (sink, received, done) = match upload {
-            Upload::Firmware { session } => {
-                let r = session.received();
-                (Sink::Firmware, r, finish_firmware(flash, session))
+            Upload::Firmware { session, decoder } => {
+                // The transfer's bytes (compressed, or the patch), as `total`.
+                let r = u32::try_from(decoder.consumed()).unwrap_or(u32::MAX);
+                let ram = platform.decoder_ram();
+                (
+                    Sink::Firmware,
+                    r,
+                    finish_firmware(flash, session, &decoder, &ram),
+                )
             }
             Upload::Www { upload } => {
                 let r = upload.received();
@@ -242,7 +264,10 @@ impl Device {
     /// as they were.
     pub(crate) fn abort_update(&mut self, protocol: Protocol, e: &DeviceError, now: u64) {
         let (sink, received) = match &self.upload {
-            Upload::Firmware { session } => (Sink::Firmware, session.received()),
+            Upload::Firmware { decoder, .. } => (
+                Sink::Firmware,
+                u32::try_from(decoder.consumed()).unwrap_or(u32::MAX),
+            ),
             Upload::Www { upload } => (Sink::Www, upload.received()),
             Upload::Idle | Upload::External { .. } => return,
         };

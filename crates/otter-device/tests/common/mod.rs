@@ -82,6 +82,9 @@ pub struct TestPlatform {
     pub burned: Vec<u32>,
     pub verdict: Option<SelfTestVerdict>,
     pub reject_ui: bool,
+    /// Decoder RAM lent (both parts unless a test takes them away).
+    pub inflate: Option<Box<otter_device::decode::Inflater>>,
+    pub patch: Option<Box<otter_device::decode::PatchApplier>>,
 }
 
 /// Where the NVS partition of [`CSV`] is.
@@ -168,6 +171,12 @@ impl Platform<SimFlash> for TestPlatform {
     fn raise_secure_version(&mut self, v: u32) -> bool {
         self.burned.push(v);
         true
+    }
+    fn decoder_ram(&mut self) -> otter_device::decode::DecoderRam<'_> {
+        otter_device::decode::DecoderRam {
+            inflate: self.inflate.as_deref_mut(),
+            patch: self.patch.as_deref_mut(),
+        }
     }
     fn self_test(&mut self) -> SelfTestVerdict {
         self.verdict.unwrap_or(SelfTestVerdict::Passed)

@@ -67,7 +67,7 @@ fn flash_kind<E>(_: E) -> NorFlashErrorKind {
 }
 
 /// The harness's platform (module docs).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HarnessPlatform {
     /// The NVS partition (offset, size), when the table has one.
     pub nvs: Option<(u32, u32)>,
@@ -77,6 +77,25 @@ pub struct HarnessPlatform {
     pub verdict: SelfTestVerdict,
     /// How the pointer is written.
     pub pointer: PointerWrite,
+    /// The decoder RAM lent to compressed and delta uploads.
+    pub inflate: Box<otter_device::decode::Inflater>,
+    /// The `esp_delta_ota` applier.
+    pub patch: Box<otter_device::decode::PatchApplier>,
+}
+
+impl Clone for HarnessPlatform {
+    /// The same platform with fresh decoder RAM (it holds no state between
+    /// updates).
+    fn clone(&self) -> Self {
+        Self {
+            nvs: self.nvs,
+            burned: self.burned,
+            verdict: self.verdict,
+            pointer: self.pointer,
+            inflate: Box::new(otter_device::decode::new_inflater()),
+            patch: Box::new(otter_device::decode::new_applier()),
+        }
+    }
 }
 
 impl HarnessPlatform {
@@ -87,6 +106,8 @@ impl HarnessPlatform {
             burned: None,
             verdict: SelfTestVerdict::Passed,
             pointer,
+            inflate: Box::new(otter_device::decode::new_inflater()),
+            patch: Box::new(otter_device::decode::new_applier()),
         }
     }
 
@@ -177,6 +198,13 @@ impl Platform<SimFlash> for HarnessPlatform {
 
     fn self_test(&mut self) -> SelfTestVerdict {
         self.verdict
+    }
+
+    fn decoder_ram(&mut self) -> otter_device::decode::DecoderRam<'_> {
+        otter_device::decode::DecoderRam {
+            inflate: Some(&mut self.inflate),
+            patch: Some(&mut self.patch),
+        }
     }
 }
 
@@ -292,6 +320,22 @@ fn parse_answer(mut out: &[u8], action: Action) -> Answer {
     }
 }
 
+/// `POST path` with `headers` and `body` as the raw body.
+pub fn post_with(path: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "POST {path} HTTP/1.1\r\nHost: otter\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    r.push_str("\r\n");
+    let mut v = r.into_bytes();
+    v.extend_from_slice(body);
+    v
+}
+
 /// `POST path` with `body` as the raw body.
 pub fn post(path: &str, body: &[u8]) -> Vec<u8> {
     let mut r = format!(
@@ -385,6 +429,143 @@ pub fn core_pull(
         .map_err(|e| core_err(flash, e.code()))?;
     done.slot
         .ok_or(OtaError::Misuse("the device core selected no slot"))
+}
+
+/// The same update sent gzip-compressed (`Content-Encoding: gzip`, level
+/// 9): the core inflates it into the slot as it arrives.
+pub fn http_gzip_update(
+    flash: &mut SimFlash,
+    cfg: &DeviceConfig,
+    running: SlotId,
+    image: &[u8],
+) -> Result<SlotId, OtaError<SimFlashError>> {
+    let body = encoded::gzip(image);
+    let mut core = Core::boot(flash, cfg, running, PointerWrite::REAL)?;
+    let a = core.request(
+        flash,
+        &post_with("/update", &["Content-Encoding: gzip"], &body),
+    );
+    expect(flash, &a, 200)?;
+    core.dev
+        .last_update()
+        .and_then(|u| u.slot)
+        .ok_or(OtaError::Misuse("the device core recorded no slot"))
+}
+
+/// The same update sent as an `esp_delta_ota` patch from the image in the
+/// running slot (`Content-Type: application/x-esp-delta-ota`): the core
+/// reads the running slot and writes the other.
+pub fn http_delta_update(
+    flash: &mut SimFlash,
+    cfg: &DeviceConfig,
+    running: SlotId,
+    image: &[u8],
+) -> Result<SlotId, OtaError<SimFlashError>> {
+    let old = encoded::running_image(flash, cfg, running)?;
+    let body = encoded::patch(&old, image).map_err(OtaError::Misuse)?;
+    let mut core = Core::boot(flash, cfg, running, PointerWrite::REAL)?;
+    let a = core.request(
+        flash,
+        &post_with(
+            "/update",
+            &["Content-Type: application/x-esp-delta-ota"],
+            &body,
+        ),
+    );
+    expect(flash, &a, 200)?;
+    core.dev
+        .last_update()
+        .and_then(|u| u.slot)
+        .ok_or(OtaError::Misuse("the device core recorded no slot"))
+}
+
+/// Encoded bodies, made once per image (every cut of a row sends the same).
+mod encoded {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+
+    use embedded_storage::nor_flash::ReadNorFlash;
+    use otter_delta::encode::{esp_delta_patch, PatchCompression};
+    use otter_format::image::inspect;
+    use otter_ota::{DeviceConfig, OtaError, SlotId, SlotMap};
+    use sha2::{Digest, Sha256};
+
+    use crate::{SimFlash, SimFlashError};
+
+    type Cache = Mutex<HashMap<[u8; 32], Vec<u8>>>;
+
+    fn cached(
+        key: [u8; 32],
+        make: impl FnOnce() -> Result<Vec<u8>, &'static str>,
+    ) -> Result<Vec<u8>, &'static str> {
+        static CACHE: OnceLock<Cache> = OnceLock::new();
+        let cache = CACHE.get_or_init(Cache::default);
+        if let Some(v) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(v);
+        }
+        let v = make()?;
+        if let Ok(mut c) = cache.lock() {
+            c.insert(key, v.clone());
+        }
+        Ok(v)
+    }
+
+    /// gzip (RFC 1952) of `image` at level 9.
+    pub fn gzip(image: &[u8]) -> Vec<u8> {
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(b"gzip")
+            .chain_update(image)
+            .finalize()
+            .into();
+        cached(key, || {
+            let mut v = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 0xff];
+            v.extend_from_slice(&miniz_oxide::deflate::compress_to_vec(image, 9));
+            let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(image);
+            v.extend_from_slice(&crc.to_le_bytes());
+            v.extend_from_slice(&(image.len() as u32).to_le_bytes());
+            Ok(v)
+        })
+        .unwrap_or_default()
+    }
+
+    /// An esp_delta_ota patch (heatshrink) from `old` to `new`.
+    pub fn patch(old: &[u8], new: &[u8]) -> Result<Vec<u8>, &'static str> {
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(b"patch")
+            .chain_update(old)
+            .chain_update(new)
+            .finalize()
+            .into();
+        cached(key, || {
+            let sha = inspect(old)
+                .ok()
+                .and_then(|i| i.sha256)
+                .ok_or("the running image has no appended SHA-256")?;
+            esp_delta_patch(&sha.stored, old, new, PatchCompression::default())
+                .map_err(|_| "the patch could not be made")
+        })
+    }
+
+    /// The app image in the running slot (up to its appended SHA-256).
+    pub fn running_image(
+        flash: &mut SimFlash,
+        cfg: &DeviceConfig,
+        running: SlotId,
+    ) -> Result<Vec<u8>, OtaError<SimFlashError>> {
+        let map = SlotMap::read(flash, cfg.table_offset)?;
+        let region = *map
+            .region(running)
+            .ok_or(OtaError::Misuse("no running slot"))?;
+        let mut slot = vec![0u8; region.size as usize];
+        flash
+            .read(region.offset, &mut slot)
+            .map_err(OtaError::Flash)?;
+        let len = inspect(&slot)
+            .map_err(|_| OtaError::Misuse("the running slot holds no app image"))?
+            .image_len as usize;
+        slot.truncate(len);
+        Ok(slot)
+    }
 }
 
 /// `POST /api/ota/confirm` through the device core on `running`; returns the

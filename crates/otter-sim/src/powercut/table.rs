@@ -7,6 +7,8 @@
 //! |---|---|---|
 //! | `update` | a firmware update, small images on eight layouts (the seeds' tables among them), a ~1.45 MB image, real ESP-IDF and Tasmota images | otter-ota's `UpdateSession` |
 //! | `http-upload` | `POST /update` streamed in 1460-byte segments | otter-device's `service::Connection` |
+//! | `gzip-upload` | `POST /update` with `Content-Encoding: gzip`: inflated into the slot as it arrives | otter-device's decoder stage, `service::Connection` |
+//! | `delta-upload` | `POST /update` with an `esp_delta_ota` patch from the running image: reads the running slot, writes the other | otter-device's decoder stage, otter-delta's applier |
 //! | `pull-resume` | the resumable pull, its resume after a cut included | the shipped first-sector comparison ([`super::pull`]) |
 //! | `first-boot` | the bootloader's NEW → PENDING_VERIFY write; a second cut in every operation of the recovery | the bootloader model, `lifecycle::recover` |
 //! | `confirm` | the confirm; a second cut in every operation of the recovery | `POST /api/ota/confirm`, `lifecycle::confirm` |
@@ -29,7 +31,7 @@ use std::sync::{Arc, Mutex};
 
 use otter_format::chip::Chip;
 
-use super::core::http_update;
+use super::core::{http_delta_update, http_gzip_update, http_update};
 use super::layouts::*;
 use super::pull::pull_update;
 use super::{Case, Sampling, Scenario, SecondCut, WwwSpec};
@@ -59,6 +61,18 @@ pub const TABLE: &[Row] = &[
         scenario: Scenario::Update,
         what: "POST /update through otter-device's service::Connection, 1460-byte segments",
         cases: http_rows,
+    },
+    Row {
+        name: "gzip-upload",
+        scenario: Scenario::Update,
+        what: "POST /update with Content-Encoding: gzip, inflated into the slot by otter-device's decoder stage",
+        cases: gzip_rows,
+    },
+    Row {
+        name: "delta-upload",
+        scenario: Scenario::Update,
+        what: "POST /update with an esp_delta_ota patch from the running image: the running slot read, the other written",
+        cases: delta_rows,
     },
     Row {
         name: "pull-resume",
@@ -318,6 +332,31 @@ fn http_rows(env: &Env) -> Result<Vec<Case>, String> {
     c.via_core = true;
     cases.push(c);
     Ok(cases)
+}
+
+fn encoded_rows(
+    env: &Env,
+    update: super::UpdateFn,
+    name: &'static str,
+) -> Result<Vec<Case>, String> {
+    let (old, new) = env.pair()?;
+    let mut cases = Vec::new();
+    for (layout, history, rollback) in [(FACTORY_2OTA_4MB, 0, true), (SEED003_2OTA_4MB, 1, false)] {
+        let mut c = Case::new(Scenario::Update, layout, rollback, history, &old, &new);
+        c.update = update;
+        c.update_name = name;
+        c.via_core = true;
+        cases.push(c);
+    }
+    Ok(cases)
+}
+
+fn gzip_rows(env: &Env) -> Result<Vec<Case>, String> {
+    encoded_rows(env, http_gzip_update, "POST /update (gzip)")
+}
+
+fn delta_rows(env: &Env) -> Result<Vec<Case>, String> {
+    encoded_rows(env, http_delta_update, "POST /update (esp_delta_ota patch)")
 }
 
 fn pull_rows(env: &Env) -> Result<Vec<Case>, String> {

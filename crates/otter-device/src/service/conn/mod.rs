@@ -188,7 +188,19 @@ impl<'b> Connection<'b> {
                 close,
                 total,
             } => {
-                let r = feed_upload(dev, flash, sink, &mut body, multipart.as_mut(), input, now);
+                let r = {
+                    let mut ram = platform.decoder_ram();
+                    feed_upload(
+                        dev,
+                        flash,
+                        &mut ram,
+                        sink,
+                        &mut body,
+                        multipart.as_mut(),
+                        input,
+                        now,
+                    )
+                };
                 match r {
                     Ok(consumed) => {
                         if body.done() {

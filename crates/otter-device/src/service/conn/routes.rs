@@ -1,6 +1,8 @@
 //! The endpoints: routing, confirm, uploads begun and completed, web-UI files.
 
 use super::*;
+use crate::decode::Encoding;
+use crate::http::ContentCoding;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
@@ -13,6 +15,35 @@ enum Endpoint {
     Reboot,
     Check,
     Wrong,
+}
+
+/// The encoding of an upload, from its head: `Content-Encoding: gzip` or
+/// `deflate`, or `Content-Type: application/x-esp-delta-ota`; without
+/// either, the first byte decides ([`Encoding::Sniff`]). A form's file is
+/// always sniffed (a `Content-Encoding` would apply to the whole form). Web
+/// UI uploads are plain.
+fn upload_encoding(head: &RequestHead, sink: Sink) -> Result<Encoding, DeviceError> {
+    let declared = match (head.content_coding, head.delta) {
+        (ContentCoding::Unknown, _) => return Err(DeviceError::UnsupportedEncoding),
+        (ContentCoding::Gzip | ContentCoding::Deflate, true) => {
+            return Err(DeviceError::UnsupportedEncoding)
+        }
+        (_, true) => Some(Encoding::EspDelta),
+        (ContentCoding::Gzip, false) => Some(Encoding::Gzip),
+        (ContentCoding::Deflate, false) => Some(Encoding::HttpDeflate),
+        (ContentCoding::Identity, false) => Some(Encoding::Identity),
+        (ContentCoding::None, false) => None,
+    };
+    match (sink, declared) {
+        (Sink::Www, None | Some(Encoding::Identity)) => Ok(Encoding::Identity),
+        (Sink::Www, Some(_)) => Err(DeviceError::UnsupportedEncoding),
+        (Sink::Firmware, Some(_)) if head.boundary.is_some() => match declared {
+            Some(Encoding::Identity) => Ok(Encoding::Sniff),
+            _ => Err(DeviceError::UnsupportedEncoding),
+        },
+        (Sink::Firmware, Some(e)) => Ok(e),
+        (Sink::Firmware, None) => Ok(Encoding::Sniff),
+    }
 }
 
 impl Connection<'_> {
@@ -282,8 +313,21 @@ impl Connection<'_> {
         // A raw body's length is the file's; a form's is an upper bound.
         let size = if multipart.is_none() { announced } else { None };
         let total = size;
+        let encoding = match upload_encoding(head, sink) {
+            Ok(e) => e,
+            Err(e) => return self.refuse(head, &e, now, tx),
+        };
         let begun = match sink {
-            Sink::Firmware => begin_firmware(dev, flash, running, size, announced, expected),
+            Sink::Firmware => begin_firmware(
+                dev,
+                flash,
+                running,
+                size,
+                announced,
+                expected,
+                encoding,
+                &mut platform.decoder_ram(),
+            ),
             Sink::Www => begin_www(dev, flash, platform, size, announced, expected),
         };
         let upload = match begun {
@@ -359,8 +403,10 @@ impl Connection<'_> {
             None => Ok(()),
         };
         let result = check.and_then(|()| match upload {
-            Upload::Firmware { session } if session.received() == 0 => Err(DeviceError::Empty),
-            Upload::Firmware { session } => finish_firmware(flash, session),
+            Upload::Firmware { decoder, .. } if decoder.consumed() == 0 => Err(DeviceError::Empty),
+            Upload::Firmware { session, decoder } => {
+                finish_firmware(flash, session, &decoder, &platform.decoder_ram())
+            }
             Upload::Www { upload, .. } => {
                 if upload.received() == 0 {
                     return Err(DeviceError::Empty);

@@ -2,6 +2,7 @@
 //! and the record of a failed one.
 
 use super::*;
+use crate::decode::{Decoder, DecoderRam, Encoding};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(in crate::service) enum Sink {
@@ -62,6 +63,7 @@ pub(in crate::service) fn dev_fail(
     });
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(in crate::service) fn begin_firmware<F: NorFlash>(
     dev: &mut Device,
     flash: &mut F,
@@ -69,7 +71,13 @@ pub(in crate::service) fn begin_firmware<F: NorFlash>(
     size: Option<u64>,
     announced: Option<u64>,
     expected: Option<[u8; 32]>,
+    encoding: Encoding,
+    ram: &mut DecoderRam<'_>,
 ) -> Result<Upload, DeviceError> {
+    // An encoded transfer's length is not the image's: the session learns
+    // the image's size from its header as the decoder produces it.
+    let plain = matches!(encoding, Encoding::Identity | Encoding::Sniff);
+    let size = if plain { size } else { None };
     let size32 = match size {
         Some(n) => Some(u32::try_from(n).map_err(|_| DeviceError::TooLarge {
             needed: n,
@@ -84,12 +92,27 @@ pub(in crate::service) fn begin_firmware<F: NorFlash>(
         UpdateRequest::new(size32, expected),
     )
     .map_err(|e| DeviceError::from_ota(&e))?;
-    // A form's Content-Length is an upper bound: only refuse a form that
-    // could not fit even after its framing.
-    if let (None, Some(n)) = (size, announced) {
-        let _ = n;
+    let capacity = session.region().size;
+    if let (false, Some(n)) = (plain, announced) {
+        // A compressed image or a patch larger than the slot cannot
+        // decode to an image that fits (nor is it worth sending).
+        if n > u64::from(capacity) {
+            return Err(DeviceError::TooLarge {
+                needed: n,
+                capacity,
+            });
+        }
     }
-    Ok(Upload::Firmware { session })
+    let decoder = if encoding == Encoding::Identity {
+        Decoder::identity()
+    } else {
+        let base = otter_ota::SlotMap::read(flash, dev.opts.cfg.table_offset)
+            .map_err(|e| DeviceError::from_ota(&e))?
+            .region(running)
+            .copied();
+        Decoder::begin(encoding, ram, base, dev.opts.cfg.chip, u64::from(capacity))?
+    };
+    Ok(Upload::Firmware { session, decoder })
 }
 
 pub(crate) fn begin_www<F: NorFlash, P: Platform<F>>(
@@ -113,9 +136,11 @@ pub(crate) fn begin_www<F: NorFlash, P: Platform<F>>(
     Ok(Upload::Www { upload })
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn feed_upload<F: NorFlash>(
     dev: &mut Device,
     flash: &mut F,
+    ram: &mut DecoderRam<'_>,
     _sink: Sink,
     body: &mut BodyReader,
     multipart: Option<&mut Multipart>,
@@ -123,7 +148,7 @@ pub(super) fn feed_upload<F: NorFlash>(
     now: u64,
 ) -> Result<usize, (usize, DeviceError)> {
     let upload = &mut dev.upload;
-    let mut write = |data: &[u8]| write_upload(upload, flash, data);
+    let mut write = |data: &[u8]| write_upload(upload, flash, ram, data);
     let r = match multipart {
         Some(m) => {
             let mut to_mp = |data: &[u8]| m.feed(data, &mut write);
@@ -141,21 +166,26 @@ pub(super) fn feed_upload<F: NorFlash>(
 pub(in crate::service) fn write_upload<F: NorFlash>(
     upload: &mut Upload,
     flash: &mut F,
+    ram: &mut DecoderRam<'_>,
     data: &[u8],
 ) -> Result<(), DeviceError> {
     match upload {
-        Upload::Firmware { session, .. } => session
-            .write(flash, data)
-            .map_err(|e| DeviceError::from_ota(&e)),
+        Upload::Firmware { session, decoder } => decoder.write(ram, flash, session, data),
         Upload::Www { upload, .. } => upload.write(flash, data),
         Upload::Idle | Upload::External { .. } => Err(DeviceError::Busy),
     }
 }
 
+/// Finishes a firmware upload: the decoder's end checks (gzip trailer,
+/// every byte a patch declares), then the session's verification, then
+/// the boot-slot switch.
 pub(in crate::service) fn finish_firmware<F: NorFlash>(
     flash: &mut F,
     session: UpdateSession,
+    decoder: &Decoder,
+    ram: &DecoderRam<'_>,
 ) -> Result<Done, DeviceError> {
+    decoder.finish(ram)?;
     let received = session.received();
     let verified = session
         .finish(flash)

@@ -252,28 +252,55 @@ impl Client {
     pub fn upload_to(
         &self,
         path: &str,
-        image: &[u8],
+        body: &Body<'_>,
         sha256: &[u8; 32],
         progress: &Progress,
     ) -> anyhow::Result<Answer> {
         let resp = self.with_retry(&format!("uploading to {path}"), || {
             let mut reader = ProgressReader {
-                data: image,
+                data: body.data,
                 pos: 0,
                 progress,
             };
             let mut req = self
                 .agent
                 .post(self.url(path))
-                .header("Content-Type", "application/octet-stream")
-                .header("Content-Length", image.len().to_string())
+                .header("Content-Type", body.content_type)
+                .header("Content-Length", body.data.len().to_string())
                 .header("X-Otter-Sha256", hex(sha256));
+            if let Some(e) = body.content_encoding {
+                req = req.header("Content-Encoding", e);
+            }
             if let Some(t) = &self.token {
                 req = req.header("Authorization", format!("Bearer {t}"));
             }
             req.send(ureq::SendBody::from_reader(&mut reader))
         })?;
         Self::answer(resp)
+    }
+}
+
+/// What an upload sends: the bytes and how the device is to decode them
+/// (docs/device-api.md). `X-Otter-Sha256` is always the decoded image's.
+#[derive(Debug, Clone, Copy)]
+pub struct Body<'a> {
+    /// The bytes on the wire.
+    pub data: &'a [u8],
+    /// `Content-Type`: `application/octet-stream`, or
+    /// `application/x-esp-delta-ota` for a patch.
+    pub content_type: &'static str,
+    /// `Content-Encoding` (`gzip`), if any.
+    pub content_encoding: Option<&'static str>,
+}
+
+impl<'a> Body<'a> {
+    /// A plain image.
+    pub fn plain(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            content_type: "application/octet-stream",
+            content_encoding: None,
+        }
     }
 }
 

@@ -27,7 +27,7 @@ mod checks;
 mod client;
 
 pub use checks::precheck;
-pub use client::{Client, Progress};
+pub use client::{Body, Client, Progress};
 
 /// Arguments of `otter push`.
 #[derive(Debug, clap::Args)]
@@ -55,9 +55,70 @@ pub struct Args {
     /// firmware or the image that just rolled back (refused by default).
     #[arg(long)]
     force: bool,
+    /// Send the image gzip-compressed (level 9, `Content-Encoding: gzip`);
+    /// the device inflates it as it writes. A device whose firmware cannot
+    /// decode gets the plain image instead.
+    #[arg(long, conflicts_with_all = ["www", "delta_from", "patch"])]
+    compress: bool,
+    /// Send only an esp_delta_ota patch from BASE (the image the device
+    /// runs now) to IMAGE; refused before sending when the device runs
+    /// something else. A device whose firmware cannot apply patches gets
+    /// the plain image instead.
+    #[arg(long, value_name = "BASE", conflicts_with_all = ["www", "patch"])]
+    delta_from: Option<PathBuf>,
+    /// Send this esp_delta_ota patch (from `otter delta`, `otter release
+    /// --delta-from` or esp_delta_ota_patch_gen.py) that makes IMAGE.
+    #[arg(long, value_name = "PATCH", conflicts_with = "www")]
+    patch: Option<PathBuf>,
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
+}
+
+/// How the image travels.
+#[derive(Debug, Clone)]
+pub enum Transfer {
+    /// As it is.
+    Plain,
+    /// gzip level 9, `Content-Encoding: gzip`.
+    Gzip(Vec<u8>),
+    /// An esp_delta_ota patch (`Content-Type: application/x-esp-delta-ota`),
+    /// with the SHA-256 of the base image's bytes when known (checked
+    /// against the device's running image before sending).
+    Delta {
+        /// The patch.
+        patch: Vec<u8>,
+        /// SHA-256 of the base image (as the status document's
+        /// `running.sha256`), if known.
+        base_sha256: Option<String>,
+    },
+}
+
+impl Transfer {
+    /// The name in the report.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Gzip(_) => "gzip",
+            Self::Delta { .. } => "delta",
+        }
+    }
+
+    fn body<'a>(&'a self, image: &'a [u8]) -> Body<'a> {
+        match self {
+            Self::Plain => Body::plain(image),
+            Self::Gzip(gz) => Body {
+                data: gz,
+                content_type: "application/octet-stream",
+                content_encoding: Some("gzip"),
+            },
+            Self::Delta { patch, .. } => Body {
+                data: patch,
+                content_type: "application/x-esp-delta-ota",
+                content_encoding: None,
+            },
+        }
+    }
 }
 
 /// How a push ended.
@@ -80,6 +141,11 @@ pub struct PushReport {
     pub sha256: String,
     /// Bytes sent.
     pub bytes: u64,
+    /// How the image travelled: `plain`, `gzip` or `delta` (after a
+    /// fallback to the plain image, `plain`).
+    pub transfer: &'static str,
+    /// The image's own size (what the device wrote).
+    pub image_bytes: u64,
     /// Upload time in seconds.
     pub upload_secs: f64,
     /// The slot the device wrote.
@@ -113,25 +179,25 @@ pub fn check_image(bytes: &[u8]) -> Result<ImageInfo, otter_format::image::Image
     verify(bytes, &opts)
 }
 
-/// Uploads `image` to `path` with a progress bar and records the answer in
-/// `report`: `false` when the device refused the `what` (the reason and the
-/// device's status are in the report).
+/// Uploads `body` to `path` with a progress bar and records the answer in
+/// `report`: `Ok(Err(answer))` when the device refused the `what` (the
+/// reason and the device's status are in the report).
 fn send(
     client: &Client,
     path: &str,
     what: &str,
-    image: &[u8],
+    body: &Body<'_>,
     sha: &[u8; 32],
     quiet: bool,
     report: &mut PushReport,
-) -> anyhow::Result<bool> {
-    let progress = Progress::new(image.len() as u64, quiet);
+) -> anyhow::Result<Result<(), client::Answer>> {
+    let progress = Progress::new(body.data.len() as u64, quiet);
     let started = Instant::now();
-    let answer = client.upload_to(path, image, sha, &progress);
+    let answer = client.upload_to(path, body, sha, &progress);
     progress.finish();
     let answer = answer?;
     report.upload_secs = started.elapsed().as_secs_f64();
-    report.bytes = image.len() as u64;
+    report.bytes = body.data.len() as u64;
     if answer.status != 200 {
         report.message = Some(format!(
             "the device refused the {what} ({} {}): {}",
@@ -144,7 +210,7 @@ fn send(
             answer.message()
         ));
         report.status = client.status().ok();
-        return Ok(false);
+        return Ok(Err(answer));
     }
     report.slot = answer
         .body
@@ -158,7 +224,7 @@ fn send(
             report.slot.as_deref().unwrap_or("?")
         );
     }
-    Ok(true)
+    Ok(Ok(()))
 }
 
 /// Pushes `image` to the device behind `client` and waits (unless
@@ -168,6 +234,32 @@ pub fn push(
     client: &Client,
     image: &[u8],
     info: &ImageInfo,
+    timeout: Duration,
+    no_wait: bool,
+    quiet: bool,
+    force: bool,
+) -> anyhow::Result<PushReport> {
+    push_as(
+        client,
+        image,
+        info,
+        &Transfer::Plain,
+        timeout,
+        no_wait,
+        quiet,
+        force,
+    )
+}
+
+/// [`push`], with the image sent as `transfer` (compressed or as a patch).
+/// A device that answers 415 (its firmware lends no RAM for that decoder)
+/// gets the plain image.
+#[allow(clippy::too_many_arguments)]
+pub fn push_as(
+    client: &Client,
+    image: &[u8],
+    info: &ImageInfo,
+    transfer: &Transfer,
     timeout: Duration,
     no_wait: bool,
     quiet: bool,
@@ -183,11 +275,32 @@ pub fn push(
         version: version.clone(),
         sha256: hex(&sha),
         bytes: 0,
+        transfer: transfer.name(),
+        image_bytes: image.len() as u64,
         upload_secs: 0.0,
         slot: None,
         status: None,
     };
     let before = client.status()?;
+    if let Transfer::Delta {
+        base_sha256: Some(base),
+        ..
+    } = transfer
+    {
+        let running = before
+            .pointer("/running/sha256")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if running != base {
+            report.message = Some(format!(
+                "not sent: the patch applies to the image {base}, but the device runs {}; push the full image, or a patch from the image it runs",
+                if running.is_empty() { "nothing it can name" } else { running }
+            ));
+            report.error = Some("wrong_base");
+            report.status = Some(before);
+            return Ok(report);
+        }
+    }
     if let Err(m) = precheck(info, image.len() as u64, &before) {
         report.message = Some(format!("not sent: {m}"));
         report.error = Some("device_would_refuse");
@@ -234,8 +347,48 @@ pub fn push(
                 .unwrap_or("?"),
         );
     }
-    if !send(client, "/update", "image", image, &sha, quiet, &mut report)? {
-        return Ok(report);
+    if transfer.name() != "plain" && !quiet {
+        let sent = transfer.body(image).data.len();
+        eprintln!(
+            "sending it as {} ({}, {:.1}% of the image)",
+            transfer.name(),
+            human_size(sent as u64),
+            100.0 * sent as f64 / image.len().max(1) as f64
+        );
+    }
+    match send(
+        client,
+        "/update",
+        "image",
+        &transfer.body(image),
+        &sha,
+        quiet,
+        &mut report,
+    )? {
+        Ok(()) => {}
+        Err(a) if a.status == 415 && transfer.name() != "plain" => {
+            let why = report.message.take().unwrap_or_default();
+            let w = format!("{why}; sending the plain image instead");
+            if !quiet {
+                eprintln!("warning: {w}");
+            }
+            report.warnings.push(w);
+            report.transfer = "plain";
+            if send(
+                client,
+                "/update",
+                "image",
+                &Body::plain(image),
+                &sha,
+                quiet,
+                &mut report,
+            )?
+            .is_err()
+            {
+                return Ok(report);
+            }
+        }
+        Err(_) => return Ok(report),
     }
     if no_wait {
         report.result = "uploaded";
@@ -351,6 +504,8 @@ pub fn push_www(
         version: "www".into(),
         sha256: hex(&sha),
         bytes: 0,
+        transfer: "plain",
+        image_bytes: image.len() as u64,
         upload_secs: 0.0,
         slot: None,
         status: None,
@@ -394,15 +549,17 @@ pub fn push_www(
             active.unwrap_or("nothing")
         );
     }
-    if !send(
+    if send(
         client,
         "/api/ota/frontend",
         "web UI",
-        image,
+        &Body::plain(image),
         &sha,
         quiet,
         &mut report,
-    )? {
+    )?
+    .is_err()
+    {
         return Ok(report);
     }
     if no_wait {
@@ -510,10 +667,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 return output::refuse(args.json, "not_an_app", &m);
             }
         };
-        push(
+        let transfer = transfer_of(&args, &bytes)?;
+        push_as(
             &client,
             &bytes,
             &info,
+            &transfer,
             Duration::from_secs(args.timeout),
             args.no_wait,
             args.json,
@@ -530,4 +689,49 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(output::check_exit(report.ok()))
+}
+
+/// How `args` asks the image to travel: `--compress`, `--delta-from BASE`
+/// (the patch is made here) or `--patch PATCH`.
+fn transfer_of(args: &Args, image: &[u8]) -> anyhow::Result<Transfer> {
+    if args.compress {
+        return Ok(Transfer::Gzip(crate::cmd::artifacts::gzip(image)));
+    }
+    if let Some(base) = &args.delta_from {
+        let old = std::fs::read(base).with_context(|| format!("reading {}", base.display()))?;
+        let info = otter_format::image::inspect(&old)
+            .with_context(|| format!("{} is not a readable ESP32 app image", base.display()))?;
+        let Some(validation) = info.sha256 else {
+            bail!(
+                "{} has no appended SHA-256 (hash_appended = 0), so the device cannot tell whether it runs it; push the full image",
+                base.display()
+            );
+        };
+        let patch = otter_delta::encode::esp_delta_patch(
+            &validation.stored,
+            &old,
+            image,
+            otter_delta::encode::PatchCompression::default(),
+        )
+        .with_context(|| format!("making the patch from {}", base.display()))?;
+        // The status document names the running image by the SHA-256 of
+        // its bytes (header to appended digest).
+        let len = (info.image_len as usize).min(old.len());
+        let base_sha256 = Some(hex(&Sha256::digest(&old[..len])));
+        return Ok(Transfer::Delta { patch, base_sha256 });
+    }
+    if let Some(p) = &args.patch {
+        let patch = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        if patch.get(..4) != Some(&otter_delta::patch::ESP_DELTA_MAGIC.to_le_bytes()[..]) {
+            bail!(
+                "{} is not an esp_delta_ota patch (its first 4 bytes are not 10 de cd fc)",
+                p.display()
+            );
+        }
+        return Ok(Transfer::Delta {
+            patch,
+            base_sha256: None,
+        });
+    }
+    Ok(Transfer::Plain)
 }
