@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The hostile test of issue 19 against a virtual device on 127.0.0.1
+# The hostile test against a virtual device on 127.0.0.1
 # (tests/hostile.py): slowloris, idle floods, stalled uploads, random and
 # malformed requests, wrong forms, trailing data, mutated image headers, a
 # damaged web UI, an anti-rollback downgrade and power cuts mid-upload.
@@ -15,4 +15,4 @@ cd "$root"
 py="$root/.venv/bin/python"
 [ -x "$py" ] || { echo "the Python oracles are not installed: run scripts/setup-oracles.sh" >&2; exit 1; }
 cargo build --quiet -p otter
-exec timeout 1000 "$py" tests/hostile.py --otter "$root/target/debug/otter" "$@"
+exec timeout 1000 "$py" tests/hostile.py --otter "${CARGO_TARGET_DIR:-$root/target}/debug/otter" "$@"

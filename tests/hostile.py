@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The hostile test of issue 19 as a repeatable script.
+"""The hostile test as a repeatable script.
 
 Runs a virtual device (`otter device run`, on 127.0.0.1 only, mDNS off) and
 throws at it what a hostile or broken client does: slowloris heads, idle
