@@ -81,7 +81,10 @@ fn measure(name: &str, manifest: &[u8], sig: &[u8], key: &SigningKey) {
         Err(e) => format!("refused: {} ({e})", e.code()),
     };
     drop(r);
-    println!("| {name} | {} B | {peak} B | {n} | {outcome} |", manifest.len());
+    println!(
+        "| {name} | {} B | {peak} B | {n} | {outcome} |",
+        manifest.len()
+    );
 }
 
 fn main() {
