@@ -109,6 +109,16 @@ pub struct FetchConfig {
     pub max_attempts: u32,
     /// Pause before each retry.
     pub retry_delay: Duration,
+    /// The whole of a small fetch (manifest, signature, check-in answer),
+    /// every attempt and retry included: a server that drips bytes just
+    /// faster than `read_timeout` cannot hold a check for longer.
+    pub small_deadline: Duration,
+    /// A download must receive at least this many bytes in every
+    /// `progress_window` (one connection's worth), or it is abandoned as
+    /// too slow (not retried; the next check resumes from the slot).
+    pub min_progress: u64,
+    /// The window of [`FetchConfig::min_progress`].
+    pub progress_window: Duration,
 }
 
 impl Default for FetchConfig {
@@ -120,6 +130,11 @@ impl Default for FetchConfig {
             read_timeout: Duration::from_secs(10),
             max_attempts: 5,
             retry_delay: Duration::from_secs(1),
+            small_deadline: Duration::from_secs(60),
+            // 4 KiB a minute: slower than any real link, faster than any
+            // drip that would hold the update lock for days.
+            min_progress: 4096,
+            progress_window: Duration::from_secs(60),
         }
     }
 }
@@ -225,6 +240,9 @@ pub struct Fetcher {
     read_timeout: Duration,
     max_attempts: u32,
     retry_delay: Duration,
+    small_deadline: Duration,
+    min_progress: u64,
+    progress_window: Duration,
 }
 
 impl fmt::Debug for Fetcher {
@@ -254,6 +272,9 @@ impl Fetcher {
             read_timeout: config.read_timeout,
             max_attempts: config.max_attempts,
             retry_delay: config.retry_delay,
+            small_deadline: config.small_deadline,
+            min_progress: config.min_progress,
+            progress_window: config.progress_window,
         })
     }
 
@@ -264,6 +285,15 @@ impl Fetcher {
     pub async fn get_small(&self, url: &Url, limit: usize) -> Result<Vec<u8>, FetchError> {
         self.check_url(url)?;
         self.warn_plain_http(url);
+        timeout(self.small_deadline, self.get_small_attempts(url, limit))
+            .await
+            .map_err(|_| FetchError::Deadline {
+                url: url.clone(),
+                after: self.small_deadline,
+            })?
+    }
+
+    async fn get_small_attempts(&self, url: &Url, limit: usize) -> Result<Vec<u8>, FetchError> {
         let mut failures = 0;
         loop {
             let mut connections = 0;
@@ -390,7 +420,21 @@ impl Fetcher {
 
         let mut body = response.into_body();
         let mut staged = 0usize;
+        let mut window = (tokio::time::Instant::now(), *pos);
         let streamed = loop {
+            let (since, at_start) = window;
+            if since.elapsed() >= self.progress_window {
+                let got = *pos + staged as u64 - at_start;
+                if got < self.min_progress {
+                    break Err(FetchError::TooSlow {
+                        url: at.clone(),
+                        got,
+                        window: self.progress_window,
+                        min: self.min_progress,
+                    });
+                }
+                window = (tokio::time::Instant::now(), *pos + staged as u64);
+            }
             let frame = match timeout(self.read_timeout, body.frame()).await {
                 Err(_) => {
                     break Err(FetchError::ReadTimeout {

@@ -63,6 +63,7 @@ fn config(trust: Option<Trust>, allow_http: bool) -> FetchConfig {
         read_timeout: Duration::from_secs(5),
         max_attempts: 3,
         retry_delay: Duration::from_millis(10),
+        ..FetchConfig::default()
     }
 }
 
@@ -168,6 +169,9 @@ enum Route {
         after: usize,
         stalls: Arc<AtomicUsize>,
     },
+    /// The body with `Content-Length`, one byte every `every`: a server
+    /// that never stalls long enough for a read timeout.
+    Drip { body: Arc<Vec<u8>>, every: Duration },
     /// A redirect to this `Location`.
     Redirect(String),
     /// This status with an empty body.
@@ -290,6 +294,20 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         head_bytes.fetch_add(text.len() as u64, Ordering::SeqCst);
         text.into_bytes()
     };
+    if let Some(Route::Drip { body, every }) = routes.get(&path) {
+        let head = write_head("200 OK", format!("Content-Length: {}\r\n", body.len()));
+        if stream.write_all(&head).await.is_err() {
+            return;
+        }
+        for b in body.iter() {
+            if stream.write_all(&[*b]).await.is_err() || stream.flush().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(*every).await;
+        }
+        let _ = stream.shutdown().await;
+        return;
+    }
     let (head, body, stall_after): (Vec<u8>, &[u8], Option<usize>) = match routes.get(&path) {
         None => (
             write_head("404 Not Found", "Content-Length: 0\r\n".into()),
@@ -320,6 +338,8 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
             (out, &[], None)
         }
         Some(Route::File { body, ranges }) => ranged(write_head, body, from, *ranges, None),
+        // Answered above, byte by byte.
+        Some(Route::Drip { .. }) => return,
         Some(Route::Stall {
             body,
             after,
@@ -1167,6 +1187,110 @@ async fn a_stalled_server_times_out_and_the_download_resumes() {
         assert_eq!((stats.connections, stats.resumes), (2, 1));
         assert_eq!(stats.body_bytes, body.len() as u64, "nothing fetched twice");
         assert_eq!(server.seen()[1].range.as_deref(), Some("bytes=70000-"));
+    })
+    .await
+}
+
+/// A server that sends a byte every 50 ms never trips the read timeout
+/// (300 ms); the small fetch's overall deadline ends it, so a manifest
+/// server cannot hold a check for longer.
+#[tokio::test]
+async fn a_dripping_server_cannot_hold_a_small_fetch_past_its_deadline() {
+    bounded(async {
+        let body = image(8, 5_000);
+        let server = Server::start(
+            vec![(
+                "/manifest.json",
+                Route::Drip {
+                    body,
+                    every: Duration::from_millis(50),
+                },
+            )],
+            None,
+        )
+        .await;
+        let fetcher = Fetcher::new(FetchConfig {
+            read_timeout: Duration::from_millis(300),
+            small_deadline: Duration::from_secs(1),
+            ..config(None, true)
+        })
+        .expect("fetcher");
+        let started = std::time::Instant::now();
+        let e = fetcher
+            .get_small(
+                &server.url("http", "127.0.0.1", "/manifest.json"),
+                64 * 1024,
+            )
+            .await
+            .expect_err("a dripped manifest was accepted");
+        assert!(
+            matches!(e, FetchError::Deadline { after, .. } if after == Duration::from_secs(1)),
+            "{e:?}"
+        );
+        assert!(!e.is_transient());
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "the deadline held for {took:?}"
+        );
+    })
+    .await
+}
+
+/// A download dripping at 20 bytes/s is abandoned as too slow once a
+/// progress window passes with fewer than `min_progress` bytes; what it
+/// received is kept (the next check resumes from it).
+#[tokio::test]
+async fn a_dripping_download_is_abandoned_as_too_slow() {
+    bounded(async {
+        let body = image(9, 50_000);
+        let server = Server::start(
+            vec![(
+                "/fw.bin",
+                Route::Drip {
+                    body: body.clone(),
+                    every: Duration::from_millis(50),
+                },
+            )],
+            None,
+        )
+        .await;
+        let fetcher = Fetcher::new(FetchConfig {
+            read_timeout: Duration::from_millis(300),
+            min_progress: 1_000,
+            progress_window: Duration::from_millis(600),
+            ..config(None, true)
+        })
+        .expect("fetcher");
+        let mut sink = Recorder::default();
+        let started = std::time::Instant::now();
+        let e = fetcher
+            .download(
+                &server.url("http", "127.0.0.1", "/fw.bin"),
+                0,
+                body.len() as u64,
+                &mut sink,
+            )
+            .await
+            .expect_err("a dripping download completed");
+        match &e {
+            FetchError::TooSlow {
+                got, min, window, ..
+            } => {
+                assert!(*got < 1_000, "{got}");
+                assert_eq!((*min, *window), (1_000, Duration::from_millis(600)));
+            }
+            other => panic!("expected TooSlow, got {other:?}"),
+        }
+        assert!(
+            !e.is_transient(),
+            "a too-slow server must not be retried at once"
+        );
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(3), "held for {took:?}");
+        assert!(!sink.data.is_empty(), "the bytes received were dropped");
+        assert_same(&sink.data, &body[..sink.data.len()]);
+        assert_eq!(server.seen().len(), 1, "retried a too-slow server");
     })
     .await
 }

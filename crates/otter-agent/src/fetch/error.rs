@@ -170,6 +170,30 @@ pub enum FetchError {
         /// The limit.
         after: Duration,
     },
+    /// A small fetch did not complete within
+    /// [`FetchConfig::small_deadline`](super::FetchConfig::small_deadline),
+    /// retries included; not retried.
+    #[error("{url}: not complete after {after:?} (the whole fetch's deadline); the server is too slow or drips bytes")]
+    Deadline {
+        /// The URL.
+        url: Url,
+        /// The deadline.
+        after: Duration,
+    },
+    /// A download received fewer than
+    /// [`FetchConfig::min_progress`](super::FetchConfig::min_progress) bytes in
+    /// one window; abandoned, not retried (the next check resumes).
+    #[error("{url}: only {got} bytes in {window:?} (at least {min} needed): the server is too slow; the download stops and resumes at the next check")]
+    TooSlow {
+        /// The URL.
+        url: Url,
+        /// Bytes received in the window.
+        got: u64,
+        /// The window.
+        window: Duration,
+        /// The minimum.
+        min: u64,
+    },
     /// The HTTP exchange broke (connection closed or reset, bad framing).
     #[error("{url}: HTTP exchange failed")]
     Http {
