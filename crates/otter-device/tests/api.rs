@@ -916,6 +916,33 @@ fn check_waits_for_the_decision_then_times_out() {
     );
 }
 
+/// While a check only waits on the pull client (fetching the manifest), no
+/// update is in progress: the status says so and an upload on another
+/// connection goes through (regression: the status said
+/// `update_in_progress: true` and pushes got 409 while a manifest dripped).
+#[test]
+fn a_check_waiting_on_the_manifest_holds_no_update() {
+    let mut r = rig_pull();
+    let mut head = [0u8; 2048];
+    let mut tx = vec![0u8; 8192];
+    let mut conn = Connection::new(&r.dev, &mut head, r.now);
+    let o = conn.handle(
+        &mut r.dev,
+        &mut r.flash,
+        &mut r.plat,
+        &post("/api/ota/check", &[], b""),
+        r.now,
+        &mut tx,
+    );
+    assert_eq!(o.action, Action::CheckRelease);
+    assert!(conn.awaits_check());
+    let st = r.one(&get("/api/ota/status", &[]));
+    assert_eq!(st.status, 200);
+    assert_eq!(st.json()["update_in_progress"], false, "{}", st.json());
+    let up = r.one(&post("/update", &[], &c3("2.0.0")));
+    assert_eq!((up.status, up.code().as_str()), (200, ""), "{}", up.json());
+}
+
 /// After the decision the connection goes on with the next request.
 #[test]
 fn check_decision_then_keep_alive_serves_the_next_request() {
