@@ -283,7 +283,9 @@ impl Nvs {
         let mut namespaces = BTreeMap::new();
         let mut by_name = BTreeMap::new();
         for item in scan.items.iter().filter(|i| i.ns == 0) {
-            if let layout::Payload::Value(Value::U8(idx)) = &item.payload {
+            // Indices 0 (the namespace entries' own) and 255 ("any") name
+            // no namespace; ESP-IDF never assigns them.
+            if let layout::Payload::Value(Value::U8(idx @ 1..=254)) = &item.payload {
                 namespaces.insert(*idx, item.key.clone());
                 by_name.insert(item.key.clone(), *idx);
             }

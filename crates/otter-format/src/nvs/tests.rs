@@ -526,3 +526,29 @@ proptest! {
         let _ = String::new();
     }
 }
+
+/// Regression (fuzz target `nvs`): a namespace entry with index 0 names no
+/// namespace. The planner used to take that index for the namespace and
+/// write the value as a namespace entry (namespace 0), which no reader
+/// returns; now both skip it, and `set_u8` makes a real namespace.
+#[test]
+fn a_namespace_entry_with_index_zero_names_no_namespace() {
+    for bad in [0u8, 255] {
+        let mut img = sample(0x6000);
+        let at = FIRST_ENTRY_OFFSET;
+        assert_eq!(&img[at + 8..at + 13], b"otter", "the first entry is otter's");
+        img[at + 24] = bad;
+        let mut e = [0u8; ENTRY_SIZE];
+        e.copy_from_slice(&img[at..at + ENTRY_SIZE]);
+        let crc = layout::entry_crc(&e);
+        img[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        let before = Nvs::load(&img).expect("loads");
+        assert_eq!(before.get_u8("otter", "www_slot"), None, "index {bad}");
+        assert_eq!(before.get_i32("wifi", "rssi"), Some(-60));
+        let ops = plan_set_u8(&img, "otter", "www_slot", 7).expect("plan");
+        apply(&mut img, &ops);
+        let after = Nvs::load(&img).expect("loads");
+        assert_eq!(after.get_u8("otter", "www_slot"), Some(7), "index {bad}");
+        assert_eq!(after.get_i32("wifi", "rssi"), Some(-60));
+    }
+}

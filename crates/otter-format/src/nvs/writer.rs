@@ -749,10 +749,17 @@ fn item_type_of(value: &Value) -> Option<ItemType> {
     }
 }
 
-/// A namespace entry's index.
+/// A namespace entry's index, if it names one: 1..=254 (0 holds the
+/// namespace entries themselves and 255 means "any"; ESP-IDF never assigns
+/// either). An entry with another index is damage and names no namespace,
+/// as [`Nvs::load`](super::Nvs::load) reads it.
 fn ns_index(item: &Item) -> Option<u8> {
     match item.payload {
-        Payload::Value(Value::U8(v)) if item.item_type == ItemType::U8 => Some(v),
+        Payload::Value(Value::U8(v))
+            if item.item_type == ItemType::U8 && (1..=254).contains(&v) =>
+        {
+            Some(v)
+        }
         _ => None,
     }
 }
