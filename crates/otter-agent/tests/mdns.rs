@@ -162,6 +162,17 @@ fn nothing_found_is_an_empty_list() {
 
 /// Browses `ty` on IPv4 loopback for `secs`; returns the resolved services.
 fn browse_type(ty: &str, secs: u64) -> Vec<mdns_sd::ResolvedService> {
+    browse_until(ty, secs, |_| false)
+}
+
+/// Browses `ty` for up to `secs`, stopping early once a resolved service
+/// satisfies `done` (a loaded machine may answer late: wait long, but only
+/// as long as needed).
+fn browse_until(
+    ty: &str,
+    secs: u64,
+    done: impl Fn(&mdns_sd::ResolvedService) -> bool,
+) -> Vec<mdns_sd::ResolvedService> {
     let d = mdns_sd::ServiceDaemon::new().expect("daemon");
     d.disable_interface(mdns_sd::IfKind::All).expect("disable");
     d.enable_interface(mdns_sd::IfKind::LoopbackV4)
@@ -171,7 +182,13 @@ fn browse_type(ty: &str, secs: u64) -> Vec<mdns_sd::ResolvedService> {
     let mut found = Vec::new();
     while let Some(left) = until.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(left) {
-            Ok(mdns_sd::ServiceEvent::ServiceResolved(s)) => found.push(*s),
+            Ok(mdns_sd::ServiceEvent::ServiceResolved(s)) => {
+                let stop = done(&s);
+                found.push(*s);
+                if stop {
+                    break;
+                }
+            }
             Ok(_) => {}
             Err(_) => break,
         }
@@ -194,9 +211,11 @@ fn the_uploader_services_are_published_and_withdrawn() {
     };
     let a = Advertiser::start_with(&advert("otter-cccc", 3232), &up, &MdnsOptions::loopback())
         .expect("advertising");
-    let otter = browse_type(mdns::SERVICE_TYPE, 3);
+    let otter = browse_until(mdns::SERVICE_TYPE, 15, |_| true);
     assert!(!otter.is_empty(), "not even _otter._tcp");
-    let arduino = browse_type(mdns::ARDUINO_SERVICE_TYPE, 3);
+    let arduino = browse_until(mdns::ARDUINO_SERVICE_TYPE, 15, |s| {
+        s.fullname == "otter-cccc._arduino._tcp.local."
+    });
     let s = arduino
         .iter()
         .find(|s| s.fullname == "otter-cccc._arduino._tcp.local.")
@@ -206,7 +225,9 @@ fn the_uploader_services_are_published_and_withdrawn() {
     assert_eq!(s.get_property_val_str("tcp_check"), Some("no"));
     assert_eq!(s.get_property_val_str("ssh_upload"), Some("no"));
     assert_eq!(s.get_property_val_str("auth_upload"), Some("yes"));
-    let esphome = browse_type(mdns::ESPHOME_SERVICE_TYPE, 3);
+    let esphome = browse_until(mdns::ESPHOME_SERVICE_TYPE, 15, |s| {
+        s.fullname == "otter-cccc._esphomelib._tcp.local."
+    });
     let s = esphome
         .iter()
         .find(|s| s.fullname == "otter-cccc._esphomelib._tcp.local.")

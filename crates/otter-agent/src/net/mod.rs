@@ -137,27 +137,6 @@ impl Core {
         if let Err(e) = plat.mount(vd.flash(), slot.as_ref()) {
             tracing::warn!("web UI: mounting failed: {e}");
         }
-        // The status says what is served: the core's choice, and why it
-        // fell back, wherever the simulator's own power-on model differs.
-        if let (Some(w), Some((boot, _))) = (dev.www().copied(), plat.www.as_mut()) {
-            let core_active = w.active.map(usize::from);
-            if boot.active != core_active || (w.fallback.is_some() && boot.fallback.is_none()) {
-                let name = |i: usize| {
-                    otter_sim::device::www::SLOT_LABELS
-                        .get(i)
-                        .map(|s| s.to_string())
-                };
-                boot.active = core_active;
-                boot.fallback = w.fallback.map(|p| otter_sim::device::www::Fallback {
-                    from: name(usize::from(w.selected)).unwrap_or_default(),
-                    to: core_active.and_then(name),
-                    reason: format!(
-                        "{} (selected by NVS) cannot be mounted: {p}",
-                        name(usize::from(w.selected)).unwrap_or_default()
-                    ),
-                });
-            }
-        }
     }
 
     fn handle(

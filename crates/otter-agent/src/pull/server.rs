@@ -8,18 +8,10 @@
 //! Events are kept in `DIR/fleet.json` until the server acknowledges them,
 //! so a lost answer, a server restart or a power cut replays them with the
 //! same ids (the server records each id once). The same file keeps the token
-//! issued at enrollment and the release being installed, from which the
-//! events are derived:
-//!
-//! | device sees | event |
-//! |---|---|
-//! | the pull starts downloading an offered firmware | `update_started` |
-//! | it runs the offered image, pending its self-test | `verified` |
-//! | it runs the offered image, confirmed | `confirmed` |
-//! | it runs another image and the agent recorded a rollback of the offered version (`invalid`: self-test failed) | `self_test_failed` |
-//! | ... (`aborted`: crashed or hung before confirming) | `rolled_back` |
-//! | the pull refused the manifest | `refused` (with the code) |
-//! | the download failed | `download_failed` |
+//! issued at enrollment and the release being installed; which events that
+//! release's install reports, and when, is the device core's decision
+//! (`otter_device::pull::install`, the table there): this module only keeps
+//! the journal and puts reasons in words.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -113,7 +105,30 @@ struct Journal {
     pending: Option<Pending>,
 }
 
+impl Pending {
+    /// How far the core's view of the install has come.
+    fn install(&self) -> otter_device::pull::install::Install {
+        otter_device::pull::install::Install {
+            started: self.started,
+            verified: self.verified,
+        }
+    }
+}
+
 impl Journal {
+    /// Keeps the core's decision: the install's progress, or none once it
+    /// finished.
+    fn set_install(&mut self, install: Option<otter_device::pull::install::Install>) {
+        match (install, self.pending.as_mut()) {
+            (Some(i), Some(p)) => {
+                p.started = i.started;
+                p.verified = i.verified;
+            }
+            (None, _) => self.pending = None,
+            (Some(_), None) => {}
+        }
+    }
+
     fn load(path: &Path, device_id: &str) -> Result<Journal, Stop> {
         match std::fs::read(path) {
             Ok(b) => {
@@ -197,55 +212,39 @@ fn observe(shared: &Shared, j: &mut Journal) -> Result<Observed, Stop> {
         .as_ref()
         .ok_or_else(|| Stop::failed("not_running", "no image runs"))?;
     let state = running.state.clone();
-    let pending_verify = state.as_deref() == Some("pending_verify");
     if let Some(p) = j.pending.clone() {
-        if running.sha256.as_deref() == Some(p.sha256.as_str()) {
-            if pending_verify && !p.verified {
-                j.push("verified", Some(&p.release), Some(&p.version), None);
-                if let Some(p) = j.pending.as_mut() {
-                    p.verified = true;
+        use otter_device::pull::install::{self, Reason, RolledBackAs, Seen};
+        let rollback = shared
+            .last_rollback()
+            .filter(|r| r.version.as_deref() == Some(p.version.as_str()));
+        let seen = Seen {
+            runs_offered: running.sha256.as_deref() == Some(p.sha256.as_str()),
+            pending_verify: state.as_deref() == Some("pending_verify"),
+            rollback: rollback.as_ref().map(|r| {
+                if r.state == "invalid" {
+                    RolledBackAs::Invalid
+                } else {
+                    RolledBackAs::Aborted
                 }
-            } else if !pending_verify {
-                if !p.verified {
-                    j.push("verified", Some(&p.release), Some(&p.version), None);
-                }
-                j.push("confirmed", Some(&p.release), Some(&p.version), None);
-                j.pending = None;
-            }
-        } else if p.started {
-            let rollback = shared
-                .last_rollback()
-                .filter(|r| r.version.as_deref() == Some(p.version.as_str()));
-            let slot_failed = status.slots.iter().any(|s| {
+            }),
+            failed_slot: status.slots.iter().any(|s| {
                 s.version.as_deref() == Some(p.version.as_str())
                     && matches!(s.state.as_deref(), Some("invalid" | "aborted"))
-            });
-            if let Some(r) = rollback {
-                let kind = if r.state == "invalid" {
-                    "self_test_failed"
-                } else {
-                    "rolled_back"
-                };
-                j.push(
-                    kind,
-                    Some(&p.release),
-                    Some(&p.version),
-                    Some(r.reason.clone()),
-                );
-                j.pending = None;
-            } else if slot_failed {
-                j.push(
-                    "rolled_back",
-                    Some(&p.release),
-                    Some(&p.version),
-                    Some(format!(
-                        "{} is in a slot marked invalid or aborted",
-                        p.version
-                    )),
-                );
-                j.pending = None;
-            }
+            }),
+        };
+        let d = install::at_checkin(p.install(), &seen);
+        for (kind, reason) in d.events.iter() {
+            let reason = match reason {
+                Reason::RecordedRollback => rollback.as_ref().map(|r| r.reason.clone()),
+                Reason::FailedSlot => Some(format!(
+                    "{} is in a slot marked invalid or aborted",
+                    p.version
+                )),
+                Reason::None | Reason::CheckError => None,
+            };
+            j.push(kind.name(), Some(&p.release), Some(&p.version), reason);
         }
+        j.set_install(d.install);
     }
     let slots = status
         .slots
@@ -522,46 +521,39 @@ pub(super) fn after_check(cfg: &ServerConfig, report: &CheckReport) {
         return;
     };
     let Some(p) = j.pending.clone() else { return };
-    let code_message = || {
-        report
-            .error
-            .as_ref()
-            .map(|e| format!("{}: {}", e.error, e.message))
-    };
-    match (report.result, report.artifact) {
-        ("updating", Some("firmware")) if !p.started => {
-            j.push("update_started", Some(&p.release), Some(&p.version), None);
-            if let Some(p) = j.pending.as_mut() {
-                p.started = true;
-            }
-        }
+    use otter_device::pull::install::{self, CheckOutcome, Reason};
+    let outcome = match (report.result, report.artifact) {
+        ("updating", Some("firmware")) => CheckOutcome::DownloadingFirmware,
         ("refused", _)
             if report
                 .release
                 .as_ref()
                 .is_some_and(|r| r.sha256 == p.sha256) =>
         {
-            j.push(
-                "refused",
-                Some(&p.release),
-                Some(&p.version),
-                code_message(),
-            );
-            j.pending = None;
+            CheckOutcome::RefusedOffered
         }
-        ("failed", _)
-            if report.error.as_ref().is_some_and(|e| {
-                e.error != "server_unreachable" && e.error != "server_refused"
-            }) =>
-        {
-            j.push(
-                "download_failed",
-                Some(&p.release),
-                Some(&p.version),
-                code_message(),
-            );
-        }
-        _ => return,
+        ("failed", _) => CheckOutcome::Failed {
+            transport: report
+                .error
+                .as_ref()
+                .is_none_or(|e| e.error == "server_unreachable" || e.error == "server_refused"),
+        },
+        _ => CheckOutcome::Other,
+    };
+    let d = install::after_check(p.install(), outcome);
+    if d.events.is_empty() && d.install == Some(p.install()) {
+        return;
     }
+    for (kind, reason) in d.events.iter() {
+        let reason = match reason {
+            Reason::CheckError => report
+                .error
+                .as_ref()
+                .map(|e| format!("{}: {}", e.error, e.message)),
+            Reason::None | Reason::RecordedRollback | Reason::FailedSlot => None,
+        };
+        j.push(kind.name(), Some(&p.release), Some(&p.version), reason);
+    }
+    j.set_install(d.install);
     let _ = j.save(&cfg.state_file);
 }

@@ -48,6 +48,7 @@
 //! `verify` returns; nothing on the download path allocates.
 
 pub mod checkin;
+pub mod install;
 mod plan;
 mod text;
 

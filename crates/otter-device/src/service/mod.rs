@@ -42,7 +42,7 @@ use otter_format::image::FixedStr;
 use otter_format::otadata::OtaState;
 use otter_ota::lifecycle::{confirm, mark_invalid_and_rollback, running_state};
 use otter_ota::session::UpdateSession;
-use otter_ota::{verify_slot, DeviceConfig, Region, SlotId};
+use otter_ota::{verify_slot, DeviceConfig, SlotId};
 use sha2::{Digest, Sha256};
 
 use crate::error::DeviceError;
@@ -422,23 +422,7 @@ pub(crate) enum Upload {
     },
 }
 
-/// The web-UI layout and what is mounted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WwwState {
-    /// `www_0` and `www_1`.
-    pub slots: [Region; 2],
-    /// The mounted slot.
-    pub active: Option<u8>,
-    /// The slot the pointer selects.
-    pub selected: u8,
-    /// The pointer's raw value.
-    pub nvs_value: Option<u8>,
-    /// The pointer could not be read.
-    pub nvs_unreadable: bool,
-    /// Why the selected slot was not mounted (the other one was tried),
-    /// `None` when it was.
-    pub fallback: Option<crate::www::UiProblem>,
-}
+pub use crate::www::WwwState;
 
 /// The device's state, shared by all connections.
 #[derive(Debug, Clone)]
@@ -624,7 +608,7 @@ impl Device {
                 };
             }
         }
-        self.www = status::www_boot(flash, platform, self.opts.cfg.table_offset, &self.opts.lfs)?;
+        self.www = crate::www::boot(flash, platform, self.opts.cfg.table_offset, &self.opts.lfs)?;
         Ok(())
     }
 

@@ -1,80 +1,16 @@
 //! The status document (`GET /api/ota/status`), written into the response
-//! buffer, and the web UI's state at boot.
+//! buffer.
 
 use embedded_storage::nor_flash::NorFlash;
 use otter_format::otadata::OtaState;
-use otter_format::partition::{PartitionTable, MAX_TABLE_LEN};
 use otter_ota::diagnostics::{diagnostics, AppSummary, SlotVerdictKind};
-use otter_ota::{Region, SlotId, SlotMap};
+use otter_ota::{SlotId, SlotMap};
 
 use super::conn::write_json;
-use super::{Device, Platform, RollbackReason, SelfTest, StatusField, WwwState};
+use super::{Device, Platform, RollbackReason, SelfTest, StatusField};
 use crate::error::DeviceError;
 use crate::json::JsonOut;
-use crate::www::{check_superblock, hash_region, WwwPointer};
-
-/// Reads `www_0`/`www_1` from the partition table, the pointer, and which
-/// slot mounts (the selected one if its superblock fits, else the other).
-pub(crate) fn www_boot<F: NorFlash, P: Platform<F>>(
-    flash: &mut F,
-    platform: &mut P,
-    table_offset: u32,
-    limits: &crate::www::MountLimits,
-) -> Result<Option<WwwState>, DeviceError> {
-    let mut raw = [0u8; MAX_TABLE_LEN];
-    flash
-        .read(table_offset, &mut raw)
-        .map_err(DeviceError::flash)?;
-    let Ok(table) = PartitionTable::from_binary(&raw) else {
-        return Ok(None);
-    };
-    let region = |label: &str| {
-        table.find_by_label(label).map(|p| Region {
-            offset: p.offset,
-            size: p.size,
-            label: p.label,
-        })
-    };
-    let (Some(a), Some(b)) = (region("www_0"), region("www_1")) else {
-        return Ok(None);
-    };
-    let slots = [a, b];
-    let (nvs_value, nvs_unreadable) = match WwwPointer::read(platform, flash) {
-        Ok(v) => (v, false),
-        Err(_) => (None, true),
-    };
-    let selected = match nvs_value {
-        Some(1) => 1,
-        _ => 0,
-    };
-    let mut active = None;
-    let mut fallback = None;
-    for cand in [selected, 1 - selected] {
-        let Some(r) = slots.get(usize::from(cand)) else {
-            continue;
-        };
-        let checked = match check_superblock(flash, r, limits)? {
-            Ok(_) => crate::www::check_files(flash, r)?.map(|_| ()),
-            Err(p) => Err(p),
-        };
-        match checked {
-            Ok(()) => {
-                active = Some(cand);
-                break;
-            }
-            Err(p) if cand == selected => fallback = Some(p),
-            Err(_) => {}
-        }
-    }
-    Ok(Some(WwwState {
-        slots,
-        active,
-        selected,
-        nvs_value,
-        nvs_unreadable,
-        fallback,
-    }))
-}
+use crate::www::hash_region;
 
 fn slot_obj(j: &mut JsonOut<'_>, map: &SlotMap, slot: SlotId) {
     let Some(r) = map.region(slot) else {

@@ -18,6 +18,7 @@
 //! 4. Only then is the pointer switched ([`WwwPointer::select`]).
 
 use embedded_storage::nor_flash::NorFlash;
+use otter_format::partition::{PartitionTable, MAX_TABLE_LEN};
 use otter_ota::Region;
 use sha2::{Digest, Sha256};
 
@@ -197,6 +198,103 @@ impl From<PointerError> for DeviceError {
             PointerError::Flash(k) => DeviceError::Flash(crate::FlashFault(k)),
         }
     }
+}
+
+/// The web-UI layout and what is mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WwwState {
+    /// `www_0` and `www_1`.
+    pub slots: [Region; 2],
+    /// The mounted slot.
+    pub active: Option<u8>,
+    /// The slot the pointer selects.
+    pub selected: u8,
+    /// The pointer's raw value.
+    pub nvs_value: Option<u8>,
+    /// The pointer could not be read.
+    pub nvs_unreadable: bool,
+    /// Why the selected slot was not mounted (the other one was tried),
+    /// `None` when it was.
+    pub fallback: Option<UiProblem>,
+}
+
+/// The power-on mount: reads `www_0`/`www_1` from the partition table at
+/// `table_offset`, then [`mount`]. `Ok(None)` when the table does not read
+/// or has no web-UI slots (a device without a web UI).
+///
+/// The firmware, the virtual device and the power-cut harness all decide
+/// what a power-on serves with this one function.
+pub fn boot<F: NorFlash, P: WwwPointer<F>>(
+    flash: &mut F,
+    pointer: &mut P,
+    table_offset: u32,
+    limits: &MountLimits,
+) -> Result<Option<WwwState>, DeviceError> {
+    let mut raw = [0u8; MAX_TABLE_LEN];
+    flash
+        .read(table_offset, &mut raw)
+        .map_err(DeviceError::flash)?;
+    let Ok(table) = PartitionTable::from_binary(&raw) else {
+        return Ok(None);
+    };
+    let region = |label: &str| {
+        table.find_by_label(label).map(|p| Region {
+            offset: p.offset,
+            size: p.size,
+            label: p.label,
+        })
+    };
+    let (Some(a), Some(b)) = (region("www_0"), region("www_1")) else {
+        return Ok(None);
+    };
+    mount(flash, pointer, [a, b], limits).map(Some)
+}
+
+/// Which of `slots` a power-on mounts: the one the pointer selects (`www_0`
+/// when the key is missing, out of range or NVS does not read) if its
+/// superblock fits the slot and its files read to the end, else the other
+/// one under the same checks, else none. Reads only.
+pub fn mount<F: NorFlash, P: WwwPointer<F>>(
+    flash: &mut F,
+    pointer: &mut P,
+    slots: [Region; 2],
+    limits: &MountLimits,
+) -> Result<WwwState, DeviceError> {
+    let (nvs_value, nvs_unreadable) = match pointer.read(flash) {
+        Ok(v) => (v, false),
+        Err(_) => (None, true),
+    };
+    let selected = match nvs_value {
+        Some(1) => 1,
+        _ => 0,
+    };
+    let mut active = None;
+    let mut fallback = None;
+    for cand in [selected, 1 - selected] {
+        let Some(r) = slots.get(usize::from(cand)) else {
+            continue;
+        };
+        let checked = match check_superblock(flash, r, limits)? {
+            Ok(_) => check_files(flash, r)?.map(|_| ()),
+            Err(p) => Err(p),
+        };
+        match checked {
+            Ok(()) => {
+                active = Some(cand);
+                break;
+            }
+            Err(p) if cand == selected => fallback = Some(p),
+            Err(_) => {}
+        }
+    }
+    Ok(WwwState {
+        slots,
+        active,
+        selected,
+        nvs_value,
+        nvs_unreadable,
+        fallback,
+    })
 }
 
 /// littlefs's CRC: reflected CRC-32 (0xEDB88320), no final XOR.

@@ -242,51 +242,117 @@ pub(crate) fn read_slot(flash: &mut SimFlash, r: &Region) -> Result<Vec<u8>, Sim
     Ok(buf)
 }
 
-/// Mounts the UI as the firmware does at power-on (reads only).
+/// Reads the pointer for [`otter_device::www::mount`] ([`read_pointer`]).
+/// Read-only: selecting is refused.
+struct NvsPointer<'a> {
+    layout: &'a WwwLayout,
+}
+
+impl otter_device::www::WwwPointer<SimFlash> for NvsPointer<'_> {
+    fn read(
+        &mut self,
+        flash: &mut SimFlash,
+    ) -> Result<Option<u8>, otter_device::www::PointerError> {
+        let p = read_pointer(flash, self.layout);
+        match (p.value, p.note) {
+            (None, Some(_)) if self.layout.nvs.is_some() => {
+                Err(otter_device::www::PointerError::Nvs)
+            }
+            (value, _) => Ok(value),
+        }
+    }
+
+    fn can_select(
+        &mut self,
+        _flash: &mut SimFlash,
+        _slot: u8,
+    ) -> Result<(), otter_device::www::PointerError> {
+        Err(otter_device::www::PointerError::Nvs)
+    }
+
+    fn select(
+        &mut self,
+        _flash: &mut SimFlash,
+        _slot: u8,
+    ) -> Result<(), otter_device::www::PointerError> {
+        Err(otter_device::www::PointerError::Nvs)
+    }
+}
+
+impl Region {
+    /// The engine's region of this partition.
+    pub fn to_ota(&self) -> otter_ota::Region {
+        otter_ota::Region {
+            offset: self.offset,
+            size: self.size,
+            label: otter_format::partition::Label::new(&self.name),
+        }
+    }
+}
+
+impl WwwLayout {
+    /// The device core's mount limits for this layout: esp_littlefs's,
+    /// with this device's name limit.
+    pub fn core_limits(&self) -> otter_device::www::MountLimits {
+        otter_device::www::MountLimits {
+            name_max: self.name_max,
+            ..otter_device::www::MountLimits::ESP_LITTLEFS
+        }
+    }
+}
+
+/// Mounts the UI as the firmware does at power-on (reads only): the device
+/// core's [`otter_device::www::mount`], described in words.
 pub fn mount(flash: &mut SimFlash, layout: &WwwLayout) -> WwwBoot {
+    let mut nvs = NvsPointer { layout };
+    let slots = [layout.slots[0].to_ota(), layout.slots[1].to_ota()];
+    let state = otter_device::www::mount(flash, &mut nvs, slots, &layout.core_limits());
     let pointer = read_pointer(flash, layout);
     let sel = pointer.selected;
-    let check = |flash: &mut SimFlash, i: usize| -> Result<(), String> {
-        let img =
-            read_slot(flash, &layout.slots[i]).map_err(|e| format!("reading it failed: {e}"))?;
-        inspect_ui_with(&img, &layout.limits(img.len()))
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    };
-    match check(flash, sel) {
-        Ok(()) => WwwBoot {
-            pointer,
-            active: Some(sel),
-            fallback: None,
-        },
-        Err(why) => {
-            let other = 1 - sel;
-            let (active, reason) = match check(flash, other) {
-                Ok(()) => (
-                    Some(other),
-                    format!(
-                        "{} (selected by NVS) cannot be mounted: {why}; mounted {} instead",
-                        SLOT_LABELS[sel], SLOT_LABELS[other]
-                    ),
-                ),
-                Err(why2) => (
-                    None,
-                    format!(
-                        "neither slot holds a UI: {}: {why}; {}: {why2}",
-                        SLOT_LABELS[sel], SLOT_LABELS[other]
-                    ),
-                ),
-            };
-            WwwBoot {
+    let other = 1 - sel;
+    let state = match state {
+        Ok(s) => s,
+        Err(e) => {
+            return WwwBoot {
                 pointer,
-                active,
+                active: None,
                 fallback: Some(Fallback {
                     from: SLOT_LABELS[sel].into(),
-                    to: active.map(|a| SLOT_LABELS[a].to_string()),
-                    reason,
+                    to: None,
+                    reason: format!("reading the web-UI slots failed: {e}"),
                 }),
             }
         }
+    };
+    let active = state.active.map(usize::from);
+    let fallback = match (state.fallback, active) {
+        (None, Some(_)) => None,
+        (Some(why), Some(a)) => Some((
+            Some(a),
+            format!(
+                "{} (selected by NVS) cannot be mounted: {why}; mounted {} instead",
+                SLOT_LABELS[sel], SLOT_LABELS[a]
+            ),
+        )),
+        (why, None) => Some((
+            None,
+            match why {
+                Some(why) => format!(
+                    "neither slot holds a UI: {}: {why}; {} does not mount either",
+                    SLOT_LABELS[sel], SLOT_LABELS[other]
+                ),
+                None => "neither slot holds a UI".to_string(),
+            },
+        )),
+    };
+    WwwBoot {
+        pointer,
+        active,
+        fallback: fallback.map(|(to, reason)| Fallback {
+            from: SLOT_LABELS[sel].into(),
+            to: to.map(|a| SLOT_LABELS[a].to_string()),
+            reason,
+        }),
     }
 }
 
