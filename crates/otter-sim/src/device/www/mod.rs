@@ -12,10 +12,13 @@
 //!
 //! The firmware reads `otter`/`www_slot` (`nvs_get_u8`). A missing key, an
 //! unreadable NVS partition or a value other than 0 and 1 selects `www_0`
-//! (the last two are reported in [`WwwBoot::note`]). The selected slot is
-//! mounted read-only if it [passes](inspect_ui); if it does not, the other
-//! slot is tried, and [`WwwBoot::fallback`] says why. Nothing is written at
-//! power-on: the pointer is only ever changed by a completed update.
+//! (the last two are reported in [`Pointer::note`]). The selected slot is
+//! mounted read-only if its superblock fits the slot and its files read to
+//! the end; if not, the other slot is tried, and [`WwwBoot::fallback`] says
+//! why. That decision is the device core's ([`otter_device::www::mount`],
+//! what the firmware runs); [`mount`] only puts it in words. Nothing is
+//! written at power-on: the pointer is only ever changed by a completed
+//! update.
 //!
 //! # Image size: exact, and the superblock is checked
 //!
