@@ -177,6 +177,7 @@ fn write_cmd(a: WriteArgs) -> anyhow::Result<ExitCode> {
         project: &app.project,
         firmware: &firmware,
         www: www.as_deref(),
+        alternatives: &[],
         created,
         expires,
     };
