@@ -113,6 +113,22 @@ impl Encoding {
     }
 }
 
+impl Encoding {
+    /// The name in the status document's `last_update.encoding`: `identity`,
+    /// `gzip`, `zlib`, `deflate` or `delta`; `None` before a sniffed
+    /// upload's first byte.
+    pub fn status_name(self) -> Option<&'static str> {
+        Some(match self {
+            Self::Identity => "identity",
+            Self::Sniff => return None,
+            Self::Gzip => "gzip",
+            Self::Zlib => "zlib",
+            Self::RawDeflate | Self::HttpDeflate => "deflate",
+            Self::EspDelta => "delta",
+        })
+    }
+}
+
 /// The decoder RAM a platform lends (see the module docs). Either part
 /// may be missing; the encodings that need it are then refused with 415
 /// `decoder_unavailable`.

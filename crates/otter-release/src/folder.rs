@@ -100,12 +100,7 @@ impl ReleaseSpec<'_> {
         };
         for a in self.alternatives {
             // One segment, and not a name the folder already uses.
-            let reserved = [
-                FIRMWARE_FILE,
-                WWW_FILE,
-                MANIFEST_FILE,
-                SIGNATURE_FILE,
-            ];
+            let reserved = [FIRMWARE_FILE, WWW_FILE, MANIFEST_FILE, SIGNATURE_FILE];
             if a.file.contains('/') || !is_relative_path(a.file) || reserved.contains(&a.file) {
                 return Err(ReleaseError::InvalidField {
                     field: "firmware.alternatives.url",

@@ -64,7 +64,8 @@ mod version;
 pub use error::{FieldProblem, KeyDecodeError, KeyIdList, KeyKind, ReleaseError, SignatureFault};
 #[cfg(feature = "std")]
 pub use folder::{
-    verify_folder, write_release, AlternativeSpec, ReleaseSpec, Verified, Written, MANIFEST_FILE, SIGNATURE_FILE,
+    verify_folder, write_release, AlternativeSpec, ReleaseSpec, Verified, Written, MANIFEST_FILE,
+    SIGNATURE_FILE,
 };
 pub use keys::{KeyId, KeyIdSyntax, PublicKey, SigningKey, KEY_ID_LEN};
 pub use manifest::{

@@ -345,7 +345,14 @@ impl Manifest {
 
 /// The fields of an `otter-release/1` firmware entry (for the error that
 /// names an unknown one).
-const FIRMWARE_FIELDS_1: &[&str] = &["version", "secure_version", "project", "url", "size", "sha256"];
+const FIRMWARE_FIELDS_1: &[&str] = &[
+    "version",
+    "secure_version",
+    "project",
+    "url",
+    "size",
+    "sha256",
+];
 
 fn check_alternatives(alts: &[Alternative]) -> Result<(), ReleaseError> {
     const FIELD: &str = "firmware.alternatives";
@@ -367,7 +374,10 @@ fn check_alternatives(alts: &[Alternative]) -> Result<(), ReleaseError> {
                 return invalid("firmware.alternatives.base_sha256", FieldProblem::Missing)
             }
             (Encoding::Gzip, Some(_)) => {
-                return invalid("firmware.alternatives.base_sha256", FieldProblem::NotForGzip)
+                return invalid(
+                    "firmware.alternatives.base_sha256",
+                    FieldProblem::NotForGzip,
+                )
             }
             _ => {}
         }
@@ -730,7 +740,10 @@ mod tests {
         assert_eq!(text.matches("base_sha256").count(), 1, "{text}");
         assert_eq!(Manifest::from_json(&bytes).unwrap(), m);
         let kinds: Vec<&str> = m.artifacts().iter().map(|a| a.kind.name()).collect();
-        assert_eq!(kinds, ["firmware", "www", "firmware.gzip", "firmware.delta"]);
+        assert_eq!(
+            kinds,
+            ["firmware", "www", "firmware.gzip", "firmware.delta"]
+        );
         // Without alternatives the oldest format is written, and /2 is
         // still read without them.
         let mut plain = m.clone();
@@ -752,13 +765,19 @@ mod tests {
     #[test]
     fn format_1_knows_no_alternatives() {
         // The field in a /1 manifest is an unknown field, even empty.
-        for alts in [serde_json::json!([]), serde_json::json!([{"encoding": "gzip"}])] {
+        for alts in [
+            serde_json::json!([]),
+            serde_json::json!([{"encoding": "gzip"}]),
+        ] {
             match edit2(|v| {
                 v["format"] = FORMAT.into();
                 v["firmware"]["alternatives"] = alts;
             }) {
                 Err(ReleaseError::ManifestMalformed { source }) => {
-                    assert!(source.to_string().contains("unknown field `alternatives`"), "{source}")
+                    assert!(
+                        source.to_string().contains("unknown field `alternatives`"),
+                        "{source}"
+                    )
                 }
                 other => panic!("{other:?}"),
             }
@@ -849,7 +868,10 @@ mod tests {
                 Box::new(move |v| {
                     let mut g = serde_json::to_value(gz()).unwrap();
                     g["url"] = "other.gz".into();
-                    v["firmware"]["alternatives"].as_array_mut().unwrap().push(g);
+                    v["firmware"]["alternatives"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(g);
                 }),
             ),
             (

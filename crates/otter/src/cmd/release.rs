@@ -215,7 +215,6 @@ fn write_cmd(a: WriteArgs) -> anyhow::Result<ExitCode> {
     let verified = verify_folder(out, &publics, created.unix())
         .with_context(|| format!("re-reading the release in {}", out.display()))?;
 
-
     if a.json {
         print_json(&json!({
             "ok": true,
