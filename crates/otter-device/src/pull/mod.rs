@@ -396,6 +396,9 @@ pub struct Pull {
     /// The SHA-256 of an encoded artifact's fetched bytes.
     hasher: Option<sha2::Sha256>,
     bad_alternative: Option<[u8; 32]>,
+    /// The slot may hold what a failed decoder wrote: the next firmware
+    /// download starts over instead of resuming.
+    no_resume: bool,
     plan: Option<Artifact>,
     progress: Option<Progress>,
     fetched: u64,
@@ -424,6 +427,7 @@ impl Pull {
             fallback: None,
             hasher: None,
             bad_alternative: None,
+            no_resume: false,
             plan: None,
             progress: None,
             fetched: 0,
@@ -741,9 +745,14 @@ impl Pull {
             Artifact::Firmware => {
                 let fw = release.firmware;
                 match (u32::try_from(fw.size), chosen) {
-                    (Ok(size), None) => dev
-                        .begin_pull_firmware(flash, size, fw.sha256, head, now.ms)
-                        .map(u64::from),
+                    (Ok(size), None) => {
+                        // After a failed decoder the slot's prefix may not
+                        // be this image's beyond its first sector.
+                        let head = if self.no_resume { &[][..] } else { head };
+                        self.no_resume = false;
+                        dev.begin_pull_firmware(flash, size, fw.sha256, head, now.ms)
+                            .map(u64::from)
+                    }
                     (Ok(size), Some(alt)) => dev
                         .begin_pull_encoded(
                             flash,
@@ -1012,6 +1021,7 @@ impl Pull {
         });
         self.choice = Choice::Full;
         self.url = self.full_url;
+        self.no_resume = true;
         self.hasher = None;
         self.progress = None;
         self.artifact = None;

@@ -243,7 +243,8 @@ impl Device {
             base,
             chip,
             u64::from(size),
-        )?;
+        )?
+        .with_image_size();
         let session = fresh(flash, self, running, size, sha256)?;
         Ok((session, decoder))
     }
