@@ -160,6 +160,8 @@ pub struct DownloadSummary {
     pub encoding: &'static str,
     /// The artifact's size (what was to travel).
     pub artifact_size: u64,
+    /// The gzip or delta download this one replaced, when it fell back.
+    pub fallback: Option<FallbackSummary>,
     /// Body bytes received off the wire.
     pub body_bytes: u64,
     /// Connections made.
@@ -671,6 +673,10 @@ impl Pull {
             artifact: artifact.name(),
             encoding: encoding.name(),
             artifact_size: to,
+            fallback: lock(&self.machine).fallback().map(|f| FallbackSummary {
+                from: f.from.name(),
+                error: f.error,
+            }),
             body_bytes: stats.body_bytes,
             connections: stats.connections,
             resumes: stats.resumes,

@@ -716,10 +716,12 @@ impl Pull {
 
     /// The bytes to fetch first for a firmware download decision: its
     /// first sector, which decides whether the slot holds a prefix of it
-    /// (fetch them without the lock). `None` for a web UI.
+    /// (fetch them without the lock). `None` for a web UI, a gzip or delta
+    /// artifact (which starts at 0), and the full image after a fallback
+    /// (which starts over: the slot holds what a decoder wrote).
     pub fn head_range(&self) -> Option<(u64, u64)> {
         match (self.plan, &self.release) {
-            (Some(Artifact::Firmware), Some(r)) if self.chosen().is_none() => {
+            (Some(Artifact::Firmware), Some(r)) if self.chosen().is_none() && !self.no_resume => {
                 Some((0, r.firmware.size.min(u64::from(SECTOR))))
             }
             _ => None,
