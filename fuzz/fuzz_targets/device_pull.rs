@@ -62,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
         let mut pull = Pull::new();
         pull.start(now);
         let Ok(Decision::Download(_)) =
-            pull.check(&mut dev, &mut flash, &manifest, &sig, &trusted, product, now)
+            pull.check(&mut dev, &mut flash, &mut plat, &manifest, &sig, &trusted, product, now)
         else {
             assert!(!dev.update_in_progress());
             return;
@@ -93,7 +93,7 @@ fuzz_target!(|data: &[u8]| {
                 at = 0;
                 continue;
             }
-            if let Err(e) = pull.write(&mut dev, &mut flash, at as u64, &image[at..end]) {
+            if let Err(e) = pull.write(&mut dev, &mut flash, &mut plat, at as u64, &image[at..end]) {
                 pull.abort(&mut dev, e, format_args!("refused"), now);
                 failed = true;
                 break;

@@ -36,7 +36,12 @@ fuzz_target!(|data: &[u8]| {
         let again = Manifest::from_json(&m.to_json()).expect("a verified manifest re-parses");
         assert_eq!(again, m);
         let _ = compare_versions(&m.firmware.version, &m.firmware.project);
-        let _ = resolve_url("https://releases.example/p/manifest.json", &m.firmware.url);
+        for a in m.artifacts() {
+            let _ = resolve_url("https://releases.example/p/manifest.json", a.url);
+        }
+        // Only /2 lists alternatives, and never more than the limit.
+        assert!(m.firmware.alternatives.is_empty() || m.format == otter_release::FORMAT_2);
+        assert!(m.firmware.alternatives.len() <= otter_release::MAX_ALTERNATIVES);
     }
     if let (Ok(a), Ok(b)) = (std::str::from_utf8(manifest), std::str::from_utf8(sig)) {
         let _ = compare_versions(a, b);

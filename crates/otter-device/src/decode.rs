@@ -113,6 +113,22 @@ impl Encoding {
     }
 }
 
+impl Encoding {
+    /// The name in the status document's `last_update.encoding`: `identity`,
+    /// `gzip`, `zlib`, `deflate` or `delta`; `None` before a sniffed
+    /// upload's first byte.
+    pub fn status_name(self) -> Option<&'static str> {
+        Some(match self {
+            Self::Identity => "identity",
+            Self::Sniff => return None,
+            Self::Gzip => "gzip",
+            Self::Zlib => "zlib",
+            Self::RawDeflate | Self::HttpDeflate => "deflate",
+            Self::EspDelta => "delta",
+        })
+    }
+}
+
 /// The decoder RAM a platform lends (see the module docs). Either part
 /// may be missing; the encodings that need it are then refused with 415
 /// `decoder_unavailable`.
@@ -164,6 +180,9 @@ pub struct Decoder {
     limit: u64,
     /// Encoded bytes taken.
     consumed: u64,
+    /// The session's size is the decoded image's (a pull knows it from its
+    /// manifest), not the transfer's: keep it.
+    image_size: bool,
 }
 
 impl Decoder {
@@ -186,6 +205,7 @@ impl Decoder {
             chip,
             limit,
             consumed: 0,
+            image_size: false,
         };
         match encoding {
             Encoding::Identity => d.stage = Stage::Identity,
@@ -220,7 +240,16 @@ impl Decoder {
             chip: Chip::Esp32,
             limit: u64::MAX,
             consumed: 0,
+            image_size: false,
         }
+    }
+
+    /// The same stage for a session whose size is the decoded image's (a
+    /// pull: the manifest names the image's size and SHA-256), which it
+    /// keeps instead of forgetting it at the first encoded byte.
+    pub const fn with_image_size(mut self) -> Self {
+        self.image_size = true;
+        self
     }
 
     /// The encoding found: the declared one, or what sniffing decided
@@ -310,7 +339,10 @@ impl Decoder {
             }
             Stage::Identity | Stage::Inflate | Stage::Patch { .. } => {}
         }
-        if self.consumed == 0 && matches!(self.stage, Stage::Inflate | Stage::Patch { .. }) {
+        if self.consumed == 0
+            && !self.image_size
+            && matches!(self.stage, Stage::Inflate | Stage::Patch { .. })
+        {
             // A size announced for the transfer is not the image's.
             session
                 .forget_size::<F::Error>()

@@ -156,6 +156,12 @@ pub enum DeviceError {
     /// 422 `sha256_mismatch`: the file's SHA-256 differs from `X-Otter-Sha256`.
     #[error("the image's SHA-256 does not match the X-Otter-Sha256 header: this is not the file you meant to send, or it was damaged on the way; nothing was switched")]
     Sha256Mismatch,
+    /// 422 `artifact_sha256_mismatch`: a pulled alternative artifact (gzip,
+    /// delta) does not have the SHA-256 its manifest entry names: it was
+    /// changed or damaged on the server or the way. Nothing was switched;
+    /// the pull falls back to the full image.
+    #[error("the fetched artifact's SHA-256 does not match its manifest entry: it was changed or damaged after signing; nothing was switched")]
+    ArtifactSha256Mismatch,
     /// 422 `md5_mismatch`: the bytes received do not have the MD5 the
     /// uploader announced (ESPHome's and espota's checksum): they were
     /// damaged on the way, or the uploader sent another file. Nothing was
@@ -291,6 +297,7 @@ impl DeviceError {
             Self::TooLarge { .. } | Self::TooLargeStream { .. } => "too_large",
             Self::Image(e) => image_code(e),
             Self::Sha256Mismatch => "sha256_mismatch",
+            Self::ArtifactSha256Mismatch => "artifact_sha256_mismatch",
             Self::Md5Mismatch => "md5_mismatch",
             Self::TrailingData { .. } => "trailing_data",
             Self::BadSignature(_) => "bad_signature",
@@ -328,6 +335,7 @@ impl DeviceError {
             Self::Image(ImageError::ImageTooLarge { .. } | ImageError::FileTooLarge { .. }) => 413,
             Self::Image(_)
             | Self::Sha256Mismatch
+            | Self::ArtifactSha256Mismatch
             | Self::Md5Mismatch
             | Self::TrailingData { .. }
             | Self::BadSignature(_)

@@ -49,7 +49,7 @@
 //! | head buffer lent to a connection | ≥ [`http::MIN_HEAD_BUF`], default limit [`http::DEFAULT_MAX_HEAD`] | the caller |
 //! | response buffer lent to each call | ≥ [`service::MIN_TX_BUF`] | the caller |
 //! | header slots (`httparse::Header`) | [`http::MAX_HEADERS`] on the stack while a head is parsed | |
-//! | [`pull::Pull`] (feature `pull`) | ≤ [`sizes::PULL_SIZE`] = 3,328 | the caller, one per device |
+//! | [`pull::Pull`] (feature `pull`) | ≤ [`sizes::PULL_SIZE`] = 6,400 | the caller, one per device |
 //! | manifest, signature and first-sector buffers lent to one pull check | ≤ 64 KiB + 16 KiB + 4 KiB | the caller |
 //! | heap while a manifest is verified (otter-release's JSON parse; freed before `Pull::check` returns) | ≤ 11,014 B peak (measured, `scripts/pull-heap.sh`: names and URLs at their limits) | the `alloc` of a `pull` build |
 //!

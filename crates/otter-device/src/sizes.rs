@@ -59,10 +59,13 @@ const _: () =
 const _: () = assert!(core::mem::size_of::<crate::espota::Espota>() <= ESPOTA_SIZE);
 const _: () = assert!(core::mem::size_of::<crate::espota::Transfer>() <= ESPOTA_SIZE);
 
-/// Upper bound of `size_of::<Pull>()`: the release's three names (128 B
-/// each), the artifact URL (2,048 B), the last error's message (512 B).
+/// Upper bound of `size_of::<Pull>()` (6,136 B on x86_64): the release's
+/// three names (128 B each), the URL of the artifact being fetched and the
+/// full image's URL for a fallback (2,048 B each), the firmware's up to 8
+/// alternatives (80 B each), the SHA-256 state of an encoded download, the
+/// last error's message (512 B).
 #[cfg(feature = "pull")]
-pub const PULL_SIZE: usize = 3328;
+pub const PULL_SIZE: usize = 6400;
 
 #[cfg(feature = "pull")]
 const _: () = assert!(core::mem::size_of::<crate::pull::Pull>() <= PULL_SIZE);

@@ -91,7 +91,16 @@ fn trusted() -> Vec<PublicKey> {
 fn check(rig: &mut Rig, pull: &mut Pull, m: &[u8], s: &[u8]) -> Result<Decision, PullError> {
     let n = now(rig);
     pull.start(n);
-    pull.check(&mut rig.dev, &mut rig.flash, m, s, &trusted(), None, n)
+    pull.check(
+        &mut rig.dev,
+        &mut rig.flash,
+        &mut rig.plat,
+        m,
+        s,
+        &trusted(),
+        None,
+        n,
+    )
 }
 
 /// Downloads `body` through the machine in `piece`-byte writes from where
@@ -113,7 +122,13 @@ fn download(
     let mut at = from as usize;
     while at < body.len() {
         let end = (at + piece).min(body.len());
-        pull.write(&mut rig.dev, &mut rig.flash, at as u64, &body[at..end])?;
+        pull.write(
+            &mut rig.dev,
+            &mut rig.flash,
+            &mut rig.plat,
+            at as u64,
+            &body[at..end],
+        )?;
         at = end;
     }
     pull.finish(&mut rig.dev, &mut rig.flash, &mut rig.plat, n)
@@ -327,8 +342,14 @@ fn a_download_cut_at_several_offsets_resumes_from_the_slot() {
         let mut at = 0;
         while at < cut {
             let end = (at + 1000).min(cut);
-            pull.write(&mut rig.dev, &mut rig.flash, at as u64, &fw[at..end])
-                .expect("writes");
+            pull.write(
+                &mut rig.dev,
+                &mut rig.flash,
+                &mut rig.plat,
+                at as u64,
+                &fw[at..end],
+            )
+            .expect("writes");
             at = end;
         }
         // Power cut: the machine and the core start again from flash.
@@ -360,8 +381,14 @@ fn a_download_cut_at_several_offsets_resumes_from_the_slot() {
         let mut at = from;
         while at < fw.len() {
             let end = (at + 1460).min(fw.len());
-            pull.write(&mut rig.dev, &mut rig.flash, at as u64, &fw[at..end])
-                .expect("writes");
+            pull.write(
+                &mut rig.dev,
+                &mut rig.flash,
+                &mut rig.plat,
+                at as u64,
+                &fw[at..end],
+            )
+            .expect("writes");
             at = end;
         }
         assert_eq!(
@@ -423,7 +450,7 @@ fn a_busy_device_and_out_of_order_calls_are_refused() {
         Some(PullError::Internal)
     );
     assert_eq!(
-        pull.write(&mut rig.dev, &mut rig.flash, 0, b"x"),
+        pull.write(&mut rig.dev, &mut rig.flash, &mut rig.plat, 0, b"x"),
         Err(PullError::Internal)
     );
     assert_eq!(
@@ -445,7 +472,7 @@ fn a_busy_device_and_out_of_order_calls_are_refused() {
         .expect("begins");
     // An offset other than the next one.
     assert_eq!(
-        pull.write(&mut rig.dev, &mut rig.flash, 5, &fw[5..10]),
+        pull.write(&mut rig.dev, &mut rig.flash, &mut rig.plat, 5, &fw[5..10]),
         Err(PullError::Internal)
     );
     // A transport failure abandons the update and releases the lock.
@@ -575,7 +602,7 @@ mod props {
                     break;
                 }
                 let end = (at + p).min(body.len());
-                if let Err(e) = pull.write(&mut rig.dev, &mut rig.flash, at as u64, &body[at..end]) {
+                if let Err(e) = pull.write(&mut rig.dev, &mut rig.flash, &mut rig.plat, at as u64, &body[at..end]) {
                     pull.abort(&mut rig.dev, e, format_args!("refused"), n);
                     ok = false;
                     break;

@@ -73,16 +73,16 @@ pub enum ReleaseError {
         /// What is wrong with it.
         fault: SignatureFault,
     },
-    /// The manifest is not JSON of the `otter-release/1` shape (bad syntax,
+    /// The manifest is not JSON of the shape its `format` names (bad syntax,
     /// a missing or unknown field, a duplicate field, a wrong type).
-    #[error("the manifest is not a valid otter-release/1 manifest: {source}")]
+    #[error("the manifest is not a valid otter-release manifest: {source}")]
     ManifestMalformed {
         /// The JSON error, with line and column.
         #[source]
         source: serde_json::Error,
     },
     /// The manifest names a format this version of otter does not know.
-    #[error("the manifest's format is {format:?}, not \"otter-release/1\": this otter cannot read it; update otter or publish an otter-release/1 manifest")]
+    #[error("the manifest's format is {format:?}, not \"otter-release/1\" or \"otter-release/2\": this otter cannot read it; update otter or publish an otter-release/1 manifest")]
     UnknownFormat {
         /// The `format` it names (empty when missing or not a string).
         format: String,
@@ -262,6 +262,25 @@ pub enum FieldProblem {
     /// An artifact is empty.
     #[error("is zero")]
     Zero,
+    /// More entries than the format allows.
+    #[error("has more than {max} entries")]
+    TooMany {
+        /// The limit.
+        max: usize,
+    },
+    /// A field the entry needs is absent (a delta's `base_sha256`).
+    #[error("is missing: a delta names the SHA-256 of the image it applies to")]
+    Missing,
+    /// A gzip entry names a base image.
+    #[error("is given for a gzip artifact, which has no base image")]
+    NotForGzip,
+    /// Two entries say the same thing (two gzip artifacts, two deltas from
+    /// one base).
+    #[error("lists two artifacts of the same encoding and base")]
+    Duplicate,
+    /// The field exists only from `otter-release/2` on.
+    #[error("needs format \"otter-release/2\"")]
+    NeedsFormat2,
     /// A URL is neither an absolute http(s) URL nor a plain relative path.
     #[error("is not an absolute http:// or https:// URL nor a relative path of letters, digits, '.', '_', '~', '-' and '/' without '.' or '..' segments")]
     BadUrl,

@@ -1,7 +1,8 @@
 //! Release folders: [`write_release`] and [`verify_folder`].
 //!
 //! A release folder holds `manifest.json` (the exact signed bytes),
-//! `manifest.json.sig`, `firmware.bin` and, for a bundle, `www.bin`. Any
+//! `manifest.json.sig`, `firmware.bin`, for a bundle `www.bin`, and the
+//! firmware's alternative artifacts (`firmware.bin.gz`, deltas). Any
 //! static web server can host it; devices fetch the manifest and resolve the
 //! artifacts' relative URLs against its URL.
 
@@ -14,7 +15,8 @@ use sha2::{Digest, Sha256};
 
 use crate::keys::{KeyId, PublicKey, SigningKey};
 use crate::manifest::{
-    is_absolute_url, Artifact, Firmware, Manifest, Sha256Digest, FIRMWARE_FILE, FORMAT, WWW_FILE,
+    is_absolute_url, is_relative_path, Alternative, Artifact, Encoding, Firmware, Manifest,
+    Sha256Digest, FIRMWARE_FILE, WWW_FILE,
 };
 use crate::signature::sign_manifest;
 use crate::timestamp::Timestamp;
@@ -47,30 +49,72 @@ pub struct ReleaseSpec<'a> {
     pub firmware: &'a [u8],
     /// The web-UI image, for a bundle.
     pub www: Option<&'a [u8]>,
+    /// Alternative artifacts of the firmware (gzip, deltas), already
+    /// checked to decode to `firmware` by the caller. None: an
+    /// `otter-release/1` manifest.
+    pub alternatives: &'a [AlternativeSpec<'a>],
     /// When it is signed.
     pub created: Timestamp,
     /// When it stops being installable.
     pub expires: Timestamp,
 }
 
+/// One alternative artifact of the firmware, to be written beside it.
+#[derive(Debug, Clone, Copy)]
+pub struct AlternativeSpec<'a> {
+    /// How it encodes the firmware.
+    pub encoding: Encoding,
+    /// Its file name in the release folder (also its relative URL): a
+    /// single segment of `[A-Za-z0-9._~-]`.
+    pub file: &'a str,
+    /// Its bytes.
+    pub bytes: &'a [u8],
+    /// For a delta, the base image's validation hash.
+    pub base_sha256: Option<Sha256Digest>,
+}
+
 impl ReleaseSpec<'_> {
     /// The manifest for this release, with the artifacts at `firmware.bin`
-    /// and `www.bin` beside it. Fails when a field is invalid.
+    /// and `www.bin` beside it, and the alternatives at their file names;
+    /// `otter-release/2` when there are alternatives, else `/1`. Fails when
+    /// a field is invalid.
     pub fn manifest(&self) -> Result<Manifest, ReleaseError> {
+        let firmware = Firmware {
+            version: self.version.to_owned(),
+            secure_version: self.secure_version,
+            project: self.project.to_owned(),
+            url: FIRMWARE_FILE.to_owned(),
+            size: self.firmware.len() as u64,
+            sha256: Sha256Digest::of(self.firmware),
+            alternatives: self
+                .alternatives
+                .iter()
+                .map(|a| Alternative {
+                    encoding: a.encoding,
+                    url: a.file.to_owned(),
+                    size: a.bytes.len() as u64,
+                    sha256: Sha256Digest::of(a.bytes),
+                    base_sha256: a.base_sha256,
+                })
+                .collect(),
+        };
+        for a in self.alternatives {
+            // One segment, and not a name the folder already uses.
+            let reserved = [FIRMWARE_FILE, WWW_FILE, MANIFEST_FILE, SIGNATURE_FILE];
+            if a.file.contains('/') || !is_relative_path(a.file) || reserved.contains(&a.file) {
+                return Err(ReleaseError::InvalidField {
+                    field: "firmware.alternatives.url",
+                    problem: crate::FieldProblem::BadUrl,
+                });
+            }
+        }
         let m = Manifest {
-            format: FORMAT.to_owned(),
+            format: Manifest::format_for(&firmware).to_owned(),
             product: self.product.to_owned(),
             chip: self.chip.to_owned(),
             created: self.created,
             expires: self.expires,
-            firmware: Firmware {
-                version: self.version.to_owned(),
-                secure_version: self.secure_version,
-                project: self.project.to_owned(),
-                url: FIRMWARE_FILE.to_owned(),
-                size: self.firmware.len() as u64,
-                sha256: Sha256Digest::of(self.firmware),
-            },
+            firmware,
             www: self.www.map(|w| Artifact {
                 url: WWW_FILE.to_owned(),
                 size: w.len() as u64,
@@ -122,6 +166,9 @@ pub fn write_release(
     put(FIRMWARE_FILE, spec.firmware)?;
     if let Some(w) = spec.www {
         put(WWW_FILE, w)?;
+    }
+    for a in spec.alternatives {
+        put(a.file, a.bytes)?;
     }
     put(SIGNATURE_FILE, &sig)?;
     put(MANIFEST_FILE, &manifest_bytes)?;

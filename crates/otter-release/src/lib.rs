@@ -1,4 +1,4 @@
-//! Signed release manifests: the `otter-release/1` format, Ed25519 keys,
+//! Signed release manifests: the `otter-release/1` and `/2` formats, Ed25519 keys,
 //! signing, and the checks a device makes before it installs a release.
 //!
 //! A release is a folder any static web server can host:
@@ -9,6 +9,7 @@
 //! | `manifest.json.sig` | [`SignatureFile`]: Ed25519 signatures of those bytes   |
 //! | `firmware.bin`      | the app image                                          |
 //! | `www.bin`           | the web-UI LittleFS image (a bundle only)              |
+//! | `firmware.bin.gz`, `*.patch` | alternatives of the firmware (`/2` only)      |
 //!
 //! The signature covers the exact bytes of `manifest.json`, and the manifest
 //! holds every artifact's size and SHA-256, so every byte a device acts on is
@@ -63,12 +64,14 @@ mod version;
 pub use error::{FieldProblem, KeyDecodeError, KeyIdList, KeyKind, ReleaseError, SignatureFault};
 #[cfg(feature = "std")]
 pub use folder::{
-    verify_folder, write_release, ReleaseSpec, Verified, Written, MANIFEST_FILE, SIGNATURE_FILE,
+    verify_folder, write_release, AlternativeSpec, ReleaseSpec, Verified, Written, MANIFEST_FILE,
+    SIGNATURE_FILE,
 };
 pub use keys::{KeyId, KeyIdSyntax, PublicKey, SigningKey, KEY_ID_LEN};
 pub use manifest::{
-    resolve_url, Artifact, ArtifactKind, ArtifactRef, DigestSyntax, Firmware, Manifest,
-    Sha256Digest, FIRMWARE_FILE, FORMAT, MAX_NAME_LEN, MAX_URL_LEN, WWW_FILE,
+    resolve_url, Alternative, Artifact, ArtifactKind, ArtifactRef, DigestSyntax, Encoding,
+    Firmware, Manifest, Sha256Digest, FIRMWARE_FILE, FORMAT, FORMAT_2, MAX_ALTERNATIVES,
+    MAX_NAME_LEN, MAX_URL_LEN, WWW_FILE,
 };
 pub use signature::{
     sign_manifest, verify_signatures, SignatureEntry, SignatureFile, SIGNATURE_FORMAT,

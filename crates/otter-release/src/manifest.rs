@@ -19,6 +19,13 @@
 //! field or a wrong type is refused, so nothing in the signed bytes can carry
 //! meaning this version of otter would silently ignore. New fields come with a
 //! new `format` (docs/release-manifest.md, "Versioning").
+//!
+//! Two formats are read: `otter-release/1` ([`FORMAT`]) and
+//! `otter-release/2` ([`FORMAT_2`]), which adds `firmware.alternatives`:
+//! the same image as a gzip stream or as `esp_delta_ota` patches from earlier
+//! images ([`Alternative`]). [`Manifest::format_for`] picks the oldest format
+//! that holds a manifest's fields, so a release without alternatives is
+//! still `/1` and older devices keep reading it.
 
 #[allow(unused_imports)]
 use crate::prelude::*;
@@ -32,8 +39,15 @@ use crate::keys::lower_hex_value;
 use crate::timestamp::Timestamp;
 use crate::ReleaseError;
 
-/// The `format` of the manifests this crate reads and writes.
+/// The `format` of a manifest without alternative artifacts: what every
+/// otter device reads.
 pub const FORMAT: &str = "otter-release/1";
+/// The `format` of a manifest whose firmware lists alternative artifacts
+/// (`firmware.alternatives`); read by this version beside [`FORMAT`].
+pub const FORMAT_2: &str = "otter-release/2";
+
+/// Most alternative artifacts one firmware may list.
+pub const MAX_ALTERNATIVES: usize = 8;
 
 /// File name of the firmware artifact in a release folder.
 pub const FIRMWARE_FILE: &str = "firmware.bin";
@@ -82,6 +96,53 @@ pub struct Firmware {
     pub size: u64,
     /// The SHA-256 of the whole file.
     pub sha256: Sha256Digest,
+    /// The same image as other artifacts (gzip, deltas), smaller to fetch;
+    /// `otter-release/2` only, at most [`MAX_ALTERNATIVES`]. Whichever a
+    /// device fetches, what it decodes must be this entry's `size` and
+    /// `sha256`; this entry stays the fallback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<Alternative>,
+}
+
+/// How an alternative artifact encodes the firmware image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Encoding {
+    /// RFC 1952 gzip of the whole image file.
+    Gzip,
+    /// An `esp_delta_ota` patch (64-byte header naming the base image, then
+    /// a detools sequential patch) from the image `base_sha256` names.
+    Delta,
+}
+
+impl Encoding {
+    /// The manifest's name: `gzip` or `delta`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Gzip => "gzip",
+            Encoding::Delta => "delta",
+        }
+    }
+}
+
+/// One alternative artifact of the firmware image (`otter-release/2`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alternative {
+    /// How it encodes the image.
+    pub encoding: Encoding,
+    /// Where to fetch it: absolute, or relative to the manifest's URL.
+    pub url: String,
+    /// Its length in bytes (what travels).
+    pub size: u64,
+    /// The SHA-256 of the artifact's own bytes (not of the image).
+    pub sha256: Sha256Digest,
+    /// For a delta: the base image's validation hash, the SHA-256 appended
+    /// to the app image (as `esptool image-info` prints it and the patch's
+    /// header names it). Absent for gzip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_sha256: Option<Sha256Digest>,
 }
 
 /// An artifact other than the firmware (the web-UI image).
@@ -104,14 +165,19 @@ pub enum ArtifactKind {
     Firmware,
     /// The web-UI image.
     Www,
+    /// An alternative artifact of the app image.
+    Alternative(Encoding),
 }
 
 impl ArtifactKind {
-    /// The manifest key: `firmware` or `www`.
+    /// The manifest key: `firmware`, `www`, or for an alternative
+    /// `firmware.gzip` / `firmware.delta`.
     pub fn name(self) -> &'static str {
         match self {
             ArtifactKind::Firmware => "firmware",
             ArtifactKind::Www => "www",
+            ArtifactKind::Alternative(Encoding::Gzip) => "firmware.gzip",
+            ArtifactKind::Alternative(Encoding::Delta) => "firmware.delta",
         }
     }
 }
@@ -149,7 +215,23 @@ impl Manifest {
         let probe: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(bytes)
             .map_err(|source| ReleaseError::ManifestMalformed { source })?;
         match probe.get("format") {
-            Some(serde_json::Value::String(f)) if f.as_str() == FORMAT => {}
+            Some(serde_json::Value::String(f)) if f.as_str() == FORMAT => {
+                // `/1` has no alternatives: the field is as unknown there as
+                // any other (refused the way serde refuses one).
+                let has_alternatives = probe
+                    .get("firmware")
+                    .and_then(serde_json::Value::as_object)
+                    .is_some_and(|fw| fw.contains_key("alternatives"));
+                if has_alternatives {
+                    return Err(ReleaseError::ManifestMalformed {
+                        source: <serde_json::Error as serde::de::Error>::unknown_field(
+                            "alternatives",
+                            FIRMWARE_FIELDS_1,
+                        ),
+                    });
+                }
+            }
+            Some(serde_json::Value::String(f)) if f.as_str() == FORMAT_2 => {}
             Some(serde_json::Value::String(f)) => {
                 return Err(ReleaseError::UnknownFormat {
                     format: f.chars().take(64).collect(),
@@ -177,14 +259,33 @@ impl Manifest {
         out
     }
 
+    /// The oldest format that holds this manifest's fields:
+    /// [`FORMAT_2`] when the firmware lists alternatives, else [`FORMAT`]
+    /// (so devices that read only `/1` keep reading it).
+    pub fn format_for(firmware: &Firmware) -> &'static str {
+        if firmware.alternatives.is_empty() {
+            FORMAT
+        } else {
+            FORMAT_2
+        }
+    }
+
     /// Checks what the types do not: the format, non-empty names without
     /// control characters, a lowercase chip name, URLs, non-zero sizes, and
-    /// an expiry after the creation time.
+    /// an expiry after the creation time; for alternatives, their number,
+    /// URLs, sizes, that a delta names its base and gzip does not, at most
+    /// one gzip and one delta per base.
     pub fn validate(&self) -> Result<(), ReleaseError> {
-        if self.format != FORMAT {
-            return Err(ReleaseError::UnknownFormat {
-                format: self.format.chars().take(64).collect(),
-            });
+        match self.format.as_str() {
+            FORMAT if !self.firmware.alternatives.is_empty() => {
+                return invalid("firmware.alternatives", FieldProblem::NeedsFormat2);
+            }
+            FORMAT | FORMAT_2 => {}
+            _ => {
+                return Err(ReleaseError::UnknownFormat {
+                    format: self.format.chars().take(64).collect(),
+                })
+            }
         }
         check_name("product", &self.product)?;
         check_name("chip", &self.chip)?;
@@ -204,6 +305,7 @@ impl Manifest {
         if self.firmware.size == 0 {
             return invalid("firmware.size", FieldProblem::Zero);
         }
+        check_alternatives(&self.firmware.alternatives)?;
         if let Some(w) = &self.www {
             check_url("www.url", &w.url)?;
             if w.size == 0 {
@@ -213,7 +315,8 @@ impl Manifest {
         Ok(())
     }
 
-    /// The firmware, then the web-UI image when there is one.
+    /// The firmware, then the web-UI image when there is one, then the
+    /// firmware's alternatives in manifest order.
     pub fn artifacts(&self) -> Vec<ArtifactRef<'_>> {
         let mut v = vec![ArtifactRef {
             kind: ArtifactKind::Firmware,
@@ -221,6 +324,12 @@ impl Manifest {
             size: self.firmware.size,
             sha256: &self.firmware.sha256,
         }];
+        let alternatives = self.firmware.alternatives.iter().map(|a| ArtifactRef {
+            kind: ArtifactKind::Alternative(a.encoding),
+            url: &a.url,
+            size: a.size,
+            sha256: &a.sha256,
+        });
         if let Some(w) = &self.www {
             v.push(ArtifactRef {
                 kind: ArtifactKind::Www,
@@ -229,8 +338,58 @@ impl Manifest {
                 sha256: &w.sha256,
             });
         }
+        v.extend(alternatives);
         v
     }
+}
+
+/// The fields of an `otter-release/1` firmware entry (for the error that
+/// names an unknown one).
+const FIRMWARE_FIELDS_1: &[&str] = &[
+    "version",
+    "secure_version",
+    "project",
+    "url",
+    "size",
+    "sha256",
+];
+
+fn check_alternatives(alts: &[Alternative]) -> Result<(), ReleaseError> {
+    const FIELD: &str = "firmware.alternatives";
+    if alts.len() > MAX_ALTERNATIVES {
+        return invalid(
+            FIELD,
+            FieldProblem::TooMany {
+                max: MAX_ALTERNATIVES,
+            },
+        );
+    }
+    for (i, a) in alts.iter().enumerate() {
+        check_url("firmware.alternatives.url", &a.url)?;
+        if a.size == 0 {
+            return invalid("firmware.alternatives.size", FieldProblem::Zero);
+        }
+        match (a.encoding, a.base_sha256) {
+            (Encoding::Delta, None) => {
+                return invalid("firmware.alternatives.base_sha256", FieldProblem::Missing)
+            }
+            (Encoding::Gzip, Some(_)) => {
+                return invalid(
+                    "firmware.alternatives.base_sha256",
+                    FieldProblem::NotForGzip,
+                )
+            }
+            _ => {}
+        }
+        let earlier = alts.get(..i).unwrap_or_default();
+        if earlier
+            .iter()
+            .any(|b| b.encoding == a.encoding && b.base_sha256 == a.base_sha256)
+        {
+            return invalid(FIELD, FieldProblem::Duplicate);
+        }
+    }
+    Ok(())
 }
 
 fn invalid(field: &'static str, problem: FieldProblem) -> Result<(), ReleaseError> {
@@ -404,6 +563,7 @@ mod tests {
                 url: FIRMWARE_FILE.into(),
                 size: 1000,
                 sha256: Sha256Digest::of(b"fw"),
+                alternatives: Vec::new(),
             },
             www: Some(Artifact {
                 url: WWW_FILE.into(),
@@ -475,10 +635,10 @@ mod tests {
     #[test]
     fn unknown_or_missing_format_is_named_before_fields() {
         match edit(|v| {
-            v["format"] = "otter-release/2".into();
+            v["format"] = "otter-release/3".into();
             v["new_field"] = true.into();
         }) {
-            Err(ReleaseError::UnknownFormat { format }) => assert_eq!(format, "otter-release/2"),
+            Err(ReleaseError::UnknownFormat { format }) => assert_eq!(format, "otter-release/3"),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
@@ -544,6 +704,218 @@ mod tests {
             edit(|v| v["firmware"]["secure_version"] = (1u64 << 32).into()),
             Err(ReleaseError::ManifestMalformed { .. })
         ));
+    }
+
+    fn with_alternatives() -> Manifest {
+        let mut m = sample();
+        m.firmware.alternatives = vec![
+            Alternative {
+                encoding: Encoding::Gzip,
+                url: "firmware.bin.gz".into(),
+                size: 600,
+                sha256: Sha256Digest::of(b"gz"),
+                base_sha256: None,
+            },
+            Alternative {
+                encoding: Encoding::Delta,
+                url: "https://cdn.example/d/from-1.3.0.patch".into(),
+                size: 40,
+                sha256: Sha256Digest::of(b"patch"),
+                base_sha256: Some(Sha256Digest::of(b"1.3.0")),
+            },
+        ];
+        m.format = Manifest::format_for(&m.firmware).into();
+        m
+    }
+
+    #[test]
+    fn alternatives_round_trip_as_format_2() {
+        let m = with_alternatives();
+        assert_eq!(m.format, FORMAT_2);
+        let bytes = m.to_json();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains("\"format\": \"otter-release/2\""), "{text}");
+        assert!(text.contains("\"encoding\": \"delta\""), "{text}");
+        // gzip has no base_sha256 key at all.
+        assert_eq!(text.matches("base_sha256").count(), 1, "{text}");
+        assert_eq!(Manifest::from_json(&bytes).unwrap(), m);
+        let kinds: Vec<&str> = m.artifacts().iter().map(|a| a.kind.name()).collect();
+        assert_eq!(
+            kinds,
+            ["firmware", "www", "firmware.gzip", "firmware.delta"]
+        );
+        // Without alternatives the oldest format is written, and /2 is
+        // still read without them.
+        let mut plain = m.clone();
+        plain.firmware.alternatives.clear();
+        assert_eq!(Manifest::format_for(&plain.firmware), FORMAT);
+        plain.format = FORMAT_2.into();
+        let bytes = plain.to_json();
+        assert!(!String::from_utf8_lossy(&bytes).contains("alternatives"));
+        assert_eq!(Manifest::from_json(&bytes).unwrap(), plain);
+    }
+
+    fn edit2(f: impl FnOnce(&mut serde_json::Value)) -> Result<Manifest, ReleaseError> {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&with_alternatives().to_json()).unwrap();
+        f(&mut v);
+        Manifest::from_json(&serde_json::to_vec(&v).unwrap())
+    }
+
+    #[test]
+    fn format_1_knows_no_alternatives() {
+        // The field in a /1 manifest is an unknown field, even empty.
+        for alts in [
+            serde_json::json!([]),
+            serde_json::json!([{"encoding": "gzip"}]),
+        ] {
+            match edit2(|v| {
+                v["format"] = FORMAT.into();
+                v["firmware"]["alternatives"] = alts;
+            }) {
+                Err(ReleaseError::ManifestMalformed { source }) => {
+                    assert!(
+                        source.to_string().contains("unknown field `alternatives`"),
+                        "{source}"
+                    )
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A constructed /1 manifest with alternatives does not validate.
+        let mut m = with_alternatives();
+        m.format = FORMAT.into();
+        match m.validate() {
+            Err(ReleaseError::InvalidField { field, problem }) => {
+                assert_eq!(field, "firmware.alternatives");
+                assert_eq!(problem, FieldProblem::NeedsFormat2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn alternatives_are_parsed_strictly() {
+        let malformed = [
+            edit2(|v| v["firmware"]["alternatives"][0]["extra"] = 1.into()),
+            edit2(|v| v["firmware"]["alternatives"][0]["encoding"] = "xz".into()),
+            edit2(|v| v["firmware"]["alternatives"][1]["base_sha256"] = "AB".into()),
+            edit2(|v| {
+                v["firmware"]["alternatives"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("sha256");
+            }),
+            edit2(|v| v["firmware"]["alternatives"] = serde_json::json!({})),
+        ];
+        for (i, r) in malformed.into_iter().enumerate() {
+            assert!(
+                matches!(r, Err(ReleaseError::ManifestMalformed { .. })),
+                "case {i}: {r:?}"
+            );
+        }
+        let text = String::from_utf8(with_alternatives().to_json()).unwrap();
+        let dup = text.replacen("\"size\": 600", "\"size\": 600,\n \"size\": 600", 1);
+        assert!(matches!(
+            Manifest::from_json(dup.as_bytes()),
+            Err(ReleaseError::ManifestMalformed { .. })
+        ));
+    }
+
+    #[test]
+    fn alternative_values_are_checked() {
+        type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+        let gz = || with_alternatives().firmware.alternatives[0].clone();
+        let cases: Vec<(&str, FieldProblem, Edit)> = vec![
+            (
+                "firmware.alternatives.url",
+                FieldProblem::BadUrl,
+                Box::new(|v| v["firmware"]["alternatives"][0]["url"] = "../x.gz".into()),
+            ),
+            (
+                "firmware.alternatives.url",
+                FieldProblem::TooLong { max: MAX_URL_LEN },
+                Box::new(|v| {
+                    v["firmware"]["alternatives"][0]["url"] = "a".repeat(MAX_URL_LEN + 1).into()
+                }),
+            ),
+            (
+                "firmware.alternatives.size",
+                FieldProblem::Zero,
+                Box::new(|v| v["firmware"]["alternatives"][1]["size"] = 0.into()),
+            ),
+            (
+                "firmware.alternatives.base_sha256",
+                FieldProblem::Missing,
+                Box::new(|v| {
+                    v["firmware"]["alternatives"][1]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("base_sha256");
+                }),
+            ),
+            (
+                "firmware.alternatives.base_sha256",
+                FieldProblem::NotForGzip,
+                Box::new(|v| {
+                    v["firmware"]["alternatives"][0]["base_sha256"] =
+                        Sha256Digest::of(b"x").to_string().into()
+                }),
+            ),
+            (
+                "firmware.alternatives",
+                FieldProblem::Duplicate,
+                Box::new(move |v| {
+                    let mut g = serde_json::to_value(gz()).unwrap();
+                    g["url"] = "other.gz".into();
+                    v["firmware"]["alternatives"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(g);
+                }),
+            ),
+            (
+                "firmware.alternatives",
+                FieldProblem::TooMany {
+                    max: MAX_ALTERNATIVES,
+                },
+                Box::new(|v| {
+                    let list: Vec<serde_json::Value> = (0..=MAX_ALTERNATIVES as u8)
+                        .map(|i| {
+                            serde_json::to_value(Alternative {
+                                encoding: Encoding::Delta,
+                                url: format!("d{i}.patch"),
+                                size: 10,
+                                sha256: Sha256Digest::of(&[i]),
+                                base_sha256: Some(Sha256Digest::of(&[i, i])),
+                            })
+                            .unwrap()
+                        })
+                        .collect();
+                    v["firmware"]["alternatives"] = list.into();
+                }),
+            ),
+        ];
+        for (want, problem, f) in cases {
+            match edit2(f) {
+                Err(ReleaseError::InvalidField { field, problem: p }) => {
+                    assert_eq!((field, &p), (want, &problem))
+                }
+                other => panic!("{want}: {other:?}"),
+            }
+        }
+        // Exactly the limit is fine.
+        let mut m = with_alternatives();
+        m.firmware.alternatives = (0..MAX_ALTERNATIVES as u8)
+            .map(|i| Alternative {
+                encoding: Encoding::Delta,
+                url: format!("d{i}.patch"),
+                size: 10,
+                sha256: Sha256Digest::of(&[i]),
+                base_sha256: Some(Sha256Digest::of(&[i, i])),
+            })
+            .collect();
+        assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
     }
 
     #[test]

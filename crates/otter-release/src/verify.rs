@@ -34,7 +34,7 @@ pub struct VerifiedManifest {
 /// In order, failing on the first problem: both lengths are within
 /// [`MAX_MANIFEST_LEN`] and [`MAX_SIGNATURE_FILE_LEN`]; the signatures pass
 /// (see [`crate::signature`]; the manifest is not parsed before they do); the
-/// manifest's `format` is `otter-release/1`; it parses strictly and its fields
+/// manifest's `format` is `otter-release/1` or `/2`; it parses strictly and its fields
 /// are valid ([`Manifest::validate`]); and `now_unix` is before `expires`.
 ///
 /// What it cannot know is the caller's to check: product, chip, version,

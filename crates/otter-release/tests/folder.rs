@@ -17,6 +17,7 @@ fn spec<'a>(fw: &'a [u8], www: Option<&'a [u8]>) -> ReleaseSpec<'a> {
         project: "thermostat",
         firmware: fw,
         www,
+        alternatives: &[],
         created: Timestamp::from_unix(CREATED).unwrap(),
         expires: Timestamp::from_unix(CREATED + 3600).unwrap(),
     }
@@ -130,4 +131,81 @@ fn an_oversized_manifest_is_not_read_whole() {
         verify_folder(dir.path(), &[key.public_key()], CREATED),
         Err(ReleaseError::ManifestTooLarge { len: 65537, .. })
     ));
+}
+
+#[test]
+fn alternatives_are_written_listed_and_checked() {
+    use otter_release::{AlternativeSpec, Encoding, Sha256Digest, FORMAT, FORMAT_2};
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate().unwrap();
+    let fw = vec![0xE9u8; 70_000];
+    let gz = vec![0x1fu8; 900];
+    let patch = vec![0x10u8; 120];
+    let base = Sha256Digest::of(b"the 1.3.0 image");
+    let alts = [
+        AlternativeSpec {
+            encoding: Encoding::Gzip,
+            file: "firmware.bin.gz",
+            bytes: &gz,
+            base_sha256: None,
+        },
+        AlternativeSpec {
+            encoding: Encoding::Delta,
+            file: "delta-from-1.3.0.patch",
+            bytes: &patch,
+            base_sha256: Some(base),
+        },
+    ];
+    let mut s = spec(&fw, None);
+    s.alternatives = &alts;
+    let w = write_release(dir.path(), &s, std::slice::from_ref(&key)).unwrap();
+    assert_eq!(w.manifest.format, FORMAT_2);
+    let a = &w.manifest.firmware.alternatives;
+    assert_eq!(a.len(), 2);
+    assert_eq!((a[0].size, a[0].sha256), (900, Sha256Digest::of(&gz)));
+    assert_eq!((a[1].size, a[1].base_sha256), (120, Some(base)));
+    let v = verify_folder(dir.path(), &[key.public_key()], CREATED + 10).unwrap();
+    assert_eq!(
+        v.artifacts,
+        [
+            dir.path().join("firmware.bin"),
+            dir.path().join("firmware.bin.gz"),
+            dir.path().join("delta-from-1.3.0.patch")
+        ]
+    );
+    // A changed alternative is refused like a changed firmware.
+    let mut bad = patch.clone();
+    bad[60] ^= 1;
+    std::fs::write(dir.path().join("delta-from-1.3.0.patch"), &bad).unwrap();
+    match verify_folder(dir.path(), &[key.public_key()], CREATED + 10) {
+        Err(e @ ReleaseError::ArtifactHashMismatch { .. }) => {
+            assert_eq!(e.code(), "artifact_sha256_mismatch")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without alternatives the release is still /1.
+    let plain = tempfile::tempdir().unwrap();
+    let w = write_release(plain.path(), &spec(&fw, None), &[key]).unwrap();
+    assert_eq!(w.manifest.format, FORMAT);
+    // A file name outside the folder, or one the folder uses, is refused.
+    for file in ["a/b.gz", "firmware.bin", "manifest.json", "../x"] {
+        let one = [AlternativeSpec {
+            encoding: Encoding::Gzip,
+            file,
+            bytes: &gz,
+            base_sha256: None,
+        }];
+        let mut s = spec(&fw, None);
+        s.alternatives = &one;
+        assert!(
+            matches!(
+                s.manifest(),
+                Err(ReleaseError::InvalidField {
+                    field: "firmware.alternatives.url",
+                    ..
+                })
+            ),
+            "{file}"
+        );
+    }
 }

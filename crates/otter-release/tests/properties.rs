@@ -50,6 +50,7 @@ prop_compose! {
                 url: fw_url,
                 size,
                 sha256: Sha256Digest(d1),
+                alternatives: Vec::new(),
             },
             www: www.map(|(size, d)| Artifact {
                 url: "www.bin".into(),

@@ -164,6 +164,7 @@ fn spawn_nginx(work: &Path) -> (Child, SocketAddr) {
         project: "bench",
         firmware: &fw,
         www: None,
+        alternatives: &[],
         created: otter_release::Timestamp::from_unix_saturating(1_800_000_000),
         expires: otter_release::Timestamp::from_unix_saturating(1_900_000_000),
     };

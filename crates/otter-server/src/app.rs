@@ -645,6 +645,19 @@ async fn publish_staged(
     for a in m.artifacts() {
         let (part, file) = match a.kind {
             ArtifactKind::Firmware => ("firmware", "firmware.bin"),
+            ArtifactKind::Alternative(_) => {
+                // Devices would fetch them from here: the server stores only
+                // the parts it knows, so it does not publish what it cannot
+                // serve.
+                return Err(ApiError::unprocessable(
+                    "alternatives_unsupported",
+                    format!(
+                        "the manifest lists {} ({}): this server publishes the full image and web UI only; publish the release without --compress/--deltas-from (an otter-release/1 manifest)",
+                        a.kind.name(),
+                        a.url
+                    ),
+                ));
+            }
             _ => ("www", "www.bin"),
         };
         let absolute = a.url.starts_with("http://") || a.url.starts_with("https://");

@@ -202,6 +202,7 @@ impl Harness {
             project: "thermo",
             firmware: &firmware,
             www: None,
+            alternatives: &[],
             created: Timestamp::from_unix_saturating(T0 - 10),
             expires: Timestamp::from_unix_saturating(T0 + 86_400 * 30),
         };

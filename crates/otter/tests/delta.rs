@@ -460,6 +460,41 @@ fn release_compress_and_delta_from_write_artifacts_that_decode_to_the_firmware()
     assert!(text.contains("firmware.bin.gz"), "{text}");
     assert!(text.contains("delta-from-1.0.0.patch"), "{text}");
 
+    // Both are listed in the signed manifest (otter-release/2), with their
+    // own sizes and SHA-256, the delta with its base's validation hash (the
+    // SHA-256 appended to the old image, its last 32 bytes).
+    let m: serde_json::Value = serde_json::from_slice(&read(&p("out/manifest.json"))).unwrap();
+    assert_eq!(m["format"], "otter-release/2");
+    let alts = m["firmware"]["alternatives"].as_array().unwrap();
+    assert_eq!(alts.len(), 2, "{m}");
+    assert_eq!(alts[0]["encoding"], "gzip");
+    assert_eq!(alts[0]["url"], "firmware.bin.gz");
+    assert_eq!(alts[0]["size"], read(&p("out/firmware.bin.gz")).len());
+    assert_eq!(alts[1]["encoding"], "delta");
+    assert_eq!(alts[1]["url"], "delta-from-1.0.0.patch");
+    let patch_bytes = read(&p("out/delta-from-1.0.0.patch"));
+    assert_eq!(alts[1]["size"], patch_bytes.len());
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    assert_eq!(
+        alts[1]["sha256"],
+        hex(&<sha2::Sha256 as sha2::Digest>::digest(&patch_bytes))
+    );
+    assert_eq!(alts[1]["base_sha256"], hex(&bo[bo.len() - 32..]));
+    assert!(alts[1].get("base_sha256").is_some() && alts[0].get("base_sha256").is_none());
+    // The previous release, made without alternatives, is still /1.
+    let m1: serde_json::Value =
+        serde_json::from_slice(&read(&p("releases/1.0.0/manifest.json"))).unwrap();
+    assert_eq!(m1["format"], "otter-release/1");
+    // A folder of plain image files works as well as release folders.
+    std::fs::create_dir(p("images")).unwrap();
+    std::fs::copy(&old, p("images/app-1.0.0.bin")).unwrap();
+    rel(
+        &new,
+        &p("out2"),
+        &["--deltas-from", p("images").to_str().unwrap()],
+    );
+    assert!(read(&p("out2/delta-from-1.0.0.patch")) == patch_bytes);
+
     // The gzip artifact is what Python's gzip reads back as the firmware.
     let gz = p("out/firmware.bin.gz");
     let back = p("back.bin");

@@ -524,7 +524,7 @@ fn an_unknown_manifest_format_is_refused_even_when_signed() {
     ok(&f.release("out", &["--key", &f.s("rel.key")]));
     let manifest = f.path("out/manifest.json");
     edit_json(&manifest, |v| {
-        v["format"] = "otter-release/2".into();
+        v["format"] = "otter-release/3".into();
         v["delta"] = serde_json::json!({"from": "1.3.0"});
     });
     python_json(
@@ -535,7 +535,7 @@ fn an_unknown_manifest_format_is_refused_even_when_signed() {
             &f.s("out/manifest.json.sig"),
         ],
     );
-    f.refused("out", &["rel.pub"], "unknown_format", "\"otter-release/2\"");
+    f.refused("out", &["rel.pub"], "unknown_format", "\"otter-release/3\"");
 
     // Same format, one unknown field, properly signed: refused as malformed.
     ok(&f.release("out2", &["--key", &f.s("rel.key")]));
@@ -555,6 +555,26 @@ fn an_unknown_manifest_format_is_refused_even_when_signed() {
         &["rel.pub"],
         "manifest_malformed",
         "unknown field `min_bootloader`",
+    );
+
+    // otter-release/1 has no alternatives: the field is unknown there.
+    ok(&f.release("out4", &["--key", &f.s("rel.key")]));
+    edit_json(&f.path("out4/manifest.json"), |v| {
+        v["firmware"]["alternatives"] = serde_json::json!([]);
+    });
+    python_json(
+        PY_SIGN,
+        &[
+            &f.s("rel.key"),
+            &f.s("out4/manifest.json"),
+            &f.s("out4/manifest.json.sig"),
+        ],
+    );
+    f.refused(
+        "out4",
+        &["rel.pub"],
+        "manifest_malformed",
+        "unknown field `alternatives`",
     );
 
     // An unknown signature-file format.

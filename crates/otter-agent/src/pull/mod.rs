@@ -9,11 +9,16 @@
 //!    the signature, format and expiry, then product, chip, secure_version
 //!    against the eFuse counter, newer version (and not one this device
 //!    rolled back), size against the slot, and the web UI of a bundle.
-//! 3. Firmware: the first sector is fetched and the machine opens the slot,
-//!    resuming from what is already in flash after a power cut; the body
-//!    goes through the core's update path (the same session as an upload),
-//!    verified and activated by the machine; reboot. The self-test confirms
-//!    it.
+//! 3. Firmware: the machine picks the smallest artifact the device can
+//!    apply (a delta from the running image, gzip, the full image; the
+//!    virtual device lends decoder RAM as for uploads). For the full image
+//!    the first sector is fetched and the machine opens the slot, resuming
+//!    from what is already in flash after a power cut; an encoded artifact
+//!    starts at byte 0. The body goes through the core's update path (its
+//!    decoder stage and the same session as an upload), verified and
+//!    activated by the machine; reboot. A gzip or delta download that fails
+//!    falls back to the full image in the same check. The self-test
+//!    confirms it.
 //! 4. Web UI (a bundle): once the new firmware has confirmed itself, the next
 //!    check streams the LittleFS image through the core's web-UI writer.
 //!
@@ -32,7 +37,7 @@ pub mod server;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use otter_device::pull::{Artifact, Decision, Now, PullError};
+use otter_device::pull::{Artifact, ArtifactEncoding, Decision, Now, PullError};
 use otter_device::service::{Device, RebootReason};
 use otter_release::{resolve_url, PublicKey};
 use otter_sim::SimFlash;
@@ -75,6 +80,12 @@ pub struct PullStatus {
     pub step: &'static str,
     /// Which artifact the step is about: `firmware`, `www` or `null`.
     pub artifact: Option<&'static str>,
+    /// How the firmware decided on travels: `identity`, `gzip` or `delta`
+    /// (`null` when no firmware download is decided).
+    pub encoding: Option<&'static str>,
+    /// A gzip or delta download of this check that failed and was replaced
+    /// by the full image.
+    pub fallback: Option<FallbackSummary>,
     /// The release of the last verified manifest.
     pub release: Option<ReleaseSummary>,
     /// Bytes of the artifact in flash and its size, while downloading.
@@ -131,11 +142,26 @@ pub struct LastPullError {
     pub boot: u64,
 }
 
+/// A gzip or delta download replaced by the full image.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FallbackSummary {
+    /// What was tried: `gzip` or `delta`.
+    pub from: &'static str,
+    /// Why it failed (`artifact_sha256_mismatch`, `wrong_base`, ...).
+    pub error: &'static str,
+}
+
 /// A finished download's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct DownloadSummary {
     /// `firmware` or `www`.
     pub artifact: &'static str,
+    /// How it travelled: `identity`, `gzip` or `delta`.
+    pub encoding: &'static str,
+    /// The artifact's size (what was to travel).
+    pub artifact_size: u64,
+    /// The gzip or delta download this one replaced, when it fell back.
+    pub fallback: Option<FallbackSummary>,
     /// Body bytes received off the wire.
     pub body_bytes: u64,
     /// Connections made.
@@ -275,6 +301,20 @@ impl Pull {
             poll_s: self.cfg.poll.map(|d| d.as_secs()),
             step: m.step().name(),
             artifact: m.artifact().map(Artifact::name),
+            encoding: match m.step() {
+                otter_device::pull::Step::Downloading
+                | otter_device::pull::Step::Verifying
+                | otter_device::pull::Step::Rebooting
+                    if m.artifact() == Some(Artifact::Firmware) =>
+                {
+                    Some(m.encoding().name())
+                }
+                _ => None,
+            },
+            fallback: m.fallback().map(|f| FallbackSummary {
+                from: f.from.name(),
+                error: f.error,
+            }),
             release: m.release().map(summary),
             progress: m.progress().map(|p| Progress {
                 written: p.written,
@@ -483,8 +523,8 @@ impl Pull {
             Err(e) => return Err(self.record(PullError::Download, &fetch_message(&e))),
         };
         let (trusted, product) = (&self.cfg.trusted, self.cfg.product.as_deref());
-        let decision = self.core_call(|m, dev, flash, _, now| {
-            m.check(dev, flash, &manifest, &sig, trusted, product, now)
+        let decision = self.core_call(|m, dev, flash, plat, now| {
+            m.check(dev, flash, plat, &manifest, &sig, trusted, product, now)
         })?;
         match decision {
             Ok(Decision::UpToDate) => Ok(("up_to_date", None)),
@@ -511,8 +551,39 @@ impl Pull {
         })
     }
 
-    /// Downloads the decided artifact through the machine and reboots into it.
+    /// Downloads the decided artifact through the machine and reboots into
+    /// it; a gzip or delta download that fails is followed, in the same
+    /// check, by the full image (nothing was switched in between).
     async fn install(
+        &self,
+        shared: &Arc<Shared>,
+        artifact: Artifact,
+        reply: &mut Option<oneshot::Sender<CheckReport>>,
+    ) -> Result<(), Stop> {
+        loop {
+            let encoding = lock(&self.machine).encoding();
+            let stop = match self.install_once(shared, artifact, reply).await {
+                Ok(()) => return Ok(()),
+                Err(stop) => stop,
+            };
+            if encoding == ArtifactEncoding::Identity || stop.result == "busy" {
+                return Err(stop);
+            }
+            let fell = self.core_call(|m, dev, _, _, now| m.fall_back(dev, now))?;
+            if !fell {
+                return Err(stop);
+            }
+            shared.event(format!(
+                "pull: the {} artifact failed ({}: {}); falling back to the full image, nothing was switched",
+                encoding.name(),
+                stop.code,
+                stop.message
+            ));
+        }
+    }
+
+    /// One download of the decided artifact (see [`Pull::install`]).
+    async fn install_once(
         &self,
         shared: &Arc<Shared>,
         artifact: Artifact,
@@ -521,12 +592,13 @@ impl Pull {
         // The first sector decides whether the slot already holds a prefix
         // of this very image (a download cut by a power loss); fetched
         // before the lock is taken.
-        let (head_range, raw_url, size) = {
+        let (head_range, raw_url, size, encoding) = {
             let m = lock(&self.machine);
             (
                 m.head_range(),
                 m.url().to_string(),
                 m.release().map_or(0, |r| r.firmware.size),
+                m.encoding(),
             )
         };
         let url = self.artifact_url(&raw_url)?;
@@ -568,6 +640,10 @@ impl Pull {
             Artifact::Firmware if from > 0 => shared.event(format!(
                 "pull: resuming firmware {version} at {from:#x} of {to:#x}: the slot holds the first {from} bytes from before the power loss (re-hashed)"
             )),
+            Artifact::Firmware if encoding != ArtifactEncoding::Identity => shared.event(format!(
+                "pull: downloading firmware {version} as its {} artifact ({to} bytes, the image is {size}) from {url}",
+                encoding.name()
+            )),
             Artifact::Firmware => shared.event(format!(
                 "pull: downloading firmware {version} ({to} bytes) from {url}"
             )),
@@ -595,6 +671,12 @@ impl Pull {
         };
         *lock(&self.last_download) = Some(DownloadSummary {
             artifact: artifact.name(),
+            encoding: encoding.name(),
+            artifact_size: to,
+            fallback: lock(&self.machine).fallback().map(|f| FallbackSummary {
+                from: f.from.name(),
+                error: f.error,
+            }),
             body_bytes: stats.body_bytes,
             connections: stats.connections,
             resumes: stats.resumes,
@@ -621,8 +703,8 @@ impl Pull {
                     }
                     _ => {
                         shared.event(format!(
-                            "pull: firmware {version} written and verified (SHA-256 {sha}); {} bytes off the wire in {} connection(s), {} resume(s); rebooting",
-                            stats.body_bytes, stats.connections, stats.resumes
+                            "pull: firmware {version} written and verified (SHA-256 {sha}); {} bytes off the wire ({}) in {} connection(s), {} resume(s); rebooting",
+                            stats.body_bytes, encoding.name(), stats.connections, stats.resumes
                         ));
                         Reboot::Update
                     }
@@ -674,8 +756,8 @@ impl Sink for MachineSink<'_> {
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), SinkError> {
         let r = self
             .pull
-            .core_call(|m, dev, flash, _, now| {
-                let r = m.write(dev, flash, offset, data);
+            .core_call(|m, dev, flash, plat, now| {
+                let r = m.write(dev, flash, plat, offset, data);
                 if let Err(e) = &r {
                     // Recorded (and the update abandoned) by the machine.
                     let msg = match e {

@@ -10,15 +10,20 @@
 //!   Pull::verify(manifest, sig, keys, now) ──▶ the release (or refused)
 //!   Pull::decide(device, flash, product) ────▶ UpToDate | WaitingForConfirm
 //!                                              | Download(artifact) | refused
-//!   firmware: caller GETs Pull::head_range() (the first sector), no lock
-//!   Pull::begin(device, flash, head) ────────▶ Fetch { url, from, to }
-//!       (takes the device's one-update lock: 409 busy while an upload runs)
+//!   firmware: caller GETs Pull::head_range() (the first sector of a full
+//!   image; none for gzip or a delta), no lock
+//!   Pull::begin(device, flash, platform, head) ▶ Fetch { url, encoding,
+//!       from, to } (takes the device's one-update lock: 409 busy while an
+//!       upload runs)
 //!   caller GETs url with Range: bytes=from-(to-1), and for every piece
-//!   Pull::write(device, flash, offset, bytes)  (or Pull::restart when the
-//!       server ignored Range and sends from 0)
+//!   Pull::write(device, flash, platform, offset, bytes)  (or Pull::restart
+//!       when the server ignored Range and sends from 0)
 //!   Pull::finish(device, flash) ─────────────▶ reboot reason (verified,
 //!                                              selected) or failed
 //!   on a transport failure: Pull::abort(device, ...)
+//!   after any failure of a gzip or delta download: Pull::fall_back(device)
+//!       ─▶ true: the same check goes on with the full image (head_range,
+//!       begin, ...); nothing was switched in between
 //! ```
 //!
 //! Every byte goes through the same update path as `POST /update` and
@@ -29,13 +34,25 @@
 //! after a power cut (the first-sector rule, see
 //! [`crate::service::SECTOR`] and `service/pulled.rs`).
 //!
-//! # Decoders
+//! # Encoded artifacts
 //!
-//! [`Pull::write`] takes the artifact's bytes as fetched and hands them to
-//! the session unchanged; the offset it checks counts fetched bytes,
-//! separately from what the session has received, so a decoding stage
-//! (gzip, delta) can later sit between the two without changing the
-//! caller's side.
+//! An `otter-release/2` manifest lists, beside the full image, gzip and
+//! delta artifacts of it. [`Pull::check`] picks the smallest one the device
+//! can apply ([`choose`]: a delta from the running image, gzip when the
+//! platform lends the inflater, else the full image). [`Pull::write`] takes
+//! the artifact's bytes as fetched, hashes them (the artifact's own
+//! SHA-256, checked in [`Pull::finish`] before anything is selected) and
+//! hands them to the device's decoder stage ([`crate::decode`], the same as
+//! `POST /update` with `Content-Encoding`), which writes the decoded image
+//! into the same session with every check of a full image (chip, size,
+//! `secure_version`, the manifest's image SHA-256). The offset it checks
+//! counts fetched bytes, separately from what the session has received.
+//!
+//! When a gzip or delta download fails in any way (the artifact's SHA-256,
+//! a decode error, a base that turns out not to match, the transport),
+//! [`Pull::fall_back`] turns the same check to the full image; an artifact
+//! that failed on the device is not chosen again until power-off. An
+//! encoded download always starts at byte 0 (`service/pulled.rs`).
 //!
 //! # Memory
 //!
@@ -52,10 +69,12 @@ pub mod install;
 mod plan;
 mod text;
 
-pub use plan::{decide, Facts, Plan, Refusal, WwwFacts};
+pub use plan::{choose, decide, Choice, Decoders, Facts, Plan, Refusal, WwwFacts};
 pub use text::Text;
 
 use core::fmt::Write as _;
+
+use sha2::Digest as _;
 
 use embedded_storage::nor_flash::NorFlash;
 use otter_format::otadata::OtaState;
@@ -65,7 +84,9 @@ use otter_ota::{verify_slot, SlotId, SlotMap};
 use crate::error::DeviceError;
 use crate::service::{CheckResult, Device, Platform, RebootReason, Text32, SECTOR};
 
-pub use otter_release::{PublicKey, MAX_MANIFEST_LEN, MAX_SIGNATURE_FILE_LEN, MAX_URL_LEN};
+pub use otter_release::{
+    PublicKey, MAX_ALTERNATIVES, MAX_MANIFEST_LEN, MAX_SIGNATURE_FILE_LEN, MAX_URL_LEN,
+};
 
 /// Longest product, chip or version name kept (the manifest's limit).
 pub const NAME_LEN: usize = otter_release::MAX_NAME_LEN;
@@ -140,6 +161,60 @@ pub struct ArtifactInfo {
     pub sha256: [u8; 32],
 }
 
+/// How the firmware travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtifactEncoding {
+    /// The full image as it is.
+    Identity,
+    /// gzip of the image.
+    Gzip,
+    /// An `esp_delta_ota` patch from the running image.
+    Delta,
+}
+
+impl ArtifactEncoding {
+    /// `identity`, `gzip` or `delta` (the status document's names).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Identity => "identity",
+            Self::Gzip => "gzip",
+            Self::Delta => "delta",
+        }
+    }
+
+    /// The device decoder's encoding.
+    pub fn decoder(self) -> crate::decode::Encoding {
+        match self {
+            Self::Identity => crate::decode::Encoding::Identity,
+            Self::Gzip => crate::decode::Encoding::Gzip,
+            Self::Delta => crate::decode::Encoding::EspDelta,
+        }
+    }
+}
+
+/// One alternative artifact of the firmware (`firmware.alternatives[i]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlternativeInfo {
+    /// gzip or delta.
+    pub encoding: ArtifactEncoding,
+    /// The artifact's length in bytes.
+    pub size: u64,
+    /// The artifact's own SHA-256.
+    pub sha256: [u8; 32],
+    /// A delta's base: the running image's validation hash it needs.
+    pub base_sha256: Option<[u8; 32]>,
+}
+
+/// A gzip or delta download that failed and was replaced by the full image
+/// in the same check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fallback {
+    /// What was tried.
+    pub from: ArtifactEncoding,
+    /// Why it failed (the error's code).
+    pub error: &'static str,
+}
+
 /// What a verified manifest says, as the machine keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Release {
@@ -157,6 +232,8 @@ pub struct Release {
     pub firmware: ArtifactInfo,
     /// The web UI of a bundle.
     pub www: Option<ArtifactInfo>,
+    /// The firmware's alternatives, in manifest order.
+    pub alternatives: [Option<AlternativeInfo>; MAX_ALTERNATIVES],
 }
 
 /// The decision of a check.
@@ -187,6 +264,8 @@ impl Decision {
 pub struct Fetch<'a> {
     /// Which artifact.
     pub artifact: Artifact,
+    /// How it is encoded (a web UI: always identity).
+    pub encoding: ArtifactEncoding,
     /// Its URL as written in the manifest.
     pub url: &'a str,
     /// First byte wanted (a resumed prefix is kept in flash).
@@ -287,9 +366,9 @@ pub struct LastError {
 /// Download progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
-    /// Bytes in flash.
+    /// Bytes fetched and taken (for a full image: in flash).
     pub written: u64,
-    /// Artifact size.
+    /// Artifact size (of the gzip stream or the patch, when encoded).
     pub total: u64,
     /// Where this download started: 0, or the prefix kept from before a
     /// power cut.
@@ -312,6 +391,15 @@ pub struct Pull {
     artifact: Option<Artifact>,
     release: Option<Release>,
     url: Text<MAX_URL_LEN>,
+    full_url: Text<MAX_URL_LEN>,
+    choice: Choice,
+    fallback: Option<Fallback>,
+    /// The SHA-256 of an encoded artifact's fetched bytes.
+    hasher: Option<sha2::Sha256>,
+    bad_alternative: Option<[u8; 32]>,
+    /// The slot may hold what a failed decoder wrote: the next firmware
+    /// download starts over instead of resuming.
+    no_resume: bool,
     plan: Option<Artifact>,
     progress: Option<Progress>,
     fetched: u64,
@@ -335,6 +423,12 @@ impl Pull {
             artifact: None,
             release: None,
             url: Text::new(),
+            full_url: Text::new(),
+            choice: Choice::Full,
+            fallback: None,
+            hasher: None,
+            bad_alternative: None,
+            no_resume: false,
             plan: None,
             progress: None,
             fetched: 0,
@@ -377,6 +471,24 @@ impl Pull {
     pub fn url(&self) -> &str {
         self.url.as_str()
     }
+    /// How the firmware decided on travels (identity for a web UI).
+    pub fn encoding(&self) -> ArtifactEncoding {
+        self.chosen()
+            .map_or(ArtifactEncoding::Identity, |a| a.encoding)
+    }
+    /// The gzip or delta download this check replaced by the full image.
+    pub fn fallback(&self) -> Option<Fallback> {
+        self.fallback
+    }
+
+    fn chosen(&self) -> Option<AlternativeInfo> {
+        match (self.plan, self.choice, &self.release) {
+            (Some(Artifact::Firmware), Choice::Alternative(i), Some(r)) => {
+                r.alternatives.get(i).copied().flatten()
+            }
+            _ => None,
+        }
+    }
 
     /// A check starts (at boot, every poll, `POST /api/ota/check`).
     pub fn start(&mut self, now: Now) {
@@ -384,6 +496,9 @@ impl Pull {
         self.artifact = None;
         self.progress = None;
         self.plan = None;
+        self.choice = Choice::Full;
+        self.fallback = None;
+        self.hasher = None;
         self.checks += 1;
         self.last_check = Some(now.unix);
     }
@@ -442,10 +557,11 @@ impl Pull {
     /// SHA-256 since power-on is not fetched again (`sha256_mismatch`,
     /// failed) until the manifest names other bytes.
     #[allow(clippy::too_many_arguments)]
-    pub fn check<F: NorFlash>(
+    pub fn check<F: NorFlash, P: Platform<F>>(
         &mut self,
         dev: &mut Device,
         flash: &mut F,
+        platform: &mut P,
         manifest: &[u8],
         sig: &[u8],
         trusted: &[PublicKey],
@@ -479,12 +595,20 @@ impl Pull {
                 size: w.size,
                 sha256: w.sha256.0,
             }),
+            alternatives: alternatives(&m.firmware.alternatives),
         };
         self.release = Some(release);
-        let decision = self.decide(dev, flash, &release, product, now)?;
-        self.url = match decision {
-            Decision::Download(Artifact::Firmware) => Text::of(&m.firmware.url),
-            Decision::Download(Artifact::Www) => {
+        let decision = self.decide(dev, flash, platform, &release, product, now)?;
+        self.full_url = Text::of(&m.firmware.url);
+        self.url = match (decision, self.choice) {
+            (Decision::Download(Artifact::Firmware), Choice::Full) => Text::of(&m.firmware.url),
+            (Decision::Download(Artifact::Firmware), Choice::Alternative(i)) => Text::of(
+                m.firmware
+                    .alternatives
+                    .get(i)
+                    .map_or(m.firmware.url.as_str(), |a| a.url.as_str()),
+            ),
+            (Decision::Download(Artifact::Www), _) => {
                 Text::of(m.www.as_ref().map_or("", |w| w.url.as_str()))
             }
             _ => Text::new(),
@@ -492,11 +616,14 @@ impl Pull {
         Ok(decision)
     }
 
-    /// [`Pull::check`] after the verification: decides on `release`.
-    pub fn decide<F: NorFlash>(
+    /// [`Pull::check`] after the verification: decides on `release`, and
+    /// for a firmware download which artifact ([`choose`], with the
+    /// decoders `platform` lends).
+    pub fn decide<F: NorFlash, P: Platform<F>>(
         &mut self,
         dev: &mut Device,
         flash: &mut F,
+        platform: &mut P,
         release: &Release,
         product: Option<&str>,
         now: Now,
@@ -531,6 +658,13 @@ impl Pull {
             }
         };
         let product_name = product.unwrap_or(facts.project.as_str());
+        let decoders = {
+            let ram = platform.decoder_ram();
+            Decoders {
+                inflate: ram.inflate.is_some(),
+                patch: ram.patch.is_some(),
+            }
+        };
         let f = Facts {
             product: product_name,
             chip: dev.opts.cfg.chip.name(),
@@ -539,6 +673,8 @@ impl Pull {
             secure_counter: dev.opts.cfg.anti_rollback,
             next_slot_size: facts.next_slot_size,
             www: facts.www,
+            running_sha256: facts.running_sha256,
+            decoders,
         };
         let cfg = dev.opts.cfg;
         let mut rolled_back = |v: &str| rolled_back(flash, &cfg, running, v);
@@ -565,6 +701,7 @@ impl Pull {
                         now,
                     ));
                 }
+                self.choice = choose(release, &f, self.bad_alternative);
                 Decision::Download(Artifact::Firmware)
             }
             Plan::Www => Decision::Download(Artifact::Www),
@@ -580,10 +717,12 @@ impl Pull {
 
     /// The bytes to fetch first for a firmware download decision: its
     /// first sector, which decides whether the slot holds a prefix of it
-    /// (fetch them without the lock). `None` for a web UI.
+    /// (fetch them without the lock). `None` for a web UI, a gzip or delta
+    /// artifact (which starts at 0), and the full image after a fallback
+    /// (which starts over: the slot holds what a decoder wrote).
     pub fn head_range(&self) -> Option<(u64, u64)> {
         match (self.plan, &self.release) {
-            (Some(Artifact::Firmware), Some(r)) => {
+            (Some(Artifact::Firmware), Some(r)) if self.chosen().is_none() && !self.no_resume => {
                 Some((0, r.firmware.size.min(u64::from(SECTOR))))
             }
             _ => None,
@@ -604,14 +743,31 @@ impl Pull {
         let (Some(artifact), Some(release)) = (self.plan, self.release) else {
             return Err(PullError::Internal);
         };
+        let chosen = self.chosen();
         let begun = match artifact {
             Artifact::Firmware => {
                 let fw = release.firmware;
-                match u32::try_from(fw.size) {
-                    Ok(size) => dev
-                        .begin_pull_firmware(flash, size, fw.sha256, head, now.ms)
-                        .map(u64::from),
-                    Err(_) => Err(DeviceError::TooLarge {
+                match (u32::try_from(fw.size), chosen) {
+                    (Ok(size), None) => {
+                        // After a failed decoder the slot's prefix may not
+                        // be this image's beyond its first sector.
+                        let head = if self.no_resume { &[][..] } else { head };
+                        self.no_resume = false;
+                        dev.begin_pull_firmware(flash, size, fw.sha256, head, now.ms)
+                            .map(u64::from)
+                    }
+                    (Ok(size), Some(alt)) => dev
+                        .begin_pull_encoded(
+                            flash,
+                            platform,
+                            size,
+                            fw.sha256,
+                            alt.encoding.decoder(),
+                            alt.size,
+                            now.ms,
+                        )
+                        .map(|()| 0),
+                    (Err(_), _) => Err(DeviceError::TooLarge {
                         needed: fw.size,
                         capacity: u32::MAX,
                     }),
@@ -647,13 +803,15 @@ impl Pull {
                 ));
             }
         };
-        let total = match artifact {
-            Artifact::Firmware => release.firmware.size,
-            Artifact::Www => release.www.map_or(0, |w| w.size),
+        let total = match (artifact, chosen) {
+            (Artifact::Firmware, Some(alt)) => alt.size,
+            (Artifact::Firmware, None) => release.firmware.size,
+            (Artifact::Www, _) => release.www.map_or(0, |w| w.size),
         };
         self.step = Step::Downloading;
         self.artifact = Some(artifact);
         self.fetched = from;
+        self.hasher = chosen.map(|_| sha2::Sha256::new());
         self.progress = Some(Progress {
             written: from,
             total,
@@ -661,6 +819,7 @@ impl Pull {
         });
         Ok(Fetch {
             artifact,
+            encoding: chosen.map_or(ArtifactEncoding::Identity, |a| a.encoding),
             url: self.url.as_str(),
             from,
             to: total,
@@ -669,20 +828,30 @@ impl Pull {
 
     /// The next fetched bytes, at `offset` of the artifact. An offset
     /// other than the next expected one is refused (`internal`).
-    pub fn write<F: NorFlash>(
+    pub fn write<F: NorFlash, P: Platform<F>>(
         &mut self,
         dev: &mut Device,
         flash: &mut F,
+        platform: &mut P,
         offset: u64,
         data: &[u8],
     ) -> Result<(), PullError> {
         if self.step != Step::Downloading || offset != self.fetched {
             return Err(PullError::Internal);
         }
-        dev.write_pull(flash, data).map_err(PullError::Device)?;
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(data);
+        }
+        dev.write_pull(flash, platform, data)
+            .map_err(PullError::Device)?;
         self.fetched += data.len() as u64;
+        let encoded = self.hasher.is_some();
         if let Some(p) = self.progress.as_mut() {
-            p.written = dev.pull_received().unwrap_or(self.fetched);
+            p.written = if encoded {
+                self.fetched
+            } else {
+                dev.pull_received().unwrap_or(self.fetched)
+            };
         }
         Ok(())
     }
@@ -698,10 +867,23 @@ impl Pull {
         let (Some(artifact), Some(release)) = (self.artifact, self.release) else {
             return Err(PullError::Internal);
         };
+        let chosen = self.chosen();
         let r = match artifact {
             Artifact::Firmware => {
                 let size = u32::try_from(release.firmware.size).map_err(|_| PullError::Internal)?;
-                dev.restart_pull_firmware(flash, size, release.firmware.sha256)
+                match chosen {
+                    None => dev.restart_pull_firmware(flash, size, release.firmware.sha256),
+                    Some(alt) => {
+                        self.hasher = Some(sha2::Sha256::new());
+                        dev.restart_pull_encoded(
+                            flash,
+                            platform,
+                            size,
+                            release.firmware.sha256,
+                            alt.encoding.decoder(),
+                        )
+                    }
+                }
             }
             Artifact::Www => {
                 let w = release.www.ok_or(PullError::Internal)?;
@@ -733,6 +915,24 @@ impl Pull {
             return Err(PullError::Internal);
         }
         self.step = Step::Verifying;
+        let chosen = self.chosen();
+        if let Some(alt) = chosen {
+            // The artifact's own SHA-256 before anything is selected.
+            let got: Option<[u8; 32]> = self.hasher.take().map(|h| h.finalize().into());
+            if self.fetched != alt.size || got != Some(alt.sha256) {
+                let e = DeviceError::ArtifactSha256Mismatch;
+                dev.abort_pull(&e, now.ms);
+                let msg = e.clone();
+                return Err(self.fail_with(
+                    dev,
+                    PullError::Device(e),
+                    &mut |t| {
+                        let _ = write!(t, "{msg}");
+                    },
+                    now,
+                ));
+            }
+        }
         match dev.finish_pull(flash, platform, now.ms) {
             Ok(done) => {
                 self.step = Step::Rebooting;
@@ -740,8 +940,13 @@ impl Pull {
                 Ok(done.reboot)
             }
             Err(e) => {
-                // The manifest's SHA-256 or the image's appended one.
-                if e.code() == "sha256_mismatch" && self.artifact == Some(Artifact::Firmware) {
+                // The manifest's SHA-256 or the image's appended one (a
+                // decoded artifact's failure is the artifact's, not the
+                // image's: the full image is still worth fetching).
+                if e.code() == "sha256_mismatch"
+                    && self.artifact == Some(Artifact::Firmware)
+                    && chosen.is_none()
+                {
                     self.bad = self.release.map(|r| r.firmware.sha256);
                 }
                 let msg = e.clone();
@@ -767,7 +972,10 @@ impl Pull {
         message: core::fmt::Arguments<'_>,
         now: Now,
     ) {
-        if error.code() == "sha256_mismatch" && self.artifact == Some(Artifact::Firmware) {
+        if error.code() == "sha256_mismatch"
+            && self.artifact == Some(Artifact::Firmware)
+            && self.chosen().is_none()
+        {
             self.bad = self.release.map(|r| r.firmware.sha256);
         }
         if matches!(self.step, Step::Downloading | Step::Verifying) {
@@ -782,6 +990,49 @@ impl Pull {
         self.fail(dev, error, message, now);
     }
 
+    /// After a failed gzip or delta download (the transport, a write the
+    /// device refused, [`Pull::finish`]'s checks): turns this check to the
+    /// full image, recorded as [`Pull::fallback`]; the caller goes on with
+    /// [`Pull::head_range`] and [`Pull::begin`]. Nothing was selected (the
+    /// failed update was abandoned; if it was not yet, it is here). An
+    /// artifact that failed on the device is not chosen again until the
+    /// machine is recreated (power-on). `false` (nothing changes) when the
+    /// download was the full image or a web UI.
+    pub fn fall_back(&mut self, dev: &mut Device, now: Now) -> bool {
+        let Some(alt) = self.chosen() else {
+            return false;
+        };
+        if matches!(self.step, Step::Downloading | Step::Verifying) {
+            let e = DeviceError::Aborted {
+                received: self.fetched,
+            };
+            dev.abort_pull(&e, now.ms);
+        }
+        let error = self
+            .last_error
+            .as_ref()
+            .map_or("aborted", |l| l.error.code());
+        if matches!(
+            self.last_error.as_ref().map(|l| &l.error),
+            Some(PullError::Device(_))
+        ) {
+            self.bad_alternative = Some(alt.sha256);
+        }
+        self.fallback = Some(Fallback {
+            from: alt.encoding,
+            error,
+        });
+        self.choice = Choice::Full;
+        self.url = self.full_url;
+        self.no_resume = true;
+        self.hasher = None;
+        self.progress = None;
+        self.artifact = None;
+        self.last_error = None;
+        self.step = Step::Checking;
+        true
+    }
+
     /// Marks the check up to date without a manifest (a fleet server that
     /// offers nothing).
     pub fn up_to_date(&mut self) {
@@ -794,6 +1045,7 @@ impl Pull {
 struct Gathered {
     project: Text32,
     version: Text32,
+    running_sha256: Option<[u8; 32]>,
     pending_verify: bool,
     next_slot_size: Option<u32>,
     www: Option<WwwFacts>,
@@ -811,6 +1063,10 @@ fn gather<F: NorFlash>(
     let info = verify_slot(flash, &region, otter_format::image::VerifyOptions::new())
         .map_err(|e| DeviceError::from_ota(&e))?
         .map_err(DeviceError::Image)?;
+    let running_sha256 = info
+        .sha256
+        .filter(|s| s.stored == s.computed)
+        .map(|s| s.stored);
     let (project, version) = info
         .app_desc
         .map_or((Text32::default(), Text32::default()), |d| {
@@ -858,10 +1114,33 @@ fn gather<F: NorFlash>(
     Ok(Gathered {
         project,
         version,
+        running_sha256,
         pending_verify: cfg.rollback && state == Some(OtaState::PendingVerify),
         next_slot_size,
         www,
     })
+}
+
+/// The manifest's alternatives as the machine keeps them (at most
+/// [`MAX_ALTERNATIVES`], which the manifest's validation guarantees).
+fn alternatives(
+    list: &[otter_release::Alternative],
+) -> [Option<AlternativeInfo>; MAX_ALTERNATIVES] {
+    let mut out = [None; MAX_ALTERNATIVES];
+    for (slot, a) in out.iter_mut().zip(list) {
+        *slot = Some(AlternativeInfo {
+            encoding: match a.encoding {
+                otter_release::Encoding::Gzip => ArtifactEncoding::Gzip,
+                otter_release::Encoding::Delta => ArtifactEncoding::Delta,
+                // A future encoding this device cannot apply.
+                _ => ArtifactEncoding::Identity,
+            },
+            size: a.size,
+            sha256: a.sha256.0,
+            base_sha256: a.base_sha256.map(|d| d.0),
+        });
+    }
+    out
 }
 
 fn compare(a: &str, b: &str) -> bool {

@@ -1,5 +1,6 @@
 //! What a verified release means for this device: install the firmware,
-//! install the web UI, nothing, wait, or refuse (and why).
+//! install the web UI, nothing, wait, or refuse (and why); and which of the
+//! firmware's artifacts to fetch ([`choose`]).
 //!
 //! Pure: [`Facts`] are what the device knows about itself
 //! ([`super::Pull::decide`] reads them from flash), [`Release`] what the
@@ -7,7 +8,7 @@
 
 use core::cmp::Ordering;
 
-use super::Release;
+use super::{ArtifactEncoding, Release};
 
 /// What the device knows about itself that a release is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,60 @@ pub struct Facts<'a> {
     pub next_slot_size: Option<u32>,
     /// The web-UI slots, `None` without them.
     pub www: Option<WwwFacts>,
+    /// The running image's validation hash (the SHA-256 appended to it,
+    /// checked): what a delta's `base_sha256` must be. `None` when the
+    /// image has none.
+    pub running_sha256: Option<[u8; 32]>,
+    /// Which decoders the platform lends.
+    pub decoders: Decoders,
+}
+
+/// Which decoders the platform lends for a pull
+/// ([`crate::service::Platform::decoder_ram`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Decoders {
+    /// The inflater (gzip).
+    pub inflate: bool,
+    /// The patch applier (deltas).
+    pub patch: bool,
+}
+
+/// Which of the firmware's artifacts to fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// The full image (`firmware.url`).
+    Full,
+    /// `firmware.alternatives[i]`.
+    Alternative(usize),
+}
+
+/// The smallest artifact of `r`'s firmware this device can apply: a delta
+/// whose `base_sha256` is the running image's validation hash (with the
+/// patch applier lent), the gzip stream (with the inflater lent), or the
+/// full image. An alternative is taken only when it is strictly smaller
+/// than the full image (and than any other candidate; the first of equals
+/// wins); `skip` names an artifact SHA-256 that failed since power-on.
+pub fn choose(r: &Release, d: &Facts<'_>, skip: Option<[u8; 32]>) -> Choice {
+    let mut best = Choice::Full;
+    let mut best_size = r.firmware.size;
+    for (i, a) in r.alternatives.iter().enumerate() {
+        let Some(a) = a else { continue };
+        if skip == Some(a.sha256) {
+            continue;
+        }
+        let usable = match a.encoding {
+            ArtifactEncoding::Identity => false,
+            ArtifactEncoding::Gzip => d.decoders.inflate,
+            ArtifactEncoding::Delta => {
+                d.decoders.patch && a.base_sha256.is_some() && a.base_sha256 == d.running_sha256
+            }
+        };
+        if usable && a.size < best_size {
+            best = Choice::Alternative(i);
+            best_size = a.size;
+        }
+    }
+    best
 }
 
 /// The web-UI slots, as far as a plan needs them.
@@ -206,4 +261,131 @@ pub fn decide(
 /// otter's version order (docs/release-manifest.md), otter-release's.
 fn compare_versions(a: &str, b: &str) -> Ordering {
     otter_release::compare_versions(a, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pull::{AlternativeInfo, ArtifactInfo, Text, MAX_ALTERNATIVES};
+
+    const RUNNING: [u8; 32] = [7; 32];
+
+    fn release(alts: &[AlternativeInfo]) -> Release {
+        let mut alternatives = [None; MAX_ALTERNATIVES];
+        for (slot, a) in alternatives.iter_mut().zip(alts) {
+            *slot = Some(*a);
+        }
+        Release {
+            product: Text::of("app"),
+            chip: Text::of("esp32c3"),
+            version: Text::of("1.1.0"),
+            secure_version: 0,
+            expires: 0,
+            firmware: ArtifactInfo {
+                size: 100_000,
+                sha256: [1; 32],
+            },
+            www: None,
+            alternatives,
+        }
+    }
+
+    fn facts(decoders: Decoders) -> Facts<'static> {
+        Facts {
+            product: "app",
+            chip: "esp32c3",
+            running_version: "1.0.0",
+            pending_verify: false,
+            secure_counter: None,
+            next_slot_size: Some(1 << 20),
+            www: None,
+            running_sha256: Some(RUNNING),
+            decoders,
+        }
+    }
+
+    const ALL: Decoders = Decoders {
+        inflate: true,
+        patch: true,
+    };
+
+    fn gzip(size: u64) -> AlternativeInfo {
+        AlternativeInfo {
+            encoding: ArtifactEncoding::Gzip,
+            size,
+            sha256: [2; 32],
+            base_sha256: None,
+        }
+    }
+
+    fn delta(size: u64, base: [u8; 32], sha: u8) -> AlternativeInfo {
+        AlternativeInfo {
+            encoding: ArtifactEncoding::Delta,
+            size,
+            sha256: [sha; 32],
+            base_sha256: Some(base),
+        }
+    }
+
+    #[test]
+    fn a_matching_delta_wins() {
+        let r = release(&[
+            gzip(60_000),
+            delta(3_000, [9; 32], 3),
+            delta(4_000, RUNNING, 4),
+        ]);
+        assert_eq!(choose(&r, &facts(ALL), None), Choice::Alternative(2));
+    }
+
+    #[test]
+    fn no_matching_delta_takes_gzip() {
+        let r = release(&[delta(3_000, [9; 32], 3), gzip(60_000)]);
+        assert_eq!(choose(&r, &facts(ALL), None), Choice::Alternative(1));
+        // A running image without a validation hash matches no delta.
+        let mut f = facts(ALL);
+        f.running_sha256 = None;
+        let r = release(&[delta(3_000, RUNNING, 3), gzip(60_000)]);
+        assert_eq!(choose(&r, &f, None), Choice::Alternative(1));
+    }
+
+    #[test]
+    fn without_decoder_ram_the_full_image() {
+        let r = release(&[gzip(60_000), delta(3_000, RUNNING, 3)]);
+        assert_eq!(choose(&r, &facts(Decoders::default()), None), Choice::Full);
+        // Only the inflater: gzip; only the applier: the delta.
+        let inflate = Decoders {
+            inflate: true,
+            patch: false,
+        };
+        assert_eq!(choose(&r, &facts(inflate), None), Choice::Alternative(0));
+        let patch = Decoders {
+            inflate: false,
+            patch: true,
+        };
+        assert_eq!(choose(&r, &facts(patch), None), Choice::Alternative(1));
+    }
+
+    #[test]
+    fn alternatives_no_smaller_than_the_image_are_not_taken() {
+        let r = release(&[gzip(100_000), delta(100_001, RUNNING, 3)]);
+        assert_eq!(choose(&r, &facts(ALL), None), Choice::Full);
+        let r = release(&[gzip(99_999), delta(100_000, RUNNING, 3)]);
+        assert_eq!(choose(&r, &facts(ALL), None), Choice::Alternative(0));
+        // The smaller of two usable ones, whatever their order.
+        let r = release(&[delta(5_000, RUNNING, 3), gzip(4_000)]);
+        assert_eq!(choose(&r, &facts(ALL), None), Choice::Alternative(1));
+    }
+
+    #[test]
+    fn an_artifact_that_failed_is_skipped() {
+        let r = release(&[gzip(60_000), delta(3_000, RUNNING, 3)]);
+        assert_eq!(
+            choose(&r, &facts(ALL), Some([3; 32])),
+            Choice::Alternative(0)
+        );
+        assert_eq!(
+            choose(&r, &facts(ALL), Some([2; 32])),
+            Choice::Alternative(1)
+        );
+    }
 }

@@ -344,10 +344,13 @@ pub struct LastUpdate {
     pub www_slot: Option<u8>,
     /// The new image's version.
     pub version: Option<Text32>,
-    /// Bytes received.
+    /// Bytes received (the transfer's: compressed, or the patch).
     pub received: u64,
     /// Bytes announced.
     pub total: Option<u64>,
+    /// How the firmware travelled (plain, gzip, a delta), once known;
+    /// `None` for a web UI and before a sniffed upload's first byte.
+    pub encoding: Option<crate::decode::Encoding>,
     /// Boot number.
     pub boot: u32,
     /// `now` when it ended (ms).

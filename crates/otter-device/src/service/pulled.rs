@@ -19,6 +19,19 @@
 //! ([`otter_ota::session::resume_point`]), re-reading the kept prefix
 //! through the image verifier; not equal, a fresh start. The SHA-256 of the
 //! whole image, over what is in flash, decides at the end.
+//!
+//! # Encoded artifacts
+//!
+//! A gzip or delta artifact ([`Device::begin_pull_encoded`]) goes through
+//! the same decoder stage as `POST /update` with `Content-Encoding`
+//! ([`crate::decode`], with the platform's [`Platform::decoder_ram`]) into
+//! the same session. A decoder's state lives only in RAM, so an encoded
+//! download cannot continue from what the slot holds: it always starts at
+//! byte 0 with the same fresh start as a full image (the image's range
+//! erased, sector 0 last). What it leaves in the slot after a cut is
+//! therefore a prefix of the very same decoded image followed by erased
+//! sectors, which is exactly what the first-sector rule expects, should
+//! the next attempt be a full-image download.
 
 use embedded_storage::nor_flash::NorFlash;
 use otter_ota::session::{erase_update_slot, resume_point, UpdateRequest, UpdateSession};
@@ -26,6 +39,7 @@ use otter_ota::{OtaError, Region, SlotMap};
 
 use super::conn::upload::{begin_www, Sink};
 use super::{Device, LastUpdate, Platform, Protocol, UpdateKind, UpdateResult, Upload};
+use crate::decode::{Decoder, Encoding};
 use crate::error::DeviceError;
 
 /// Flash sector: the unit of the resume rule.
@@ -87,10 +101,152 @@ impl Device {
             version: None,
             received: u64::from(from),
             total,
+            encoding: Some(Encoding::Identity),
             boot: self.boot_count,
             at: now,
         });
         Ok(from)
+    }
+
+    /// Takes the update lock for a pulled firmware of `size` bytes with
+    /// SHA-256 `sha256` that arrives as `encoding` (`Gzip` or `EspDelta`,
+    /// against the running image) in an artifact of `artifact_size` bytes,
+    /// and opens the slot from byte 0 (module docs: an encoded download
+    /// does not resume). The decoder is limited to `size` bytes of output.
+    /// The same refusals as [`Device::begin_pull_firmware`], plus 415
+    /// `decoder_unavailable` when the platform lends no RAM for it (before
+    /// anything is erased).
+    #[allow(clippy::too_many_arguments)]
+    pub fn begin_pull_encoded<F: NorFlash, P: Platform<F>>(
+        &mut self,
+        flash: &mut F,
+        platform: &mut P,
+        size: u32,
+        sha256: [u8; 32],
+        encoding: Encoding,
+        artifact_size: u64,
+        now: u64,
+    ) -> Result<(), DeviceError> {
+        self.last_now = now;
+        let running = self.ready_for_update(flash)?;
+        if self.update_in_progress() {
+            return Err(DeviceError::Busy);
+        }
+        if size == 0 {
+            return Err(DeviceError::Empty);
+        }
+        let total = Some(artifact_size);
+        let opened = self.open_encoded(flash, platform, running, size, sha256, encoding);
+        let (session, decoder) = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                super::conn::upload::dev_fail(
+                    self,
+                    Sink::Firmware,
+                    Protocol::Pull,
+                    &e,
+                    0,
+                    total,
+                    now,
+                );
+                if let Some(r) = self.last_update.as_mut() {
+                    r.encoding = Some(encoding);
+                }
+                return Err(e);
+            }
+        };
+        let slot = session.target();
+        self.upload = Upload::Firmware { session, decoder };
+        self.record(LastUpdate {
+            result: UpdateResult::InProgress,
+            error: None,
+            kind: UpdateKind::Firmware,
+            protocol: Protocol::Pull,
+            slot: Some(slot),
+            www_slot: None,
+            version: None,
+            received: 0,
+            total,
+            encoding: Some(encoding),
+            boot: self.boot_count,
+            at: now,
+        });
+        Ok(())
+    }
+
+    /// Starts an encoded pull over from byte 0 (the server ignored a
+    /// `Range`): erases the range again, a fresh session and decoder.
+    pub fn restart_pull_encoded<F: NorFlash, P: Platform<F>>(
+        &mut self,
+        flash: &mut F,
+        platform: &mut P,
+        size: u32,
+        sha256: [u8; 32],
+        encoding: Encoding,
+    ) -> Result<(), DeviceError> {
+        let Upload::Firmware { .. } = self.upload else {
+            return Err(DeviceError::Busy);
+        };
+        let running = self.running.ok_or(DeviceError::NotRunning)?;
+        self.upload = Upload::External {
+            kind: UpdateKind::Firmware,
+        };
+        match self.open_encoded(flash, platform, running, size, sha256, encoding) {
+            Ok((session, decoder)) => {
+                self.upload = Upload::Firmware { session, decoder };
+                Ok(())
+            }
+            Err(e) => {
+                let now = self.last_now;
+                let total = self.last_update.as_ref().and_then(|r| r.total);
+                super::conn::upload::dev_fail(
+                    self,
+                    Sink::Firmware,
+                    Protocol::Pull,
+                    &e,
+                    0,
+                    total,
+                    now,
+                );
+                Err(e)
+            }
+        }
+    }
+
+    fn open_encoded<F: NorFlash, P: Platform<F>>(
+        &mut self,
+        flash: &mut F,
+        platform: &mut P,
+        running: otter_ota::SlotId,
+        size: u32,
+        sha256: [u8; 32],
+        encoding: Encoding,
+    ) -> Result<(UpdateSession, Decoder), DeviceError> {
+        let map = SlotMap::read(flash, self.opts.cfg.table_offset)
+            .map_err(|e| DeviceError::from_ota(&e))?;
+        let slot = map
+            .next_update_slot(Some(running))
+            .ok_or(DeviceError::NoOtaSlot)?;
+        let region = *map.region(slot).ok_or(DeviceError::NoOtaSlot)?;
+        if u64::from(size) > u64::from(region.size) {
+            return Err(DeviceError::TooLarge {
+                needed: u64::from(size),
+                capacity: region.size,
+            });
+        }
+        // The decoder RAM is checked before anything is erased.
+        let base = map.region(running).copied();
+        let chip = self.opts.cfg.chip;
+        let decoder = Decoder::begin(
+            encoding,
+            &mut platform.decoder_ram(),
+            base,
+            chip,
+            u64::from(size),
+        )?
+        .with_image_size();
+        let session = fresh(flash, self, running, size, sha256)?;
+        Ok((session, decoder))
     }
 
     /// Starts the pulled firmware over from byte 0 (the server ignored a
@@ -172,6 +328,7 @@ impl Device {
             version: None,
             received: 0,
             total,
+            encoding: None,
             boot: self.boot_count,
             at: now,
         });
@@ -214,16 +371,20 @@ impl Device {
     }
 
     /// Writes the next bytes of the pulled update (the upload path's one
-    /// write: the session refuses a bad header, trailing data, ...).
-    pub fn write_pull<F: NorFlash>(
+    /// write: the decoder stage with the platform's RAM, then the session,
+    /// which refuses a bad header, trailing data, ...).
+    pub fn write_pull<F: NorFlash, P: Platform<F>>(
         &mut self,
         flash: &mut F,
+        platform: &mut P,
         data: &[u8],
     ) -> Result<(), DeviceError> {
-        // Pulled artifacts are plain images today; a compressed or delta
-        // artifact would lend the platform's decoder RAM here.
-        let mut none = crate::decode::DecoderRam::NONE;
-        super::conn::upload::write_upload(&mut self.upload, flash, &mut none, data)
+        super::conn::upload::write_upload(
+            &mut self.upload,
+            flash,
+            &mut platform.decoder_ram(),
+            data,
+        )
     }
 
     /// Verifies and selects the pulled update; recorded as the last update.

@@ -270,6 +270,9 @@ pub(crate) fn write_status<F: NorFlash, P: Platform<F>>(
                     .opt_string(u.version.as_ref().map(super::Text32::as_str));
                 j.raw(",").key("received").num(u.received);
                 j.raw(",").key("total").opt_num(u.total);
+                j.raw(",")
+                    .key("encoding")
+                    .opt_string(u.encoding.and_then(crate::decode::Encoding::status_name));
                 j.raw(",").key("boot").num(u64::from(u.boot));
                 j.raw(",").key("at").num(u.at).raw("}");
             }

@@ -113,6 +113,10 @@ impl Device {
             version: None,
             received: 0,
             total,
+            encoding: match kind {
+                UpdateKind::Firmware if !matches!(encoding, Encoding::Sniff) => Some(encoding),
+                _ => None,
+            },
             boot: self.boot_count,
             at: now,
         });
@@ -225,11 +229,20 @@ impl Device {
         let total = self.last_update.as_ref().and_then(|r| r.total);
         match done {
             Ok(done) => {
-                let (slot, www_slot, version, reboot) = match &done {
-                    Done::Firmware { slot, version, .. } => {
-                        (Some(*slot), None, *version, RebootReason::Update)
-                    }
-                    Done::Www(w) => (None, Some(w.target), None, RebootReason::Www),
+                let (slot, www_slot, version, reboot, encoding) = match &done {
+                    Done::Firmware {
+                        slot,
+                        version,
+                        encoding,
+                        ..
+                    } => (
+                        Some(*slot),
+                        None,
+                        *version,
+                        RebootReason::Update,
+                        Some(*encoding),
+                    ),
+                    Done::Www(w) => (None, Some(w.target), None, RebootReason::Www, None),
                 };
                 self.record(LastUpdate {
                     result: UpdateResult::Ok,
@@ -241,6 +254,7 @@ impl Device {
                     version,
                     received: u64::from(received),
                     total,
+                    encoding,
                     boot: self.boot_count,
                     at: now,
                 });

@@ -418,17 +418,86 @@ pub fn core_pull(
         .dev
         .begin_pull_firmware(flash, size, sha, head, 0)
         .map_err(|e| core_err(flash, e.code()))?;
+    let Core { dev, plat } = &mut core;
     for c in image.get(from as usize..).unwrap_or_default().chunks(CHUNK) {
-        core.dev
-            .write_pull(flash, c)
+        dev.write_pull(flash, plat, c)
             .map_err(|e| core_err(flash, e.code()))?;
     }
-    let Core { dev, plat } = &mut core;
     let done = dev
         .finish_pull(flash, plat, 0)
         .map_err(|e| core_err(flash, e.code()))?;
     done.slot
         .ok_or(OtaError::Misuse("the device core selected no slot"))
+}
+
+/// A pulled firmware fetched as an encoded artifact (`artifact`, gzip or
+/// an `esp_delta_ota` patch from the running image), as the device core
+/// writes it ([`Device::begin_pull_encoded`]: the image's range erased, the
+/// decoder stage with the platform's RAM, always from byte 0), then
+/// verified and selected.
+fn core_pull_encoded(
+    flash: &mut SimFlash,
+    cfg: &DeviceConfig,
+    running: SlotId,
+    image: &[u8],
+    encoding: otter_device::decode::Encoding,
+    artifact: &[u8],
+) -> Result<SlotId, OtaError<SimFlashError>> {
+    use sha2::{Digest, Sha256};
+    let mut core = Core::boot(flash, cfg, running, PointerWrite::REAL)?;
+    let size = u32::try_from(image.len()).map_err(|_| OtaError::Misuse("image too large"))?;
+    let sha: [u8; 32] = Sha256::digest(image).into();
+    let Core { dev, plat } = &mut core;
+    dev.begin_pull_encoded(flash, plat, size, sha, encoding, artifact.len() as u64, 0)
+        .map_err(|e| core_err(flash, e.code()))?;
+    for c in artifact.chunks(CHUNK) {
+        dev.write_pull(flash, plat, c)
+            .map_err(|e| core_err(flash, e.code()))?;
+    }
+    let done = dev
+        .finish_pull(flash, plat, 0)
+        .map_err(|e| core_err(flash, e.code()))?;
+    done.slot
+        .ok_or(OtaError::Misuse("the device core selected no slot"))
+}
+
+/// A pull of the release's gzip artifact through the device core.
+pub fn core_pull_gzip(
+    flash: &mut SimFlash,
+    cfg: &DeviceConfig,
+    running: SlotId,
+    image: &[u8],
+) -> Result<SlotId, OtaError<SimFlashError>> {
+    let gz = encoded::gzip(image);
+    core_pull_encoded(
+        flash,
+        cfg,
+        running,
+        image,
+        otter_device::decode::Encoding::Gzip,
+        &gz,
+    )
+}
+
+/// A pull of the release's delta artifact (an `esp_delta_ota` patch from
+/// the image in the running slot) through the device core: the running
+/// slot read, the other written.
+pub fn core_pull_delta(
+    flash: &mut SimFlash,
+    cfg: &DeviceConfig,
+    running: SlotId,
+    image: &[u8],
+) -> Result<SlotId, OtaError<SimFlashError>> {
+    let old = encoded::running_image(flash, cfg, running)?;
+    let patch = encoded::patch(&old, image).map_err(OtaError::Misuse)?;
+    core_pull_encoded(
+        flash,
+        cfg,
+        running,
+        image,
+        otter_device::decode::Encoding::EspDelta,
+        &patch,
+    )
 }
 
 /// The same update sent gzip-compressed (`Content-Encoding: gzip`, level

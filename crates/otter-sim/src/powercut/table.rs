@@ -10,6 +10,8 @@
 //! | `gzip-upload` | `POST /update` with `Content-Encoding: gzip`: inflated into the slot as it arrives | otter-device's decoder stage, `service::Connection` |
 //! | `delta-upload` | `POST /update` with an `esp_delta_ota` patch from the running image: reads the running slot, writes the other | otter-device's decoder stage, otter-delta's applier |
 //! | `pull-resume` | the resumable pull, its resume after a cut included | the shipped first-sector comparison ([`super::pull`]) |
+//! | `pull-gzip` | a pull of the release's gzip artifact: the image's range erased, inflated into the slot; the retry starts over from byte 0 | `Device::begin_pull_encoded`, otter-device's decoder stage |
+//! | `pull-delta` | a pull of the release's delta artifact: the running slot read, the other written; the retry starts over from byte 0 | `Device::begin_pull_encoded`, otter-delta's applier |
 //! | `first-boot` | the bootloader's NEW → PENDING_VERIFY write; a second cut in every operation of the recovery | the bootloader model, `lifecycle::recover` |
 //! | `confirm` | the confirm; a second cut in every operation of the recovery | `POST /api/ota/confirm`, `lifecycle::confirm` |
 //! | `self-test-fail` | the failed self-test's mark-invalid | `Device::tick`, `mark_invalid_and_rollback` |
@@ -31,7 +33,9 @@ use std::sync::{Arc, Mutex};
 
 use otter_format::chip::Chip;
 
-use super::core::{http_delta_update, http_gzip_update, http_update};
+use super::core::{
+    core_pull_delta, core_pull_gzip, http_delta_update, http_gzip_update, http_update,
+};
 use super::layouts::*;
 use super::pull::pull_update;
 use super::{Case, Sampling, Scenario, SecondCut, WwwSpec};
@@ -79,6 +83,18 @@ pub const TABLE: &[Row] = &[
         scenario: Scenario::Update,
         what: "resumable pull (first-sector comparison, resume_point) and its resume after every cut",
         cases: pull_rows,
+    },
+    Row {
+        name: "pull-gzip",
+        scenario: Scenario::Update,
+        what: "pull of the gzip artifact through the device core (range erased, inflated into the slot); the retry starts over",
+        cases: pull_gzip_rows,
+    },
+    Row {
+        name: "pull-delta",
+        scenario: Scenario::Update,
+        what: "pull of the delta artifact through the device core (running slot read, the other written); the retry starts over",
+        cases: pull_delta_rows,
     },
     Row {
         name: "first-boot",
@@ -357,6 +373,14 @@ fn gzip_rows(env: &Env) -> Result<Vec<Case>, String> {
 
 fn delta_rows(env: &Env) -> Result<Vec<Case>, String> {
     encoded_rows(env, http_delta_update, "POST /update (esp_delta_ota patch)")
+}
+
+fn pull_gzip_rows(env: &Env) -> Result<Vec<Case>, String> {
+    encoded_rows(env, core_pull_gzip, "pull (gzip artifact)")
+}
+
+fn pull_delta_rows(env: &Env) -> Result<Vec<Case>, String> {
+    encoded_rows(env, core_pull_delta, "pull (delta artifact)")
 }
 
 fn pull_rows(env: &Env) -> Result<Vec<Case>, String> {

@@ -3,6 +3,9 @@
 //! - `otter release --firmware FILE [--www FILE] --key KEY.key... -o DIR`
 //!   checks the images, then writes `manifest.json`, `manifest.json.sig`,
 //!   `firmware.bin` and `www.bin` into DIR, and verifies what it wrote.
+//!   `--compress` and `--deltas-from DIR` add the firmware's gzip and delta
+//!   alternatives to the manifest (`otter-release/2`), each decoded back
+//!   and compared with the firmware before signing.
 //!   The firmware must be a valid app image (checksum, SHA-256, app
 //!   descriptor); chip, version, project and `secure_version` come from it.
 //!   The web-UI image must mount as LittleFS and have `/index.html`.
@@ -20,8 +23,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use otter_format::image::{verify, VerifyOptions};
 use otter_release::{
-    verify_folder, write_release, PublicKey, ReleaseSpec, SigningKey, Timestamp, Verified,
-    MANIFEST_FILE,
+    verify_folder, write_release, AlternativeSpec, PublicKey, ReleaseSpec, SigningKey, Timestamp,
+    Verified, MANIFEST_FILE,
 };
 use serde_json::json;
 
@@ -71,13 +74,15 @@ struct WriteArgs {
     /// Write into DIR even when it is not empty (files of the same names are replaced).
     #[arg(long)]
     force: bool,
-    /// Also write firmware.bin.gz (gzip -9) for devices that inflate as they write.
+    /// Also list firmware.bin.gz (gzip -9) in the manifest, for devices that
+    /// inflate as they write (makes the manifest otter-release/2).
     #[arg(long)]
     compress: bool,
-    /// Also write an esp_delta_ota patch from each earlier release in this
-    /// folder (subfolders holding firmware.bin) for the same chip.
-    #[arg(long, value_name = "DIR")]
-    delta_from: Option<PathBuf>,
+    /// Also list an esp_delta_ota patch from each earlier image in this
+    /// folder (app-image files, or release folders holding firmware.bin) for
+    /// the same chip (makes the manifest otter-release/2).
+    #[arg(long, alias = "delta-from", value_name = "DIR")]
+    deltas_from: Option<PathBuf>,
     /// Also sign the firmware with this Secure Boot v2 key (PEM: RSA-3072,
     /// ECDSA P-256 or P-384, as `espsecure generate-signing-key --version 2`
     /// writes it) before it goes into the release; repeat to add a second or
@@ -169,6 +174,27 @@ fn write_cmd(a: WriteArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let product = a.product.clone().unwrap_or_else(|| app.project.clone());
+    // The alternatives, each decoded back and compared with the firmware
+    // before anything is signed.
+    let mut extras = Vec::new();
+    let mut notes = Vec::new();
+    if a.compress {
+        extras.push(artifacts::make_gzip(&firmware)?);
+    }
+    if let Some(from) = &a.deltas_from {
+        let (e, n) = artifacts::make_deltas(from, &firmware)?;
+        extras.extend(e);
+        notes.extend(n);
+    }
+    let alternatives: Vec<AlternativeSpec<'_>> = extras
+        .iter()
+        .map(|e| AlternativeSpec {
+            encoding: e.encoding,
+            file: &e.file,
+            bytes: &e.bytes,
+            base_sha256: e.base_sha256,
+        })
+        .collect();
     let spec = ReleaseSpec {
         product: &product,
         chip: app.chip,
@@ -177,6 +203,7 @@ fn write_cmd(a: WriteArgs) -> anyhow::Result<ExitCode> {
         project: &app.project,
         firmware: &firmware,
         www: www.as_deref(),
+        alternatives: &alternatives,
         created,
         expires,
     };
@@ -188,27 +215,18 @@ fn write_cmd(a: WriteArgs) -> anyhow::Result<ExitCode> {
     let verified = verify_folder(out, &publics, created.unix())
         .with_context(|| format!("re-reading the release in {}", out.display()))?;
 
-    let mut extras = Vec::new();
-    let mut notes = Vec::new();
-    if a.compress {
-        extras.push(artifacts::write_gzip(out, &firmware)?);
-    }
-    if let Some(from) = &a.delta_from {
-        let (e, n) = artifacts::write_deltas(out, from, &firmware)?;
-        extras.extend(e);
-        notes.extend(n);
-    }
-
     if a.json {
         print_json(&json!({
             "ok": true,
             "dir": out.display().to_string(),
             "extra": extras.iter().map(|e| json!({
-                "kind": e.kind,
-                "file": e.path.display().to_string(),
-                "size": e.size,
-                "percent": (10_000.0 * e.size as f64 / firmware.len().max(1) as f64).round() / 100.0,
+                "kind": e.kind(),
+                "file": out.join(&e.file).display().to_string(),
+                "size": e.bytes.len(),
+                "percent": (10_000.0 * e.bytes.len() as f64 / firmware.len().max(1) as f64).round() / 100.0,
                 "base_version": e.base_version,
+                "base_sha256": e.base_sha256.map(|d| d.to_string()),
+                "base_file": e.base_path.as_ref().map(|p| p.display().to_string()),
             })).collect::<Vec<_>>(),
             "notes": notes,
             "manifest": written.manifest,
@@ -227,18 +245,14 @@ fn write_cmd(a: WriteArgs) -> anyhow::Result<ExitCode> {
         );
         print_artifacts(&verified);
         for e in &extras {
+            let size = e.bytes.len() as u64;
             println!(
-                "  {:<8} {}  {} ({} bytes, {:.1}% of the image){}",
-                e.kind,
-                e.path
-                    .file_name()
-                    .map_or_else(Default::default, |n| n.to_string_lossy()),
-                human_size(e.size),
-                e.size,
-                100.0 * e.size as f64 / firmware.len().max(1) as f64,
+                "           {} is {:.1}% of the image, decodes to it{}",
+                e.file,
+                100.0 * size as f64 / firmware.len().max(1) as f64,
                 e.base_version
                     .as_ref()
-                    .map_or_else(String::new, |v| format!(", from {v}"))
+                    .map_or_else(String::new, |v| format!(" from {v}"))
             );
         }
         for n in &notes {
@@ -363,7 +377,7 @@ fn firmware_path(v: &Verified) -> PathBuf {
 fn print_artifacts(v: &Verified) {
     for (a, path) in v.manifest.artifacts().iter().zip(&v.artifacts) {
         println!(
-            "  {:<8} {}  {} ({} bytes)  sha256 {}",
+            "  {:<14} {}  {} ({} bytes)  sha256 {}",
             a.kind.name(),
             path.file_name()
                 .map_or_else(|| a.url.into(), |n| n.to_string_lossy()),

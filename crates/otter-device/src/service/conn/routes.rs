@@ -356,6 +356,7 @@ impl Connection<'_> {
             version: None,
             received: 0,
             total,
+            encoding: None,
             boot: dev.boot_count,
             at: now,
         });
@@ -418,9 +419,14 @@ impl Connection<'_> {
         let received = body.delivered();
         match result {
             Ok(done) => {
-                let (slot, www_slot, version) = match &done {
-                    Done::Firmware { slot, version, .. } => (Some(*slot), None, *version),
-                    Done::Www(w) => (None, Some(w.target), None),
+                let (slot, www_slot, version, encoding) = match &done {
+                    Done::Firmware {
+                        slot,
+                        version,
+                        encoding,
+                        ..
+                    } => (Some(*slot), None, *version, Some(*encoding)),
+                    Done::Www(w) => (None, Some(w.target), None, None),
                 };
                 dev.record(LastUpdate {
                     result: UpdateResult::Ok,
@@ -432,6 +438,7 @@ impl Connection<'_> {
                     version,
                     received,
                     total,
+                    encoding,
                     boot: dev.boot_count,
                     at: now,
                 });
@@ -441,6 +448,7 @@ impl Connection<'_> {
                         version,
                         project,
                         bytes,
+                        ..
                     } => {
                         j.raw("{\"result\":\"ok\",")
                             .key("slot")

@@ -16,6 +16,7 @@ pub(in crate::service) enum Done {
         version: Option<Text32>,
         project: Option<Text32>,
         bytes: u64,
+        encoding: Encoding,
     },
     Www(crate::www::WwwDone),
 }
@@ -36,6 +37,14 @@ pub(in crate::service) fn dev_fail(
     total: Option<u64>,
     now: u64,
 ) {
+    let encoding = match &dev.upload {
+        Upload::Firmware { decoder, .. } => Some(decoder.encoding()),
+        _ => dev
+            .last_update
+            .as_ref()
+            .filter(|r| r.result == UpdateResult::InProgress)
+            .and_then(|r| r.encoding),
+    };
     dev.upload = Upload::Idle;
     let result = match e {
         // A malformed body (a broken form, a bad chunk) is the client's
@@ -58,6 +67,7 @@ pub(in crate::service) fn dev_fail(
         version: None,
         received,
         total,
+        encoding,
         boot: dev.boot_count,
         at: now,
     });
@@ -186,6 +196,7 @@ pub(in crate::service) fn finish_firmware<F: NorFlash>(
     ram: &DecoderRam<'_>,
 ) -> Result<Done, DeviceError> {
     decoder.finish(ram)?;
+    let encoding = decoder.encoding();
     let received = session.received();
     let verified = session
         .finish(flash)
@@ -201,5 +212,6 @@ pub(in crate::service) fn finish_firmware<F: NorFlash>(
         version,
         project,
         bytes: u64::from(received),
+        encoding,
     })
 }
