@@ -8,9 +8,7 @@ use otter_ota::diagnostics::{diagnostics, AppSummary, SlotVerdictKind};
 use otter_ota::{Region, SlotId, SlotMap};
 
 use super::conn::write_json;
-use super::{
-    Device, Platform, RollbackReason, SelfTest, StatusField, UpdateResult, WwwState,
-};
+use super::{Device, Platform, RollbackReason, SelfTest, StatusField, UpdateResult, WwwState};
 use crate::error::DeviceError;
 use crate::json::JsonOut;
 use crate::www::{check_superblock, hash_region, WwwPointer};

@@ -536,7 +536,11 @@ fn a_namespace_entry_with_index_zero_names_no_namespace() {
     for bad in [0u8, 255] {
         let mut img = sample(0x6000);
         let at = FIRST_ENTRY_OFFSET;
-        assert_eq!(&img[at + 8..at + 13], b"otter", "the first entry is otter's");
+        assert_eq!(
+            &img[at + 8..at + 13],
+            b"otter",
+            "the first entry is otter's"
+        );
         img[at + 24] = bad;
         let mut e = [0u8; ENTRY_SIZE];
         e.copy_from_slice(&img[at..at + ENTRY_SIZE]);
