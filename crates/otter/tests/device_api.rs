@@ -25,7 +25,11 @@ struct Unchanged {
 }
 
 fn unchanged(dev: &Device) -> Unchanged {
-    let st = dev.status();
+    unchanged_in(dev, &dev.status())
+}
+
+/// [`unchanged`] with the status already read.
+fn unchanged_in(dev: &Device, st: &Value) -> Unchanged {
     Unchanged {
         running_label: st["running"]["label"].clone(),
         running_sha: st["running"]["sha256"].clone(),
@@ -680,10 +684,9 @@ fn kill_9_during_an_upload_is_a_power_cut_the_device_survives() {
         .into_iter()
         .enumerate()
     {
-        cut_upload(&mut dev, "/update", &bytes, at);
+        let st = cut_upload(&mut dev, "/update", &bytes, at);
         tally.cuts += 1;
-        let st = dev.status();
-        let now = unchanged(&dev);
+        let now = unchanged_in(&dev, &st);
         let what = format!("round {round}, cut after {at} of {} bytes", bytes.len());
         if at == bytes.len() && now != before {
             // The cut fell after the switch: the new image, whole.

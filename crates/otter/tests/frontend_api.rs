@@ -106,7 +106,11 @@ struct Unchanged {
 }
 
 fn unchanged(dev: &Device) -> Unchanged {
-    let st = dev.status();
+    unchanged_in(dev, &dev.status())
+}
+
+/// [`unchanged`] with the status already read.
+fn unchanged_in(dev: &Device, st: &Value) -> Unchanged {
     let flash = dev.flash();
     let active = st["www"]["active"].clone();
     let range = if active == "www_1" { WWW_1 } else { WWW_0 };
@@ -422,10 +426,9 @@ fn kill_9_during_a_web_ui_upload_keeps_the_old_ui_and_pointer() {
         .into_iter()
         .enumerate()
     {
-        cut_upload(&mut dev, "/api/ota/frontend", &bytes, at);
+        let st = cut_upload(&mut dev, "/api/ota/frontend", &bytes, at);
         tally.cuts += 1;
-        let st = dev.status();
-        let now = unchanged(&dev);
+        let now = unchanged_in(&dev, &st);
         let what = format!("round {round}, cut after {at} of {} bytes", bytes.len());
         if at == bytes.len() && now != before {
             // The cut fell after the switch: the new UI, whole.

@@ -567,8 +567,7 @@ fn a_power_cut_mid_pull_boots_the_old_firmware_then_resumes_from_flash() {
         assert_eq!(off["boot"]["label"], "factory", "round {round}: {off:#}");
         // On: the old firmware runs and nothing is reported installed.
         proxy.hold();
-        dev.start();
-        let st = dev.status();
+        let st = dev.start();
         proxy.release();
         assert_eq!(
             version(&st),

@@ -76,12 +76,13 @@ impl Device {
     /// to serve.
     pub fn run(mut self, args: &[&str]) -> Device {
         self.run_args = args.iter().map(|s| s.to_string()).collect();
-        self.start();
+        let _ = self.start();
         self
     }
 
-    /// (Re)starts the device process with the stored run arguments.
-    pub fn start(&mut self) {
+    /// (Re)starts the device process with the stored run arguments;
+    /// returns the first status that shows an image running.
+    pub fn start(&mut self) -> Value {
         let mut cmd = otter();
         cmd.args(["device", "run"])
             .arg(self.dir.path())
@@ -132,7 +133,7 @@ impl Device {
         self.wait_until(
             |st| st.get("running").is_some_and(|r| !r.is_null()),
             "first boot",
-        );
+        )
     }
 
     /// `kill -9`: a power cut. Returns what this boot logged.
@@ -343,9 +344,10 @@ pub fn upload_cuts(seed: u64, len: usize, n: usize) -> Vec<usize> {
 /// Power cut during an upload of `body` to `path`: sends the request head
 /// and the first `at` bytes, waits until the device has taken them (an
 /// update in progress, `last_update.received >= at`), `kill -9`s it and
-/// starts it again. With `at == body.len()` nothing is waited for: the cut
-/// falls wherever the device is after the last byte.
-pub fn cut_upload(dev: &mut Device, path: &str, body: &[u8], at: usize) {
+/// starts it again; returns the restarted device's first status. With
+/// `at == body.len()` nothing is waited for: the cut falls wherever the
+/// device is after the last byte.
+pub fn cut_upload(dev: &mut Device, path: &str, body: &[u8], at: usize) -> Value {
     let sock = raw_upload_to(&dev.url, path, body.len(), &body[..at]);
     if at < body.len() {
         dev.wait_until(
@@ -361,7 +363,7 @@ pub fn cut_upload(dev: &mut Device, path: &str, body: &[u8], at: usize) {
     }
     dev.kill();
     drop(sock);
-    dev.start();
+    dev.start()
 }
 
 /// The count of a power-cut loop. [`CutTally::finish`] prints the summary
