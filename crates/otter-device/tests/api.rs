@@ -962,7 +962,8 @@ fn check_decision_then_keep_alive_serves_the_next_request() {
 }
 
 /// `Device::upload_received` follows a firmware upload piece by piece and is
-/// `None` before it starts and after it ends.
+/// `None` before it starts and after it ends; the status document's
+/// `last_update.received` is the same live count while it runs.
 #[test]
 fn upload_received_follows_a_firmware_upload() {
     use otter_device::service::Connection;
@@ -975,6 +976,7 @@ fn upload_received_follows_a_firmware_upload() {
     let mut tx = vec![0u8; 8192];
     let mut conn = Connection::new(&r.dev, &mut head, r.now);
     let mut seen = Vec::new();
+    let mut status = Vec::new();
     let mut fed = 0;
     for piece in req.chunks(4096) {
         let mut input = piece;
@@ -988,12 +990,18 @@ fn upload_received_follows_a_firmware_upload() {
         }
         if fed < req.len() {
             seen.push((fed.saturating_sub(head_len) as u64, r.dev.upload_received()));
+            // The status document reports the same live count.
+            let st = r.one(&get("/api/ota/status", &[])).json();
+            status.push(st["last_update"]["received"].as_u64());
+            assert_eq!(st["last_update"]["result"], "in_progress");
         }
     }
     assert!(seen.len() > 5, "{seen:?}");
     for (body, got) in &seen {
         assert_eq!(*got, Some(*body), "{seen:?}");
     }
+    let want: Vec<_> = seen.iter().map(|(body, _)| Some(*body)).collect();
+    assert_eq!(status, want, "status.last_update.received mid-upload");
     assert_eq!(r.dev.upload_received(), None, "the upload ended");
     assert_eq!(
         r.dev.last_update().map(|u| u.received),

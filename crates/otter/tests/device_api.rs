@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use devproc::{image, raw_upload_start, Device, OTADATA};
+use devproc::{cut_upload, image, raw_upload_start, upload_cuts, CutTally, Device, OTADATA};
 use serde_json::Value;
 use util::{python, python_json, run_otter, stderr, stdout, workspace_root};
 
@@ -25,7 +25,11 @@ struct Unchanged {
 }
 
 fn unchanged(dev: &Device) -> Unchanged {
-    let st = dev.status();
+    unchanged_in(dev, &dev.status())
+}
+
+/// [`unchanged`] with the status already read.
+fn unchanged_in(dev: &Device, st: &Value) -> Unchanged {
     Unchanged {
         running_label: st["running"]["label"].clone(),
         running_sha: st["running"]["sha256"].clone(),
@@ -659,33 +663,68 @@ fn pending_image_blocks_updates_until_confirmed_and_rollback_endpoint_works() {
     assert_eq!(st["running"]["label"], "factory");
 }
 
+/// `kill -9` of the device at 20 and more points of one upload, seeded and
+/// spread over it: right after the request head, in the first sector, just
+/// past 64 KiB erase-ahead boundaries, all over the body, just before the
+/// end, and after the last byte. After every cut the device restarts on the
+/// old image with the boot selection (otadata) byte for byte unchanged and
+/// reports no installed update; only the cut after the last byte may find
+/// the new image, and then it is the whole of it. Then the retried upload
+/// completes and the new image boots and confirms itself.
 #[test]
 fn kill_9_during_an_upload_is_a_power_cut_the_device_survives() {
     let mut dev = Device::create(&["--rollback"]).run(&["--selftest-window", "0.3"]);
     let img = image(dev.path(), "esp32s3", "2.0.0", &["--size", "1500000"]);
     let bytes = std::fs::read(&img).unwrap();
+    let sha = sha256_hex(&bytes);
     let before = unchanged(&dev);
-    let mut sock = raw_upload_start(&dev.url, bytes.len(), &bytes[..800_000]);
-    dev.wait_until(
-        |st| st["last_update"]["received"].as_u64() >= Some(700_000),
-        "most of the upload",
-    );
-    // Power cut mid-write.
-    dev.kill();
-    let _ = sock.write_all(b"x");
-    drop(sock);
-    dev.start();
-    let after = unchanged(&dev);
-    assert_eq!(
-        after, before,
-        "after the power cut the old image runs, selection untouched"
-    );
+    let mut tally = CutTally::default();
+    let mut installed = false;
+    for (round, at) in upload_cuts(0x0017_c0de, bytes.len(), 21)
+        .into_iter()
+        .enumerate()
+    {
+        let st = cut_upload(&mut dev, "/update", &bytes, at);
+        tally.cuts += 1;
+        let now = unchanged_in(&dev, &st);
+        let what = format!("round {round}, cut after {at} of {} bytes", bytes.len());
+        if at == bytes.len() && now != before {
+            // The cut fell after the switch: the new image, whole.
+            let st = dev.wait_until(|st| st["running"]["state"] == "valid", "2.0.0 confirmed");
+            assert_eq!(st["running"]["version"], "2.0.0", "{what}: {st:#}");
+            assert_eq!(st["running"]["sha256"], sha.as_str(), "{what}");
+            assert_eq!(st["boot"]["label"], "ota_0", "{what}");
+            installed = true;
+            tally.completed += 1;
+        } else {
+            assert_eq!(
+                now, before,
+                "{what}: the old image runs, the boot selection untouched"
+            );
+            assert_eq!(st["next"]["label"], "ota_0", "{what}");
+            assert_eq!(st["update_in_progress"], false, "{what}");
+            // A restarted device remembers no update: nothing half done
+            // is reported as installed.
+            assert_eq!(st["last_update"], Value::Null, "{what}: {st:#}");
+        }
+        tally.recovered += 1;
+    }
     // And the retried update completes.
-    let out = run_otter(["push", &s(&img), "--to", &dev.url]);
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    if !installed {
+        let out = run_otter(["push", &s(&img), "--to", &dev.url]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    }
     let st = dev.status();
     assert_eq!(st["running"]["version"], "2.0.0");
     assert_eq!(st["running"]["state"], "valid");
+    assert_eq!(st["running"]["sha256"], sha.as_str());
+    assert_eq!(st["boot"]["label"], "ota_0");
+    assert_ne!(
+        dev.flash()[OTADATA],
+        before.otadata[..],
+        "otadata selects ota_0"
+    );
+    tally.finish("kill_9_during_an_upload", 20);
 }
 
 #[test]

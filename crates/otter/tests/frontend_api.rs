@@ -9,13 +9,11 @@
 mod devproc;
 mod util;
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use devproc::{curl, Device};
+use devproc::{curl, cut_upload, raw_upload_to, upload_cuts, CutTally, Device};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use util::{python, python_json, run_otter, stderr, stdout};
@@ -108,7 +106,11 @@ struct Unchanged {
 }
 
 fn unchanged(dev: &Device) -> Unchanged {
-    let st = dev.status();
+    unchanged_in(dev, &dev.status())
+}
+
+/// [`unchanged`] with the status already read.
+fn unchanged_in(dev: &Device, st: &Value) -> Unchanged {
     let flash = dev.flash();
     let active = st["www"]["active"].clone();
     let range = if active == "www_1" { WWW_1 } else { WWW_0 };
@@ -351,20 +353,6 @@ fn refused_uploads_leave_the_ui_and_nvs_untouched() {
     wait_for_www(&dev, "www_1", 1);
 }
 
-/// Starts a raw upload to `path` that sends only part of its body.
-fn hold_upload(url: &str, path: &str, len: usize, part: &[u8]) -> TcpStream {
-    let host = url.trim_start_matches("http://");
-    let mut s = TcpStream::connect(host).expect("connect");
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\n\r\n"
-    )
-    .expect("head");
-    s.write_all(part).expect("part");
-    s.flush().expect("flush");
-    s
-}
-
 #[test]
 fn one_update_at_a_time_across_firmware_and_web_ui() {
     let dev = Device::create(&[]).run(&[]);
@@ -372,7 +360,7 @@ fn one_update_at_a_time_across_firmware_and_web_ui() {
     let (good, _) = ui(work.path(), "v2", "1MB");
     let before = unchanged(&dev);
     let img = std::fs::read(&good).expect("read");
-    let held = hold_upload(&dev.url, "/api/ota/frontend", img.len(), &img[..100_000]);
+    let held = raw_upload_to(&dev.url, "/api/ota/frontend", img.len(), &img[..100_000]);
     dev.wait_until(
         |st| st["update_in_progress"] == true,
         "the held upload to start",
@@ -414,6 +402,66 @@ fn one_update_at_a_time_across_firmware_and_web_ui() {
     // mountability alone, selects a slot.)
     assert_eq!(st["www"]["active"], "www_0");
     assert_eq!(st["www"]["selected"], "www_0");
+}
+
+/// `kill -9` of the device at 20 and more points of one web-UI upload (the
+/// cut points of the firmware test: after the head, in the first sector,
+/// past 64 KiB boundaries, all over, just before the end, after the last
+/// byte). After every cut the device restarts serving the old UI (`GET /`
+/// byte for byte), from the same slot, with the NVS pointer and the served
+/// slot byte for byte unchanged and no update reported; only the cut after
+/// the last byte may find the new UI switched in, whole. Then the retried
+/// upload completes and the new UI is served.
+#[test]
+fn kill_9_during_a_web_ui_upload_keeps_the_old_ui_and_pointer() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut dev = Device::create(&[]).run(&[]);
+    let (v2, v2_index) = ui(work.path(), "v2", "1MB");
+    let bytes = std::fs::read(&v2).expect("read");
+    let before = unchanged(&dev);
+    assert_eq!(before.active, "www_0");
+    let mut tally = CutTally::default();
+    let mut installed = false;
+    for (round, at) in upload_cuts(0x0017_3eb0, bytes.len(), 21)
+        .into_iter()
+        .enumerate()
+    {
+        let st = cut_upload(&mut dev, "/api/ota/frontend", &bytes, at);
+        tally.cuts += 1;
+        let now = unchanged_in(&dev, &st);
+        let what = format!("round {round}, cut after {at} of {} bytes", bytes.len());
+        if at == bytes.len() && now != before {
+            // The cut fell after the switch: the new UI, whole.
+            assert_eq!(now.index, v2_index, "{what}");
+            assert_eq!(now.active, "www_1", "{what}");
+            assert_eq!(st["www"]["nvs_value"], 1, "{what}");
+            assert_eq!(st["www"]["slots"][1]["sha256"], sha_of(&v2).as_str());
+            installed = true;
+            tally.completed += 1;
+        } else {
+            assert_eq!(
+                now, before,
+                "{what}: the old UI is served from www_0, NVS untouched"
+            );
+            assert_eq!(st["www"]["selected"], "www_0", "{what}");
+            assert_eq!(st["www"]["nvs_value"], 0, "{what}");
+            assert_eq!(st["update_in_progress"], false, "{what}");
+            assert_eq!(st["last_update"], Value::Null, "{what}: {st:#}");
+        }
+        tally.recovered += 1;
+    }
+    if !installed {
+        let boots = boot_count(&dev.status());
+        let (code, body) = upload(&dev, &v2, &[]);
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["slot"], "www_1");
+        wait_for_www(&dev, "www_1", boots);
+    }
+    let (code, _, body) = get(&dev.url, "/", &[]);
+    assert_eq!((code, body), (200, v2_index));
+    assert_eq!(&dev.flash()[WWW_1], &bytes[..], "www_1 holds the upload");
+    assert_ne!(dev.flash()[NVS], before.nvs[..], "the pointer moved");
+    tally.finish("kill_9_during_a_web_ui_upload", 20);
 }
 
 /// The generator's partition for `rows` (CSV lines after the header).

@@ -56,7 +56,7 @@ mod devproc;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use devproc::{image, Device, OTADATA};
+use devproc::{image, CutTally, Device, Seeded, OTADATA};
 use serde_json::Value;
 use util::{run_otter, stderr, stdout};
 use webserver::{Proxy, ProxyPlan};
@@ -351,15 +351,8 @@ fn every_bad_release_is_refused_and_nothing_switches() {
 /// Seeded cut offsets: each connection's server-to-client stream is cut
 /// somewhere in 16..64 KiB (past the TLS handshake, inside the body).
 fn cut_plan(seed: u64, n: usize) -> Vec<u64> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            16 * 1024 + x % (48 * 1024)
-        })
-        .collect()
+    let mut r = Seeded::new(seed);
+    (0..n).map(|_| 16 * 1024 + r.below(48 * 1024)).collect()
 }
 
 /// A device running 1.0.0 that pulls a signed 1.1.0 of `size` bytes from
@@ -466,70 +459,148 @@ fn a_server_that_ignores_range_makes_the_device_start_over_cleanly() {
     );
 }
 
-/// Power cut (kill -9) at random points of a pull: the device boots the old
-/// firmware, then completes the same update, resuming from the prefix in
-/// flash instead of starting over.
+/// The default table's ota_0, where the first pull of a device running
+/// factory goes.
+const OTA_0: usize = 0x220000;
+
+/// Where the firmware's download starts in this boot, from the device's log
+/// line for it (`pull: resuming firmware V at 0x…` or `pull: downloading
+/// firmware V (N bytes)`: from 0).
+fn download_start(dev: &Device) -> u64 {
+    let line = dev.wait_log(
+        |l| l.contains("pull: resuming firmware") || l.contains("pull: downloading firmware"),
+        "the firmware download's start",
+    );
+    match line.split_once(" at 0x") {
+        Some((_, rest)) => {
+            let hex = rest.split_whitespace().next().unwrap_or("");
+            u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("{line}"))
+        }
+        None => 0,
+    }
+}
+
+/// Power cut (`kill -9`) at 21 points of one throttled pull, aimed with the
+/// proxy's byte count: right after the response head, inside the first
+/// sector, 18 seeded points spread over the whole image (one per
+/// stretch), and a few sectors before the end (verify and switch not yet
+/// reached). After every cut the flash (read while the device is off) still
+/// boots the old firmware, the boot selection (otadata) is byte for byte
+/// unchanged, and the slot holds a prefix of the release followed by erased
+/// sectors; powered on, the device runs the old firmware and reports no
+/// installed update (the proxy holds the download still meanwhile). Every
+/// next download shows the resume rule at work: it starts at a sector
+/// boundary at most two sectors before the first erased sector the cut
+/// left, which is 0, a clean start, when less than that was written. At
+/// the end the same update completes from the last prefix, fetching only
+/// the rest, and the slot holds the release byte for byte.
 #[test]
 fn a_power_cut_mid_pull_boots_the_old_firmware_then_resumes_from_flash() {
-    // About 3 s per download, so the cuts land mid-way.
+    const SECTOR: u64 = devproc::SECTOR as u64;
+    // 400 KB/s: about 3 s for the whole image, a sector every 10 ms, so a
+    // cut lands within a few KiB of where it is aimed.
     let plan = ProxyPlan {
         cuts: vec![],
         delay_per_4k: Duration::from_millis(10),
     };
     let mut p = proxied_pull("1200000", false, plan, &[]);
-    let (size, dev) = (p.size, &mut p.dev);
-    let mut last_written = 0;
-    for (round, frac) in cut_plan(0xc0ffee, 2)
-        .iter()
-        .map(|c| c % 30 + 20)
-        .enumerate()
-    {
-        let target = last_written + (size - last_written) * frac / 100;
-        let st = dev.wait_until(
-            |s| {
-                s["pull"]["progress"]["written"]
-                    .as_u64()
-                    .is_some_and(|w| w >= target)
-            },
-            "the download to pass the cut point",
+    let (size, dev, proxy) = (p.size, &mut p.dev, &p.proxy);
+    let otadata = dev.flash()[OTADATA].to_vec();
+    let want = std::fs::read(&p.fw1).unwrap();
+    let mut r = Seeded::new(0x0017_9011);
+    let (lo, hi) = (2 * SECTOR, size - 16 * SECTOR);
+    let stretch = (hi - lo) / 18;
+    let mut targets = vec![0, 1 + r.below(SECTOR - 1)];
+    targets.extend((0..18).map(|i| lo + i * stretch + r.below(stretch)));
+    targets.push(size - 4 * SECTOR - r.below(2 * SECTOR));
+    let mut tally = CutTally::default();
+    // The first erased sector the last cut left.
+    let mut left: Option<u64> = None;
+    let check_resume = |round: usize, from: u64, left: Option<u64>| {
+        let Some(w) = left else {
+            assert_eq!(from, 0, "the first download starts clean");
+            return false;
+        };
+        assert_eq!(from % SECTOR, 0, "round {round}: resumed at {from}");
+        assert!(
+            from <= w && from + 2 * SECTOR >= w,
+            "round {round}: resumed at {from}, but the cut left {w} bytes before the first erased sector"
         );
-        let written = st["pull"]["progress"]["written"].as_u64().unwrap();
+        from > 0
+    };
+    for (round, target) in targets.into_iter().enumerate() {
+        let from = download_start(dev);
+        tally.resumed += usize::from(check_resume(round, from, left));
+        // Aim: `target` of the image, counted in bytes the proxy relays.
+        let aim = proxy.stats().down_bytes + target.saturating_sub(from);
+        while proxy.stats().down_bytes < aim {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         dev.kill();
-        // Off: the flash still boots the old firmware.
+        tally.cuts += 1;
+        // Off: the flash still boots the old firmware; the slot is the
+        // release's prefix, then erased sectors.
+        let flash = dev.flash();
+        assert_eq!(
+            flash[OTADATA],
+            otadata[..],
+            "round {round}: the boot selection changed"
+        );
+        let slot = &flash[OTA_0..OTA_0 + want.len()];
+        let w = (0..want.len())
+            .step_by(SECTOR as usize)
+            .find(|&at| {
+                slot[at..(at + SECTOR as usize).min(want.len())]
+                    .iter()
+                    .all(|&b| b == 0xFF)
+            })
+            .unwrap_or(want.len());
+        let kept = w.saturating_sub(SECTOR as usize);
+        assert!(
+            slot[..kept] == want[..kept],
+            "round {round}: the slot is not the release's prefix"
+        );
+        left = Some(w as u64);
         let out = run_otter(["device", "status", dev.path().to_str().unwrap(), "--json"]);
         let off: Value = serde_json::from_str(&stdout(&out)).expect("status JSON");
         assert_eq!(off["running"]["version"], "1.0.0", "round {round}: {off:#}");
-        dev.start();
-        let st = dev.status();
+        assert_eq!(off["boot"]["label"], "factory", "round {round}: {off:#}");
+        // On: the old firmware runs and nothing is reported installed.
+        proxy.hold();
+        let st = dev.start();
+        proxy.release();
         assert_eq!(
             version(&st),
             "1.0.0",
             "round {round}: it must boot the old firmware"
         );
-        let st = dev.wait_until(
-            |s| {
-                s["pull"]["progress"]["resumed_from"]
-                    .as_u64()
-                    .is_some_and(|r| r > 0)
-            },
-            "the download to resume",
-        );
-        let from = st["pull"]["progress"]["resumed_from"].as_u64().unwrap();
-        // At most one sector back from what had been written before the cut
-        // (it ran on a little after the status we saw).
+        assert_eq!(st["running"]["label"], "factory", "round {round}");
+        assert_eq!(st["boot"]["label"], "factory", "round {round}");
         assert!(
-            from + 2 * 4096 >= written,
-            "round {round}: resumed at {from}, but {written} bytes were in flash before the cut"
+            st["last_update"].is_null() || st["last_update"]["result"] == "in_progress",
+            "round {round}: a cut update is not reported as done: {:#}",
+            st["last_update"]
         );
-        last_written = from;
+        tally.recovered += 1;
     }
+    let from = download_start(dev);
+    tally.resumed += usize::from(check_resume(21, from, left));
     let st = dev.wait_until(|s| version(s) == "1.1.0", "the pulled firmware to boot");
     let d = &st["pull"]["last_download"];
-    assert!(d["resumed_from"].as_u64().unwrap() > 0, "{d:#}");
+    assert_eq!(d["resumed_from"], from, "{d:#}");
+    assert!(from > size / 2, "the last resume kept the prefix: {d:#}");
     assert!(
-        d["body_bytes"].as_u64().unwrap() < size - d["resumed_from"].as_u64().unwrap() + 4096 * 2,
+        d["body_bytes"].as_u64().unwrap() < size - from + 4096 * 2,
         "the last download fetched more than the rest: {d:#}"
     );
+    let slot = st["running"]["offset"].as_u64().unwrap() as usize;
+    assert_eq!(slot, OTA_0);
+    assert!(
+        dev.flash()[slot..slot + want.len()] == want[..],
+        "the slot differs from the release"
+    );
+    tally.finish("a_power_cut_mid_pull", 20);
+    assert!(tally.resumed >= 18, "{}", tally.summary());
 }
 
 /// `otter device check --to URL` makes a device look for a release now, and

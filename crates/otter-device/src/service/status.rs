@@ -7,7 +7,7 @@ use otter_ota::diagnostics::{diagnostics, AppSummary, SlotVerdictKind};
 use otter_ota::{SlotId, SlotMap};
 
 use super::conn::write_json;
-use super::{Device, Platform, RollbackReason, SelfTest, StatusField};
+use super::{Device, Platform, RollbackReason, SelfTest, StatusField, UpdateResult};
 use crate::error::DeviceError;
 use crate::json::JsonOut;
 use crate::www::hash_region;
@@ -268,7 +268,13 @@ pub(crate) fn write_status<F: NorFlash, P: Platform<F>>(
                 j.raw(",")
                     .key("version")
                     .opt_string(u.version.as_ref().map(super::Text32::as_str));
-                j.raw(",").key("received").num(u.received);
+                // While the update runs its record holds the start; the
+                // live count is the session's.
+                let received = match (u.result, dev.upload_progress()) {
+                    (UpdateResult::InProgress, Some((live, _))) => live,
+                    _ => u.received,
+                };
+                j.raw(",").key("received").num(received);
                 j.raw(",").key("total").opt_num(u.total);
                 j.raw(",")
                     .key("encoding")

@@ -256,11 +256,13 @@ pub struct ProxyStats {
 }
 
 /// A TCP proxy on 127.0.0.1 in front of `upstream` (TLS passes through
-/// untouched) that cuts connections at planned offsets. Stops on drop.
+/// untouched) that cuts connections at planned offsets and can hold every
+/// download still ([`Proxy::hold`]). Stops on drop.
 pub struct Proxy {
     pub port: u16,
     stats: std::sync::Arc<std::sync::Mutex<ProxyStats>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Proxy {
@@ -272,8 +274,9 @@ impl Proxy {
         listener.set_nonblocking(true).expect("nonblocking");
         let stats = Arc::new(Mutex::new(ProxyStats::default()));
         let stop = Arc::new(AtomicBool::new(false));
+        let held = Arc::new(AtomicBool::new(false));
         let cuts = Arc::new(Mutex::new(std::collections::VecDeque::from(plan.cuts)));
-        let (st, sp) = (stats.clone(), stop.clone());
+        let (st, sp, hd) = (stats.clone(), stop.clone(), held.clone());
         let delay = plan.delay_per_4k;
         std::thread::spawn(move || {
             while !sp.load(Ordering::Relaxed) {
@@ -296,7 +299,7 @@ impl Proxy {
                     let _ = std::io::copy(&mut c2, &mut s2);
                     let _ = s2.shutdown(std::net::Shutdown::Write);
                 });
-                let (st, cuts, sp) = (st.clone(), cuts.clone(), sp.clone());
+                let (st, cuts, sp, hd) = (st.clone(), cuts.clone(), sp.clone(), hd.clone());
                 std::thread::spawn(move || {
                     use std::io::{Read, Write};
                     let (mut client, mut server) = (client, server);
@@ -305,6 +308,9 @@ impl Proxy {
                     let mut buf = [0u8; 4096];
                     let cut_at = cuts.lock().unwrap().front().copied();
                     loop {
+                        while hd.load(Ordering::Relaxed) && !sp.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
                         if sp.load(Ordering::Relaxed) {
                             break;
                         }
@@ -340,11 +346,28 @@ impl Proxy {
                 });
             }
         });
-        Proxy { port, stats, stop }
+        Proxy {
+            port,
+            stats,
+            stop,
+            held,
+        }
     }
 
     pub fn stats(&self) -> ProxyStats {
         self.stats.lock().unwrap().clone()
+    }
+
+    /// Relays no more server-to-client bytes until [`Proxy::release`]:
+    /// every download (and TLS handshake) through the proxy stands still,
+    /// connections stay open.
+    pub fn hold(&self) {
+        self.held.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Undoes [`Proxy::hold`].
+    pub fn release(&self) {
+        self.held.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
