@@ -30,6 +30,17 @@ pub struct EspPlatform {
     ui_budget: u32,
     /// The file last looked up, copied out of the image.
     cache: Option<Vec<u8>>,
+    /// The decoder RAM lent to compressed and delta updates, allocated once
+    /// ([`EspPlatform::with_decoders`]); `None`: such updates are refused
+    /// (415 `decoder_unavailable`) before anything is erased.
+    decoders: Option<Decoders>,
+}
+
+/// The inflater and the patch applier, on the heap for the firmware's life
+/// (`otter_device::decode::INFLATER_RAM` + `APPLIER_RAM`, about 48 KB).
+struct Decoders {
+    inflate: alloc::boxed::Box<otter_device::decode::Inflater>,
+    patch: alloc::boxed::Box<otter_device::decode::PatchApplier>,
 }
 
 fn flash_err<E: embedded_storage::nor_flash::NorFlashError>(e: E) -> PointerError {
@@ -57,7 +68,21 @@ impl EspPlatform {
             ui: None,
             ui_budget,
             cache: None,
+            decoders: None,
         }
+    }
+
+    /// Lends decoder RAM to updates: gzip/zlib/deflate streams and
+    /// `esp_delta_ota` patches (on `POST /update` with `Content-Encoding`,
+    /// ESPHome's gzip, and pulls of a release's gzip or delta artifacts).
+    /// Allocates about 48 KB of heap once; call it at boot, before the heap
+    /// is shared, so the allocation cannot fail later.
+    pub fn with_decoders(mut self) -> Self {
+        self.decoders = Some(Decoders {
+            inflate: alloc::boxed::Box::new(otter_device::decode::new_inflater()),
+            patch: alloc::boxed::Box::new(otter_device::decode::new_applier()),
+        });
+        self
     }
 
     fn nvs_bytes(&self, flash: &mut Flash) -> Result<(Region, Vec<u8>), PointerError> {
@@ -232,6 +257,16 @@ impl Platform<Flash> for EspPlatform {
             SelfTestVerdict::Passed
         } else {
             SelfTestVerdict::Failed
+        }
+    }
+
+    fn decoder_ram(&mut self) -> otter_device::decode::DecoderRam<'_> {
+        match self.decoders.as_mut() {
+            Some(d) => otter_device::decode::DecoderRam {
+                inflate: Some(&mut *d.inflate),
+                patch: Some(&mut *d.patch),
+            },
+            None => otter_device::decode::DecoderRam::NONE,
         }
     }
 }

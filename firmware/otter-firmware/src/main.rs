@@ -176,7 +176,10 @@ async fn main(spawner: Spawner) -> ! {
     // rollback gets TRIAL_ATTEMPTS boots to pass its self-test.
     let trial = otter_esp::power_on(&mut flash, &cfg, running, TRIAL_ATTEMPTS);
     log::info!("boot: {trial:?}");
-    let mut platform = EspPlatform::new(&mut flash, cfg.table_offset, healthy, UI_BUDGET);
+    // Decoder RAM for compressed and delta updates, from the heap while it
+    // is still empty.
+    let mut platform =
+        EspPlatform::new(&mut flash, cfg.table_offset, healthy, UI_BUDGET).with_decoders();
     let stored = match platform.settings(&mut flash) {
         Ok(Some(s)) => {
             log::info!("settings: from the nvs partition (otter_cfg)");
