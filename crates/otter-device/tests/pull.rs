@@ -400,6 +400,109 @@ fn a_download_cut_at_several_offsets_resumes_from_the_slot() {
     }
 }
 
+/// The bytes a resumed download trusts can be wrong (a cut while a failed
+/// decoder was writing the slot, flash damaged while off): the image's
+/// checks fail, and the next check starts over from byte 0 instead of
+/// trusting them again (and failing forever) or giving up on a release that
+/// is fine. Only a download from 0 whose SHA-256 fails marks the image bad.
+#[test]
+fn a_resumed_download_the_device_refuses_starts_over_once() {
+    let mut rig = Rig::new();
+    let fw = c3("1.1.0");
+    let (m, s) = Rel::new("1.1.0", &fw).signed(&key(1));
+    let mut stale = fw.clone();
+    let bad_at = 2 * SECTOR as usize + 10;
+    stale[bad_at] ^= 0x55;
+    let cut = 30_001;
+    let head = fw[..SECTOR as usize].to_vec();
+    let mut pull = Pull::new();
+    assert_eq!(
+        check(&mut rig, &mut pull, &m, &s),
+        Ok(Decision::Download(Artifact::Firmware))
+    );
+    let n = now(&rig);
+    pull.begin(&mut rig.dev, &mut rig.flash, &mut rig.plat, &head, n)
+        .expect("begins");
+    let mut at = 0;
+    while at < cut {
+        let end = (at + 1000).min(cut);
+        pull.write(
+            &mut rig.dev,
+            &mut rig.flash,
+            &mut rig.plat,
+            at as u64,
+            &stale[at..end],
+        )
+        .expect("writes");
+        at = end;
+    }
+    // Power cut: the slot keeps the stale prefix, its first sector right.
+    rig.dev = otter_device::service::Device::new(opts(false, None, false));
+    rig.boot();
+    let mut pull = Pull::new();
+    assert_eq!(
+        check(&mut rig, &mut pull, &m, &s),
+        Ok(Decision::Download(Artifact::Firmware))
+    );
+    let (from, got) = resume_and_finish(&mut rig, &mut pull, &fw);
+    assert!(
+        from > bad_at as u64,
+        "the download resumed past the stale byte: from {from}"
+    );
+    // The image's own checksum catches the stale byte, in the last write.
+    assert_eq!(
+        got.as_ref().map_err(PullError::code),
+        Err("integrity"),
+        "{got:?}"
+    );
+    assert_eq!(rig.boot_choice(), Some(SlotId::Ota(0)), "nothing selected");
+    assert!(!rig.dev.update_in_progress(), "the lock is released");
+    // Not given up: the same check starts over from 0 and installs it.
+    assert_eq!(
+        check(&mut rig, &mut pull, &m, &s),
+        Ok(Decision::Download(Artifact::Firmware))
+    );
+    let (from, got) = resume_and_finish(&mut rig, &mut pull, &fw);
+    assert_eq!(from, 0, "started over");
+    assert_eq!(got, Ok(RebootReason::Update));
+    assert_eq!(rig.boot_choice(), Some(SlotId::Ota(1)));
+}
+
+/// Begins the decided firmware download with `fw`'s first sector as the
+/// head, writes the rest from where `begin` says, finishes: (from, result).
+fn resume_and_finish(
+    rig: &mut Rig,
+    pull: &mut Pull,
+    fw: &[u8],
+) -> (u64, Result<RebootReason, PullError>) {
+    let head = fw[..SECTOR as usize].to_vec();
+    let n = now(rig);
+    let f = pull
+        .begin(&mut rig.dev, &mut rig.flash, &mut rig.plat, &head, n)
+        .expect("begins");
+    let from = f.from;
+    let mut at = from as usize;
+    while at < fw.len() {
+        let end = (at + 1460).min(fw.len());
+        if let Err(e) = pull.write(
+            &mut rig.dev,
+            &mut rig.flash,
+            &mut rig.plat,
+            at as u64,
+            &fw[at..end],
+        ) {
+            // As the agent does: the write the device refused ends it.
+            pull.abort(&mut rig.dev, e.clone(), format_args!("{e:?}"), n);
+            return (from, Err(e));
+        }
+        at = end;
+    }
+    (
+        from,
+        pull.finish(&mut rig.dev, &mut rig.flash, &mut rig.plat, n),
+    )
+}
+
 #[test]
 fn a_corrupt_body_is_refused_and_not_fetched_again() {
     let mut rig = Rig::new();
@@ -588,6 +691,12 @@ mod props {
                     return Ok(());
                 }
             }
+            // An edit can leave a manifest that verifies but names another
+            // image (a digit of its size or SHA-256): then nothing is.
+            let named = pull.release().is_some_and(|r| {
+                r.firmware.size == fw.len() as u64
+                    && r.firmware.sha256 == <[u8; 32]>::from(Sha256::digest(&fw))
+            });
             let head = body[..SECTOR as usize].to_vec();
             let n = now(&rig);
             let f = pull.begin(&mut rig.dev, &mut rig.flash, &mut rig.plat, &head, n);
@@ -611,7 +720,11 @@ mod props {
             }
             let done = ok && pull.finish(&mut rig.dev, &mut rig.flash, &mut rig.plat, n).is_ok();
             prop_assert!(!rig.dev.update_in_progress());
-            prop_assert_eq!(done, body == fw, "selected exactly when the body is the signed image");
+            prop_assert_eq!(
+                done,
+                body == fw && named,
+                "selected exactly when the body is the signed image the manifest names"
+            );
             let choice = rig.boot_choice();
             prop_assert_eq!(choice, Some(if done { SlotId::Ota(1) } else { SlotId::Ota(0) }));
         }

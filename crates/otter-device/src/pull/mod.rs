@@ -947,7 +947,7 @@ impl Pull {
                     && self.artifact == Some(Artifact::Firmware)
                     && chosen.is_none()
                 {
-                    self.bad = self.release.map(|r| r.firmware.sha256);
+                    self.mark_failed_firmware(true);
                 }
                 let msg = e.clone();
                 Err(self.fail_with(
@@ -962,6 +962,22 @@ impl Pull {
         }
     }
 
+    /// The device refused a full firmware image (its SHA-256 when
+    /// `sha256_mismatch`, else its checksum, a segment, the flash...).
+    /// Resumed, the bytes kept in the slot may be the culprit (a cut while a
+    /// failed decoder wrote it, flash damaged while off): the next download
+    /// starts over from byte 0 instead of trusting them again. From byte 0,
+    /// an image whose SHA-256 fails is bad: remembered, not fetched again
+    /// until the manifest changes.
+    fn mark_failed_firmware(&mut self, sha256_mismatch: bool) {
+        let resumed = self.progress.as_ref().is_some_and(|p| p.resumed_from > 0);
+        if resumed {
+            self.no_resume = true;
+        } else if sha256_mismatch {
+            self.bad = self.release.map(|r| r.firmware.sha256);
+        }
+    }
+
     /// The download failed (the transport, or a write the device refused):
     /// abandons the update (recorded; nothing selected, the lock released)
     /// and records `error`.
@@ -972,11 +988,11 @@ impl Pull {
         message: core::fmt::Arguments<'_>,
         now: Now,
     ) {
-        if error.code() == "sha256_mismatch"
+        if matches!(error, PullError::Device(_))
             && self.artifact == Some(Artifact::Firmware)
             && self.chosen().is_none()
         {
-            self.bad = self.release.map(|r| r.firmware.sha256);
+            self.mark_failed_firmware(error.code() == "sha256_mismatch");
         }
         if matches!(self.step, Step::Downloading | Step::Verifying) {
             let e = match &error {
