@@ -46,6 +46,7 @@ on_both!(
     check_ins_are_rate_limited_per_device,
     replayed_events_record_nothing_new_and_reused_ids_are_refused,
     a_release_that_does_not_verify_is_not_published,
+    a_release_with_alternatives_is_refused_and_nothing_is_kept,
     a_rollout_goes_wave_by_wave_and_halts_on_a_rollback,
     bad_rollout_requests_are_refused,
     a_pinned_device_is_offered_its_release_and_downloads_go_through_its_ticket,
@@ -574,6 +575,61 @@ async fn a_release_that_does_not_verify_is_not_published(db: Db) {
     assert_error(&a, StatusCode::CONFLICT, "release_exists");
     let no_admin = h.call("GET", "/api/v1/releases", None, None).await;
     assert_error(&no_admin, StatusCode::UNAUTHORIZED, "missing_token");
+}
+
+/// The server stores only the full image and the web UI: a release whose
+/// manifest lists gzip or delta alternatives (`otter-release/2`) would have
+/// devices fetch files it does not have, so it is refused, naming the fix.
+async fn a_release_with_alternatives_is_refused_and_nothing_is_kept(db: Db) {
+    let h = harness(db).await;
+    let firmware = vec![0x5a_u8; 5000];
+    let gz = vec![0x1f_u8; 300];
+    let alternatives = [otter_release::AlternativeSpec {
+        encoding: otter_release::Encoding::Gzip,
+        file: "firmware.bin.gz",
+        bytes: &gz,
+        base_sha256: None,
+    }];
+    let spec = ReleaseSpec {
+        product: "thermo",
+        chip: "esp32s3",
+        version: "1.2.0",
+        secure_version: 0,
+        project: "thermo",
+        firmware: &firmware,
+        www: None,
+        alternatives: &alternatives,
+        created: Timestamp::from_unix_saturating(T0 - 10),
+        expires: Timestamp::from_unix_saturating(T0 + 86_400),
+    };
+    let manifest = spec.manifest().unwrap();
+    assert_eq!(manifest.format, otter_release::FORMAT_2);
+    let m = manifest.to_json();
+    let sig = sign_manifest(&m, std::slice::from_ref(&h.key)).unwrap();
+    let a = h
+        .publish_parts(&[
+            ("manifest", &m),
+            ("signature", &sig),
+            ("firmware", &firmware),
+        ])
+        .await;
+    assert_error(
+        &a,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "alternatives_unsupported",
+    );
+    let msg = a.body["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("firmware.bin.gz") && msg.contains("otter-release/1"),
+        "{msg}"
+    );
+    let l = h.call("GET", "/api/v1/releases", Some(ADMIN), None).await;
+    assert_eq!(l.body["releases"], json!([]));
+    assert_eq!(
+        std::fs::read_dir(h.data.join("tmp")).unwrap().count(),
+        0,
+        "staging files were kept"
+    );
 }
 
 /// Enrolls `n` devices running 1.0.0 and checks each in once.
