@@ -464,9 +464,17 @@ impl EsphomeConnection {
 
     fn fail(&mut self, dev: &mut Device, e: EsphomeError, now: u64, tx: &mut [u8]) -> usize {
         if self.owns_update {
-            if let EsphomeError::Update(de) = &e {
-                dev.abort_update(Protocol::Esphome, de, now);
-            }
+            // Every failure after the size was taken abandons the update it
+            // began, a protocol error (a malformed MD5 field) as much as a
+            // refusal of the session: the lock is released either way.
+            let aborted = DeviceError::Aborted {
+                received: u64::from(self.received),
+            };
+            let de = match &e {
+                EsphomeError::Update(de) => de,
+                _ => &aborted,
+            };
+            dev.abort_update(Protocol::Esphome, de, now);
             self.owns_update = false;
         }
         let n = put(tx, &[e.wire().byte()]);

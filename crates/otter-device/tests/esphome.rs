@@ -689,3 +689,57 @@ fn a_corrupt_or_wrong_chip_gzip_over_esphome_is_refused_with_nothing_switched() 
     rig.boot();
     assert_eq!(rig.running(), Some(SlotId::Ota(0)));
 }
+
+/// A fuzz finding: an MD5 whose last character is not a hex digit, the
+/// image after it one byte at a time, then the peer goes away. Whatever the
+/// machine answered, the update lock must be released and nothing selected.
+#[test]
+fn a_malformed_md5_delivered_byte_by_byte_releases_the_lock() {
+    let mut rig = Rig::with(CSV, &c3("1.0.0"), opts(true, None, false));
+    let image = c3("2.0.0");
+    let before = otadata(&rig);
+    let mut stream = MAGIC.to_vec();
+    stream.push(0x01);
+    stream.extend_from_slice(&(image.len() as u32).to_be_bytes());
+    let mut md5 = hexs(&Md5::digest(&image)).into_bytes();
+    *md5.last_mut().unwrap() = 0x19;
+    stream.extend_from_slice(&md5);
+    stream.extend_from_slice(&image);
+    let opts = EsphomeOptions::new();
+    let mut conn = EsphomeConnection::new(&opts, &[7; 32], 0);
+    let mut tx = [0u8; 128];
+    let mut answered = Vec::new();
+    'outer: for b in stream.chunks(1) {
+        let mut piece = b;
+        rig.now += 3;
+        loop {
+            let o = conn.handle(
+                &mut rig.dev,
+                &mut rig.flash,
+                &mut rig.plat,
+                piece,
+                rig.now,
+                &mut tx,
+            );
+            answered.extend_from_slice(&tx[..o.written]);
+            piece = &piece[o.consumed..];
+            match o.action {
+                Action::Close | Action::Reboot(_) => break 'outer,
+                _ if piece.is_empty() => break,
+                _ => assert!(o.consumed > 0 || o.written > 0, "no progress"),
+            }
+        }
+    }
+    let _ = conn.poll(&mut rig.dev, rig.now + 1_000_000);
+    conn.peer_closed(&mut rig.dev, rig.now);
+    assert!(
+        !rig.dev.update_in_progress(),
+        "the lock is held after the connection ended; answered {answered:02x?}"
+    );
+    assert_eq!(otadata(&rig), before, "nothing selected");
+    // Refused at the MD5 field (0x8B), after the size began the update.
+    assert_eq!(answered, [0x00, 0x02, 0x40, 0x41, 0x42, 0x8B]);
+    // And the next upload goes through.
+    let (_, err) = upload(&mut rig, &opts, &image, &Upload::default());
+    assert_eq!(err, None, "the retry is accepted");
+}
