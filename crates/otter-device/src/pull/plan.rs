@@ -376,6 +376,66 @@ mod tests {
         assert_eq!(choose(&r, &facts(ALL), None), Choice::Alternative(1));
     }
 
+    /// Whatever the alternatives, the decoder RAM lent, the running image
+    /// and the artifact skipped: the choice is the full image or a usable
+    /// alternative (its decoder lent, a delta on the running image, not the
+    /// skipped one) strictly smaller than the image, and no usable one is
+    /// smaller still.
+    #[test]
+    fn the_choice_is_the_smallest_usable_artifact() {
+        use proptest::prelude::*;
+        let alt = (0u8..3, 1u64..200_000, 0u8..4, 0u8..4).prop_map(|(kind, size, base, sha)| {
+            AlternativeInfo {
+                encoding: match kind {
+                    0 => ArtifactEncoding::Gzip,
+                    1 => ArtifactEncoding::Delta,
+                    _ => ArtifactEncoding::Identity,
+                },
+                size,
+                sha256: [sha; 32],
+                base_sha256: (base > 0).then_some(if base == 1 { RUNNING } else { [base; 32] }),
+            }
+        });
+        let input = (
+            proptest::collection::vec(alt, 0..=MAX_ALTERNATIVES),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            proptest::option::of(0u8..4),
+        );
+        proptest!(|((alts, inflate, patch, runs_known, skip) in input)| {
+            let r = release(&alts);
+            let mut f = facts(Decoders { inflate, patch });
+            if !runs_known {
+                f.running_sha256 = None;
+            }
+            let skip = skip.map(|s| [s; 32]);
+            let usable = |a: &AlternativeInfo| {
+                skip != Some(a.sha256)
+                    && match a.encoding {
+                        ArtifactEncoding::Gzip => inflate,
+                        ArtifactEncoding::Delta => {
+                            patch && runs_known && a.base_sha256 == Some(RUNNING)
+                        }
+                        ArtifactEncoding::Identity => false,
+                    }
+            };
+            let smallest = alts
+                .iter()
+                .filter(|a| usable(a) && a.size < r.firmware.size)
+                .map(|a| a.size)
+                .min();
+            match choose(&r, &f, skip) {
+                Choice::Full => prop_assert_eq!(smallest, None),
+                Choice::Alternative(i) => {
+                    let a = alts[i];
+                    prop_assert!(usable(&a), "{:?}", a);
+                    prop_assert_eq!(Some(a.size), smallest);
+                }
+            }
+        });
+    }
+
     #[test]
     fn an_artifact_that_failed_is_skipped() {
         let r = release(&[gzip(60_000), delta(3_000, RUNNING, 3)]);
