@@ -149,6 +149,18 @@ pub enum NvsError {
         /// The key.
         key: String,
     },
+    /// Two used pages (active, full or freeing) carry the same sequence
+    /// number, so which one is newer cannot be told: the writer does not
+    /// write. Only damage makes such a partition.
+    #[error("NVS pages {first} and {second} carry the same sequence number {seq}, so which holds the newer values cannot be told; nothing was written (erase the NVS partition, or flash one written by nvs_partition_gen)")]
+    DuplicateSequence {
+        /// The lower page index.
+        first: usize,
+        /// The higher page index.
+        second: usize,
+        /// The sequence number both carry.
+        seq: u32,
+    },
     /// All 254 namespace indices are in use.
     #[error("NVS partition has no free namespace index (254 in use)")]
     NamespacesExhausted,

@@ -556,3 +556,25 @@ fn a_namespace_entry_with_index_zero_names_no_namespace() {
         assert_eq!(after.get_i32("wifi", "rssi"), Some(-60));
     }
 }
+
+/// A fuzz finding: two active pages with the same sequence number (only
+/// damage makes them). The writer cannot tell which is newer, and a value
+/// written beside one of them did not read back; now nothing is written and
+/// the error names the pages.
+#[test]
+fn pages_sharing_a_sequence_number_are_not_written() {
+    let mut w = NvsWriter::new(3 * PAGE_SIZE).unwrap();
+    w.namespace("otter").unwrap();
+    w.set_u8("a", 1).unwrap();
+    let mut img = w.finish();
+    let (p0, rest) = img.split_at_mut(PAGE_SIZE);
+    rest[..PAGE_SIZE].copy_from_slice(p0);
+    assert_eq!(
+        plan_set_u8(&img, "otter", "www_slot", 7),
+        Err(NvsError::DuplicateSequence {
+            first: 0,
+            second: 1,
+            seq: 0
+        })
+    );
+}

@@ -395,6 +395,13 @@ impl Cursor {
             })
             .collect();
         pages.sort_by_key(|p| p.seq);
+        if let Some(w) = pages.windows(2).find(|w| w[0].seq == w[1].seq) {
+            return Err(NvsError::DuplicateSequence {
+                first: w[0].index.min(w[1].index),
+                second: w[0].index.max(w[1].index),
+                seq: w[0].seq,
+            });
+        }
         let free = scan
             .pages
             .iter()
