@@ -164,8 +164,9 @@ pub enum NvsError {
     /// All 254 namespace indices are in use.
     #[error("NVS partition has no free namespace index (254 in use)")]
     NamespacesExhausted,
-    /// No free page is left for the write (otter does not garbage-collect pages).
-    #[error("NVS partition is full: no free page left (otter does not reclaim erased entries)")]
+    /// No free page is left for the write: the live items fill every page
+    /// but the spare one, even after garbage collection.
+    #[error("NVS partition is full: its live keys fill every page but the spare one, even after garbage collection; erase keys or use a larger NVS partition")]
     Full,
     /// A blob was to be written or erased in place: otter's in-place writer
     /// ([`plan_set`](super::plan_set), [`plan_erase_key`](super::plan_erase_key))
