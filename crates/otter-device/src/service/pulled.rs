@@ -61,51 +61,11 @@ impl Device {
         head: &[u8],
         now: u64,
     ) -> Result<u32, DeviceError> {
-        self.last_now = now;
-        let running = self.ready_for_update(flash)?;
-        if self.update_in_progress() {
-            return Err(DeviceError::Busy);
-        }
-        if size == 0 {
-            return Err(DeviceError::Empty);
-        }
-        let total = Some(u64::from(size));
-        let opened = self.open_pull_slot(flash, running, size, sha256, head);
-        let (session, from) = match opened {
-            Ok(s) => s,
-            Err(e) => {
-                super::conn::upload::dev_fail(
-                    self,
-                    Sink::Firmware,
-                    Protocol::Pull,
-                    &e,
-                    0,
-                    total,
-                    now,
-                );
-                return Err(e);
-            }
-        };
-        let slot = session.target();
-        self.upload = Upload::Firmware {
-            session,
-            decoder: crate::decode::Decoder::identity(),
-        };
-        self.record(LastUpdate {
-            result: UpdateResult::InProgress,
-            error: None,
-            kind: UpdateKind::Firmware,
-            protocol: Protocol::Pull,
-            slot: Some(slot),
-            www_slot: None,
-            version: None,
-            received: u64::from(from),
-            total,
-            encoding: Some(Encoding::Identity),
-            boot: self.boot_count,
-            at: now,
-        });
-        Ok(from)
+        let running = self.pull_preamble(flash, size, now)?;
+        let opened = self
+            .open_pull_slot(flash, running, size, sha256, head)
+            .map(|(session, from)| (session, Decoder::identity(), from));
+        self.start_pulled_firmware(opened, Some(u64::from(size)), Encoding::Identity, now)
     }
 
     /// Takes the update lock for a pulled firmware of `size` bytes with
@@ -127,6 +87,22 @@ impl Device {
         artifact_size: u64,
         now: u64,
     ) -> Result<(), DeviceError> {
+        let running = self.pull_preamble(flash, size, now)?;
+        let opened = self
+            .open_encoded(flash, platform, running, size, sha256, encoding)
+            .map(|(session, decoder)| (session, decoder, 0));
+        self.start_pulled_firmware(opened, Some(artifact_size), encoding, now)
+            .map(|_| ())
+    }
+
+    /// The refusals every pulled firmware starts with (`not_running`,
+    /// `pending_verify`, `busy`, `empty`); the running slot.
+    fn pull_preamble<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        size: u32,
+        now: u64,
+    ) -> Result<otter_ota::SlotId, DeviceError> {
         self.last_now = now;
         let running = self.ready_for_update(flash)?;
         if self.update_in_progress() {
@@ -135,9 +111,20 @@ impl Device {
         if size == 0 {
             return Err(DeviceError::Empty);
         }
-        let total = Some(artifact_size);
-        let opened = self.open_encoded(flash, platform, running, size, sha256, encoding);
-        let (session, decoder) = match opened {
+        Ok(running)
+    }
+
+    /// Takes the lock with the session and decoder `opened` (or records its
+    /// failure) and records the pulled firmware as in progress from the
+    /// offset it returns, travelling as `encoding` in `total` bytes.
+    fn start_pulled_firmware(
+        &mut self,
+        opened: Result<(UpdateSession, Decoder, u32), DeviceError>,
+        total: Option<u64>,
+        encoding: Encoding,
+        now: u64,
+    ) -> Result<u32, DeviceError> {
+        let (session, decoder, from) = match opened {
             Ok(s) => s,
             Err(e) => {
                 super::conn::upload::dev_fail(
@@ -149,8 +136,10 @@ impl Device {
                     total,
                     now,
                 );
-                if let Some(r) = self.last_update.as_mut() {
-                    r.encoding = Some(encoding);
+                if encoding != Encoding::Identity {
+                    if let Some(r) = self.last_update.as_mut() {
+                        r.encoding = Some(encoding);
+                    }
                 }
                 return Err(e);
             }
@@ -165,13 +154,13 @@ impl Device {
             slot: Some(slot),
             www_slot: None,
             version: None,
-            received: 0,
+            received: u64::from(from),
             total,
             encoding: Some(encoding),
             boot: self.boot_count,
             at: now,
         });
-        Ok(())
+        Ok(from)
     }
 
     /// Starts an encoded pull over from byte 0 (the server ignored a
